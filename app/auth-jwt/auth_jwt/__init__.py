@@ -1,0 +1,1 @@
+"""auth-jwt: Login, access and refresh tokens, sessions, JWKS and key rotation."""

@@ -1,0 +1,1 @@
+"""auth-rbac: Roles, permissions and assignments on Casbin (RBAC with domains)."""

@@ -1,0 +1,1 @@
+"""sv-config: Configuration centre: namespaces, versioned releases, gray release, push."""

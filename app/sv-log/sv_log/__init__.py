@@ -1,0 +1,1 @@
+"""sv-log: Central log intake and query."""

@@ -1,0 +1,1 @@
+"""sv-money: Wallets on a double-entry ledger."""

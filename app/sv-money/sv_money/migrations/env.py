@@ -1,0 +1,7 @@
+"""Alembic environment of sv-money; the shared runner does the work."""
+
+from sqlalchemy import MetaData
+
+from edgelib.migrations import run_env
+
+run_env(MetaData())

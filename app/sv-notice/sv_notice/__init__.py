@@ -1,0 +1,1 @@
+"""sv-notice: Notifications: inbox, realtime push, email and webhooks."""

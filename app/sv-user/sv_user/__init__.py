@@ -1,0 +1,1 @@
+"""sv-user: Accounts, profiles and credentials of one region's users."""

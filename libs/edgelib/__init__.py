@@ -1,0 +1,28 @@
+"""Edge's shared plumbing. Generic only: nothing here knows about a service."""
+
+from edgelib.app import create_service_app
+from edgelib.backends import Backend, BackendError, open_backend
+from edgelib.client import ServiceCallError, ServiceClient
+from edgelib.db import Base, Database
+from edgelib.deps import BackendDep, InternalCaller, SessionDep
+from edgelib.problems import Problem
+from edgelib.settings import ServiceSettings
+from edgelib.signing import ServiceSigner, SignatureError
+
+__all__ = [
+    "Backend",
+    "BackendDep",
+    "BackendError",
+    "Base",
+    "Database",
+    "InternalCaller",
+    "Problem",
+    "ServiceCallError",
+    "ServiceClient",
+    "ServiceSettings",
+    "ServiceSigner",
+    "SessionDep",
+    "SignatureError",
+    "create_service_app",
+    "open_backend",
+]

@@ -1,0 +1,167 @@
+"""The service app factory: health, readiness, metrics, tracing, logs and errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from edgelib.about import about_router
+from edgelib.backends import Backend, open_backend
+from edgelib.db import Database
+from edgelib.logs import configure_logging
+from edgelib.middleware import RequestContextMiddleware
+from edgelib.migrations import upgrade_async
+from edgelib.problems import install_problem_handlers, problem_response
+from edgelib.settings import ServiceSettings
+from edgelib.signing import ServiceSigner
+from edgelib.tracing import configure_tracing
+
+logger = logging.getLogger("edgelib.app")
+
+ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def default_database_url(settings: ServiceSettings) -> str:
+    """SQLite file under ``var/data`` named after the service and its region."""
+    name = settings.service_name + (f"-{settings.region}" if settings.region else "")
+    return f"sqlite+aiosqlite:///{settings.var_dir / 'data' / name}.db"
+
+
+def default_schema(settings: ServiceSettings) -> str:
+    """PostgreSQL schema for this service's data, one per service and region."""
+    name = settings.service_name + (f"_{settings.region}" if settings.region else "")
+    return name.replace("-", "_").lower()
+
+
+def version_table(settings: ServiceSettings) -> str:
+    return "alembic_version_" + settings.service_name.replace("-", "_")
+
+
+async def migrate(settings: ServiceSettings, migrations: Path) -> None:
+    """Apply the service's migrations to its configured database."""
+    await upgrade_async(
+        migrations,
+        settings.database_url or default_database_url(settings),
+        schema=settings.database_schema or default_schema(settings),
+        version_table=version_table(settings),
+        lock_dir=settings.var_dir / "run",
+    )
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    version: str = "0.1.0",
+    description: str = "",
+    migrations: Path | None = None,
+    lifespan: ServiceLifespan | None = None,
+    readiness: dict[str, ReadinessCheck] | None = None,
+    api_prefix: str | None = None,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app with the platform's plumbing around the service's own lifespan.
+
+    When ``migrations`` is given the service owns a database: its engine is made in
+    the lifespan (``app.state.database``) and, in the local profile or with
+    ``migrate_on_start``, its migrations are applied before it serves. With
+    ``api_prefix`` the app also answers ``GET {api_prefix}/about`` publicly;
+    ``GET /internal/about`` is always there for signed callers.
+    """
+    extra_checks = dict(readiness or {})
+
+    @asynccontextmanager
+    async def platform_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(
+            service=settings.service_name,
+            instance=settings.instance_id,
+            region=settings.region,
+            level=settings.log_level,
+            json=settings.log_json,
+        )
+        configure_tracing(
+            service=settings.service_name,
+            instance=settings.instance_id,
+            region=settings.region,
+            otlp_endpoint=settings.otlp_endpoint,
+        )
+        async with AsyncExitStack() as stack:
+            app.state.settings = settings
+            app.state.signer = ServiceSigner(
+                settings.service_name, settings.service_secret.get_secret_value()
+            )
+            backend = open_backend(settings.redis_url)
+            stack.push_async_callback(backend.close)
+            app.state.backend = backend
+            if migrations is not None:
+                if settings.is_local or settings.migrate_on_start:
+                    await migrate(settings, migrations)
+                database = Database(
+                    settings.database_url or default_database_url(settings),
+                    schema=settings.database_schema or default_schema(settings),
+                )
+                stack.push_async_callback(database.dispose)
+                app.state.database = database
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app))
+            logger.info(
+                "service started",
+                extra={"port": settings.port, "profile": settings.profile},
+            )
+            yield
+            logger.info("service stopping")
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=platform_lifespan,
+        **fastapi_kwargs,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, instance=settings.instance_id)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name, "instance": settings.instance_id}
+
+    @app.get("/readyz", include_in_schema=False, response_model=None)
+    async def readyz() -> Any:
+        checks: dict[str, str] = {}
+        ok = True
+        probes: dict[str, ReadinessCheck] = {}
+        database: Database | None = getattr(app.state, "database", None)
+        if database is not None:
+            probes["database"] = database.ping
+        backend: Backend | None = getattr(app.state, "backend", None)
+        if backend is not None:
+            probes["backend"] = backend.ping
+        probes.update(extra_checks)
+        for name, probe in probes.items():
+            try:
+                await probe()
+                checks[name] = "ok"
+            except Exception as exc:
+                ok = False
+                checks[name] = f"failed: {type(exc).__name__}"
+        if not ok:
+            return problem_response(
+                503, "not-ready", "Not ready", "A dependency is not answering.", checks=checks
+            )
+        return {"status": "ready", "service": settings.service_name, "checks": checks}
+
+    app.include_router(about_router(api_prefix))
+
+    Instrumentator(
+        excluded_handlers=["/healthz", "/readyz", "/metrics"],
+    ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app

@@ -1,0 +1,43 @@
+"""What each service's ``__main__`` calls: serve it, or apply its migrations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from edgelib.app import migrate
+from edgelib.settings import ServiceSettings
+
+
+def run_service(
+    settings_factory: Callable[[], ServiceSettings],
+    app_factory: Callable[[ServiceSettings], FastAPI],
+    *,
+    migrations: Path | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    """``serve`` (default) runs the app on its host and port; ``migrate`` upgrades its DB."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    settings = settings_factory()
+    if args.command == "migrate":
+        if migrations is None:
+            parser.exit(0, f"{settings.service_name} has no database\n")
+        asyncio.run(migrate(settings, migrations))
+        return
+    app = app_factory(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )

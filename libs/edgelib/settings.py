@@ -1,0 +1,117 @@
+"""Settings base shared by every service.
+
+Each service subclasses :class:`ServiceSettings` with its own ``env_prefix``
+(``SV_MONEY_``, ``GATEWAY_`` ...). A few platform-wide values may also come from
+``EDGE_*`` variables, so one ``EDGE_DATABASE_URL`` can point a whole stack at
+PostgreSQL while a per-service variable still wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+Profile = Literal["local", "dev", "test", "prod"]
+
+#: Values that may come from ``EDGE_<NAME>`` when the service's own variable is unset.
+SHARED_FIELDS = frozenset(
+    {
+        "profile",
+        "database_url",
+        "redis_url",
+        "service_secret",
+        "otlp_endpoint",
+        "log_level",
+        "log_json",
+        "var_dir",
+    }
+)
+
+DEV_SERVICE_SECRET = "local-dev-service-secret-change-me"
+
+
+class InsecureSettingsError(ValueError):
+    """A secret still holds its development default outside the local profile."""
+
+
+class _SharedEnvSource(EnvSettingsSource):
+    """Reads ``EDGE_<NAME>`` for the platform-wide fields only."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        return {k: v for k, v in data.items() if k in SHARED_FIELDS}
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; subclass and set ``env_prefix``."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    #: Service name, for logs, metrics and signatures; set by each subclass.
+    service_name: ClassVar[str] = "service"
+
+    profile: Profile = "local"
+    instance_id: str = ""
+    region: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    database_url: str | None = None
+    database_schema: str | None = None
+    migrate_on_start: bool = False
+    redis_url: str = "memory://"
+    service_secret: SecretStr = SecretStr(DEV_SERVICE_SECRET)
+
+    otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+    log_json: bool = True
+    var_dir: Path = Path("var")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        shared = _SharedEnvSource(settings_cls, env_prefix="EDGE_")
+        return init_settings, env_settings, shared, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> ServiceSettings:
+        if not self.instance_id:
+            suffix = f"-{self.region}" if self.region else ""
+            self.instance_id = f"{self.service_name}{suffix}-{self.port}"
+        if self.profile == "local":
+            return self
+        for name, field in type(self).model_fields.items():
+            if _is_default_secret(getattr(self, name), field):
+                raise InsecureSettingsError(
+                    f"{name} still has its development default; set it for profile "
+                    f"{self.profile!r}"
+                )
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.profile == "local"
+
+
+def _is_default_secret(value: object, field: FieldInfo) -> bool:
+    if not isinstance(value, SecretStr):
+        return False
+    default = field.default
+    if isinstance(default, SecretStr):
+        return value.get_secret_value() == default.get_secret_value()
+    return not value.get_secret_value()
