@@ -1,0 +1,32 @@
+"""Settings of the gateway, read from ``GATEWAY_*`` variables (or ``EDGE_*`` shared ones)."""
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from edgelib.settings import ServiceSettings
+
+PACKAGE_DIR = Path(__file__).parent
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    service_name: ClassVar[str] = "gateway-api"
+    port: int = 7001
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 7080
+
+    topology: Path = Path("deploy/local/topology.toml")
+    routes: Path = PACKAGE_DIR / "routes.toml"
+    default_region: str = "east"
+
+    health_interval: float = 1.0
+    health_timeout: float = 1.0
+    healthy_threshold: int = 1
+    unhealthy_threshold: int = 2
+
+    connect_timeout: float = 2.0
+    read_timeout: float = 30.0
+    max_retries: int = 1

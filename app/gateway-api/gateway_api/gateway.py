@@ -1,0 +1,70 @@
+"""The gateway's shared state: routes, upstream pools, the forwarding session, health."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from gateway_api.config import Settings
+from gateway_api.health import HealthChecker
+from gateway_api.routing import RouteTable, load_routes
+from gateway_api.topology import load_topology
+from gateway_api.upstreams import Upstreams
+
+
+class Gateway:
+    """Built from files at construction; network resources are made in :meth:`start`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.routes: RouteTable = load_routes(settings.routes)
+        self.upstreams = Upstreams(load_topology(settings.topology))
+        self.timeout = aiohttp.ClientTimeout(
+            sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._health: HealthChecker | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "gateway not started"
+        return self._session
+
+    @property
+    def health(self) -> HealthChecker:
+        assert self._health is not None, "gateway not started"
+        return self._health
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+        self._health = HealthChecker(
+            self.upstreams,
+            self._session,
+            interval=self.settings.health_interval,
+            timeout=self.settings.health_timeout,
+            healthy_threshold=self.settings.healthy_threshold,
+            unhealthy_threshold=self.settings.unhealthy_threshold,
+        )
+        await self._health.probe_all()
+        self._health.start()
+
+    async def stop(self) -> None:
+        if self._health is not None:
+            await self._health.stop()
+        if self._session is not None:
+            await self._session.close()
+
+    def cluster(self) -> dict[str, object]:
+        pools = list(self.upstreams.pools.values())
+        return {
+            "regions": list(self.upstreams.topology.regions),
+            "services": [p.snapshot() for p in pools],
+            "totals": {
+                "instances": sum(len(p.instances) for p in pools),
+                "healthy": sum(1 for p in pools for i in p.instances if i.healthy),
+            },
+        }

@@ -1,0 +1,98 @@
+"""``edgectl up | down | migrate``: the local stack's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgectl.processes import PACKAGES, process_specs
+from edgectl.supervisor import supervise
+from gateway_api.topology import load_topology
+
+DEFAULT_TOPOLOGY = Path("deploy/local/topology.toml")
+
+
+def _up(args: argparse.Namespace) -> int:
+    topology = load_topology(args.topology)
+    var_dir = args.var_dir
+    specs = process_specs(topology, args.topology, var_dir)
+    gw = topology.gateway
+    return asyncio.run(
+        supervise(
+            specs,
+            var_dir=var_dir,
+            ready_timeout=args.ready_timeout,
+            public_url=f"http://{gw.host}:{gw.port}",
+            admin_url=f"http://127.0.0.1:{gw.admin_port}",
+        )
+    )
+
+
+def _down(args: argparse.Namespace) -> int:
+    pid_file = args.var_dir / "run" / "edgectl.pid"
+    try:
+        pid = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        print("edgectl: no running stack")  # noqa: T201
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        print("edgectl: stale pid file removed")  # noqa: T201
+        return 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("edgectl: stack stopped")  # noqa: T201
+            return 0
+        time.sleep(0.2)
+    print("edgectl: stack did not stop in 30s", file=sys.stderr)  # noqa: T201
+    return 1
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Apply every database-owning service's migrations (profiles other than local)."""
+    topology = load_topology(args.topology)
+    specs = process_specs(topology, args.topology, args.var_dir)
+    done: set[tuple[str, str | None]] = set()
+    for spec in specs:
+        key = (spec.service, spec.region)
+        if spec.service == "gateway-api" or key in done:
+            continue
+        done.add(key)
+        env = {**os.environ, **spec.env}
+        print(f"migrating {spec.service} {spec.region or ''}".rstrip())  # noqa: T201
+        subprocess.run(
+            [sys.executable, "-m", PACKAGES[spec.service], "migrate"], env=env, check=True
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="edgectl")
+    parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("EDGE_VAR_DIR", "var")))
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the whole stack and supervise it")
+    up.add_argument("--ready-timeout", type=float, default=90.0)
+    up.set_defaults(func=_up)
+    sub.add_parser("down", help="stop a running stack").set_defaults(func=_down)
+    sub.add_parser("migrate", help="apply all migrations").set_defaults(func=_migrate)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="edgectl: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

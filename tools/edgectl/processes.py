@@ -1,0 +1,102 @@
+"""What to run for a topology: one process spec per service instance, plus the gateway."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway_api.topology import Topology
+
+PACKAGES = {
+    "gateway-api": "gateway_api",
+    "sv-region": "sv_region",
+    "auth-jwt": "auth_jwt",
+    "auth-rbac": "auth_rbac",
+    "sv-config": "sv_config",
+    "sv-log": "sv_log",
+    "sv-user": "sv_user",
+    "sv-money": "sv_money",
+    "sv-notice": "sv_notice",
+}
+
+
+def env_prefix(service: str) -> str:
+    return service.upper().replace("-", "_").replace("GATEWAY_API", "GATEWAY") + "_"
+
+
+@dataclass
+class ProcessSpec:
+    name: str
+    service: str
+    region: str | None
+    port: int
+    ready_url: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    admin_url: str | None = None
+
+    public_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.public_url or self.ready_url.rsplit("/", 1)[0]
+
+
+def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> list[ProcessSpec]:
+    """One spec per instance in the topology, then the gateway, in start order."""
+    specs: list[ProcessSpec] = []
+    host = topology.gateway.host
+    for inst in topology.instances:
+        if inst.port is None:
+            continue  # remote instance (container, k8s): not ours to start
+        prefix = env_prefix(inst.service)
+        env = {
+            f"{prefix}PORT": str(inst.port),
+            f"{prefix}HOST": host,
+            f"{prefix}INSTANCE_ID": inst.id,
+            "EDGE_VAR_DIR": str(var_dir),
+        }
+        if inst.region:
+            env[f"{prefix}REGION"] = inst.region
+        specs.append(
+            ProcessSpec(
+                name=inst.id,
+                service=inst.service,
+                region=inst.region,
+                port=inst.port,
+                ready_url=f"http://{host}:{inst.port}/readyz",
+                argv=[sys.executable, "-m", PACKAGES[inst.service]],
+                env=env,
+            )
+        )
+    gw = topology.gateway
+    specs.append(
+        ProcessSpec(
+            name="gateway-api",
+            service="gateway-api",
+            region=None,
+            port=gw.port,
+            ready_url=f"http://127.0.0.1:{gw.admin_port}/readyz",
+            argv=[sys.executable, "-m", "gateway_api"],
+            env={
+                "GATEWAY_HOST": gw.host,
+                "GATEWAY_PORT": str(gw.port),
+                "GATEWAY_ADMIN_PORT": str(gw.admin_port),
+                "GATEWAY_INSTANCE_ID": "gateway-api-1",
+                "GATEWAY_TOPOLOGY": str(topology_path.resolve()),
+                "EDGE_VAR_DIR": str(var_dir),
+            },
+            admin_url=f"http://127.0.0.1:{gw.admin_port}",
+            public_url=f"http://{gw.host}:{gw.port}",
+        )
+    )
+    return specs
+
+
+def child_env(spec: ProcessSpec) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(spec.env)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env

@@ -1,0 +1,157 @@
+"""Start every process, wait until each is ready, restart crashes with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from edgectl.processes import ProcessSpec, child_env
+
+logger = logging.getLogger("edgectl")
+
+BACKOFF_START = 0.2
+BACKOFF_MAX = 10.0
+STABLE_AFTER = 30.0
+STOP_GRACE = 10.0
+
+
+class Supervised:
+    """One child process and its restart loop."""
+
+    def __init__(self, spec: ProcessSpec, log_dir: Path) -> None:
+        self.spec = spec
+        self.log_path = log_dir / f"{spec.name}.log"
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.stopping = False
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        log = self.log_path.open("ab")
+        try:
+            return await asyncio.create_subprocess_exec(
+                *self.spec.argv,
+                env=child_env(self.spec),
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the supervisor only
+            )
+        finally:
+            log.close()
+
+    async def run(self) -> None:
+        backoff = BACKOFF_START
+        while not self.stopping:
+            started = time.monotonic()
+            self.process = await self._spawn()
+            code = await self.process.wait()
+            if self.stopping:
+                return
+            if time.monotonic() - started > STABLE_AFTER:
+                backoff = BACKOFF_START
+            self.restarts += 1
+            logger.warning(
+                "%s exited with %s; restarting in %.1fs (restart %d)",
+                self.spec.name,
+                code,
+                backoff,
+                self.restarts,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def wait_ready(specs: list[ProcessSpec], timeout: float) -> list[str]:
+    """Poll every ``ready_url`` until all answer 200; return the names still not ready."""
+    pending = {s.name: s for s in specs}
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while pending and time.monotonic() < deadline:
+            for name, spec in list(pending.items()):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(spec.ready_url)).status_code == 200:
+                        del pending[name]
+            if pending:
+                await asyncio.sleep(0.25)
+    return sorted(pending)
+
+
+def print_table(specs: list[ProcessSpec], public_url: str, admin_url: str) -> None:
+    rows = [("SERVICE", "REGION", "INSTANCE", "URL")]
+    rows += [(s.service, s.region or "global", s.name, s.url) for s in specs]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True)))  # noqa: T201
+    print(f"\nGateway (public): {public_url}")  # noqa: T201
+    print(f"Gateway (admin):  {admin_url}   e.g. curl {admin_url}/cluster")  # noqa: T201
+    print("Logs: var/log/<instance>.log   Stop: Ctrl-C or `make down`")  # noqa: T201
+
+
+async def supervise(
+    specs: list[ProcessSpec],
+    *,
+    var_dir: Path,
+    ready_timeout: float,
+    public_url: str,
+    admin_url: str,
+) -> int:
+    log_dir = var_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = var_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = run_dir / "edgectl.pid"
+    pid_file.write_text(str(os.getpid()))
+
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
+
+    children = [Supervised(spec, log_dir) for spec in specs]
+    # Services first, the gateway last: it probes the others as it starts.
+    tasks = [asyncio.create_task(c.run(), name=c.spec.name) for c in children[:-1]]
+    started = time.monotonic()
+    not_ready = await wait_ready(specs[:-1], ready_timeout)
+    tasks.append(asyncio.create_task(children[-1].run(), name=children[-1].spec.name))
+    if not not_ready:
+        not_ready = await wait_ready(specs[-1:], max(5.0, ready_timeout - (time.monotonic() - started)))
+    code = 0
+    if not_ready:
+        logger.error("not ready after %.0fs: %s (see var/log/)", ready_timeout, ", ".join(not_ready))
+        code = 1
+    else:
+        print(f"\nAll {len(specs)} processes ready in {time.monotonic() - started:.1f}s\n")  # noqa: T201
+        print_table(specs, public_url, admin_url)
+        await stop_event.wait()
+    print("\nstopping...")  # noqa: T201
+    # The gateway first, so no request is sent to a service that is going away.
+    await children[-1].stop()
+    await asyncio.gather(*(c.stop() for c in children[:-1]))
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    with contextlib.suppress(FileNotFoundError):
+        pid_file.unlink()
+    print("stopped")  # noqa: T201
+    return code
