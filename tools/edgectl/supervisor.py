@@ -25,9 +25,10 @@ STOP_GRACE = 10.0
 class Supervised:
     """One child process and its restart loop."""
 
-    def __init__(self, spec: ProcessSpec, log_dir: Path) -> None:
+    def __init__(self, spec: ProcessSpec, log_dir: Path, run_dir: Path) -> None:
         self.spec = spec
         self.log_path = log_dir / f"{spec.name}.log"
+        self.pid_path = run_dir / f"{spec.name}.pid"
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.stopping = False
@@ -51,6 +52,7 @@ class Supervised:
         while not self.stopping:
             started = time.monotonic()
             self.process = await self._spawn()
+            self.pid_path.write_text(str(self.process.pid))
             code = await self.process.wait()
             if self.stopping:
                 return
@@ -70,6 +72,7 @@ class Supervised:
     async def stop(self) -> None:
         self.stopping = True
         proc = self.process
+        self.pid_path.unlink(missing_ok=True)
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -105,7 +108,8 @@ def print_table(specs: list[ProcessSpec], public_url: str, admin_url: str) -> No
         print("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True)))  # noqa: T201
     print(f"\nGateway (public): {public_url}")  # noqa: T201
     print(f"Gateway (admin):  {admin_url}   e.g. curl {admin_url}/cluster")  # noqa: T201
-    print("Logs: var/log/<instance>.log   Stop: Ctrl-C or `make down`")  # noqa: T201
+    print("Logs: var/log/<instance>.log   PIDs: var/run/<instance>.pid")  # noqa: T201
+    print("Stop: Ctrl-C or `make down`")  # noqa: T201
 
 
 async def supervise(
@@ -128,7 +132,7 @@ async def supervise(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_event.set)
 
-    children = [Supervised(spec, log_dir) for spec in specs]
+    children = [Supervised(spec, log_dir, run_dir) for spec in specs]
     # Services first, the gateway last: it probes the others as it starts.
     tasks = [asyncio.create_task(c.run(), name=c.spec.name) for c in children[:-1]]
     started = time.monotonic()

@@ -61,6 +61,11 @@ class Gateway:
     def cluster(self) -> dict[str, object]:
         pools = list(self.upstreams.pools.values())
         return {
+            "gateway": {
+                "instance": self.settings.instance_id,
+                "public": f"http://{self.settings.host}:{self.settings.port}",
+                "admin": f"http://{self.settings.admin_host}:{self.settings.admin_port}",
+            },
             "regions": list(self.upstreams.topology.regions),
             "services": [p.snapshot() for p in pools],
             "totals": {

@@ -1,0 +1,65 @@
+# Edge: the two commands that matter are `make up` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+
+# PostgreSQL and Redis used by the integration tests (the CI machine's own servers).
+export EDGE_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+export EDGE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: up down test lint typecheck unit venv bazel bench clean help
+
+help:
+	@echo "make up      start the whole stack locally (gateway on 127.0.0.1:7001)"
+	@echo "make down    stop it"
+	@echo "make test    lint, type-check and run every test (needs PostgreSQL/Redis: installed if absent)"
+	@echo "make bazel   bazel build //... offline"
+	@echo "make bench   benchmarks (not part of make test)"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The venv is rebuilt whenever the lock file changes; installs are exactly what uv.lock pins.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+venv: $(VENV)/.synced
+
+up: venv
+	$(BIN)/python -m edgectl up
+
+down: venv
+	$(BIN)/python -m edgectl down
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check libs app tools tests
+
+typecheck: venv
+	$(BIN)/mypy libs/edgelib
+	$(BIN)/mypy tools/edgectl app/gateway-api/gateway_api
+
+unit: venv
+	$(BIN)/pytest -m "not integration and not e2e"
+
+test: venv
+	tools/ci/ensure-services.sh
+	$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/pytest
+
+bazel: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" bazel build //...
+
+bench: venv
+	@echo "benchmarks: see bench/ (added with the performance work)"
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""The foundation's promises, on the real stack as separate processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import httpx
+import pytest
+
+from edgelib.signing import ServiceSigner
+from tests.e2e.conftest import READY_TIMEOUT, Stack
+
+pytestmark = pytest.mark.e2e
+
+EXPECTED_INSTANCES = 12  # plus the gateway itself: 13 processes
+
+
+def _cluster(stack: Stack, client: httpx.Client) -> dict:
+    resp = client.get(stack.admin + "/cluster")
+    assert resp.status_code == 200
+    return resp.json()
+
+
+def _instances(cluster: dict) -> list[dict]:
+    return [i for pool in cluster["services"] for i in pool["instances"]]
+
+
+def _wait_for(predicate, timeout: float, interval: float = 0.2) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s")
+
+
+def test_all_processes_ready_in_time_and_cluster_lists_them_healthy(
+    stack: Stack, client: httpx.Client
+) -> None:
+    assert stack.ready_seconds < READY_TIMEOUT
+    cluster = _cluster(stack, client)
+    instances = _instances(cluster)
+    assert len(instances) == EXPECTED_INSTANCES
+    assert {i["health"] for i in instances} == {"up"}
+    assert cluster["regions"] == ["east", "west"]
+    pools = {(p["service"], p["region"]) for p in cluster["services"]}
+    assert ("sv-user", "east") in pools
+    assert ("sv-money", "west") in pools
+    assert len(next(p for p in cluster["services"] if p["service"] == "sv-user" and p["region"] == "east")["instances"]) == 2
+
+
+def test_every_instance_answers_health_readiness_and_metrics(
+    stack: Stack, client: httpx.Client
+) -> None:
+    for inst in _instances(_cluster(stack, client)):
+        for path in ("/healthz", "/readyz", "/metrics"):
+            resp = client.get(inst["url"] + path)
+            assert resp.status_code == 200, (inst["id"], path, resp.text)
+        ready = client.get(inst["url"] + "/readyz").json()
+        assert ready["checks"]["database"] == "ok"
+        assert ready["checks"]["backend"] == "ok"
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(stack.admin + path).status_code == 200
+
+
+def test_gateway_forwards_by_prefix_to_the_owning_service(
+    stack: Stack, client: httpx.Client
+) -> None:
+    for area, service in [("regions", "sv-region"), ("users", "sv-user"), ("wallet", "sv-money")]:
+        resp = client.get(f"{stack.public}/api/v1/{area}/about")
+        assert resp.status_code == 200
+        assert resp.json()["service"] == service
+
+
+def test_request_leaves_log_lines_with_one_trace_id_in_gateway_and_service(
+    stack: Stack, client: httpx.Client
+) -> None:
+    request_id = f"e2e-{uuid.uuid4().hex}"
+    resp = client.get(f"{stack.public}/api/v1/regions/about", headers={"x-request-id": request_id})
+    assert resp.status_code == 200
+    assert resp.headers["x-request-id"] == request_id
+
+    def find(instance: str) -> dict | None:
+        for line in stack.log_lines(instance):
+            if request_id in line:
+                return json.loads(line)
+        return None
+
+    _wait_for(lambda: find("gateway-api") and find("sv-region-17101"), 5)
+    gw, svc = find("gateway-api"), find("sv-region-17101")
+    assert gw is not None and svc is not None
+    assert gw["trace_id"] == svc["trace_id"]
+    assert len(gw["trace_id"]) == 32
+    assert gw["service"] == "gateway-api"
+    assert svc["service"] == "sv-region"
+
+
+def test_internal_endpoint_without_valid_signature_is_refused(
+    stack: Stack, client: httpx.Client
+) -> None:
+    inst = next(i for i in _instances(_cluster(stack, client)) if i["id"].startswith("sv-user"))
+    unsigned = client.get(inst["url"] + "/internal/about")
+    assert unsigned.status_code == 401
+    assert unsigned.headers["content-type"] == "application/problem+json"
+    forged = ServiceSigner("sv-money", "not-the-secret").sign("GET", "/internal/about", b"")
+    assert client.get(inst["url"] + "/internal/about", headers=forged).status_code == 401
+    # The local profile's development secret is what the stack signs with.
+    secret = "local-dev-service-secret-change-me"
+    good = ServiceSigner("sv-money", secret).sign("GET", "/internal/about", b"")
+    assert client.get(inst["url"] + "/internal/about", headers=good).json()["caller"] == "sv-money"
+    # And through the gateway an internal path is not routed at all.
+    assert client.get(stack.public + "/internal/about", headers=good).status_code == 404
+
+
+@pytest.mark.parametrize("instance", ["sv-user-east-17202", "sv-money-west-17311", "auth-jwt-17102"])
+def test_killed_process_is_shown_down_then_back_healthy_within_10s(
+    stack: Stack, client: httpx.Client, instance: str
+) -> None:
+    old_pid = stack.pid(instance)
+    os.kill(old_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    def health() -> str | None:
+        for i in _instances(_cluster(stack, client)):
+            if i["id"] == instance:
+                return i["health"]
+        return None
+
+    _wait_for(lambda: health() == "down", 5, 0.05)
+
+    def back() -> bool:
+        try:
+            return stack.pid(instance) != old_pid and health() == "up"
+        except FileNotFoundError:
+            return False
+
+    _wait_for(back, 10)
+    assert time.monotonic() - killed_at < 10
+    url = next(i["url"] for i in _instances(_cluster(stack, client)) if i["id"] == instance)
+    assert client.get(url + "/readyz").status_code == 200
+
+
+def test_killed_gateway_comes_back_within_10s(stack: Stack, client: httpx.Client) -> None:
+    old_pid = stack.pid("gateway-api")
+    os.kill(old_pid, signal.SIGKILL)
+
+    def serving() -> bool:
+        try:
+            return client.get(stack.public + "/api/v1/regions/about").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _wait_for(serving, 10)
+    assert stack.pid("gateway-api") != old_pid

@@ -1,0 +1,187 @@
+"""The service app factory, on a tiny app built inline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import text
+
+from edgelib.app import create_service_app
+from edgelib.deps import InternalCaller, SessionDep
+from edgelib.problems import Conflict
+from edgelib.settings import ServiceSettings
+from edgelib.signing import ServiceSigner
+from tests.helpers import running
+
+MIGRATIONS = Path(__file__).parents[2] / "app/sv-region/sv_region/migrations"
+
+
+class TinySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TINY_", extra="ignore")
+    service_name: ClassVar[str] = "tiny"
+
+
+class Item(BaseModel):
+    name: str
+    size: int
+
+
+def tiny_app(tmp_path: Path, *, with_db: bool = True) -> FastAPI:
+    settings = TinySettings(var_dir=tmp_path, port=7999, region="east")
+    app = create_service_app(
+        settings, title="tiny", migrations=MIGRATIONS if with_db else None, api_prefix="/api/v1/tiny"
+    )
+
+    @app.post("/api/v1/tiny/items", status_code=201)
+    async def create(item: Item, session: SessionDep) -> Item:
+        await session.execute(text("INSERT INTO regions (name) VALUES (:n)"), {"n": item.name})
+        if item.size < 0:
+            raise Conflict("negative size", size=item.size)
+        return item
+
+    @app.get("/api/v1/tiny/regions")
+    async def regions(session: SessionDep) -> list[str]:
+        rows = await session.execute(text("SELECT name FROM regions ORDER BY name"))
+        return [r[0] for r in rows]
+
+    @app.get("/api/v1/tiny/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals password=hunter2")
+
+    @app.post("/internal/echo")
+    async def echo(payload: dict[str, int], caller: InternalCaller) -> dict[str, object]:
+        return {"caller": caller, "payload": payload}
+
+    return app
+
+
+async def test_health_readiness_and_metrics_answer(tmp_path: Path) -> None:
+    async with running(tiny_app(tmp_path)) as client:
+        assert (await client.get("/healthz")).json()["status"] == "ok"
+        ready = (await client.get("/readyz")).json()
+        assert ready["checks"] == {"database": "ok", "backend": "ok"}
+        await client.get("/api/v1/tiny/about")
+        metrics = (await client.get("/metrics")).text
+        assert "http_requests_total" in metrics
+        assert "/api/v1/tiny/about" in metrics
+
+
+async def test_readiness_fails_with_problem_when_backend_is_down(tmp_path: Path) -> None:
+    app = tiny_app(tmp_path)
+    async with running(app) as client:
+        await app.state.backend.close()
+        resp = await client.get("/readyz")
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.json()["checks"]["backend"].startswith("failed")
+
+
+async def test_migrations_ran_and_session_commits_per_request(tmp_path: Path) -> None:
+    async with running(tiny_app(tmp_path)) as client:
+        assert (await client.post("/api/v1/tiny/items", json={"name": "a", "size": 1})).status_code == 201
+        assert (await client.get("/api/v1/tiny/regions")).json() == ["a"]
+
+
+async def test_service_error_rolls_back_the_request_session(tmp_path: Path) -> None:
+    async with running(tiny_app(tmp_path)) as client:
+        resp = await client.post("/api/v1/tiny/items", json={"name": "b", "size": -1})
+        assert resp.status_code == 409
+        body = resp.json()
+        assert body["type"].endswith("/conflict")
+        assert body["size"] == -1
+        assert (await client.get("/api/v1/tiny/regions")).json() == []
+
+
+async def test_validation_error_is_problem_json_422(tmp_path: Path) -> None:
+    async with running(tiny_app(tmp_path)) as client:
+        resp = await client.post("/api/v1/tiny/items", json={"name": "a", "size": "big"})
+    assert resp.status_code == 422
+    assert resp.headers["content-type"] == "application/problem+json"
+    body = resp.json()
+    assert body["type"].endswith("/validation-error")
+    assert body["errors"][0]["loc"] == ["body", "size"]
+    assert body["trace_id"]
+
+
+async def test_malformed_json_body_is_a_4xx_problem(tmp_path: Path) -> None:
+    async with running(tiny_app(tmp_path)) as client:
+        resp = await client.post(
+            "/api/v1/tiny/items", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    assert resp.status_code == 422
+    assert resp.headers["content-type"] == "application/problem+json"
+
+
+async def test_unknown_route_and_method_are_problem_json(tmp_path: Path) -> None:
+    async with running(tiny_app(tmp_path, with_db=False)) as client:
+        not_found = await client.get("/nope")
+        wrong_method = await client.delete("/api/v1/tiny/about")
+    assert not_found.status_code == 404
+    assert not_found.json()["type"].endswith("/not-found")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == "application/problem+json"
+
+
+async def test_crash_is_500_problem_without_stack_trace(tmp_path: Path) -> None:
+    app = tiny_app(tmp_path, with_db=False)
+    async with running(app, raise_app_exceptions=False) as client:
+        resp = await client.get("/api/v1/tiny/boom")
+    assert resp.status_code == 500
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert "Traceback" not in resp.text
+    assert "hunter2" not in resp.text
+    assert resp.json()["trace_id"]
+
+
+async def test_request_id_is_kept_and_logs_carry_trace_and_request_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running(tiny_app(tmp_path, with_db=False)) as client:
+        resp = await client.get("/api/v1/tiny/about", headers={"x-request-id": "req-123"})
+    assert resp.headers["x-request-id"] == "req-123"
+    assert resp.headers["x-edge-instance"] == "tiny-east-7999"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("logger") == "edge.access"]
+    assert access, lines
+    assert access[-1]["request_id"] == "req-123"
+    assert len(access[-1]["trace_id"]) == 32
+    assert access[-1]["service"] == "tiny"
+    assert access[-1]["region"] == "east"
+
+
+async def test_incoming_traceparent_continues_the_trace(tmp_path: Path) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with running(tiny_app(tmp_path, with_db=False)) as client:
+        resp = await client.get(
+            "/nope", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        )
+    assert resp.json()["trace_id"] == trace_id
+
+
+async def test_internal_endpoint_refuses_unsigned_and_accepts_signed(tmp_path: Path) -> None:
+    app = tiny_app(tmp_path, with_db=False)
+    async with running(app) as client:
+        unsigned = await client.post("/internal/echo", json={"a": 1})
+        assert unsigned.status_code == 401
+        assert unsigned.headers["content-type"] == "application/problem+json"
+
+        body = b'{"a":1}'
+        secret = app.state.settings.service_secret.get_secret_value()
+        headers = ServiceSigner("sv-user", secret).sign("POST", "/internal/echo", body)
+        signed = await client.post(
+            "/internal/echo", content=body, headers={**headers, "content-type": "application/json"}
+        )
+        assert signed.status_code == 200
+        assert signed.json() == {"caller": "sv-user", "payload": {"a": 1}}
+
+        forged = ServiceSigner("sv-user", "wrong-secret").sign("POST", "/internal/echo", body)
+        resp = await client.post(
+            "/internal/echo", content=body, headers={**forged, "content-type": "application/json"}
+        )
+        assert resp.status_code == 401
