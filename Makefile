@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export EDGE_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export EDGE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: up down test lint typecheck unit venv bazel bench clean help
+.PHONY: up down test lint typecheck unit venv bazel bazel-check bench clean help
 
 help:
 	@echo "make up      start the whole stack locally (gateway on 127.0.0.1:7001)"
@@ -45,7 +45,7 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy libs/edgelib
-	$(BIN)/mypy tools/edgectl app/gateway-api/gateway_api
+	$(BIN)/mypy tools/edgectl $(wildcard app/*/*_*)
 
 unit: venv
 	$(BIN)/pytest -m "not integration and not e2e"
@@ -54,9 +54,13 @@ test: venv
 	tools/ci/ensure-services.sh
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory bazel
 
 bazel: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" bazel build //...
+
+bazel-check: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
 bench: venv
 	@echo "benchmarks: see bench/ (added with the performance work)"

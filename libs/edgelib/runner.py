@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from edgelib.app import migrate
 from edgelib.settings import ServiceSettings
 
 
+def enter_workspace() -> None:
+    """Under ``bazel run``, work from the workspace so relative paths (``var/``) mean the same."""
+    workspace = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
+    if workspace:
+        os.chdir(workspace)
+
+
 def run_service(
     settings_factory: Callable[[], ServiceSettings],
     app_factory: Callable[[ServiceSettings], FastAPI],
@@ -22,6 +30,7 @@ def run_service(
     argv: list[str] | None = None,
 ) -> None:
     """``serve`` (default) runs the app on its host and port; ``migrate`` upgrades its DB."""
+    enter_workspace()
     parser = argparse.ArgumentParser()
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     args = parser.parse_args(argv)

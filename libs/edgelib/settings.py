@@ -98,8 +98,7 @@ class ServiceSettings(BaseSettings):
         for name, field in type(self).model_fields.items():
             if _is_default_secret(getattr(self, name), field):
                 raise InsecureSettingsError(
-                    f"{name} still has its development default; set it for profile "
-                    f"{self.profile!r}"
+                    f"{name} still has its development default; set it for profile {self.profile!r}"
                 )
         return self
 

@@ -139,10 +139,14 @@ async def supervise(
     not_ready = await wait_ready(specs[:-1], ready_timeout)
     tasks.append(asyncio.create_task(children[-1].run(), name=children[-1].spec.name))
     if not not_ready:
-        not_ready = await wait_ready(specs[-1:], max(5.0, ready_timeout - (time.monotonic() - started)))
+        not_ready = await wait_ready(
+            specs[-1:], max(5.0, ready_timeout - (time.monotonic() - started))
+        )
     code = 0
     if not_ready:
-        logger.error("not ready after %.0fs: %s (see var/log/)", ready_timeout, ", ".join(not_ready))
+        logger.error(
+            "not ready after %.0fs: %s (see var/log/)", ready_timeout, ", ".join(not_ready)
+        )
         code = 1
     else:
         print(f"\nAll {len(specs)} processes ready in {time.monotonic() - started:.1f}s\n")  # noqa: T201

@@ -1,8 +1,8 @@
 """``python -m auth_jwt [serve|migrate]``."""
 
-from edgelib.runner import run_service
 from auth_jwt.config import Settings
 from auth_jwt.main import MIGRATIONS, create_app
+from edgelib.runner import run_service
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from auth_jwt.config import Settings
 from edgelib.app import create_service_app
 from edgelib.settings import ServiceSettings
-from auth_jwt.config import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

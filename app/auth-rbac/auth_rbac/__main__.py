@@ -1,8 +1,8 @@
 """``python -m auth_rbac [serve|migrate]``."""
 
-from edgelib.runner import run_service
 from auth_rbac.config import Settings
 from auth_rbac.main import MIGRATIONS, create_app
+from edgelib.runner import run_service
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ import asyncio
 
 import uvicorn
 
+from edgelib.runner import enter_workspace
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.main import create_app, create_public_app
@@ -41,12 +42,13 @@ async def serve(settings: Settings) -> None:
             raise SystemExit("gateway admin listener failed to start")
         await asyncio.sleep(0.05)
     public_task = asyncio.create_task(public.serve())
-    done, _ = await asyncio.wait({admin_task, public_task}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({admin_task, public_task}, return_when=asyncio.FIRST_COMPLETED)
     admin.should_exit = public.should_exit = True
     await asyncio.gather(admin_task, public_task, return_exceptions=True)
 
 
 def main() -> None:
+    enter_workspace()
     asyncio.run(serve(Settings()))
 
 

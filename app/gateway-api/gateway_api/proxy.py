@@ -226,7 +226,7 @@ class Proxy:
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
-            return value.decode()
+            return str(value.decode())
     return uuid.uuid4().hex
 
 
@@ -293,7 +293,10 @@ async def _send_simple(send: Send, status: int, body: bytes, media_type: bytes) 
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", media_type), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", media_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,7 +48,7 @@ class RedisBackend:
     async def _call(self, coro: Any) -> Any:
         try:
             return await coro
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             raise BackendError(str(exc)) from exc
 
     async def get(self, key: str) -> bytes | None:

@@ -21,7 +21,9 @@ def upgrade() -> None:
         sa.Column("alg", sa.String(16), nullable=False),
         sa.Column("private_pem", sa.Text(), nullable=False),
         sa.Column("public_jwk", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
     )
 

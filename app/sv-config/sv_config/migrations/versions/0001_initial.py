@@ -21,7 +21,9 @@ def upgrade() -> None:
         sa.Column("name", sa.String(128), nullable=False),
         sa.Column("environment", sa.String(16), nullable=False),
         sa.Column("cluster", sa.String(32), nullable=False, server_default="default"),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.UniqueConstraint("name", "environment", "cluster"),
     )
 

@@ -17,7 +17,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "log_records",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
         sa.Column("service", sa.String(64), nullable=False),
         sa.Column("instance", sa.String(128), nullable=True),

@@ -23,7 +23,9 @@ def upgrade() -> None:
         sa.Column("balance", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("held", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("allow_negative", sa.Boolean(), nullable=False, server_default=sa.false()),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.UniqueConstraint("owner", "currency"),
     )
 
