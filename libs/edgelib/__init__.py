@@ -4,7 +4,8 @@ from edgelib.app import create_service_app
 from edgelib.backends import Backend, BackendError, open_backend
 from edgelib.client import ServiceCallError, ServiceClient
 from edgelib.db import Base, Database
-from edgelib.deps import BackendDep, InternalCaller, SessionDep
+from edgelib.deps import BackendDep, CurrentUser, InternalCaller, OptionalUser, SessionDep
+from edgelib.identity import Identity
 from edgelib.problems import Problem
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner, SignatureError
@@ -14,8 +15,11 @@ __all__ = [
     "BackendDep",
     "BackendError",
     "Base",
+    "CurrentUser",
     "Database",
+    "Identity",
     "InternalCaller",
+    "OptionalUser",
     "Problem",
     "ServiceCallError",
     "ServiceClient",

@@ -93,7 +93,7 @@ class ServiceClient:
         if request_id:
             out.setdefault("x-request-id", request_id)
         inject_trace_headers(out)
-        target = str(httpx.URL(path, params=params)) if params else path
+        target = httpx.URL(path, params=params).raw_path.decode("ascii")
         retryable = method in IDEMPOTENT_METHODS or "idempotency-key" in {k.lower() for k in out}
         attempts = 1 + (self.retries if retryable else 0)
         self._next = (self._next + 1) % len(self.base_urls)

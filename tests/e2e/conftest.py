@@ -77,7 +77,9 @@ async def _drop_database(name: str) -> None:
 
 
 @pytest.fixture(scope="session", params=["sqlite-memory", "postgres-redis"])
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     flavour: str = request.param
     base = tmp_path_factory.mktemp(f"stack-{flavour}")
     topology = base / "topology.toml"

@@ -50,7 +50,16 @@ def test_all_processes_ready_in_time_and_cluster_lists_them_healthy(
     pools = {(p["service"], p["region"]) for p in cluster["services"]}
     assert ("sv-user", "east") in pools
     assert ("sv-money", "west") in pools
-    assert len(next(p for p in cluster["services"] if p["service"] == "sv-user" and p["region"] == "east")["instances"]) == 2
+    assert (
+        len(
+            next(
+                p
+                for p in cluster["services"]
+                if p["service"] == "sv-user" and p["region"] == "east"
+            )["instances"]
+        )
+        == 2
+    )
 
 
 def test_every_instance_answers_health_readiness_and_metrics(
@@ -92,7 +101,8 @@ def test_request_leaves_log_lines_with_one_trace_id_in_gateway_and_service(
 
     _wait_for(lambda: find("gateway-api") and find("sv-region-17101"), 5)
     gw, svc = find("gateway-api"), find("sv-region-17101")
-    assert gw is not None and svc is not None
+    assert gw is not None
+    assert svc is not None
     assert gw["trace_id"] == svc["trace_id"]
     assert len(gw["trace_id"]) == 32
     assert gw["service"] == "gateway-api"
@@ -116,7 +126,9 @@ def test_internal_endpoint_without_valid_signature_is_refused(
     assert client.get(stack.public + "/internal/about", headers=good).status_code == 404
 
 
-@pytest.mark.parametrize("instance", ["sv-user-east-17202", "sv-money-west-17311", "auth-jwt-17102"])
+@pytest.mark.parametrize(
+    "instance", ["sv-user-east-17202", "sv-money-west-17311", "auth-jwt-17102"]
+)
 def test_killed_process_is_shown_down_then_back_healthy_within_10s(
     stack: Stack, client: httpx.Client, instance: str
 ) -> None:

@@ -35,7 +35,10 @@ class Item(BaseModel):
 def tiny_app(tmp_path: Path, *, with_db: bool = True) -> FastAPI:
     settings = TinySettings(var_dir=tmp_path, port=7999, region="east")
     app = create_service_app(
-        settings, title="tiny", migrations=MIGRATIONS if with_db else None, api_prefix="/api/v1/tiny"
+        settings,
+        title="tiny",
+        migrations=MIGRATIONS if with_db else None,
+        api_prefix="/api/v1/tiny",
     )
 
     @app.post("/api/v1/tiny/items", status_code=201)
@@ -84,7 +87,9 @@ async def test_readiness_fails_with_problem_when_backend_is_down(tmp_path: Path)
 
 async def test_migrations_ran_and_session_commits_per_request(tmp_path: Path) -> None:
     async with running(tiny_app(tmp_path)) as client:
-        assert (await client.post("/api/v1/tiny/items", json={"name": "a", "size": 1})).status_code == 201
+        assert (
+            await client.post("/api/v1/tiny/items", json={"name": "a", "size": 1})
+        ).status_code == 201
         assert (await client.get("/api/v1/tiny/regions")).json() == ["a"]
 
 
@@ -146,7 +151,9 @@ async def test_request_id_is_kept_and_logs_carry_trace_and_request_ids(
         resp = await client.get("/api/v1/tiny/about", headers={"x-request-id": "req-123"})
     assert resp.headers["x-request-id"] == "req-123"
     assert resp.headers["x-edge-instance"] == "tiny-east-7999"
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
     access = [line for line in lines if line.get("logger") == "edge.access"]
     assert access, lines
     assert access[-1]["request_id"] == "req-123"

@@ -13,7 +13,9 @@ from edgelib.tracing import configure_tracing
 SECRET = "client-test-secret"
 
 
-def make_client(handler: object, *, urls: list[str] | None = None, retries: int = 2) -> ServiceClient:
+def make_client(
+    handler: object, *, urls: list[str] | None = None, retries: int = 2
+) -> ServiceClient:
     return ServiceClient(
         urls or ["http://a.test", "http://b.test"],
         signer=ServiceSigner("sv-user", SECRET),

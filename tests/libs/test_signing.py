@@ -60,9 +60,10 @@ def test_missing_headers_are_refused(signer: ServiceSigner) -> None:
 
 def test_forged_identity_header_breaks_the_signature(signer: ServiceSigner) -> None:
     headers = signer.sign("GET", "/api/v1/x", None, identity="user=1", now=NOW)
-    assert signer.verify(
-        "GET", "/api/v1/x", headers, None, require_body_digest=False, now=NOW
-    ) == "sv-user"
+    assert (
+        signer.verify("GET", "/api/v1/x", headers, None, require_body_digest=False, now=NOW)
+        == "sv-user"
+    )
     forged = {**headers, HEADER_IDENTITY: "user=admin"}
     with pytest.raises(SignatureError):
         signer.verify("GET", "/api/v1/x", forged, None, require_body_digest=False, now=NOW)
