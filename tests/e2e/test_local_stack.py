@@ -79,10 +79,14 @@ def test_every_instance_answers_health_readiness_and_metrics(
 def test_gateway_forwards_by_prefix_to_the_owning_service(
     stack: Stack, client: httpx.Client
 ) -> None:
-    for area, service in [("regions", "sv-region"), ("users", "sv-user"), ("wallet", "sv-money")]:
+    for area, service in [("regions", "sv-region"), ("users", "sv-user")]:
         resp = client.get(f"{stack.public}/api/v1/{area}/about")
         assert resp.status_code == 200
         assert resp.json()["service"] == service
+    # A route that is not public is refused at the gateway until the caller authenticates.
+    refused = client.get(f"{stack.public}/api/v1/wallet/about")
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
 
 
 def test_request_leaves_log_lines_with_one_trace_id_in_gateway_and_service(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 import aiohttp
 
+from edgelib.identity import Identity
+from edgelib.problems import Forbidden, Unauthorized
+from edgelib.signing import ServiceSigner
 from gateway_api.config import Settings
 from gateway_api.health import HealthChecker
-from gateway_api.routing import RouteTable, load_routes
+from gateway_api.routing import Permission, Route, RouteTable, load_routes
 from gateway_api.topology import load_topology
 from gateway_api.upstreams import Upstreams
 
@@ -20,6 +26,9 @@ class Gateway:
         self.upstreams = Upstreams(load_topology(settings.topology))
         self.timeout = aiohttp.ClientTimeout(
             sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+        )
+        self.signer = ServiceSigner(
+            settings.service_name, settings.service_secret.get_secret_value()
         )
         self._session: aiohttp.ClientSession | None = None
         self._health: HealthChecker | None = None
@@ -57,6 +66,27 @@ class Gateway:
             await self._health.stop()
         if self._session is not None:
             await self._session.close()
+
+    async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
+        """The verified caller of a non-public route, or a 401 problem.
+
+        Token verification arrives with the identity work (auth-jwt's JWKS).
+        """
+        raise Unauthorized(
+            "authentication is required for this route", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    async def authorize(self, identity: Identity, permission: Permission) -> None:
+        """Allow the call or raise a 403 problem; default deny until auth-rbac is wired in."""
+        raise Forbidden(f"missing permission {permission.obj}:{permission.act}")
+
+    async def region_for(self, route: Route, identity: Identity | None) -> str | None:
+        """The region whose instances serve this request (None for global services)."""
+        if route.scope != "regional":
+            return None
+        if identity is not None:
+            return identity.region
+        return self.settings.default_region
 
     def cluster(self) -> dict[str, object]:
         pools = list(self.upstreams.pools.values())

@@ -19,9 +19,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from yarl import URL
 
+from edgelib.identity import Identity
 from edgelib.logs import reset_request_id, set_request_id
-from edgelib.problems import PROBLEM_MEDIA_TYPE, problem_body
-from gateway_api.routing import UnsafePath, check_path
+from edgelib.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body
+from gateway_api.routing import MethodNotAllowed, UnsafePath, check_path
 from gateway_api.upstreams import Instance
 
 if TYPE_CHECKING:
@@ -114,17 +115,45 @@ class Proxy:
         self, scope: Scope, receive: Receive, send: Send, request_id: str
     ) -> tuple[int, str | None]:
         path: str = scope["path"]
+        gateway = self.gateway
         try:
             check_path(path, scope.get("raw_path") or path.encode())
+            try:
+                route = gateway.routes.match(scope["method"], path)
+            except MethodNotAllowed as exc:
+                allow = ", ".join(sorted(exc.allowed))
+                return await _problem(
+                    send,
+                    405,
+                    "method-not-allowed",
+                    "Method not allowed",
+                    f"{scope['method']} is not allowed on {path}.",
+                    request_id,
+                    headers=[(b"allow", allow.encode())],
+                )
+            if route is None:
+                return await _problem(
+                    send, 404, "no-route", "No route", f"No route serves {path}.", request_id
+                )
+            identity = None
+            if route.access != "public":
+                identity = await gateway.authenticate(scope)
+                if route.permission is not None:
+                    await gateway.authorize(identity, route.permission)
+            region = await gateway.region_for(route, identity)
         except UnsafePath as exc:
             return await _problem(send, 400, "unsafe-path", "Unsafe path", str(exc), request_id)
-        route = self.gateway.routes.match(path)
-        if route is None:
+        except Problem as exc:
             return await _problem(
-                send, 404, "no-route", "No route", f"No route serves {path}.", request_id
+                send,
+                exc.status_code,
+                exc.type_slug,
+                exc.title,
+                exc.detail,
+                request_id,
+                headers=[(k.lower().encode(), v.encode()) for k, v in exc.headers.items()],
             )
-        region = self.gateway.settings.default_region if route.scope == "regional" else None
-        pool = self.gateway.upstreams.pool(route.service, region)
+        pool = gateway.upstreams.pool(route.service, region)
         if pool is None:
             return await _problem(
                 send,
@@ -135,7 +164,7 @@ class Proxy:
                 request_id,
                 retry_after=5,
             )
-        return await self._forward(scope, receive, send, pool.choose, request_id)
+        return await self._forward(scope, receive, send, pool.choose, request_id, identity)
 
     async def _forward(
         self,
@@ -144,6 +173,7 @@ class Proxy:
         send: Send,
         choose: object,
         request_id: str,
+        identity: Identity | None,
     ) -> tuple[int, str | None]:
         gateway = self.gateway
         method: str = scope["method"]
@@ -151,6 +181,11 @@ class Proxy:
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target = target + b"?" + scope["query_string"]
+        if identity is not None:
+            signed = gateway.signer.sign(
+                method, target.decode("latin-1"), None, identity=identity.encode()
+            )
+            headers.extend(signed.items())
         retryable = method in _RETRYABLE_METHODS and not has_body
         attempts = 1 + (gateway.settings.max_retries if retryable else 0)
         tried: set[str] = set()
@@ -311,12 +346,14 @@ async def _problem(
     request_id: str,
     *,
     retry_after: int | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[int, None]:
     body = problem_body(status, slug, title, detail)
     headers = [
         (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
+        *(headers or []),
     ]
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))

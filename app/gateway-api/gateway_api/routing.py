@@ -1,11 +1,25 @@
-"""The route table and path safety: which service owns a request path."""
+"""The route table and path safety: which service owns a request, and on what terms.
+
+Every route must say who may call it, with ``access``:
+
+- ``"public"``: anyone;
+- ``"authenticated"``: any caller with a valid access token;
+- ``"<object>:<action>"``: a caller holding that permission (checked against auth-rbac).
+
+A route without ``access`` is refused when the table loads.
+"""
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+BALANCING_POLICIES = frozenset(
+    {"round_robin", "weighted_round_robin", "random", "consistent_hash", "least_in_flight"}
+)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RouteTableError(ValueError):
@@ -17,26 +31,162 @@ class UnsafePath(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    prefix: str
-    service: str
-    scope: Literal["global", "regional"] = "global"
+class Permission:
+    obj: str
+    act: str
 
-    def matches(self, path: str) -> bool:
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    service: str
+    prefix: str | None = None
+    path: str | None = None
+    methods: frozenset[str] | None = None
+    scope: Literal["global", "regional"] = "global"
+    access: Literal["public", "authenticated", "permission"] = "authenticated"
+    permission: Permission | None = None
+    balancing: str = "round_robin"
+    connect_timeout: float = 2.0
+    read_timeout: float = 30.0
+    total_timeout: float = 60.0
+    retries: int = 1
+    max_body: int = 1_048_576
+
+    @property
+    def name(self) -> str:
+        methods = ",".join(sorted(self.methods)) if self.methods else "*"
+        return f"{methods} {self.path or self.prefix}"
+
+    def matches_path(self, path: str) -> bool:
+        if self.path is not None:
+            return path == self.path
+        assert self.prefix is not None
         return path == self.prefix or path.startswith(self.prefix + "/")
+
+    def specificity(self) -> tuple[int, int, int]:
+        return (
+            1 if self.path is not None else 0,
+            len(self.path or self.prefix or ""),
+            1 if self.methods else 0,
+        )
+
+
+class MethodNotAllowed(Exception):
+    def __init__(self, allowed: frozenset[str]) -> None:
+        super().__init__("method not allowed")
+        self.allowed = allowed
 
 
 class RouteTable:
-    """Routes sorted longest prefix first, so the most specific one wins."""
+    """Routes ordered most specific first: exact paths, longer prefixes, method-bound."""
 
-    def __init__(self, routes: list[Route]) -> None:
-        self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
+    def __init__(self, routes: list[Route], *, source: str = "") -> None:
+        self.routes = sorted(routes, key=Route.specificity, reverse=True)
+        self.source = source
 
-    def match(self, path: str) -> Route | None:
+    def match(self, method: str, path: str) -> Route | None:
+        """The route for ``method path``; raises MethodNotAllowed if only the method is wrong."""
+        allowed: set[str] = set()
         for route in self.routes:
-            if route.matches(path):
+            if not route.matches_path(path):
+                continue
+            if route.methods is None or method in route.methods:
                 return route
+            allowed |= route.methods
+        if allowed:
+            raise MethodNotAllowed(frozenset(allowed))
         return None
+
+
+def _route(item: dict[str, Any], defaults: dict[str, Any]) -> Route:
+    data = {**defaults, **item}
+    where = data.get("path") or data.get("prefix") or "?"
+    service = data.get("service")
+    if not service:
+        raise RouteTableError(f"route {where}: no service")
+    prefix = data.get("prefix")
+    path = data.get("path")
+    if (prefix is None) == (path is None):
+        raise RouteTableError(f"route {where}: give exactly one of prefix or path")
+    target = str(prefix if prefix is not None else path)
+    if not target.startswith("/") or (
+        prefix is not None and target != "/" and target.endswith("/")
+    ):
+        raise RouteTableError(f"route {where}: must start with / and not end with /")
+    access_value = data.get("access")
+    if not access_value:
+        raise RouteTableError(
+            f"route {where}: declares no access (public, authenticated or object:action)"
+        )
+    permission = None
+    if access_value in ("public", "authenticated"):
+        access = access_value
+    elif (
+        isinstance(access_value, str)
+        and access_value.count(":") == 1
+        and all(access_value.split(":"))
+    ):
+        access = "permission"
+        obj, act = access_value.split(":")
+        permission = Permission(obj, act)
+    else:
+        raise RouteTableError(f"route {where}: access {access_value!r} is not valid")
+    methods = data.get("methods")
+    if methods is not None:
+        methods = frozenset(m.upper() for m in methods)
+        if not methods or not methods <= HTTP_METHODS:
+            raise RouteTableError(f"route {where}: bad methods {sorted(methods)}")
+    scope = data.get("scope", "global")
+    if scope not in ("global", "regional"):
+        raise RouteTableError(f"route {where}: scope must be global or regional")
+    balancing = data.get("balancing", "round_robin")
+    if balancing not in BALANCING_POLICIES:
+        raise RouteTableError(f"route {where}: unknown balancing {balancing!r}")
+    try:
+        numbers = {
+            "connect_timeout": float(data.get("connect_timeout", 2.0)),
+            "read_timeout": float(data.get("read_timeout", 30.0)),
+            "total_timeout": float(data.get("total_timeout", 60.0)),
+            "retries": int(data.get("retries", 1)),
+            "max_body": int(data.get("max_body", 1_048_576)),
+        }
+    except (TypeError, ValueError) as exc:
+        raise RouteTableError(f"route {where}: {exc}") from exc
+    if any(v < 0 for v in numbers.values()):
+        raise RouteTableError(f"route {where}: timeouts, retries and max_body must be >= 0")
+    return Route(
+        service=service,
+        prefix=prefix,
+        path=path,
+        methods=methods,
+        scope=scope,
+        access=access,
+        permission=permission,
+        balancing=balancing,
+        connect_timeout=numbers["connect_timeout"],
+        read_timeout=numbers["read_timeout"],
+        total_timeout=numbers["total_timeout"],
+        retries=int(numbers["retries"]),
+        max_body=int(numbers["max_body"]),
+    )
+
+
+def parse_routes(raw: dict[str, Any], *, source: str = "") -> RouteTable:
+    """Build a table from parsed TOML/JSON; every error names the offending route."""
+    defaults = raw.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise RouteTableError("defaults must be a table")
+    items = raw.get("routes", [])
+    if not isinstance(items, list) or not items:
+        raise RouteTableError("the table has no routes")
+    routes = [_route(item, defaults) for item in items]
+    seen: set[tuple[str | None, str | None, frozenset[str] | None]] = set()
+    for r in routes:
+        key = (r.prefix, r.path, r.methods)
+        if key in seen:
+            raise RouteTableError(f"route {r.name} is declared twice")
+        seen.add(key)
+    return RouteTable(routes, source=source)
 
 
 def load_routes(path: Path) -> RouteTable:
@@ -44,32 +194,18 @@ def load_routes(path: Path) -> RouteTable:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RouteTableError(f"cannot read route table {path}: {exc}") from exc
-    routes: list[Route] = []
-    seen: set[str] = set()
-    for item in raw.get("routes", []):
-        prefix = str(item.get("prefix", "")).rstrip("/")
-        service = item.get("service")
-        scope = item.get("scope", "global")
-        if not prefix.startswith("/") or not service:
-            raise RouteTableError(f"route {item!r} needs a /prefix and a service")
-        if scope not in ("global", "regional"):
-            raise RouteTableError(f"route {prefix}: scope must be global or regional")
-        if prefix in seen:
-            raise RouteTableError(f"route {prefix} is declared twice")
-        seen.add(prefix)
-        routes.append(Route(prefix, service, scope))
-    return RouteTable(routes)
+    return parse_routes(raw, source=str(path))
 
 
-_FORBIDDEN_ENCODED = (b"%2f", b"%5c", b"%25", b"%00")
+_FORBIDDEN_ENCODED = (b"%2f", b"%5c", b"%25", b"%00", b"%2e")
 
 
 def check_path(path: str, raw_path: bytes) -> None:
     """Refuse paths whose meaning could change between the gateway and the service."""
     lowered = raw_path.lower()
     if any(token in lowered for token in _FORBIDDEN_ENCODED):
-        raise UnsafePath("encoded separators are not allowed in paths")
-    if "\\" in path or "\x00" in path or "//" in path:
+        raise UnsafePath("encoded separators or dots are not allowed in paths")
+    if not path.startswith("/") or "\\" in path or "\x00" in path or "//" in path:
         raise UnsafePath("path is not in normal form")
     for segment in path.split("/"):
         if segment in (".", ".."):
