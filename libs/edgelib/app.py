@@ -16,6 +16,7 @@ from edgelib.about import about_router
 from edgelib.backends import Backend, open_backend
 from edgelib.db import Database
 from edgelib.logs import configure_logging
+from edgelib.logship import HttpSink, LogShipper
 from edgelib.middleware import RequestContextMiddleware
 from edgelib.migrations import upgrade_async
 from edgelib.problems import install_problem_handlers, problem_response
@@ -98,6 +99,17 @@ def create_service_app(
             app.state.signer = ServiceSigner(
                 settings.service_name, settings.service_secret.get_secret_value()
             )
+            if settings.log_url:
+                shipper = LogShipper(
+                    HttpSink(settings.log_url, app.state.signer), max_queue=settings.log_ship_queue
+                )
+                app.state.log_shipper = await stack.enter_async_context(
+                    shipper.installed(
+                        service=settings.service_name,
+                        instance=settings.instance_id,
+                        region=settings.region,
+                    )
+                )
             backend = open_backend(settings.redis_url)
             stack.push_async_callback(backend.close)
             app.state.backend = backend

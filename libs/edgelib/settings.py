@@ -33,6 +33,8 @@ SHARED_FIELDS = frozenset(
         "log_level",
         "log_json",
         "var_dir",
+        "log_url",
+        "log_ship_queue",
     }
 )
 
@@ -74,6 +76,10 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
+    #: sv-log's base URL; when set, this service's log records are shipped there too.
+    log_url: str | None = None
+    #: Bound of the shipping queue; records beyond it are dropped and counted.
+    log_ship_queue: int = 10_000
     var_dir: Path = Path("var")
 
     @classmethod
