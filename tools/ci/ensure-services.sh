@@ -64,7 +64,6 @@ ensure_redis() {
 
 ensure_tools() {
   command -v bazel >/dev/null 2>&1 || { echo "ensure-services: installing bazel-bootstrap"; apt_install bazel-bootstrap; }
-  command -v kubectl >/dev/null 2>&1 || { echo "ensure-services: installing kubectl"; apt_install kubectl || apt_install kubernetes-client || true; }
 }
 
 ensure_postgres
