@@ -33,6 +33,10 @@ async def serve(settings: Settings) -> None:
             http="httptools",
             lifespan="off",
             date_header=False,  # the upstream's Date header passes through
+            # The gateway is the edge: X-Forwarded-* from clients is data, not truth,
+            # unless a load balancer in front is named in GATEWAY_TRUSTED_PROXIES.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
         )
     )
     admin_task = asyncio.create_task(admin.serve())

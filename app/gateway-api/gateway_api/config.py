@@ -17,6 +17,8 @@ class Settings(ServiceSettings):
     port: int = 7001
     admin_host: str = "127.0.0.1"
     admin_port: int = 7080
+    #: Comma-separated addresses of load balancers whose X-Forwarded-For is trusted.
+    trusted_proxies: str = ""
 
     topology: Path = Path("deploy/local/topology.toml")
     routes: Path = PACKAGE_DIR / "routes.toml"
@@ -27,6 +29,5 @@ class Settings(ServiceSettings):
     healthy_threshold: int = 1
     unhealthy_threshold: int = 2
 
-    connect_timeout: float = 2.0
-    read_timeout: float = 30.0
-    max_retries: int = 1
+    #: Retries may add this share of the request rate (plus a small floor per second).
+    retry_budget_ratio: float = 0.2

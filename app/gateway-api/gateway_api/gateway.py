@@ -12,9 +12,10 @@ from edgelib.problems import Forbidden, Unauthorized
 from edgelib.signing import ServiceSigner
 from gateway_api.config import Settings
 from gateway_api.health import HealthChecker
+from gateway_api.routes_reload import RouteWatcher
 from gateway_api.routing import Permission, Route, RouteTable, load_routes
 from gateway_api.topology import load_topology
-from gateway_api.upstreams import Upstreams
+from gateway_api.upstreams import RetryBudget, Upstreams
 
 
 class Gateway:
@@ -23,10 +24,9 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.routes: RouteTable = load_routes(settings.routes)
+        self.retry_budget = RetryBudget(ratio=settings.retry_budget_ratio)
+        self._route_watch: RouteWatcher | None = None
         self.upstreams = Upstreams(load_topology(settings.topology))
-        self.timeout = aiohttp.ClientTimeout(
-            sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-        )
         self.signer = ServiceSigner(
             settings.service_name, settings.service_secret.get_secret_value()
         )
@@ -60,8 +60,12 @@ class Gateway:
         )
         await self._health.probe_all()
         self._health.start()
+        self._route_watch = RouteWatcher(self, self.settings.routes)
+        self._route_watch.start()
 
     async def stop(self) -> None:
+        if self._route_watch is not None:
+            await self._route_watch.stop()
         if self._health is not None:
             await self._health.stop()
         if self._session is not None:
@@ -96,6 +100,7 @@ class Gateway:
                 "public": f"http://{self.settings.host}:{self.settings.port}",
                 "admin": f"http://{self.settings.admin_host}:{self.settings.admin_port}",
             },
+            "routes": {"source": self.routes.source, "count": len(self.routes.routes)},
             "regions": list(self.upstreams.topology.regions),
             "services": [p.snapshot() for p in pools],
             "totals": {

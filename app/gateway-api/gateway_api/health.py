@@ -69,6 +69,7 @@ class HealthChecker:
             if not instance.healthy and instance.consecutive_successes >= self.healthy_threshold:
                 instance.healthy = True
                 instance.last_error = None
+                instance.breaker.reset()
                 logger.info("instance up", extra={"instance": instance.spec.id})
         else:
             instance.consecutive_successes = 0

@@ -1,4 +1,4 @@
-"""The public listener: a lean ASGI app that routes and forwards each request.
+"""The public listener: a lean ASGI app that routes, authenticates and forwards.
 
 Not FastAPI: this is the hot path, so it works on raw ASGI messages, streams bodies
 both ways with aiohttp (see doc/decisions.md), and answers every refusal with
@@ -7,45 +7,30 @@ problem+json.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from yarl import URL
 
 from edgelib.identity import Identity
 from edgelib.logs import reset_request_id, set_request_id
-from edgelib.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body
-from gateway_api.routing import MethodNotAllowed, UnsafePath, check_path
-from gateway_api.upstreams import Instance
+from edgelib.problems import PROBLEM_MEDIA_TYPE, Problem, ServiceUnavailable, problem_body
+from gateway_api.forwarding import HOP_BY_HOP, ClientGone, RequestBody, forward
+from gateway_api.routing import MethodNotAllowed, Route, UnsafePath, check_path
+from gateway_api.websocket import proxy_websocket
 
 if TYPE_CHECKING:
-    from starlette.types import Receive, Scope, Send
-
     from gateway_api.gateway import Gateway
+    from gateway_api.upstreams import Pool
 
+Scope = MutableMapping[str, Any]
 logger = logging.getLogger("gateway.access")
 tracer = trace.get_tracer("gateway-api")
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 _REPLACED = frozenset(
     {
         b"host",
@@ -55,9 +40,25 @@ _REPLACED = frozenset(
         b"x-request-id",
         b"traceparent",
         b"tracestate",
+        b"content-length",
     }
 )
-_RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+class NotFound(Problem):
+    status_code, type_slug, title = 404, "no-route", "No route"
+
+
+class MethodRefused(Problem):
+    status_code, type_slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class BadPath(Problem):
+    status_code, type_slug, title = 400, "unsafe-path", "Unsafe path"
+
+
+class BadRequestBody(Problem):
+    status_code, type_slug, title = 400, "bad-request", "Bad request"
 
 
 class Proxy:
@@ -66,20 +67,16 @@ class Proxy:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await _lifespan(receive, send)
             return
-        if kind != "http":
-            # WebSocket proxying arrives with the resilient-forwarding work.
-            await send({"type": "websocket.close", "code": 1003})
-            return
-        path: str = scope["path"]
-        if path == "/healthz":
+        if kind == "http" and scope["path"] == "/healthz":
             await _send_simple(send, 200, b'{"status":"ok"}', b"application/json")
             return
-
+        if kind not in ("http", "websocket"):
+            return
         request_id = _request_id(scope)
         token = set_request_id(request_id)
         carrier = {
@@ -87,22 +84,32 @@ class Proxy:
             for k, v in scope["headers"]
             if k in (b"traceparent", b"tracestate")
         }
+        method = scope.get("method", "GET")
         started = time.perf_counter()
+        status: int = 500
+        upstream: str | None = None
         try:
             with tracer.start_as_current_span(
-                f"{scope['method']} gateway",
-                context=propagate.extract(carrier),
-                kind=SpanKind.SERVER,
+                f"{method} gateway", context=propagate.extract(carrier), kind=SpanKind.SERVER
             ):
-                status, upstream = await self._handle(scope, receive, send, request_id)
+                try:
+                    status, upstream = await self._handle(scope, receive, send, request_id)
+                except Problem as exc:
+                    status = exc.status_code
+                    if kind == "http":
+                        await _problem(send, exc, request_id)
+                    else:
+                        await send({"type": "websocket.close", "code": 1008})
+                except ClientGone:
+                    status = 499
                 logger.info(
                     "%s %s %s",
-                    scope["method"],
-                    path,
+                    method,
+                    scope["path"],
                     status,
                     extra={
-                        "method": scope["method"],
-                        "path": path,
+                        "method": method,
+                        "path": scope["path"],
                         "status": status,
                         "upstream": upstream,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -112,150 +119,140 @@ class Proxy:
             reset_request_id(token)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str
+        self, scope: Scope, receive: Any, send: Any, request_id: str
     ) -> tuple[int, str | None]:
-        path: str = scope["path"]
         gateway = self.gateway
+        path: str = scope["path"]
+        method = "GET" if scope["type"] == "websocket" else scope["method"]
         try:
             check_path(path, scope.get("raw_path") or path.encode())
-            try:
-                route = gateway.routes.match(scope["method"], path)
-            except MethodNotAllowed as exc:
-                allow = ", ".join(sorted(exc.allowed))
-                return await _problem(
-                    send,
-                    405,
-                    "method-not-allowed",
-                    "Method not allowed",
-                    f"{scope['method']} is not allowed on {path}.",
-                    request_id,
-                    headers=[(b"allow", allow.encode())],
-                )
-            if route is None:
-                return await _problem(
-                    send, 404, "no-route", "No route", f"No route serves {path}.", request_id
-                )
-            identity = None
-            if route.access != "public":
-                identity = await gateway.authenticate(scope)
-                if route.permission is not None:
-                    await gateway.authorize(identity, route.permission)
-            region = await gateway.region_for(route, identity)
         except UnsafePath as exc:
-            return await _problem(send, 400, "unsafe-path", "Unsafe path", str(exc), request_id)
-        except Problem as exc:
-            return await _problem(
-                send,
-                exc.status_code,
-                exc.type_slug,
-                exc.title,
-                exc.detail,
-                request_id,
-                headers=[(k.lower().encode(), v.encode()) for k, v in exc.headers.items()],
-            )
+            raise BadPath(str(exc)) from exc
+        try:
+            route = gateway.routes.match(method, path)
+        except MethodNotAllowed as exc:
+            raise MethodRefused(
+                f"{method} is not allowed on {path}",
+                headers={"Allow": ", ".join(sorted(exc.allowed))},
+            ) from exc
+        if route is None:
+            raise NotFound(f"no route serves {path}")
+        identity: Identity | None = None
+        if route.access != "public":
+            identity = await gateway.authenticate(scope)
+            if route.permission is not None:
+                await gateway.authorize(identity, route.permission)
+        region = await gateway.region_for(route, identity)
         pool = gateway.upstreams.pool(route.service, region)
         if pool is None:
-            return await _problem(
+            raise ServiceUnavailable(
+                f"{route.service} has no instances in region {region}",
+                headers={"Retry-After": "5"},
+            )
+        headers = self._outgoing_headers(scope, request_id, identity)
+        hash_key = identity.user_id if identity is not None else _client_ip(scope)
+        if scope["type"] == "websocket":
+            return await proxy_websocket(
+                scope,
+                receive,
                 send,
-                503,
-                "no-upstream",
-                "No upstream",
-                f"{route.service} has no instances in region {region}.",
-                request_id,
-                retry_after=5,
+                session=gateway.session,
+                pool=pool,
+                route=route,
+                headers=headers,
+                hash_key=hash_key,
             )
-        return await self._forward(scope, receive, send, pool.choose, request_id, identity)
-
-    async def _forward(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        choose: object,
-        request_id: str,
-        identity: Identity | None,
-    ) -> tuple[int, str | None]:
-        gateway = self.gateway
-        method: str = scope["method"]
-        headers, has_body = _outgoing_headers(scope, request_id)
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope.get("query_string"):
-            target = target + b"?" + scope["query_string"]
-        if identity is not None:
-            signed = gateway.signer.sign(
-                method, target.decode("latin-1"), None, identity=identity.encode()
-            )
-            headers.extend(signed.items())
-        retryable = method in _RETRYABLE_METHODS and not has_body
-        attempts = 1 + (gateway.settings.max_retries if retryable else 0)
-        tried: set[str] = set()
-        for _ in range(attempts):
-            instance: Instance | None = choose(tried)  # type: ignore[operator]
-            if instance is None:
-                break
-            tried.add(instance.url)
-            url = URL(instance.url + target.decode("latin-1"), encoded=True)
-            instance.in_flight += 1
-            try:
-                data = _body_stream(receive) if has_body else None
-                async with gateway.session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    timeout=gateway.timeout,
-                ) as resp:
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": resp.status,
-                            "headers": _response_headers(resp),
-                        }
-                    )
-                    async for chunk in resp.content.iter_any():
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    await send({"type": "http.response.body", "body": b""})
-                    instance.served += 1
-                    if resp.status >= 500:
-                        instance.errors += 1
-                    return resp.status, instance.spec.id
-            except aiohttp.ClientConnectorError as exc:
-                instance.errors += 1
-                gateway.health.record(instance, False, type(exc).__name__)
-                continue
-            except (TimeoutError, aiohttp.ServerTimeoutError):
-                instance.errors += 1
-                return await _problem(
-                    send,
-                    504,
-                    "upstream-timeout",
-                    "Upstream timeout",
-                    "The service did not answer in time.",
-                    request_id,
-                )
-            except aiohttp.ClientError as exc:
-                instance.errors += 1
-                logger.warning("upstream error", extra={"error": repr(exc)})
-                return await _problem(
-                    send,
-                    502,
-                    "bad-gateway",
-                    "Bad gateway",
-                    "The service failed to answer.",
-                    request_id,
-                )
-            finally:
-                instance.in_flight -= 1
-        return await _problem(
+        return await forward(
+            scope,
             send,
-            503,
-            "no-healthy-upstream",
-            "No healthy upstream",
-            "No healthy instance can serve this request now.",
-            request_id,
-            retry_after=1,
+            session=gateway.session,
+            pool=pool,
+            route=route,
+            headers=headers,
+            body=_request_body(scope, receive, route),
+            hash_key=hash_key,
+            budget=gateway.retry_budget,
+            request_id=request_id,
         )
+
+    def _outgoing_headers(
+        self, scope: Scope, request_id: str, identity: Identity | None
+    ) -> list[tuple[str, str]]:
+        """Client headers minus hop-by-hop and internal ones, plus forwarding headers."""
+        raw = scope["headers"]
+        dropped = set(HOP_BY_HOP)
+        for name, value in raw:
+            if name == b"connection":
+                dropped.update(t.strip().lower() for t in value.split(b","))
+        out: list[tuple[str, str]] = []
+        host = ""
+        forwarded_for = ""
+        for name, value in raw:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded_for = value.decode("latin-1")
+            elif name == b"content-length":
+                out.append(("content-length", value.decode("latin-1")))
+            if name in dropped or name in _REPLACED or name.startswith(b"x-edge-"):
+                continue
+            if scope["type"] == "websocket" and name.startswith(b"sec-websocket-"):
+                continue
+            out.append((name.decode("latin-1"), value.decode("latin-1")))
+        client_ip = _client_ip(scope) or ""
+        out.append(
+            ("x-forwarded-for", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip)
+        )
+        out.append(("x-forwarded-proto", _scheme(scope)))
+        if host:
+            out.append(("x-forwarded-host", host))
+        out.append(("x-request-id", request_id))
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        out.extend(carrier.items())
+        if identity is not None:
+            target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            if scope.get("query_string"):
+                target += "?" + scope["query_string"].decode("latin-1")
+            method = "GET" if scope["type"] == "websocket" else scope["method"]
+            signed = self.gateway.signer.sign(method, target, None, identity=identity.encode())
+            out.extend(signed.items())
+        return out
+
+
+def _request_body(scope: Scope, receive: Any, route: Route) -> RequestBody | None:
+    """The body to forward, or None; refuses ambiguous or oversized bodies up front."""
+    length: int | None = None
+    chunked = False
+    lengths = 0
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            lengths += 1
+            if not value.strip().isdigit():
+                raise BadRequestBody("Content-Length is not a number")
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    if lengths > 1 or (chunked and length is not None):
+        # Conflicting framing is how request smuggling starts: refuse it.
+        raise BadRequestBody("conflicting Content-Length and Transfer-Encoding")
+    if length is not None and length > route.max_body:
+        from edgelib.problems import PayloadTooLarge
+
+        raise PayloadTooLarge(f"the body exceeds this route's {route.max_body} bytes")
+    if not chunked and not length:
+        return None
+    return RequestBody(receive, route.max_body, length)
+
+
+def _client_ip(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def _scheme(scope: Scope) -> str:
+    scheme: str = scope.get("scheme", "http")
+    return {"ws": "http", "wss": "https"}.get(scheme, scheme)
 
 
 def _request_id(scope: Scope) -> str:
@@ -265,65 +262,7 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _outgoing_headers(scope: Scope, request_id: str) -> tuple[list[tuple[str, str]], bool]:
-    """Client headers minus hop-by-hop and internal ones, plus forwarding headers."""
-    raw = scope["headers"]
-    dropped = set(HOP_BY_HOP)
-    for name, value in raw:
-        if name == b"connection":
-            dropped.update(t.strip().lower() for t in value.split(b","))
-    out: list[tuple[str, str]] = []
-    has_body = False
-    host = ""
-    forwarded_for = ""
-    for name, value in raw:
-        if name == b"content-length":
-            has_body = value.strip() not in (b"0", b"")
-        elif name == b"transfer-encoding":
-            has_body = True
-        if name == b"host":
-            host = value.decode("latin-1")
-        elif name == b"x-forwarded-for":
-            forwarded_for = value.decode("latin-1")
-        if name in dropped or name in _REPLACED or name.startswith(b"x-edge-"):
-            continue
-        out.append((name.decode("latin-1"), value.decode("latin-1")))
-    client = scope.get("client")
-    client_ip = client[0] if client else ""
-    out.append(("x-forwarded-for", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip))
-    out.append(("x-forwarded-proto", scope.get("scheme", "http")))
-    if host:
-        out.append(("x-forwarded-host", host))
-    out.append(("x-request-id", request_id))
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    out.extend(carrier.items())
-    return out, has_body
-
-
-def _response_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
-    headers: list[tuple[bytes, bytes]] = []
-    for name, value in resp.raw_headers:
-        lowered = name.lower()
-        if lowered in HOP_BY_HOP:
-            continue
-        headers.append((lowered, value))
-    return headers
-
-
-async def _body_stream(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError("client disconnected")
-        body = message.get("body", b"")
-        if body:
-            yield body
-        if not message.get("more_body", False):
-            return
-
-
-async def _send_simple(send: Send, status: int, body: bytes, media_type: bytes) -> None:
+async def _send_simple(send: Any, status: int, body: bytes, media_type: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -337,32 +276,19 @@ async def _send_simple(send: Send, status: int, body: bytes, media_type: bytes) 
     await send({"type": "http.response.body", "body": body})
 
 
-async def _problem(
-    send: Send,
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    request_id: str,
-    *,
-    retry_after: int | None = None,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> tuple[int, None]:
-    body = problem_body(status, slug, title, detail)
+async def _problem(send: Any, exc: Problem, request_id: str) -> None:
+    body = problem_body(exc.status_code, exc.type_slug, exc.title, exc.detail, **exc.extensions)
     headers = [
         (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
-        *(headers or []),
+        *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()),
     ]
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-    return status, None
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -370,3 +296,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+__all__ = ["Pool", "Proxy"]

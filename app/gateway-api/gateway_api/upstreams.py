@@ -1,17 +1,71 @@
-"""Upstream pools: instances, their health and counters, and the choice of one."""
+"""Upstream pools: instances with health, circuit breakers and counters."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
+from gateway_api.balancing import POLICIES, Balancer
 from gateway_api.topology import InstanceSpec, Topology
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Per-instance breaker fed by passive signals (connection errors, 5xx, timeouts).
+
+    ``threshold`` consecutive failures open it; after ``cool_down`` seconds one trial
+    request is let through (half-open): success closes it, failure re-opens it with
+    twice the cool-down (at most ``max_cool_down``).
+    """
+
+    threshold: int = 3
+    base_cool_down: float = 2.0
+    max_cool_down: float = 30.0
+    state: CircuitState = "closed"
+    failures: int = 0
+    cool_down: float = 2.0
+    opened_at: float = 0.0
+    trial_in_flight: bool = False
+
+    def available(self, now: float) -> bool:
+        if self.state == "closed":
+            return True
+        if self.state == "open":
+            return now - self.opened_at >= self.cool_down
+        return not self.trial_in_flight
+
+    def on_dispatch(self, now: float) -> None:
+        if self.state == "open" and now - self.opened_at >= self.cool_down:
+            self.state = "half_open"
+        if self.state == "half_open":
+            self.trial_in_flight = True
+
+    def on_success(self) -> None:
+        self.state = "closed"
+        self.failures = 0
+        self.trial_in_flight = False
+        self.cool_down = self.base_cool_down
+
+    def on_failure(self, now: float) -> None:
+        self.failures += 1
+        self.trial_in_flight = False
+        if self.state == "half_open":
+            self.cool_down = min(self.cool_down * 2, self.max_cool_down)
+            self.state, self.opened_at = "open", now
+        elif self.state == "closed" and self.failures >= self.threshold:
+            self.state, self.opened_at = "open", now
+
+    def reset(self) -> None:
+        self.on_success()
 
 
 @dataclass(slots=True)
 class Instance:
     spec: InstanceSpec
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     healthy: bool = True
     in_flight: int = 0
     served: int = 0
@@ -25,12 +79,16 @@ class Instance:
     def url(self) -> str:
         return self.spec.url
 
+    def eligible(self, now: float) -> bool:
+        return self.healthy and self.breaker.available(now)
+
     def snapshot(self) -> dict[str, object]:
         return {
             "id": self.spec.id,
             "url": self.spec.url,
             "weight": self.spec.weight,
             "health": "up" if self.healthy else "down",
+            "circuit": self.breaker.state,
             "in_flight": self.in_flight,
             "requests": self.served,
             "errors": self.errors,
@@ -48,24 +106,30 @@ class Pool:
     service: str
     region: str | None
     instances: list[Instance]
-    policy: str = "round_robin"
-    _counter: itertools.count[int] = field(default_factory=itertools.count)
+    balancers: dict[str, Balancer] = field(default_factory=dict)
 
-    def candidates(self, exclude: set[str] | None = None) -> list[Instance]:
-        return [i for i in self.instances if i.healthy and (not exclude or i.url not in exclude)]
-
-    def choose(self, exclude: set[str] | None = None) -> Instance | None:
-        """Round robin over the healthy instances not yet tried for this request."""
-        live = self.candidates(exclude)
-        if not live:
+    def choose(
+        self, policy: str, key: str | None = None, exclude: set[str] | None = None
+    ) -> Instance | None:
+        """An eligible instance not in ``exclude``, picked by ``policy``; None if none."""
+        now = time.monotonic()
+        eligible = [
+            i for i in self.instances if i.eligible(now) and (not exclude or i.url not in exclude)
+        ]
+        if not eligible:
             return None
-        return live[next(self._counter) % len(live)]
+        balancer = self.balancers.get(policy)
+        if balancer is None:
+            balancer = self.balancers[policy] = POLICIES[policy]()
+        chosen = balancer.choose(self.instances, eligible, key)
+        chosen.breaker.on_dispatch(now)
+        return chosen
 
     def snapshot(self) -> dict[str, object]:
         return {
             "service": self.service,
             "region": self.region,
-            "policy": self.policy,
+            "policies": sorted(self.balancers) or ["round_robin"],
             "healthy": sum(1 for i in self.instances if i.healthy),
             "instances": [i.snapshot() for i in self.instances],
         }
@@ -86,3 +150,34 @@ class Upstreams:
 
     def all_instances(self) -> list[Instance]:
         return [i for pool in self.pools.values() for i in pool.instances]
+
+
+class RetryBudget:
+    """Retries may add at most ``ratio`` of the request rate, plus ``floor`` per second.
+
+    A token bucket: every request deposits ``ratio`` of a token, time deposits
+    ``floor`` tokens a second, a retry spends one. It keeps retries from multiplying
+    load when a whole service is failing.
+    """
+
+    def __init__(self, ratio: float = 0.2, floor: float = 5.0, cap: float = 100.0) -> None:
+        self.ratio = ratio
+        self.floor = floor
+        self.cap = cap
+        self.tokens = cap / 2
+        self._last = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.cap, self.tokens + (now - self._last) * self.floor)
+        self._last = now
+
+    def on_request(self) -> None:
+        self.tokens = min(self.cap, self.tokens + self.ratio)
+
+    def try_spend(self) -> bool:
+        self._refill()
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False

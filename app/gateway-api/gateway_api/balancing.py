@@ -1,0 +1,142 @@
+"""Load-balancing policies: choose one instance from a pool's eligible instances.
+
+Each policy keeps its own state per pool. All work on the instances that are eligible
+right now (healthy, circuit not open, not yet tried for this request).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gateway_api.upstreams import Instance
+
+
+class Balancer(Protocol):
+    def choose(
+        self, pool: Sequence[Instance], eligible: Sequence[Instance], key: str | None
+    ) -> Instance:
+        """Pick from ``eligible`` (never empty); ``pool`` is every instance, eligible or not."""
+        ...
+
+
+class RoundRobin:
+    def __init__(self) -> None:
+        self._next = 0
+
+    def choose(
+        self, pool: Sequence[Instance], eligible: Sequence[Instance], key: str | None
+    ) -> Instance:
+        self._next += 1
+        return eligible[self._next % len(eligible)]
+
+
+class SmoothWeightedRoundRobin:
+    """nginx's smooth weighted round robin: 3:1 weights give a, a, b, a, spread out."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, int] = {}
+
+    def choose(
+        self, pool: Sequence[Instance], eligible: Sequence[Instance], key: str | None
+    ) -> Instance:
+        total = 0
+        best: Instance | None = None
+        best_weight = 0
+        for inst in eligible:
+            weight = inst.spec.weight
+            current = self._current.get(inst.spec.id, 0) + weight
+            self._current[inst.spec.id] = current
+            total += weight
+            if best is None or current > best_weight:
+                best, best_weight = inst, current
+        assert best is not None
+        self._current[best.spec.id] = best_weight - total
+        return best
+
+
+class Random:
+    def __init__(self) -> None:
+        self._rng = random.Random()
+
+    def choose(
+        self, pool: Sequence[Instance], eligible: Sequence[Instance], key: str | None
+    ) -> Instance:
+        return self._rng.choice(eligible)
+
+
+def _hash(value: str) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
+
+
+class ConsistentHash:
+    """A hash ring with virtual nodes; a key stays on its instance while that one is eligible.
+
+    When the key's instance is not eligible, the next instance on the ring takes it, so
+    only that instance's keys move.
+    """
+
+    VNODES = 160
+
+    def __init__(self) -> None:
+        self._ring_for: tuple[str, ...] = ()
+        self._points: list[int] = []
+        self._owners: list[str] = []
+        self._fallback = RoundRobin()
+
+    def _build(self, instances: Sequence[Instance]) -> None:
+        ids = tuple(sorted(i.spec.id for i in instances))
+        if ids == self._ring_for:
+            return
+        ring = sorted(
+            (_hash(f"{inst.spec.id}#{v}"), inst.spec.id)
+            for inst in instances
+            for v in range(self.VNODES * inst.spec.weight)
+        )
+        self._points = [p for p, _ in ring]
+        self._owners = [o for _, o in ring]
+        self._ring_for = ids
+
+    def choose(
+        self, pool: Sequence[Instance], eligible: Sequence[Instance], key: str | None
+    ) -> Instance:
+        if key is None:
+            return self._fallback.choose(pool, eligible, key)
+        self._build(pool)
+        by_id = {i.spec.id: i for i in eligible}
+        start = bisect.bisect(self._points, _hash(key)) % len(self._points)
+        for offset in range(len(self._owners)):
+            owner = self._owners[(start + offset) % len(self._owners)]
+            if owner in by_id:
+                return by_id[owner]
+        return eligible[0]
+
+
+class LeastInFlight:
+    """Power of two choices: sample two, keep the one with fewer requests in flight."""
+
+    def __init__(self) -> None:
+        self._rng = random.Random()
+
+    def choose(
+        self, pool: Sequence[Instance], eligible: Sequence[Instance], key: str | None
+    ) -> Instance:
+        if len(eligible) == 1:
+            return eligible[0]
+        a, b = self._rng.sample(list(eligible), 2)
+        if a.in_flight == b.in_flight:
+            return a if a.served <= b.served else b
+        return a if a.in_flight < b.in_flight else b
+
+
+POLICIES: dict[str, type[Balancer]] = {
+    "round_robin": RoundRobin,
+    "weighted_round_robin": SmoothWeightedRoundRobin,
+    "random": Random,
+    "consistent_hash": ConsistentHash,
+    "least_in_flight": LeastInFlight,
+}

@@ -1,0 +1,100 @@
+"""A tiny upstream for gateway tests: echoes requests, streams, hangs on demand, WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+
+@dataclass
+class UpstreamState:
+    name: str
+    hang: bool = False
+    fail_health: bool = False
+    status: int = 200
+    posts: list[str] = field(default_factory=list)
+    requests: int = 0
+
+
+def upstream_app(state: UpstreamState) -> Starlette:
+    async def maybe_hang() -> None:
+        while state.hang:
+            await asyncio.sleep(0.05)
+
+    async def healthz(request: Request) -> Response:
+        await maybe_hang()
+        if state.fail_health:
+            return PlainTextResponse("down", status_code=500)
+        return PlainTextResponse("ok")
+
+    async def echo(request: Request) -> Response:
+        await maybe_hang()
+        state.requests += 1
+        body = await request.body()
+        if request.method == "POST":
+            state.posts.append(request.headers.get("x-test-id", ""))
+        return JSONResponse(
+            {
+                "upstream": state.name,
+                "method": request.method,
+                "path": request.url.path,
+                "raw_path": request.scope["raw_path"].decode("latin-1"),
+                "query": request.url.query,
+                "headers": [[k, v] for k, v in request.headers.items()],
+                "body_length": len(body),
+            },
+            status_code=state.status,
+            headers={
+                "x-upstream": state.name,
+                "connection": "keep-alive, x-secret-hop",
+                "x-secret-hop": "1",
+            },
+        )
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(float(request.query_params.get("s", "1")))
+        return JSONResponse({"upstream": state.name, "slow": True})
+
+    async def stream(request: Request) -> Response:
+        async def chunks():  # type: ignore[no-untyped-def]
+            for i in range(5):
+                yield f"chunk-{i}\n".encode()
+                await asyncio.sleep(0.2)
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def upload(request: Request) -> Response:
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+        return JSONResponse({"upstream": state.name, "received": total})
+
+    async def ws_echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                text = await websocket.receive_text()
+                await websocket.send_text(f"{state.name}:{text}")
+        except Exception:
+            return
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/api/v1/echo/slow", slow),
+            Route("/api/v1/echo/stream", stream),
+            Route("/api/v1/echo/upload", upload, methods=["POST", "PUT"]),
+            WebSocketRoute("/api/v1/echo/ws", ws_echo),
+            Route(
+                "/api/v1/echo/{rest:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]
+            ),
+            Route("/api/v1/echo", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+            Route("/internal/secret", echo),
+        ]
+    )
