@@ -22,7 +22,15 @@ from tests.conftest import PG_URL, REDIS_URL
 
 ROOT = Path(__file__).parents[2]
 TOPOLOGY = ROOT / "deploy/local/topology.toml"
-PORT_SHIFT = 10000
+#: Set EDGE_E2E_PORT_SHIFT to run two e2e sessions side by side on one machine.
+PORT_SHIFT = int(os.environ.get("EDGE_E2E_PORT_SHIFT", "10000"))
+
+
+def instance_id(service: str, port: int, region: str | None = None) -> str:
+    """The id the stack gives the instance that the checked-in topology puts on ``port``."""
+    return f"{service}-{region}-{port + PORT_SHIFT}" if region else f"{service}-{port + PORT_SHIFT}"
+
+
 READY_TIMEOUT = 90.0
 
 

@@ -11,12 +11,12 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, instance_id
 
 pytestmark = pytest.mark.e2e
 
-EAST_USER_A = "sv-user-east-17201"  # weight 3 in deploy/local/topology.toml
-EAST_USER_B = "sv-user-east-17202"  # weight 1
+EAST_USER_A = instance_id("sv-user", 7201, "east")  # weight 3 in deploy/local/topology.toml
+EAST_USER_B = instance_id("sv-user", 7202, "east")  # weight 1
 
 
 def _wait_all_up(stack: Stack, client: httpx.Client, timeout: float = 15) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from edgelib.signing import ServiceSigner
-from tests.e2e.conftest import READY_TIMEOUT, Stack
+from tests.e2e.conftest import READY_TIMEOUT, Stack, instance_id
 
 pytestmark = pytest.mark.e2e
 
@@ -103,8 +103,9 @@ def test_request_leaves_log_lines_with_one_trace_id_in_gateway_and_service(
                 return json.loads(line)
         return None
 
-    _wait_for(lambda: find("gateway-api") and find("sv-region-17101"), 5)
-    gw, svc = find("gateway-api"), find("sv-region-17101")
+    region_id = instance_id("sv-region", 7101)
+    _wait_for(lambda: find("gateway-api") and find(region_id), 5)
+    gw, svc = find("gateway-api"), find(region_id)
     assert gw is not None
     assert svc is not None
     assert gw["trace_id"] == svc["trace_id"]
@@ -131,7 +132,12 @@ def test_internal_endpoint_without_valid_signature_is_refused(
 
 
 @pytest.mark.parametrize(
-    "instance", ["sv-user-east-17202", "sv-money-west-17311", "auth-jwt-17102"]
+    "instance",
+    [
+        instance_id("sv-user", 7202, "east"),
+        instance_id("sv-money", 7311, "west"),
+        instance_id("auth-jwt", 7102),
+    ],
 )
 def test_killed_process_is_shown_down_then_back_healthy_within_10s(
     stack: Stack, client: httpx.Client, instance: str
