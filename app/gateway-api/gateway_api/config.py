@@ -23,6 +23,8 @@ class Settings(ServiceSettings):
     topology: Path = Path("deploy/local/topology.toml")
     routes: Path = PACKAGE_DIR / "routes.toml"
     default_region: str = "east"
+    #: Seconds a user's region stays cached (changes are also pushed by sv-region).
+    region_cache_ttl: float = 60.0
 
     health_interval: float = 1.0
     health_timeout: float = 1.0

@@ -7,11 +7,13 @@ from typing import Any
 
 import aiohttp
 
+from edgelib.backends import Backend
 from edgelib.identity import Identity
 from edgelib.problems import Forbidden, Unauthorized
 from edgelib.signing import ServiceSigner
 from gateway_api.config import Settings
 from gateway_api.health import HealthChecker
+from gateway_api.regions import RegionResolver
 from gateway_api.routes_reload import RouteWatcher
 from gateway_api.routing import Permission, Route, RouteTable, load_routes
 from gateway_api.topology import load_topology
@@ -26,6 +28,8 @@ class Gateway:
         self.routes: RouteTable = load_routes(settings.routes)
         self.retry_budget = RetryBudget(ratio=settings.retry_budget_ratio)
         self._route_watch: RouteWatcher | None = None
+        self.regions: RegionResolver | None = None
+        self.backend: Backend | None = None
         self.upstreams = Upstreams(load_topology(settings.topology))
         self.signer = ServiceSigner(
             settings.service_name, settings.service_secret.get_secret_value()
@@ -43,7 +47,9 @@ class Gateway:
         assert self._health is not None, "gateway not started"
         return self._health
 
-    async def start(self) -> None:
+    async def start(self, backend: Backend | None = None) -> None:
+        """Open the forwarding session and start background work; ``backend`` carries events."""
+        self.backend = backend
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -62,8 +68,18 @@ class Gateway:
         self._health.start()
         self._route_watch = RouteWatcher(self, self.settings.routes)
         self._route_watch.start()
+        self.regions = RegionResolver(
+            pool=self.upstreams.pool("sv-region", None),
+            session=self._session,
+            signer=self.signer,
+            backend=backend,
+            ttl=self.settings.region_cache_ttl,
+        )
+        await self.regions.start()
 
     async def stop(self) -> None:
+        if self.regions is not None:
+            await self.regions.stop()
         if self._route_watch is not None:
             await self._route_watch.stop()
         if self._health is not None:
@@ -88,9 +104,11 @@ class Gateway:
         """The region whose instances serve this request (None for global services)."""
         if route.scope != "regional":
             return None
-        if identity is not None:
+        if identity is None:
+            return self.settings.default_region
+        if self.regions is None:
             return identity.region
-        return self.settings.default_region
+        return await self.regions.region_of(identity)
 
     def cluster(self) -> dict[str, object]:
         pools = list(self.upstreams.pools.values())

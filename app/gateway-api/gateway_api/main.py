@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await gw.start()
+        await gw.start(app.state.backend)
         try:
             yield
         finally:
