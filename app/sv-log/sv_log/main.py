@@ -1,23 +1,104 @@
 """sv-log app: ``create_app()`` and its lifespan."""
 
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from edgelib.app import create_service_app
+from edgelib.logship import LogShipper
 from edgelib.settings import ServiceSettings
+from sv_log.body_limit import BodyLimitMiddleware
 from sv_log.config import Settings
+from sv_log.endpoints import INTAKE_PATH, internal, public
+from sv_log.mongo import MongoLogStore
+from sv_log.repository import SqlLogStore
+from sv_log.retention import RetentionJob, RetentionPolicy
+from sv_log.service import IntakeLimits, LogService
+from sv_log.store import LogStore
+from sv_log.tail import TailHub
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def _not_an_intake_line(record: logging.LogRecord) -> bool:
+    """sv-log keeps its own records, but not one access line per accepted batch."""
+    return not (
+        record.name == "edge.access"
+        and getattr(record, "path", None) == INTAKE_PATH
+        and getattr(record, "status", None) == 202
+    )
+
+
+def create_app(base: ServiceSettings | None = None) -> FastAPI:
+    if base is not None and not isinstance(base, Settings):
+        raise TypeError("sv-log needs its own Settings")
+    settings = base or Settings()
+    mongo = settings.uses_mongodb
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            store: LogStore
+            if mongo:
+                assert settings.database_url is not None
+                store = MongoLogStore(settings.database_url)
+                stack.push_async_callback(store.close)
+                await store.prepare()
+            else:
+                store = SqlLogStore(app.state.database)
+            hub = TailHub(app.state.backend, client_queue=settings.tail_queue)
+            stack.push_async_callback(hub.close)
+            service = LogService(
+                store,
+                hub,
+                app.state.backend,
+                IntakeLimits(
+                    max_batch_bytes=settings.max_batch_bytes,
+                    max_batch_records=settings.max_batch_records,
+                    max_record_bytes=settings.max_record_bytes,
+                ),
+            )
+            app.state.log_service = service
+            retention = RetentionJob(
+                store,
+                RetentionPolicy(settings.retention_days, settings.retention_days_by_service),
+                app.state.backend,
+                interval=settings.retention_interval,
+            )
+            app.state.retention = retention
+            retention.start()
+            stack.push_async_callback(retention.stop)
+            own_logs = LogShipper(service.store_own, max_queue=settings.log_ship_queue)
+            await stack.enter_async_context(
+                own_logs.installed(
+                    service=settings.service_name,
+                    instance=settings.instance_id,
+                    region=settings.region,
+                    record_filter=_not_an_intake_line,
+                )
+            )
+            yield
+
+    async def store_ready() -> None:
+        await app.state.log_service.store.ping()
+
     app = create_service_app(
         settings,
         title="sv-log",
-        description="Central log intake and query.",
-        migrations=MIGRATIONS,
+        description="Central log intake (signed, batched) and query, with a live tail.",
+        migrations=None if mongo else MIGRATIONS,
+        lifespan=lifespan,
+        readiness={"store": store_ready} if mongo else None,
         api_prefix="/api/v1/logs",
+    )
+    app.include_router(internal)
+    app.include_router(public)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, paths=frozenset({INTAKE_PATH})
     )
     return app

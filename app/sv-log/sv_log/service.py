@@ -1,0 +1,199 @@
+"""sv-log's rules: what a batch must look like, how pages and cursors work."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from edgelib.backends import Backend, BackendError
+from edgelib.logship import ShipError, ShipRejected, encode_batch
+from edgelib.problems import Problem
+from sv_log.exceptions import (
+    BatchTooLarge,
+    InvalidCursor,
+    InvalidRecords,
+    InvalidTimeRange,
+    MalformedBatch,
+    StoreUnavailable,
+    UnsupportedBatchEncoding,
+)
+from sv_log.schemas import IntakeAccepted, IntakeRecord, LogPage, LogRecordOut
+from sv_log.store import LogFilter, LogStore, Position
+from sv_log.tail import TailHub
+
+_RECORDS = TypeAdapter(list[IntakeRecord])
+_ERRORS_SHOWN = 20
+#: How long an intake idempotency key is remembered (a retried batch is not stored twice).
+DEDUP_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    max_batch_bytes: int
+    max_batch_records: int
+    max_record_bytes: int
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Inflate one gzip member, refusing output beyond ``limit`` bytes (no gzip bombs)."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise MalformedBatch(f"the gzip body is corrupt: {exc}") from exc
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise BatchTooLarge(f"the batch inflates to more than {limit} bytes", limit=limit)
+    if not inflater.eof or inflater.unused_data:
+        raise MalformedBatch("the gzip body is truncated or has trailing data")
+    return data
+
+
+class LogService:
+    """Intake, query and tail over one :class:`LogStore`."""
+
+    def __init__(
+        self, store: LogStore, hub: TailHub, backend: Backend, limits: IntakeLimits
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.backend = backend
+        self.limits = limits
+
+    def decode_batch(
+        self, body: bytes, *, content_type: str | None, content_encoding: str | None
+    ) -> list[IntakeRecord]:
+        """Check a whole batch before anything is stored; raise the problem that fits."""
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            raise UnsupportedBatchEncoding("send the batch as application/json")
+        encoding = (content_encoding or "identity").strip().lower()
+        if encoding == "gzip":
+            data = gunzip(body, self.limits.max_batch_bytes)
+        elif encoding == "identity":
+            data = body
+            if len(data) > self.limits.max_batch_bytes:
+                raise BatchTooLarge(
+                    f"the batch is over {self.limits.max_batch_bytes} bytes",
+                    limit=self.limits.max_batch_bytes,
+                )
+        else:
+            raise UnsupportedBatchEncoding(f"content encoding {encoding!r}: use gzip or none")
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedBatch(f"the batch is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict) or set(doc) != {"records"}:
+            raise MalformedBatch('a batch is an object with one key, "records"')
+        raw = doc["records"]
+        if not isinstance(raw, list):
+            raise MalformedBatch('"records" must be an array')
+        if len(raw) > self.limits.max_batch_records:
+            raise BatchTooLarge(
+                f"{len(raw)} records; at most {self.limits.max_batch_records} per batch",
+                limit=self.limits.max_batch_records,
+            )
+        too_big = [
+            i for i, r in enumerate(raw) if len(orjson.dumps(r)) > self.limits.max_record_bytes
+        ]
+        if too_big:
+            raise BatchTooLarge(
+                f"{len(too_big)} records are over {self.limits.max_record_bytes} bytes",
+                limit=self.limits.max_record_bytes,
+                records=too_big[:_ERRORS_SHOWN],
+            )
+        try:
+            return _RECORDS.validate_python(raw)
+        except ValidationError as exc:
+            errors = [
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors(include_url=False, include_input=False)[:_ERRORS_SHOWN]
+            ]
+            raise InvalidRecords(
+                f"{exc.error_count()} problems in the batch", errors=errors
+            ) from None
+
+    async def ingest(
+        self, records: Sequence[IntakeRecord], *, idempotency_key: str | None = None
+    ) -> IntakeAccepted:
+        """Store a checked batch in one transaction, then offer it to live tails."""
+        key = None
+        if idempotency_key:
+            key = f"sv-log:batch:{idempotency_key}"
+            if not await self._first_time(key):
+                return IntakeAccepted(accepted=0, duplicate=True)
+        try:
+            stored = await self.store.insert(records)
+        except BaseException:
+            if key is not None:
+                await self._forget(key)
+            raise
+        await self.hub.publish(stored)
+        return IntakeAccepted(accepted=len(stored))
+
+    async def _first_time(self, key: str) -> bool:
+        try:
+            return await self.backend.set(key, b"1", ttl=DEDUP_SECONDS, only_if_absent=True)
+        except BackendError:
+            return True  # better a rare duplicate than a lost batch
+
+    async def _forget(self, key: str) -> None:
+        try:
+            await self.backend.delete(key)
+        except BackendError:
+            pass
+
+    async def query(
+        self, flt: LogFilter, *, limit: int, cursor: str | None, newest_first: bool
+    ) -> LogPage:
+        """One page of matching records, and the cursor of the next page when there is one."""
+        if flt.since is not None and flt.until is not None and flt.since >= flt.until:
+            raise InvalidTimeRange("since must be before until")
+        order = "desc" if newest_first else "asc"
+        after = decode_cursor(cursor, order) if cursor else None
+        rows = await self.store.query(flt, after=after, limit=limit + 1, newest_first=newest_first)
+        more = len(rows) > limit
+        items = rows[:limit]
+        next_cursor = encode_cursor(items[-1], order) if more else None
+        return LogPage(items=items, next_cursor=next_cursor)
+
+    async def store_own(self, records: Sequence[bytes]) -> None:
+        """Sink for sv-log's own log records: the same checks, then straight to the store."""
+        try:
+            batch = self.decode_batch(
+                encode_batch(records), content_type="application/json", content_encoding=None
+            )
+            await self.ingest(batch)
+        except StoreUnavailable as exc:
+            raise ShipError(exc.detail) from exc
+        except Problem as exc:
+            raise ShipRejected(exc.detail) from exc
+
+
+def encode_cursor(last: LogRecordOut, order: str) -> str:
+    raw = orjson.dumps({"t": last.ts.isoformat(), "i": last.id, "o": order})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: str) -> Position:
+    try:
+        raw: Any = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        ts = datetime.fromisoformat(raw["t"])
+        last_id = raw["i"]
+        cursor_order = raw["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise InvalidCursor("the cursor is not one this service issued") from exc
+    if not isinstance(last_id, str) or ts.tzinfo is None:
+        raise InvalidCursor("the cursor is not one this service issued")
+    if cursor_order != order:
+        raise InvalidCursor(f"the cursor belongs to order={cursor_order}")
+    if not last_id.isdigit() and len(last_id) != 24:
+        raise InvalidCursor("the cursor is not one this service issued")
+    return Position(ts=ts, id=last_id)
