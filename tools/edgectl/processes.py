@@ -48,6 +48,10 @@ def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> lis
     """One spec per instance in the topology, then the gateway, in start order."""
     specs: list[ProcessSpec] = []
     host = topology.gateway.host
+    # Every process ships its logs to sv-log (the first instance) unless told otherwise.
+    log_url = os.environ.get("EDGE_LOG_URL") or next(
+        (i.url for i in topology.instances if i.service == "sv-log"), ""
+    )
     for inst in topology.instances:
         if inst.port is None:
             continue  # remote instance (container, k8s): not ours to start
@@ -57,6 +61,7 @@ def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> lis
             f"{prefix}HOST": host,
             f"{prefix}INSTANCE_ID": inst.id,
             "EDGE_VAR_DIR": str(var_dir),
+            "EDGE_LOG_URL": log_url,
         }
         if inst.region:
             env[f"{prefix}REGION"] = inst.region
@@ -87,6 +92,7 @@ def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> lis
                 "GATEWAY_INSTANCE_ID": "gateway-api-1",
                 "GATEWAY_TOPOLOGY": str(topology_path.resolve()),
                 "EDGE_VAR_DIR": str(var_dir),
+                "EDGE_LOG_URL": log_url,
             },
             admin_url=f"http://127.0.0.1:{gw.admin_port}",
             public_url=f"http://{gw.host}:{gw.port}",
