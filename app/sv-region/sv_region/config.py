@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from edgelib.settings import ServiceSettings
@@ -12,3 +13,8 @@ class Settings(ServiceSettings):
 
     service_name: ClassVar[str] = "sv-region"
     port: int = 7101
+
+    #: Regions created on start when missing (JSON list), e.g. ``["east", "west"]``.
+    regions: list[str] = Field(default_factory=lambda: ["east", "west"])
+    #: Seconds after which an unconfirmed username reservation counts as abandoned.
+    pending_ttl: float = 600.0
