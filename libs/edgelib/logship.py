@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import hashlib
 import logging
 import queue
 import random
 import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -95,8 +95,15 @@ def encode_batch(records: Sequence[bytes]) -> bytes:
     return b'{"records":[' + b",".join(records) + b"]}"
 
 
+def _gzip_and_key(records: Sequence[bytes]) -> tuple[bytes, str]:
+    # The key is the batch's digest, so a retry of the same batch (after a timeout that
+    # sv-log may have survived) is recognised and not stored twice.
+    raw = encode_batch(records)
+    return gzip.compress(raw, 1), hashlib.sha256(raw).hexdigest()[:40]
+
+
 class HttpSink:
-    """Posts batches to sv-log's signed intake, gzipped, with an idempotency key per batch."""
+    """Posts batches to sv-log's signed intake, gzipped, with the batch digest as its key."""
 
     def __init__(
         self,
@@ -114,11 +121,11 @@ class HttpSink:
     async def __call__(self, records: Sequence[bytes]) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        body = await asyncio.to_thread(gzip.compress, encode_batch(records), 1)
+        body, key = await asyncio.to_thread(_gzip_and_key, records)
         headers = {
             "content-type": "application/json",
             "content-encoding": "gzip",
-            "idempotency-key": uuid.uuid4().hex,
+            "idempotency-key": key,
             **self.signer.sign("POST", INTAKE_PATH, body),
         }
         try:
