@@ -17,4 +17,4 @@ class Settings(ServiceSettings):
     #: Regions created on start when missing (JSON list), e.g. ``["east", "west"]``.
     regions: list[str] = Field(default_factory=lambda: ["east", "west"])
     #: Seconds after which an unconfirmed username reservation counts as abandoned.
-    pending_ttl: float = 600.0
+    pending_ttl: float = 120.0

@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from edgelib.settings import ServiceSettings
@@ -12,3 +13,24 @@ class Settings(ServiceSettings):
 
     service_name: ClassVar[str] = "sv-user"
     port: int = 7110
+    #: The region whose users this instance stores.
+    region: str | None = "east"
+
+    #: sv-region, which holds the username directory (comma-separated base URLs).
+    sv_region_url: str = "http://127.0.0.1:7101"
+    #: auth-jwt, told to end the other sessions after a password change.
+    auth_jwt_url: str = "http://127.0.0.1:7102"
+    #: sv-user of each region (JSON object of comma-separated base URLs), for
+    #: registrations meant for another region: ``{"west": "http://127.0.0.1:7301"}``.
+    region_peers: dict[str, str] = Field(default_factory=dict)
+    peer_timeout: float = 5.0
+
+    #: argon2id cost; the floors are OWASP's minimum (19 MiB, 2 iterations).
+    password_memory_kib: int = Field(default=19456, ge=19456)
+    password_iterations: int = Field(default=2, ge=2)
+    password_parallelism: int = Field(default=1, ge=1)
+
+
+def url_list(value: str) -> list[str]:
+    """Base URLs from a comma-separated setting."""
+    return [u.strip() for u in value.split(",") if u.strip()]

@@ -1,23 +1,71 @@
 """sv-user app: ``create_app()`` and its lifespan."""
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 
 from edgelib.app import create_service_app
+from edgelib.client import ServiceClient
 from edgelib.settings import ServiceSettings
-from sv_user.config import Settings
+from edgelib.signing import ServiceSigner
+from sv_user.config import Settings, url_list
+from sv_user.passwords import PasswordHashing
+from sv_user.peers import AuthSessions, DirectoryClient, RegionPeers
+from sv_user.users.endpoints import internal_router, router
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_app(
+    config: ServiceSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The sv-user app; ``transport`` carries its calls to other services (tests)."""
+    settings = config if config is not None else Settings()
+    if not isinstance(settings, Settings):
+        raise TypeError("sv-user needs its own Settings")
+    if not settings.region:
+        raise ValueError("sv-user serves one region: set SV_USER_REGION")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        signer: ServiceSigner = app.state.signer
+
+        def client(urls: str) -> ServiceClient:
+            return ServiceClient(
+                url_list(urls), signer=signer, timeout=settings.peer_timeout, transport=transport
+            )
+
+        async with AsyncExitStack() as stack:
+            directory = client(settings.sv_region_url)
+            stack.push_async_callback(directory.aclose)
+            auth = client(settings.auth_jwt_url)
+            stack.push_async_callback(auth.aclose)
+            peers: dict[str, ServiceClient] = {}
+            for region, urls in settings.region_peers.items():
+                if region != settings.region:
+                    peers[region] = client(urls)
+                    stack.push_async_callback(peers[region].aclose)
+            app.state.directory = DirectoryClient(directory)
+            app.state.auth_sessions = AuthSessions(auth)
+            app.state.peers = RegionPeers(peers)
+            app.state.passwords = PasswordHashing(
+                memory_kib=settings.password_memory_kib,
+                iterations=settings.password_iterations,
+                parallelism=settings.password_parallelism,
+            )
+            yield
+
     app = create_service_app(
         settings,
         title="sv-user",
         description="Accounts, profiles and credentials of one region's users.",
         migrations=MIGRATIONS,
+        lifespan=lifespan,
         api_prefix="/api/v1/users",
     )
+    app.include_router(router)
+    app.include_router(internal_router)
     return app

@@ -1,0 +1,1 @@
+"""Accounts: registration, profiles, passwords and credential checks."""

@@ -1,0 +1,100 @@
+"""HTTP API of the users domain: public routes (behind the gateway) and internal ones."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from edgelib.deps import CurrentUser, InternalCaller
+from sv_user.deps import SessionDep
+from sv_user.users.repository import UserRepository
+from sv_user.users.schemas import (
+    AccountCreate,
+    CredentialCheck,
+    PasswordChange,
+    ProfileUpdate,
+    UserCreate,
+    UserCreated,
+    UserList,
+    UserRead,
+    VerifiedUser,
+)
+from sv_user.users.service import UserService
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+internal_router = APIRouter(tags=["users (internal)"])
+
+
+def _service(request: Request, session: SessionDep) -> UserService:
+    state = request.app.state
+    return UserService(
+        UserRepository(session),
+        region=state.settings.region,
+        passwords=state.passwords,
+        directory=state.directory,
+        peers=state.peers,
+        sessions=state.auth_sessions,
+    )
+
+
+UserServiceDep = Annotated[UserService, Depends(_service)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserCreated)
+async def register(body: UserCreate, service: UserServiceDep) -> UserCreated:
+    """Create an account; the username is unique across all regions."""
+    return await service.register(body)
+
+
+@router.get("", response_model=UserList)
+async def list_users(
+    caller: CurrentUser,
+    service: UserServiceDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> UserList:
+    """This region's users by username, a page at a time (the gateway checks users:list)."""
+    users, cursor = await service.list(after=after, limit=limit)
+    return UserList(items=[UserRead.model_validate(u) for u in users], next=cursor)
+
+
+@router.get("/me", response_model=UserRead)
+async def read_me(caller: CurrentUser, service: UserServiceDep) -> UserRead:
+    """The caller's own account."""
+    return UserRead.model_validate(await service.get(caller.user_id))
+
+
+@router.patch("/me", response_model=UserRead)
+async def update_me(body: ProfileUpdate, caller: CurrentUser, service: UserServiceDep) -> UserRead:
+    """Change the caller's profile (email, display name)."""
+    return UserRead.model_validate(await service.update_profile(caller.user_id, body))
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: PasswordChange, caller: CurrentUser, service: UserServiceDep
+) -> Response:
+    """Change the caller's password; the user's other sessions end."""
+    await service.change_password(caller, body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@internal_router.post(
+    "/internal/users", status_code=status.HTTP_201_CREATED, response_model=UserCreated
+)
+async def create_account(
+    body: AccountCreate, caller: InternalCaller, service: UserServiceDep
+) -> UserCreated:
+    """Store an account reserved by another region's registration (idempotent on user_id)."""
+    return UserCreated.model_validate(await service.create_account(body))
+
+
+@internal_router.post("/internal/credentials/verify", response_model=VerifiedUser)
+async def verify_credentials(
+    body: CredentialCheck, caller: InternalCaller, service: UserServiceDep
+) -> VerifiedUser:
+    """For auth-jwt: the account a username and password open, or 401."""
+    return VerifiedUser.model_validate(
+        await service.verify_credentials(body.username, body.password)
+    )
