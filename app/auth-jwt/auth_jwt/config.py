@@ -1,14 +1,74 @@
 """Settings of auth-jwt, read from ``AUTH_JWT_*`` variables (or ``EDGE_*`` for shared ones)."""
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from edgelib.settings import ServiceSettings
 
+DEV_KEY_PASSPHRASE = "local-dev-key-passphrase-change-me"
+
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AUTH_JWT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="AUTH_JWT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     service_name: ClassVar[str] = "auth-jwt"
     port: int = 7102
+
+    # Tokens. The gateway verifies with the same issuer and audience.
+    issuer: str = "edge-auth"
+    audience: str = "edge"
+    access_ttl: int = Field(default=300, ge=30, le=3600)
+    #: A refresh token unused this long expires (seconds).
+    refresh_ttl: int = Field(default=14 * 86400, ge=60)
+    #: A session ends this long after its login, however often it is refreshed.
+    session_max_age: int = Field(default=30 * 86400, ge=60)
+
+    # Signing keys.
+    signing_alg: Literal["ES256", "EdDSA"] = "ES256"
+    #: Private keys are stored encrypted with this passphrase.
+    key_passphrase: SecretStr = SecretStr(DEV_KEY_PASSPHRASE)
+    #: A new key signs once the current one is this old (seconds); 0 turns it off.
+    key_rotation_interval: float = Field(default=7 * 86400, ge=0)
+    #: How often the rotation schedule and clean-up run (seconds).
+    maintenance_interval: float = Field(default=60.0, gt=0)
+    #: How long this instance trusts its copy of the key set before re-reading it.
+    key_reload_interval: float = Field(default=5.0, gt=0)
+
+    # Peers (comma-separated base URLs).
+    sv_region_url: str = "http://127.0.0.1:7101"
+    #: sv-user of each region (JSON object): ``{"east": "http://127.0.0.1:7201,..."}``.
+    sv_user_urls: dict[str, str] = Field(default_factory=lambda: {"east": "http://127.0.0.1:7110"})
+    peer_timeout: float = 5.0
+
+    # Brute-force protection.
+    lockout_account_failures: int = Field(default=5, ge=1)
+    lockout_address_failures: int = Field(default=20, ge=1)
+    #: Failures are counted over this window (seconds).
+    lockout_window: float = Field(default=900.0, gt=0)
+    #: The first lockout lasts this long; each further one within a day doubles it.
+    lockout_base: float = Field(default=5.0, gt=0)
+    lockout_max: float = Field(default=900.0, gt=0)
+    #: Proxies in front of auth-jwt that append to X-Forwarded-For (the gateway: 1).
+    trusted_proxy_hops: int = Field(default=1, ge=0)
+
+    #: Backend pub/sub channel announcing revoked sessions to gateways.
+    revocation_channel: str = "edge:auth:revocations"
+
+    # The bootstrap administrator.
+    admin_username: str = "admin"
+    admin_region: str = "east"
+    admin_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "AUTH_JWT_ADMIN_PASSWORD", "EDGE_ADMIN_PASSWORD", "admin_password"
+        ),
+    )
+
+
+def url_list(value: str) -> list[str]:
+    """Base URLs from a comma-separated setting."""
+    return [u.strip() for u in value.split(",") if u.strip()]

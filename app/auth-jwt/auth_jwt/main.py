@@ -1,23 +1,119 @@
 """auth-jwt app: ``create_app()`` and its lifespan."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 
-from auth_jwt.config import Settings
+from auth_jwt.bootstrap import AdminBootstrap
+from auth_jwt.config import Settings, url_list
+from auth_jwt.keys.endpoints import router as keys_router
+from auth_jwt.keys.ring import KeyRing
+from auth_jwt.maintenance import Maintenance
+from auth_jwt.peers import UserDirectory
+from auth_jwt.sessions.endpoints import internal_router as sessions_internal_router
+from auth_jwt.sessions.endpoints import router as sessions_router
+from auth_jwt.sessions.revocations import RevocationNotices
+from auth_jwt.sessions.service import REVOCATION_MARGIN, TokenPolicy
 from edgelib.app import create_service_app
+from edgelib.client import ServiceClient
 from edgelib.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_app(
+    config: ServiceSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The auth-jwt app; ``transport`` carries its calls to other services (tests)."""
+    settings = config if config is not None else Settings()
+    if not isinstance(settings, Settings):
+        raise TypeError("auth-jwt needs its own Settings")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+
+            def client(urls: str) -> ServiceClient:
+                made = ServiceClient(
+                    url_list(urls),
+                    signer=app.state.signer,
+                    timeout=settings.peer_timeout,
+                    transport=transport,
+                )
+                stack.push_async_callback(made.aclose)
+                return made
+
+            users = UserDirectory(
+                client(settings.sv_region_url),
+                {region: client(urls) for region, urls in settings.sv_user_urls.items()},
+            )
+            keys = KeyRing(
+                app.state.database,
+                alg=settings.signing_alg,
+                passphrase=settings.key_passphrase.get_secret_value().encode(),
+                publish_after_retirement=settings.access_ttl + REVOCATION_MARGIN,
+                reload_interval=settings.key_reload_interval,
+            )
+            await keys.start()
+            app.state.keys = keys
+            app.state.users = users
+            app.state.token_policy = TokenPolicy(
+                issuer=settings.issuer,
+                audience=settings.audience,
+                access_ttl=settings.access_ttl,
+                refresh_ttl=settings.refresh_ttl,
+                session_max_age=settings.session_max_age,
+            )
+            app.state.lockout = {
+                "account_failures": settings.lockout_account_failures,
+                "address_failures": settings.lockout_address_failures,
+                "window": settings.lockout_window,
+                "base": settings.lockout_base,
+                "maximum": settings.lockout_max,
+            }
+            app.state.revocation_notices = RevocationNotices(
+                app.state.backend, settings.revocation_channel
+            )
+            bootstrap = AdminBootstrap(settings, users)
+            app.state.bootstrap = bootstrap
+            maintenance = Maintenance(
+                keys,
+                app.state.database,
+                app.state.backend,
+                rotation_interval=settings.key_rotation_interval,
+                interval=settings.maintenance_interval,
+            )
+            tasks = [
+                asyncio.create_task(bootstrap.run(), name="auth-jwt-bootstrap"),
+                asyncio.create_task(maintenance.run(), name="auth-jwt-maintenance"),
+            ]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def admin_ready() -> None:
+        await app.state.bootstrap.ready()
+
     app = create_service_app(
         settings,
         title="auth-jwt",
         description="Login, access and refresh tokens, sessions, JWKS and key rotation.",
         migrations=MIGRATIONS,
+        lifespan=lifespan,
+        readiness={"admin": admin_ready},
         api_prefix="/api/v1/auth",
     )
+    app.include_router(sessions_router)
+    app.include_router(sessions_internal_router)
+    app.include_router(keys_router)
     return app

@@ -1,0 +1,1 @@
+"""Signing keys: generation, encrypted storage, the JWKS, and rotation."""

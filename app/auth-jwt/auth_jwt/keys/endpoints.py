@@ -1,0 +1,35 @@
+"""The JWKS (public) and key rotation (admin; the gateway checks keys:rotate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from auth_jwt.keys.ring import KeyRing
+from auth_jwt.keys.schemas import RotatedKey
+from edgelib.deps import CurrentUser
+
+router = APIRouter(tags=["keys"])
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(request: Request) -> JSONResponse:
+    """Public keys that verify access tokens (RFC 7517)."""
+    ring: KeyRing = request.app.state.keys
+    document: dict[str, Any] = await ring.jwks()
+    return JSONResponse(
+        document,
+        media_type="application/jwk-set+json",
+        headers={"cache-control": "public, max-age=60"},
+    )
+
+
+@router.post("/api/v1/auth/keys/rotate", response_model=RotatedKey)
+async def rotate(request: Request, caller: CurrentUser) -> RotatedKey:
+    """Sign new tokens with a fresh key; older keys stay published until their tokens expire."""
+    ring: KeyRing = request.app.state.keys
+    key = await ring.rotate()
+    document = await ring.jwks(max_age=0)
+    return RotatedKey(kid=key.kid, alg=key.alg, published=[k["kid"] for k in document["keys"]])

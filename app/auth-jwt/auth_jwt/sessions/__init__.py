@@ -1,0 +1,1 @@
+"""Sessions: login, refresh-token rotation, logout, single sign-on per client type."""

@@ -1,0 +1,129 @@
+"""HTTP API of sessions: public login/refresh, the caller's sessions, and internal feeds."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from auth_jwt.deps import SessionDep
+from auth_jwt.sessions.lockout import LoginGuard
+from auth_jwt.sessions.repository import SessionRepository
+from auth_jwt.sessions.schemas import (
+    LoginRequest,
+    RefreshRequest,
+    RevocationFeed,
+    RevokedCount,
+    RevokeUserSessions,
+    SessionList,
+    SessionRead,
+    TokenPair,
+)
+from auth_jwt.sessions.service import Client, SessionService
+from edgelib.deps import CurrentUser, InternalCaller
+
+router = APIRouter(prefix="/api/v1/auth", tags=["sessions"])
+internal_router = APIRouter(prefix="/internal", tags=["sessions (internal)"])
+
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+
+
+def _service(request: Request, session: SessionDep) -> SessionService:
+    state = request.app.state
+    return SessionService(
+        SessionRepository(session),
+        policy=state.token_policy,
+        keys=state.keys,
+        users=state.users,
+        guard=LoginGuard(state.backend, **state.lockout),
+        notices=state.revocation_notices,
+    )
+
+
+SessionServiceDep = Annotated[SessionService, Depends(_service)]
+
+
+def client_of(request: Request) -> Client:
+    """The client's address: the entry the trusted proxy (the gateway) appended, if any."""
+    hops: int = request.app.state.settings.trusted_proxy_hops
+    forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",")]
+    forwarded = [a for a in forwarded if a]
+    if hops and len(forwarded) >= hops:
+        address: str | None = forwarded[-hops]
+    else:
+        address = request.client.host if request.client else None
+    return Client(
+        address=address[:64] if address else None, user_agent=request.headers.get("user-agent")
+    )
+
+
+@router.post("/login", response_model=TokenPair)
+async def login(
+    body: LoginRequest, request: Request, response: Response, service: SessionServiceDep
+) -> TokenPair:
+    """Exchange username and password for an access and a refresh token.
+
+    A new login ends the user's previous session of the same ``client_type``.
+    """
+    response.headers.update(NO_STORE)
+    return await service.login(body, client_of(request))
+
+
+@router.post("/refresh", response_model=TokenPair)
+async def refresh(
+    body: RefreshRequest, response: Response, service: SessionServiceDep
+) -> TokenPair:
+    """Exchange a refresh token for new tokens; each refresh token works once."""
+    response.headers.update(NO_STORE)
+    return await service.refresh(body.refresh_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(caller: CurrentUser, service: SessionServiceDep) -> Response:
+    """End this session."""
+    await service.logout(caller)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(caller: CurrentUser, service: SessionServiceDep) -> Response:
+    """End every session of the caller, on every client."""
+    await service.revoke_user(caller.user_id, keep=None, reason="logout-all")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/sessions", response_model=SessionList)
+async def list_sessions(caller: CurrentUser, service: SessionServiceDep) -> SessionList:
+    """The caller's live sessions."""
+    items = []
+    for session in await service.live(caller.user_id):
+        item = SessionRead.model_validate(session)
+        item.current = session.id == caller.session_id
+        items.append(item)
+    return SessionList(items=items)
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def end_session(session_id: str, caller: CurrentUser, service: SessionServiceDep) -> Response:
+    """End one of the caller's sessions."""
+    await service.end(caller, session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@internal_router.get("/revocations", response_model=RevocationFeed)
+async def revocations(
+    caller: InternalCaller,
+    service: SessionServiceDep,
+    since: Annotated[float, Query(ge=0)] = 0.0,
+) -> RevocationFeed:
+    """Sessions revoked since ``since`` whose access tokens may still be live (gateways poll)."""
+    return await service.feed(since)
+
+
+@internal_router.post("/users/{user_id}/sessions/revoke", response_model=RevokedCount)
+async def revoke_user_sessions(
+    user_id: str, body: RevokeUserSessions, caller: InternalCaller, service: SessionServiceDep
+) -> RevokedCount:
+    """End a user's sessions (sv-user, after a password change)."""
+    count = await service.revoke_user(user_id, keep=body.except_session_id, reason=body.reason)
+    return RevokedCount(revoked=count)

@@ -1,0 +1,53 @@
+"""Errors of the sessions domain, as problem+json."""
+
+from __future__ import annotations
+
+from edgelib.problems import (
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
+
+
+class InvalidCredentials(Unauthorized):
+    type_slug, title = "invalid-credentials", "Invalid username or password"
+
+
+class InvalidRefreshToken(Unauthorized):
+    type_slug, title = "invalid-refresh-token", "Invalid refresh token"
+
+
+class RefreshTokenReused(Unauthorized):
+    """A rotated refresh token came back: its session is revoked, and that must stick."""
+
+    type_slug, title = "refresh-token-reused", "Refresh token reused"
+    commit_changes = True
+
+
+class SessionEnded(Unauthorized):
+    type_slug, title = "session-ended", "Session ended"
+
+
+class LoginLocked(TooManyRequests):
+    type_slug, title = "login-locked", "Too many failed logins"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many failed logins; try again in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
+        )
+
+
+class ConcurrentLogin(Conflict):
+    type_slug, title = "concurrent-login", "Another login of this client type is in progress"
+
+
+class CredentialCheckUnavailable(ServiceUnavailable):
+    type_slug, title = "credential-check-unavailable", "Cannot check credentials now"
+
+
+class SessionNotFound(NotFound):
+    type_slug, title = "session-not-found", "No such session"

@@ -1,0 +1,210 @@
+"""The rules of sessions: login, refresh rotation with replay detection, single sign-on, logout."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from auth_jwt.keys.ring import KeyRing
+from auth_jwt.models import AuthSession, RefreshToken, utcnow
+from auth_jwt.peers import UserDirectory
+from auth_jwt.sessions.exceptions import (
+    ConcurrentLogin,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    SessionEnded,
+    SessionNotFound,
+)
+from auth_jwt.sessions.lockout import LoginGuard
+from auth_jwt.sessions.repository import SessionRepository
+from auth_jwt.sessions.revocations import RevocationNotices
+from auth_jwt.sessions.schemas import (
+    LoginRequest,
+    RevocationEntry,
+    RevocationFeed,
+    TokenPair,
+)
+from auth_jwt.sessions.tokens import mint_access_token, new_refresh_token, refresh_token_hash
+from edgelib.identity import Identity
+
+logger = logging.getLogger("auth_jwt.sessions")
+
+#: Revocations are kept this long past the access-token lifetime (clock skew, leeway).
+REVOCATION_MARGIN = 60
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    issuer: str
+    audience: str
+    access_ttl: int
+    refresh_ttl: int
+    session_max_age: int
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a login comes from."""
+
+    address: str | None
+    user_agent: str | None
+
+
+class SessionService:
+    def __init__(
+        self,
+        repository: SessionRepository,
+        *,
+        policy: TokenPolicy,
+        keys: KeyRing,
+        users: UserDirectory,
+        guard: LoginGuard,
+        notices: RevocationNotices,
+    ) -> None:
+        self.repository = repository
+        self.policy = policy
+        self.keys = keys
+        self.users = users
+        self.guard = guard
+        self.notices = notices
+
+    async def login(self, request: LoginRequest, client: Client) -> TokenPair:
+        """Check the credentials, end the previous session of this client type, start one."""
+        await self.guard.check(request.username, client.address)
+        try:
+            user = await self.users.verify(request.username, request.password)
+        except InvalidCredentials:
+            await self.guard.failed(request.username, client.address)
+            raise
+        await self.guard.succeeded(request.username, client.address)
+
+        now = utcnow()
+        previous = await self.repository.unrevoked(user.id, request.client_type)
+        await self._revoke(previous, reason="superseded", now=now)
+        session = AuthSession(
+            id=str(uuid.uuid4()),
+            user_id=user.id,
+            username=user.username,
+            region=user.region,
+            client_type=request.client_type,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.policy.session_max_age),
+            user_agent=(client.user_agent or "")[:255] or None,
+            address=client.address,
+        )
+        refresh = new_refresh_token()
+        try:
+            await self.repository.add(session, self._refresh_row(session, refresh, now))
+        except IntegrityError as exc:
+            # The partial unique index: another login of this client type just won.
+            raise ConcurrentLogin("another login of this client type is in progress") from exc
+        logger.info(
+            "login",
+            extra={
+                "user_id": user.id,
+                "session_id": session.id,
+                "client_type": session.client_type,
+            },
+        )
+        return await self._pair(session, refresh, now)
+
+    async def refresh(self, token: str) -> TokenPair:
+        """Exchange a refresh token for new tokens; a replayed one ends its session."""
+        now = utcnow()
+        row = await self.repository.refresh_token(refresh_token_hash(token))
+        if row is None:
+            raise InvalidRefreshToken("unknown refresh token")
+        session = await self.repository.get(row.session_id)
+        if session is None or session.revoked_at is not None:
+            raise SessionEnded("the session of this refresh token has ended")
+        if row.used_at is not None or not await self.repository.use_refresh_token(row.id, now):
+            await self._revoke([session], reason="refresh-token-reused", now=now)
+            logger.warning(
+                "refresh token replayed; session revoked", extra={"session_id": session.id}
+            )
+            raise RefreshTokenReused("this refresh token was already used; the session has ended")
+        if row.expires_at <= now or session.expires_at <= now:
+            raise SessionEnded("the session has expired; log in again")
+        session.refreshed_at = now
+        refresh = new_refresh_token()
+        await self.repository.add(self._refresh_row(session, refresh, now))
+        return await self._pair(session, refresh, now)
+
+    async def logout(self, caller: Identity) -> None:
+        """End the caller's current session."""
+        session = await self.repository.get(caller.session_id)
+        if session is not None and session.revoked_at is None:
+            await self._revoke([session], reason="logout", now=utcnow())
+
+    async def end(self, caller: Identity, session_id: str) -> None:
+        """End one of the caller's own sessions."""
+        session = await self.repository.get(session_id)
+        if session is None or session.user_id != caller.user_id:
+            raise SessionNotFound(f"no session {session_id} of yours")
+        if session.revoked_at is None:
+            await self._revoke([session], reason="logout", now=utcnow())
+
+    async def revoke_user(self, user_id: str, *, keep: str | None, reason: str) -> int:
+        """End every session of a user but ``keep``; returns how many ended."""
+        sessions = [s for s in await self.repository.unrevoked(user_id) if s.id != keep]
+        await self._revoke(sessions, reason=reason, now=utcnow())
+        return len(sessions)
+
+    async def live(self, user_id: str) -> list[AuthSession]:
+        now = utcnow()
+        return [s for s in await self.repository.unrevoked(user_id) if s.expires_at > now]
+
+    async def feed(self, since: float) -> RevocationFeed:
+        """Revocations made since ``since`` (Unix time) whose tokens may still be live."""
+        now = utcnow()
+        start = datetime.fromtimestamp(max(0.0, since), UTC)
+        records = await self.repository.revocations_since(start, now)
+        return RevocationFeed(
+            now=now.timestamp(),
+            revocations=[
+                RevocationEntry(sid=r.session_id, exp=r.expires_at.timestamp()) for r in records
+            ],
+        )
+
+    async def _revoke(self, sessions: list[AuthSession], *, reason: str, now: datetime) -> None:
+        if not sessions:
+            return
+        expires = now + timedelta(seconds=self.policy.access_ttl + REVOCATION_MARGIN)
+        records = await self.repository.revoke(sessions, reason=reason, now=now, expires_at=expires)
+        entries = [RevocationEntry(sid=r.session_id, exp=r.expires_at.timestamp()) for r in records]
+
+        async def announce() -> None:
+            await self.notices.publish(entries)
+
+        self.repository.on_commit(announce)
+        logger.info(
+            "sessions revoked", extra={"sessions": [s.id for s in sessions], "reason": reason}
+        )
+
+    def _refresh_row(self, session: AuthSession, token: str, now: datetime) -> RefreshToken:
+        return RefreshToken(
+            id=str(uuid.uuid4()),
+            session_id=session.id,
+            token_hash=refresh_token_hash(token),
+            created_at=now,
+            expires_at=min(session.expires_at, now + timedelta(seconds=self.policy.refresh_ttl)),
+        )
+
+    async def _pair(self, session: AuthSession, refresh: str, now: datetime) -> TokenPair:
+        key = await self.keys.signing_key()
+        access = mint_access_token(
+            key,
+            session,
+            issuer=self.policy.issuer,
+            audience=self.policy.audience,
+            ttl=self.policy.access_ttl,
+            now=now,
+        )
+        return TokenPair(
+            access_token=access, refresh_token=refresh, expires_in=self.policy.access_ttl
+        )

@@ -1,0 +1,205 @@
+"""The identity services in one process: sv-region, sv-user east and west, auth-jwt.
+
+Each app runs its real lifespan (migrations, backend, peer clients); their calls to
+one another go through :class:`AppRouter`, an httpx transport that hands a request to
+the app named by its host. Two flavours: SQLite files with the in-process backend,
+or PostgreSQL schemas with Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from auth_jwt.config import Settings as AuthSettings
+from auth_jwt.main import create_app as create_auth_app
+from edgelib.identity import GATEWAY_SERVICE, Identity
+from edgelib.settings import DEV_SERVICE_SECRET
+from edgelib.signing import ServiceSigner
+from sv_region.config import Settings as RegionSettings
+from sv_region.main import create_app as create_region_app
+from sv_user.config import Settings as UserSettings
+from sv_user.main import create_app as create_user_app
+
+ADMIN_PASSWORD = "admin-test-password-1"
+GATEWAY = ServiceSigner(GATEWAY_SERVICE, DEV_SERVICE_SECRET)
+SERVICE = ServiceSigner("test-caller", DEV_SERVICE_SECRET)
+
+
+class AppRouter(httpx.AsyncBaseTransport):
+    """Hands each request to the in-process app mounted under its host name."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, httpx.ASGITransport] = {}
+        self.down: set[str] = set()
+
+    def mount(self, host: str, app: FastAPI) -> None:
+        self.apps[host] = httpx.ASGITransport(app=app, client=("10.0.0.2", 50000))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self.apps.get(request.url.host)
+        if transport is None or request.url.host in self.down:
+            raise httpx.ConnectError(f"{request.url.host} is down", request=request)
+        return await transport.handle_async_request(request)
+
+
+@dataclass
+class IdentityStack:
+    router: AppRouter
+    apps: dict[str, FastAPI]
+    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+
+    @property
+    def auth(self) -> httpx.AsyncClient:
+        return self.clients["auth-jwt"]
+
+    @property
+    def region(self) -> httpx.AsyncClient:
+        return self.clients["sv-region"]
+
+    def users(self, region: str) -> httpx.AsyncClient:
+        return self.clients[f"sv-user-{region}"]
+
+    async def register(
+        self, username: str, password: str = "correct horse 1", *, region: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"username": username, "password": password}
+        if region:
+            body["region"] = region
+        resp = await self.users("east").post("/api/v1/users", json=body)
+        assert resp.status_code == 201, resp.text
+        result: dict[str, Any] = resp.json()
+        return result
+
+    async def login(
+        self,
+        username: str,
+        password: str = "correct horse 1",
+        client_type: str = "web",
+        *,
+        address: str = "203.0.113.7",
+    ) -> httpx.Response:
+        return await self.auth.post(
+            "/api/v1/auth/login",
+            json={"username": username, "password": password, "client_type": client_type},
+            headers={"x-forwarded-for": address},
+        )
+
+
+def identity_of(access_token: str) -> Identity:
+    """The identity a gateway would forward for this token (claims read unverified)."""
+    claims = jwt.decode(access_token, options={"verify_signature": False})
+    return Identity(
+        user_id=claims["sub"],
+        username=claims["preferred_username"],
+        region=claims["region"],
+        session_id=claims["sid"],
+        client_type=claims["client_type"],
+    )
+
+
+def as_gateway(method: str, target: str, identity: Identity) -> dict[str, str]:
+    """Headers of a request the gateway forwards for ``identity``."""
+    return GATEWAY.sign(method, target, None, identity=identity.encode())
+
+
+def signed(method: str, target: str, body: bytes = b"") -> dict[str, str]:
+    """Headers of a service-to-service call."""
+    return SERVICE.sign(method, target, body)
+
+
+async def _drop_schemas(pg_url: str, schemas: list[str]) -> None:
+    engine = create_async_engine(pg_url)
+    async with engine.begin() as conn:
+        for schema in schemas:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    await engine.dispose()
+
+
+async def _until_ready(client: httpx.AsyncClient, timeout: float = 10.0) -> None:
+    """Wait like edgectl does: auth-jwt is ready once the bootstrap admin exists."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (await client.get("/readyz")).status_code != 200:
+        assert asyncio.get_running_loop().time() < deadline, "auth-jwt never became ready"
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def identity_stack(
+    var_dir: Path,
+    *,
+    pg_url: str | None = None,
+    redis_url: str | None = None,
+    auth: dict[str, Any] | None = None,
+) -> AsyncIterator[IdentityStack]:
+    """The four apps started, with clients; PostgreSQL and Redis when URLs are given."""
+    router = AppRouter()
+    tag = uuid.uuid4().hex[:8]
+    schemas: list[str] = []
+
+    def storage(name: str) -> dict[str, Any]:
+        common: dict[str, Any] = {"var_dir": var_dir, "redis_url": redis_url or "memory://"}
+        if pg_url is None:
+            db = var_dir / f"{name}.db"
+            return {**common, "database_url": f"sqlite+aiosqlite:///{db}"}
+        schema = f"t_{tag}_{name.replace('-', '_')}"
+        schemas.append(schema)
+        return {**common, "database_url": pg_url, "database_schema": schema}
+
+    peers = {"east": "http://sv-user-east", "west": "http://sv-user-west"}
+    apps: dict[str, FastAPI] = {
+        "sv-region": create_region_app(RegionSettings(**storage("sv-region"))),
+        "sv-user-east": create_user_app(
+            UserSettings(
+                region="east",
+                sv_region_url="http://sv-region",
+                auth_jwt_url="http://auth-jwt",
+                region_peers=peers,
+                **storage("sv-user-east"),
+            ),
+            transport=router,
+        ),
+        "sv-user-west": create_user_app(
+            UserSettings(
+                region="west",
+                sv_region_url="http://sv-region",
+                auth_jwt_url="http://auth-jwt",
+                region_peers=peers,
+                **storage("sv-user-west"),
+            ),
+            transport=router,
+        ),
+        "auth-jwt": create_auth_app(
+            AuthSettings(
+                sv_region_url="http://sv-region",
+                sv_user_urls=peers,
+                **{"admin_password": ADMIN_PASSWORD, **storage("auth-jwt"), **(auth or {})},
+            ),
+            transport=router,
+        ),
+    }
+    stack = IdentityStack(router, apps)
+    try:
+        async with AsyncExitStack() as exits:
+            for host, app in apps.items():
+                await exits.enter_async_context(app.router.lifespan_context(app))
+                router.mount(host, app)
+                stack.clients[host] = await exits.enter_async_context(
+                    httpx.AsyncClient(transport=router, base_url=f"http://{host}")
+                )
+            await _until_ready(stack.auth)
+            yield stack
+    finally:
+        if pg_url is not None:
+            await _drop_schemas(pg_url, schemas)
