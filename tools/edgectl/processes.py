@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -44,6 +45,29 @@ class ProcessSpec:
         return self.public_url or self.ready_url.rsplit("/", 1)[0]
 
 
+def _urls(topology: Topology, service: str, region: str | None = None) -> str:
+    return ",".join(i.url for i in topology.instances if (i.service, i.region) == (service, region))
+
+
+def peer_env(topology: Topology, service: str) -> dict[str, str]:
+    """Where a service finds the peers it calls, from the topology."""
+    sv_users = {r: _urls(topology, "sv-user", r) for r in topology.regions}
+    sv_users = {r: urls for r, urls in sv_users.items() if urls}
+    env: dict[str, str] = {}
+    if service == "sv-region":
+        env["SV_REGION_REGIONS"] = json.dumps(list(topology.regions))
+    elif service == "sv-user":
+        env["SV_USER_REGION_PEERS"] = json.dumps(sv_users)
+        env["SV_USER_SV_REGION_URL"] = _urls(topology, "sv-region")
+        env["SV_USER_AUTH_JWT_URL"] = _urls(topology, "auth-jwt")
+    elif service == "auth-jwt":
+        env["AUTH_JWT_SV_USER_URLS"] = json.dumps(sv_users)
+        env["AUTH_JWT_SV_REGION_URL"] = _urls(topology, "sv-region")
+        if topology.regions:
+            env["AUTH_JWT_ADMIN_REGION"] = topology.regions[0]
+    return {name: value for name, value in env.items() if value}
+
+
 def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> list[ProcessSpec]:
     """One spec per instance in the topology, then the gateway, in start order."""
     specs: list[ProcessSpec] = []
@@ -65,6 +89,7 @@ def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> lis
         }
         if inst.region:
             env[f"{prefix}REGION"] = inst.region
+        env.update(peer_env(topology, inst.service))
         specs.append(
             ProcessSpec(
                 name=inst.id,
