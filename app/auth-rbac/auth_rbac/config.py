@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from edgelib.settings import ServiceSettings
@@ -12,3 +13,6 @@ class Settings(ServiceSettings):
 
     service_name: ClassVar[str] = "auth-rbac"
     port: int = 7103
+
+    #: Seconds between checks of the policy version row (the fallback to pub/sub).
+    poll_interval: float = Field(default=0.5, gt=0, le=10)

@@ -1,0 +1,1 @@
+"""Policy: roles, permissions (p rules) and assignments (g rules), and their decisions."""

@@ -1,0 +1,187 @@
+"""Public policy API under ``/api/v1/rbac`` (rbac:admin, checked by the gateway and here)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from auth_rbac.policy.deps import ChangeSessionDep, PolicyAdmin, PolicySyncDep, SnapshotDep
+from auth_rbac.policy.enforcer import DEFAULT_DOMAIN, PolicySnapshot
+from auth_rbac.policy.repository import RoleRow
+from auth_rbac.policy.schemas import (
+    NAME_PATTERN,
+    Assignment,
+    AssignmentOut,
+    BatchEnforceRequest,
+    BatchEnforceResult,
+    BatchResult,
+    EffectivePermission,
+    EnforceRequest,
+    EnforceResult,
+    Permission,
+    PolicyRule,
+    PolicyRuleOut,
+    Role,
+    RoleIn,
+    UserPermissions,
+    UserRoles,
+)
+from auth_rbac.policy.service import PolicyService
+from edgelib.deps import SessionDep
+
+router = APIRouter(prefix="/api/v1/rbac", tags=["rbac"])
+
+DomainQuery = Query(DEFAULT_DOMAIN, pattern=NAME_PATTERN, max_length=128)
+NamePath = Path(pattern=NAME_PATTERN, max_length=128)
+
+
+def _role(row: RoleRow, snapshot: PolicySnapshot) -> Role:
+    return Role(
+        name=row.name,
+        dom=row.domain,
+        description=row.description,
+        builtin=row.builtin,
+        created_at=row.created_at,
+        permissions=[
+            Permission(obj=o, act=a) for o, a in snapshot.permissions_of(row.name, row.domain)
+        ],
+        members=snapshot.members_of(row.name, row.domain),
+    )
+
+
+@router.post("/policies", response_model=PolicyRuleOut, status_code=status.HTTP_201_CREATED)
+async def grant(
+    body: PolicyRule, response: Response, session: ChangeSessionDep, admin: PolicyAdmin
+) -> PolicyRuleOut:
+    """Grant a permission (sub, dom, obj, act); 200 when it was already granted."""
+    version, created = await PolicyService(session, actor=admin.user_id).grant(
+        body.sub, body.dom, body.obj, body.act
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return PolicyRuleOut(**body.model_dump(), version=version)
+
+
+@router.delete("/policies", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke(body: PolicyRule, session: ChangeSessionDep, admin: PolicyAdmin) -> None:
+    """Revoke a permission given with the same body."""
+    await PolicyService(session, actor=admin.user_id).revoke(body.sub, body.dom, body.obj, body.act)
+
+
+@router.post("/assignments", response_model=AssignmentOut, status_code=status.HTTP_201_CREATED)
+async def assign(
+    body: Assignment, response: Response, session: ChangeSessionDep, admin: PolicyAdmin
+) -> AssignmentOut:
+    """Assign an existing role to a user in a domain; 200 when already assigned."""
+    version, created = await PolicyService(session, actor=admin.user_id).assign(
+        body.user, body.role, body.dom
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return AssignmentOut(**body.model_dump(), version=version)
+
+
+@router.delete("/assignments", status_code=status.HTTP_204_NO_CONTENT)
+async def unassign(body: Assignment, session: ChangeSessionDep, admin: PolicyAdmin) -> None:
+    """Take a role from a user, given the same body."""
+    await PolicyService(session, actor=admin.user_id).unassign(body.user, body.role, body.dom)
+
+
+@router.post("/enforce", response_model=EnforceResult)
+async def enforce(body: EnforceRequest, snapshot: SnapshotDep, _: PolicyAdmin) -> EnforceResult:
+    """Decide one request (sub, dom, obj, act) with this instance's policy."""
+    return EnforceResult(
+        allowed=snapshot.enforce(body.sub, body.dom, body.obj, body.act),
+        version=snapshot.version,
+    )
+
+
+@router.post("/enforce/batch", response_model=BatchEnforceResult)
+async def enforce_batch(
+    body: BatchEnforceRequest, snapshot: SnapshotDep, _: PolicyAdmin
+) -> BatchEnforceResult:
+    """Decide up to 1,000 requests against one policy version, in order."""
+    return BatchEnforceResult(
+        results=[
+            BatchResult(allowed=snapshot.enforce(r.sub, r.dom, r.obj, r.act)) for r in body.requests
+        ],
+        version=snapshot.version,
+    )
+
+
+@router.get("/users/{user}/roles", response_model=UserRoles)
+async def user_roles(
+    snapshot: SnapshotDep,
+    _: PolicyAdmin,
+    user: str = NamePath,
+    dom: str = DomainQuery,
+) -> UserRoles:
+    """The roles a user holds in a domain, directly and through inheritance."""
+    return UserRoles(
+        user=user,
+        dom=dom,
+        roles=snapshot.roles_for(user, dom),
+        implicit_roles=snapshot.implicit_roles_for(user, dom),
+    )
+
+
+@router.get("/users/{user}/permissions", response_model=UserPermissions)
+async def user_permissions(
+    snapshot: SnapshotDep,
+    _: PolicyAdmin,
+    user: str = NamePath,
+    dom: str = DomainQuery,
+) -> UserPermissions:
+    """Everything a user may do in a domain, and which grant gives it."""
+    return UserPermissions(
+        user=user,
+        dom=dom,
+        permissions=[
+            EffectivePermission(obj=o, act=a, via=via)
+            for o, a, via in snapshot.effective_permissions(user, dom)
+        ],
+    )
+
+
+@router.get("/roles", response_model=list[Role])
+async def list_roles(
+    session: SessionDep, sync: PolicySyncDep, _: PolicyAdmin, dom: str = DomainQuery
+) -> list[Role]:
+    """The roles of a domain with their permissions and direct members."""
+    rows = await PolicyService(session, actor="").list_roles(dom)
+    snapshot = sync.snapshot
+    return [_role(row, snapshot) for row in rows]
+
+
+@router.post("/roles", response_model=Role, status_code=status.HTTP_201_CREATED)
+async def create_role(
+    body: RoleIn, session: ChangeSessionDep, sync: PolicySyncDep, admin: PolicyAdmin
+) -> Role:
+    """Create a role in a domain (it holds nothing until granted permissions)."""
+    row = await PolicyService(session, actor=admin.user_id).create_role(
+        body.name, body.dom, body.description
+    )
+    return _role(row, sync.snapshot)
+
+
+@router.get("/roles/{name}", response_model=Role)
+async def get_role(
+    session: SessionDep,
+    sync: PolicySyncDep,
+    _: PolicyAdmin,
+    name: str = NamePath,
+    dom: str = DomainQuery,
+) -> Role:
+    """One role with its permissions and direct members."""
+    row = await PolicyService(session, actor="").get_role(name, dom)
+    return _role(row, sync.snapshot)
+
+
+@router.delete("/roles/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_role(
+    session: ChangeSessionDep,
+    admin: PolicyAdmin,
+    name: str = NamePath,
+    dom: str = DomainQuery,
+) -> None:
+    """Delete a role, its permissions and its assignments (built-in roles stay)."""
+    await PolicyService(session, actor=admin.user_id).delete_role(name, dom)

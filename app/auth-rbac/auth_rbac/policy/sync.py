@@ -1,0 +1,134 @@
+"""Keeps this instance's policy snapshot in step with the database.
+
+Every change bumps ``rbac_policy_version`` in its own transaction. After the commit
+the writing instance reloads and publishes the new version on the backend's pub/sub
+channel; other instances (and gateways) reload when they hear it. Pub/sub is Redis in
+production and per-process in the local profile, so every instance also polls the
+version row: a lost message, a Redis outage or the local profile all converge within
+one poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from auth_rbac.policy.enforcer import PolicySnapshot
+from auth_rbac.policy.repository import PolicyRepository
+from edgelib.backends import Backend, BackendError
+from edgelib.db import Database
+
+logger = logging.getLogger("auth_rbac.sync")
+
+#: Pub/sub channel carrying the new policy version (ASCII digits) after each change.
+POLICY_CHANNEL = "edge:rbac:policy"
+
+
+class PolicySync:
+    """The current :class:`PolicySnapshot`, refreshed by polling and by notifications."""
+
+    def __init__(
+        self,
+        database: Database,
+        backend: Backend,
+        *,
+        poll_interval: float = 0.5,
+        channel: str = POLICY_CHANNEL,
+    ) -> None:
+        self.database = database
+        self.backend = backend
+        self.poll_interval = poll_interval
+        self.channel = channel
+        self._snapshot: PolicySnapshot | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def snapshot(self) -> PolicySnapshot:
+        assert self._snapshot is not None, "policy not loaded yet"
+        return self._snapshot
+
+    async def start(self) -> None:
+        """Load the policy, then follow changes in the background."""
+        await self.refresh()
+        self._tasks = [
+            asyncio.create_task(self._poll(), name="rbac-policy-poll"),
+            asyncio.create_task(self._listen(), name="rbac-policy-listen"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def refresh(self, *, at_least: int | None = None) -> PolicySnapshot:
+        """Reload when the database holds a newer version than ours (one reload at a time)."""
+        current = self._snapshot
+        if current is not None and at_least is not None and current.version >= at_least:
+            return current
+        async with self._lock:
+            async with self.database.sessions() as session:
+                repo = PolicyRepository(session)
+                # Version first: rules read afterwards are at least that new, so a change
+                # committed in between is picked up by the next refresh, never skipped.
+                version = await repo.version()
+                current = self._snapshot
+                if current is not None and version <= current.version:
+                    return current
+                rules = await repo.load_rules()
+            snapshot = await asyncio.to_thread(PolicySnapshot.build, version, rules)
+            self._snapshot = snapshot
+        logger.info(
+            "policy loaded",
+            extra={
+                "version": snapshot.version,
+                "rules": len(snapshot.rules),
+                "build_ms": round(snapshot.built_ms, 1),
+            },
+        )
+        return snapshot
+
+    async def announce(self, version: int) -> None:
+        """Tell other instances and gateways that ``version`` is committed."""
+        try:
+            await self.backend.publish(self.channel, str(version).encode())
+        except BackendError as exc:
+            # Polling still carries the change; a lost notification only costs latency.
+            logger.warning("policy notification failed", extra={"error": str(exc)})
+
+    async def after_change(self) -> PolicySnapshot:
+        """Called once a change is committed: reload here, then notify everyone else."""
+        snapshot = await self.refresh()
+        await self.announce(snapshot.version)
+        return snapshot
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.refresh()
+            except Exception as exc:
+                logger.warning("policy poll failed", extra={"error": repr(exc)})
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                subscription = await self.backend.subscribe(self.channel)
+                try:
+                    async for _channel, message in subscription:
+                        try:
+                            version = int(message)
+                        except ValueError:
+                            continue
+                        await self.refresh(at_least=version)
+                finally:
+                    await subscription.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("policy subscription lost", extra={"error": repr(exc)})
+            await asyncio.sleep(1.0)
