@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export EDGE_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export EDGE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: up down test lint typecheck unit venv bazel bazel-check bench clean help
+.PHONY: up down test lint typecheck unit venv bazel bazel-check bench bench-logs clean help
 
 help:
 	@echo "make up      start the whole stack locally (gateway on 127.0.0.1:7001)"
@@ -62,8 +62,12 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv
+bench: venv bench-logs
 	@echo "benchmarks: see bench/ (added with the performance work)"
+
+# sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
+bench-logs: venv
+	$(BIN)/python bench/logs_intake.py --json bench/results/logs-intake.json
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
