@@ -1,0 +1,95 @@
+"""Sending: the admin's send, and the signed intake of platform events."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from edgelib.deps import CurrentUser, InternalCaller, SessionDep
+from edgelib.problems import Problem
+from sv_notice.delivery.schemas import NoticeStatus
+from sv_notice.delivery.service import DeliveryService
+from sv_notice.deps import DispatcherDep, SenderDep, SettingsDep
+from sv_notice.sending.schemas import EventBatch, EventResult, EventsAccepted, SendIn
+from sv_notice.sending.service import SendCommand
+
+EVENTS_PATH = "/internal/events"
+
+admin = APIRouter(prefix="/api/v1/notices/admin", tags=["admin"])
+internal = APIRouter(tags=["internal"])
+
+
+@admin.post(
+    "/send",
+    response_model=NoticeStatus,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"description": "A notice with this dedup_key already exists."}},
+)
+async def send(
+    body: SendIn,
+    admin_user: CurrentUser,
+    sender: SenderDep,
+    dispatcher: DispatcherDep,
+    session: SessionDep,
+    response: Response,
+) -> NoticeStatus:
+    """Send a notice to one user through the category's channels (202; 200 if a duplicate)."""
+    outcome = await sender.send(
+        SendCommand(
+            user_id=body.user_id,
+            category=body.category,
+            variables=body.variables,
+            locale=body.locale,
+            dedup_key=body.dedup_key,
+            channels=body.channels,
+            source=f"admin:{admin_user.username}",
+        )
+    )
+    dispatcher.after_commit(session, outcome.queued)
+    if outcome.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return await DeliveryService(session).notice(outcome.notice_id, duplicate=outcome.duplicate)
+
+
+@internal.post(EVENTS_PATH, response_model=EventsAccepted, status_code=status.HTTP_202_ACCEPTED)
+async def intake_events(
+    batch: EventBatch,
+    caller: InternalCaller,
+    sender: SenderDep,
+    dispatcher: DispatcherDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> EventsAccepted:
+    """Turn platform events into notices; each event is accepted, a duplicate, or rejected."""
+    results: list[EventResult] = []
+    for event in batch.events:
+        if settings.region and event.region and event.region != settings.region:
+            results.append(
+                EventResult(
+                    id=event.id,
+                    status="rejected",
+                    reason=f"user lives in {event.region}; this is {settings.region}",
+                )
+            )
+            continue
+        try:
+            outcome = await sender.send(
+                SendCommand(
+                    user_id=event.user_id,
+                    category=event.type,
+                    variables=event.data,
+                    dedup_key=f"event:{event.id}",
+                    source=f"event:{event.source or caller}",
+                )
+            )
+        except Problem as exc:
+            results.append(EventResult(id=event.id, status="rejected", reason=exc.detail))
+            continue
+        dispatcher.after_commit(session, outcome.queued)
+        results.append(
+            EventResult(
+                id=event.id,
+                status="duplicate" if outcome.duplicate else "accepted",
+                notice_id=outcome.notice_id,
+            )
+        )
+    return EventsAccepted(results=results)
