@@ -1,23 +1,154 @@
 """sv-money app: ``create_app()`` and its lifespan."""
 
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 
 from edgelib.app import create_service_app
+from edgelib.client import ServiceClient
+from edgelib.db import Database
 from edgelib.settings import ServiceSettings
-from sv_money.config import Settings
+from edgelib.signing import ServiceSigner
+from sv_money.audit.endpoints import internal_router as audit_internal_router
+from sv_money.audit.endpoints import router as audit_router
+from sv_money.audit.service import AuditService
+from sv_money.config import Settings, url_list
+from sv_money.crossregion.endpoints import router as crossregion_router
+from sv_money.crossregion.service import CrossRegionService
+from sv_money.deps import Services
+from sv_money.holds.endpoints import router as holds_router
+from sv_money.holds.service import HoldService
+from sv_money.peers import Directory, MoneyPeers
+from sv_money.topups.endpoints import internal_router as topups_internal_router
+from sv_money.topups.endpoints import router as topups_router
+from sv_money.topups.service import TopupService
+from sv_money.transactions import Transactions
+from sv_money.transfers.endpoints import router as transfers_router
+from sv_money.transfers.service import TransferService
+from sv_money.wallet.endpoints import router as wallet_router
+from sv_money.wallet.service import WalletService
+from sv_money.workers import HoldExpiry, OutboxRecovery, periodic
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or Settings()
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    database: Database,
+    signer: ServiceSigner,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Services]:
+    """sv-money's services on ``database``, with clients for sv-region and the other regions."""
+    region = settings.region
+    if not region:
+        raise ValueError("sv-money serves one region: set SV_MONEY_REGION")
+    async with AsyncExitStack() as stack:
+
+        def client(urls: str) -> ServiceClient:
+            made = ServiceClient(
+                url_list(urls),
+                signer=signer,
+                timeout=settings.peer_timeout,
+                retries=1,
+                transport=transport,
+            )
+            stack.push_async_callback(made.aclose)
+            return made
+
+        directory = Directory(client(settings.sv_region_url), ttl=settings.directory_cache_ttl)
+        peers = MoneyPeers({r: client(u) for r, u in settings.peers.items() if r != region})
+        tx = Transactions(database)
+        # The request that starts a cross-region transfer delivers it itself; the
+        # recovery worker steps in only once that request has had time to do so.
+        grace = 2 * (2 * settings.peer_timeout + 0.5)
+        crossregion = CrossRegionService(
+            tx, peers, region=region, abort_after=settings.outbox_abort_after
+        )
+        yield Services(
+            wallet=WalletService(tx, region=region),
+            transfers=TransferService(
+                tx,
+                directory,
+                crossregion,
+                region=region,
+                fee_bps=settings.transfer_fee_bps,
+                max_amount=settings.max_amount,
+                delivery_grace=grace,
+            ),
+            holds=HoldService(
+                tx,
+                directory,
+                crossregion,
+                region=region,
+                max_amount=settings.max_amount,
+                default_ttl=settings.hold_default_ttl,
+                max_ttl=settings.hold_max_ttl,
+                delivery_grace=grace,
+            ),
+            topups=TopupService(
+                tx, directory, peers, region=region, max_amount=settings.max_amount
+            ),
+            crossregion=crossregion,
+            audit=AuditService(
+                tx,
+                peers,
+                crossregion,
+                region=region,
+                inflight_grace=settings.audit_inflight_grace,
+            ),
+        )
+
+
+def create_app(
+    config: ServiceSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The sv-money app; ``transport`` carries its calls to other services (tests)."""
+    settings = config if config is not None else Settings()
+    if not isinstance(settings, Settings):
+        raise TypeError("sv-money needs its own Settings")
+    if not settings.region:
+        raise ValueError("sv-money serves one region: set SV_MONEY_REGION")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with (
+            open_services(
+                settings, app.state.database, app.state.signer, transport=transport
+            ) as services,
+            periodic(
+                "outbox-recovery",
+                OutboxRecovery(services.crossregion).tick,
+                settings.outbox_interval,
+            ),
+            periodic("hold-expiry", HoldExpiry(services.holds).tick, settings.hold_sweep_interval),
+        ):
+            app.state.services = services
+            yield
+
     app = create_service_app(
         settings,
         title="sv-money",
         description="Wallets on a double-entry ledger.",
         migrations=MIGRATIONS,
+        lifespan=lifespan,
         api_prefix="/api/v1/wallet",
     )
+    for router in (
+        wallet_router,
+        transfers_router,
+        holds_router,
+        topups_router,
+        audit_router,
+        topups_internal_router,
+        crossregion_router,
+        audit_internal_router,
+    ):
+        app.include_router(router)
     return app

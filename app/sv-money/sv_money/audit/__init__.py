@@ -1,0 +1,1 @@
+"""The audit: proof that the ledger is consistent, in this region and across regions."""

@@ -1,0 +1,1 @@
+"""Transfers whose payee lives in another region: exactly once, across a crash."""

@@ -1,0 +1,253 @@
+"""Holds: reserve funds (they stop being available), then capture all or part, or void.
+
+A capture to a payee in another region is a cross-region transfer that starts from the
+hold: the part not captured is released at once, the rest stays reserved (status
+``capturing``) until the payee's region has decided. Holds past their ``expires_at``
+are voided by :class:`HoldExpiryWorker` (status ``expired``) and their funds released.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgelib.identity import Identity
+from sv_money.crossregion.service import CrossRegionService, enqueue
+from sv_money.exceptions import AmountTooLarge
+from sv_money.holds.exceptions import (
+    CaptureTooLarge,
+    HoldClosed,
+    HoldExpired,
+    HoldNotFound,
+    HoldTooLong,
+)
+from sv_money.holds.repository import (
+    CAPTURED,
+    CAPTURING,
+    EXPIRED,
+    PENDING,
+    VOIDED,
+    HoldRepository,
+)
+from sv_money.holds.schemas import HoldCapture, HoldCreate, HoldRead, hold_read
+from sv_money.idempotency.service import claim, fingerprint
+from sv_money.ledger.models import AccountKey
+from sv_money.ledger.repository import LedgerRepository
+from sv_money.ledger.service import Ledger
+from sv_money.peers import Directory
+from sv_money.regions import require_home
+from sv_money.tables import utcnow
+from sv_money.transactions import Transactions
+from sv_money.transfers.exceptions import SelfTransfer
+from sv_money.transfers.repository import TransferRepository
+from sv_money.transfers.service import credit_request
+
+
+class HoldService:
+    def __init__(
+        self,
+        tx: Transactions,
+        directory: Directory,
+        crossregion: CrossRegionService,
+        *,
+        region: str,
+        max_amount: int,
+        default_ttl: float,
+        max_ttl: float,
+        delivery_grace: float,
+    ) -> None:
+        self.tx = tx
+        self.directory = directory
+        self.crossregion = crossregion
+        self.region = region
+        self.max_amount = max_amount
+        self.default_ttl = default_ttl
+        self.max_ttl = max_ttl
+        self.delivery_grace = delivery_grace
+
+    async def create(self, caller: Identity, body: HoldCreate, key: str) -> tuple[HoldRead, bool]:
+        """Reserve funds for a payee; (hold, replayed)."""
+        require_home(caller, self.region)
+        if body.amount > self.max_amount:
+            raise AmountTooLarge(f"at most {self.max_amount} minor units per hold")
+        ttl = float(body.expires_in) if body.expires_in is not None else self.default_ttl
+        if ttl > self.max_ttl:
+            raise HoldTooLong(f"a hold lasts at most {int(self.max_ttl)} seconds")
+        payee = await self.directory.lookup(body.to_username)
+        if payee.user_id == caller.user_id:
+            raise SelfTransfer("a hold needs two different users")
+        hold_id = str(uuid.uuid4())
+        print_ = fingerprint("hold", body.model_dump())
+
+        async def work(session: AsyncSession) -> str | None:
+            earlier = await claim(
+                session, scope=caller.user_id, key=key, print_=print_, resource_id=hold_id
+            )
+            if earlier is not None:
+                return earlier
+            payer_key = AccountKey.user(caller.user_id, body.currency)
+            ledger = Ledger(LedgerRepository(session))
+            payer = (await ledger.open(payer_key))[payer_key]
+            await ledger.reserve(payer, body.amount)
+            await HoldRepository(session).add(
+                id=hold_id,
+                kind="hold",
+                status=PENDING,
+                account_id=payer.id,
+                owner_id=caller.user_id,
+                payee_id=payee.user_id,
+                payee_username=payee.username,
+                payee_region=payee.region,
+                currency=body.currency,
+                amount=body.amount,
+                captured=0,
+                memo=body.memo,
+                expires_at=utcnow() + timedelta(seconds=ttl),
+            )
+            return None
+
+        earlier = await self.tx.run(work)
+        return await self._read(earlier or hold_id), earlier is not None
+
+    async def _read(self, hold_id: str) -> HoldRead:
+        row = await self.tx.read(lambda s: HoldRepository(s).get(hold_id))
+        assert row is not None
+        return hold_read(row)
+
+    async def _owned(self, session: AsyncSession, caller: Identity, hold_id: str) -> Any:
+        row = await HoldRepository(session).get(hold_id, lock=True)
+        if row is None or row.kind != "hold" or row.owner_id != caller.user_id:
+            raise HoldNotFound(f"no hold {hold_id} of yours")
+        return row
+
+    async def get(self, caller: Identity, hold_id: str) -> HoldRead:
+        """One of the caller's holds."""
+        require_home(caller, self.region)
+        row = await self.tx.read(lambda s: HoldRepository(s).get(hold_id))
+        if row is None or row.kind != "hold" or row.owner_id != caller.user_id:
+            raise HoldNotFound(f"no hold {hold_id} of yours")
+        return hold_read(row)
+
+    async def capture(self, caller: Identity, hold_id: str, body: HoldCapture) -> HoldRead:
+        """Pay the payee all or part of the hold; asking again changes nothing."""
+        require_home(caller, self.region)
+
+        async def work(session: AsyncSession) -> str | None:
+            hold = await self._owned(session, caller, hold_id)
+            amount = body.amount if body.amount is not None else hold.amount
+            if hold.status in (CAPTURED, CAPTURING):
+                if body.amount is None or body.amount == hold.captured:
+                    return hold.transfer_id if hold.status == CAPTURING else None
+                raise HoldClosed(f"the hold was already captured for {hold.captured}")
+            if hold.status != PENDING:
+                raise HoldClosed(f"the hold is {hold.status}")
+            if hold.expires_at is not None and hold.expires_at <= utcnow():
+                raise HoldExpired("the hold has expired; its funds are being released")
+            if amount > hold.amount:
+                raise CaptureTooLarge(f"the hold is for {hold.amount}")
+            values = self._transfer_values(hold, caller, amount)
+            if hold.payee_region == self.region:
+                await self._capture_here(session, hold, values)
+                return None
+            return await self._capture_across(session, hold, values)
+
+        crossing = await self.tx.run(work)
+        if crossing is not None:
+            await self.crossregion.deliver(crossing)
+        return await self._read(hold_id)
+
+    async def _capture_here(self, session: AsyncSession, hold: Any, values: dict[str, Any]) -> None:
+        transfer_id, amount = values["id"], values["amount"]
+        payer_key = AccountKey.user(hold.owner_id, hold.currency)
+        payee_key = AccountKey.user(hold.payee_id, hold.currency)
+        ledger = Ledger(LedgerRepository(session))
+        opened = await ledger.open(payer_key, payee_key)
+        payer = opened[payer_key]
+        entry_id = await ledger.post(
+            "capture",
+            [(payer, -amount), (opened[payee_key], amount)],
+            transfer_id=transfer_id,
+            release={payer: hold.amount},
+        )
+        await HoldRepository(session).set(
+            hold.id, status=CAPTURED, captured=amount, transfer_id=transfer_id
+        )
+        await TransferRepository(session).add(**values, status="completed", entry_id=entry_id)
+
+    async def _capture_across(
+        self, session: AsyncSession, hold: Any, values: dict[str, Any]
+    ) -> str:
+        transfer_id: str = values["id"]
+        amount: int = values["amount"]
+        payer_key = AccountKey.user(hold.owner_id, hold.currency)
+        ledger = Ledger(LedgerRepository(session))
+        payer = (await ledger.open(payer_key))[payer_key]
+        await ledger.release(payer, hold.amount - amount)
+        await HoldRepository(session).set(
+            hold.id, status=CAPTURING, captured=amount, transfer_id=transfer_id
+        )
+        await TransferRepository(session).add(**values, status="pending")
+        await enqueue(
+            session,
+            transfer_id,
+            credit_request(values, origin=self.region),
+            grace=self.delivery_grace,
+        )
+        return transfer_id
+
+    def _transfer_values(self, hold: Any, caller: Identity, amount: int) -> dict[str, Any]:
+        return {
+            "id": str(uuid.uuid4()),
+            "kind": "capture",
+            "payer_id": hold.owner_id,
+            "payer_username": caller.username,
+            "payer_region": self.region,
+            "payee_id": hold.payee_id,
+            "payee_username": hold.payee_username,
+            "payee_region": hold.payee_region,
+            "amount": amount,
+            "currency": hold.currency,
+            "memo": hold.memo,
+            "hold_id": hold.id,
+        }
+
+    async def void(self, caller: Identity, hold_id: str) -> HoldRead:
+        """Release the hold's funds; asking again changes nothing."""
+        require_home(caller, self.region)
+
+        async def work(session: AsyncSession) -> None:
+            hold = await self._owned(session, caller, hold_id)
+            if hold.status in (VOIDED, EXPIRED):
+                return
+            if hold.status != PENDING:
+                raise HoldClosed(f"the hold is {hold.status}")
+            await self._release(session, hold, VOIDED)
+
+        await self.tx.run(work)
+        return await self._read(hold_id)
+
+    async def _release(self, session: AsyncSession, hold: Any, status: str) -> None:
+        payer_key = AccountKey.user(hold.owner_id, hold.currency)
+        ledger = Ledger(LedgerRepository(session))
+        payer = (await ledger.open(payer_key))[payer_key]
+        await ledger.release(payer, hold.amount)
+        await HoldRepository(session).set(hold.id, status=status)
+
+    async def expire_due(self, *, limit: int = 100) -> int:
+        """Void the pending holds whose time is up, one transaction each; how many."""
+        due = await self.tx.read(lambda s: HoldRepository(s).expired(utcnow(), limit=limit))
+        expired = 0
+        for hold_id in due:
+
+            async def work(session: AsyncSession, hold_id: str = hold_id) -> bool:
+                hold = await HoldRepository(session).get(hold_id, lock=True)
+                if hold is None or hold.status != PENDING or hold.expires_at > utcnow():
+                    return False  # captured or voided meanwhile
+                await self._release(session, hold, EXPIRED)
+                return True
+
+            expired += await self.tx.run(work)
+        return expired

@@ -1,0 +1,1 @@
+"""Idempotency keys: a retried request finds the result of the first one."""

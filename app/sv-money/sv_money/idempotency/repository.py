@@ -1,0 +1,39 @@
+"""SQL of idempotency keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sv_money.tables import idempotency_keys, insert_ignoring_conflicts, utcnow
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert(self, *, scope: str, key: str, print_: str, resource_id: str) -> bool:
+        """Record the key; False when it exists (after any transaction holding it ended)."""
+        inserted = await self.session.execute(
+            insert_ignoring_conflicts(self.session.get_bind().dialect, idempotency_keys)
+            .values(
+                scope=scope,
+                key=key,
+                fingerprint=print_,
+                resource_id=resource_id,
+                created_at=utcnow(),
+            )
+            .returning(idempotency_keys.c.resource_id)
+        )
+        return inserted.first() is not None
+
+    async def get(self, *, scope: str, key: str) -> tuple[str, str]:
+        """The fingerprint and resource id recorded for the key."""
+        row = (
+            await self.session.execute(
+                select(idempotency_keys.c.fingerprint, idempotency_keys.c.resource_id).where(
+                    idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
+                )
+            )
+        ).one()
+        return str(row.fingerprint), str(row.resource_id)

@@ -1,0 +1,1 @@
+"""The ledger: accounts, the double-entry journal, and the balances kept with it."""

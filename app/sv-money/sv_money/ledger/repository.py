@@ -1,0 +1,151 @@
+"""SQL of the ledger: account rows (locked in id order) and the append-only journal."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sv_money.ledger.models import USER, Account, AccountKey
+from sv_money.tables import accounts, entries, insert_ignoring_conflicts, postings, utcnow
+
+_COLUMNS = (
+    accounts.c.id,
+    accounts.c.owner_kind,
+    accounts.c.owner,
+    accounts.c.currency,
+    accounts.c.balance,
+    accounts.c.held,
+    accounts.c.allow_negative,
+)
+
+_UPDATE_ACCOUNT = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account_id"))
+    .values(
+        balance=accounts.c.balance + bindparam("d_balance"),
+        held=accounts.c.held + bindparam("d_held"),
+    )
+)
+
+
+def _account(row: Sequence[object]) -> Account:
+    id_, kind, owner, currency, balance, held, allow_negative = row
+    return Account(
+        id=int(id_),  # type: ignore[call-overload]
+        key=AccountKey(str(kind), str(owner), str(currency)),
+        balance=int(balance),  # type: ignore[call-overload]
+        held=int(held),  # type: ignore[call-overload]
+        allow_negative=bool(allow_negative),
+    )
+
+
+class LedgerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _select_locked(self, keys: Collection[AccountKey]) -> dict[AccountKey, Account]:
+        currency = next(iter(keys)).currency
+        statement = (
+            select(*_COLUMNS)
+            .where(
+                accounts.c.currency == currency,
+                tuple_(accounts.c.owner_kind, accounts.c.owner).in_(
+                    [(k.owner_kind, k.owner) for k in keys]
+                ),
+            )
+            .order_by(accounts.c.id)
+            .with_for_update()
+        )
+        rows = (await self.session.execute(statement)).all()
+        found = {a.key: a for a in map(_account, rows)}
+        return found
+
+    async def lock(self, keys: Collection[AccountKey]) -> dict[AccountKey, Account]:
+        """The accounts of ``keys`` (one currency), created if missing, row-locked in id order."""
+        found = await self._select_locked(keys)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            now = utcnow()
+            await self.session.execute(
+                insert_ignoring_conflicts(self.session.get_bind().dialect, accounts),
+                [
+                    {
+                        "owner_kind": k.owner_kind,
+                        "owner": k.owner,
+                        "currency": k.currency,
+                        "balance": 0,
+                        "held": 0,
+                        "allow_negative": k.allow_negative,
+                        "created_at": now,
+                    }
+                    for k in missing
+                ],
+            )
+            found = await self._select_locked(keys)
+        return found
+
+    async def change(self, changes: Sequence[tuple[int, int, int]]) -> None:
+        """Add ``(account id, balance delta, held delta)`` to each account."""
+        await self.session.execute(
+            _UPDATE_ACCOUNT,
+            [{"account_id": a, "d_balance": b, "d_held": h} for a, b, h in changes],
+        )
+
+    async def add_entry(
+        self,
+        *,
+        kind: str,
+        currency: str,
+        legs: Sequence[tuple[int, int]],
+        transfer_id: str | None,
+        reverses: int | None,
+    ) -> int:
+        """Append one entry and its postings ``(account id, signed amount)``; its id."""
+        entry_id: int = (
+            await self.session.execute(
+                insert(entries)
+                .values(
+                    kind=kind,
+                    currency=currency,
+                    transfer_id=transfer_id,
+                    reverses=reverses,
+                    created_at=utcnow(),
+                )
+                .returning(entries.c.id)
+            )
+        ).scalar_one()
+        await self.session.execute(
+            insert(postings),
+            [{"entry_id": entry_id, "account_id": a, "amount": amount} for a, amount in legs],
+        )
+        return entry_id
+
+    async def entry_legs(self, entry_id: int) -> tuple[str, str, list[tuple[AccountKey, int]]]:
+        """An entry's kind, currency and legs, by account key."""
+        kind, currency = (
+            await self.session.execute(
+                select(entries.c.kind, entries.c.currency).where(entries.c.id == entry_id)
+            )
+        ).one()
+        rows = await self.session.execute(
+            select(accounts.c.owner_kind, accounts.c.owner, postings.c.amount)
+            .join(accounts, accounts.c.id == postings.c.account_id)
+            .where(postings.c.entry_id == entry_id)
+            .order_by(postings.c.id)
+        )
+        legs = [(AccountKey(k, o, currency), int(a)) for k, o, a in rows]
+        return kind, currency, legs
+
+    async def is_reversed(self, entry_id: int) -> bool:
+        row = await self.session.execute(select(entries.c.id).where(entries.c.reverses == entry_id))
+        return row.first() is not None
+
+    async def user_accounts(self, user_id: str) -> list[Account]:
+        rows = await self.session.execute(
+            select(*_COLUMNS)
+            .where(accounts.c.owner_kind == USER, accounts.c.owner == user_id)
+            .order_by(accounts.c.currency)
+        )
+        return [_account(r) for r in rows]

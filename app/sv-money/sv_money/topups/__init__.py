@@ -1,0 +1,1 @@
+"""Top-ups: money entering a region's ledger, by an administrator."""

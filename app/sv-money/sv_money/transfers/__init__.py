@@ -1,0 +1,1 @@
+"""Transfers between users, and the history of every movement a user sees."""

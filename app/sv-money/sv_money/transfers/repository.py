@@ -1,0 +1,44 @@
+"""SQL of transfers: the record of each movement, and each user's history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sv_money.tables import transfers, utcnow
+
+
+class TransferRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, **values: Any) -> None:
+        now = utcnow()
+        values.setdefault("created_at", now)
+        values.setdefault("updated_at", now)
+        values.setdefault("fee", 0)
+        await self.session.execute(insert(transfers).values(**values))
+
+    async def get(self, transfer_id: str, *, lock: bool = False) -> Row[Any] | None:
+        statement = select(transfers).where(transfers.c.id == transfer_id)
+        if lock:
+            statement = statement.with_for_update()
+        return (await self.session.execute(statement)).first()
+
+    async def set(self, transfer_id: str, **values: Any) -> None:
+        values["updated_at"] = utcnow()
+        await self.session.execute(
+            update(transfers).where(transfers.c.id == transfer_id).values(**values)
+        )
+
+    async def history(self, user_id: str, *, before: int | None, limit: int) -> list[Row[Any]]:
+        """The user's movements, newest first, older than sequence number ``before``."""
+        statement = select(transfers).where(
+            or_(transfers.c.payer_id == user_id, transfers.c.payee_id == user_id)
+        )
+        if before is not None:
+            statement = statement.where(transfers.c.seq < before)
+        statement = statement.order_by(transfers.c.seq.desc()).limit(limit)
+        return list((await self.session.execute(statement)).all())

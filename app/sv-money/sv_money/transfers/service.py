@@ -1,0 +1,200 @@
+"""Transfers between users: same-region in one transaction, cross-region through a hold."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgelib.identity import Identity
+from sv_money.crossregion.schemas import CreditRequest
+from sv_money.crossregion.service import CrossRegionService, enqueue
+from sv_money.exceptions import AmountTooLarge
+from sv_money.holds.repository import CAPTURING, HoldRepository
+from sv_money.idempotency.service import claim, fingerprint
+from sv_money.ledger.models import FEES, AccountKey
+from sv_money.ledger.repository import LedgerRepository
+from sv_money.ledger.service import Ledger
+from sv_money.peers import Directory
+from sv_money.regions import require_home
+from sv_money.transactions import Transactions
+from sv_money.transfers.exceptions import BadCursor, SelfTransfer, TransferNotFound
+from sv_money.transfers.repository import TransferRepository
+from sv_money.transfers.schemas import TransferCreate, TransferPage, TransferRead, transfer_read
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"t{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("t"):
+            raise ValueError(raw)
+        seq = int(raw[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadCursor("the cursor is not one this service gave out") from exc
+    if seq < 0 or seq > 2**62:
+        raise BadCursor("the cursor is not one this service gave out")
+    return seq
+
+
+class TransferService:
+    def __init__(
+        self,
+        tx: Transactions,
+        directory: Directory,
+        crossregion: CrossRegionService,
+        *,
+        region: str,
+        fee_bps: int,
+        max_amount: int,
+        delivery_grace: float,
+    ) -> None:
+        self.tx = tx
+        self.directory = directory
+        self.crossregion = crossregion
+        self.region = region
+        self.fee_bps = fee_bps
+        self.max_amount = max_amount
+        self.delivery_grace = delivery_grace
+
+    def fee(self, amount: int) -> int:
+        return amount * self.fee_bps // 10_000
+
+    async def create(
+        self, caller: Identity, body: TransferCreate, key: str
+    ) -> tuple[TransferRead, bool]:
+        """Move money from the caller to ``body.to_username``; (transfer, replayed)."""
+        require_home(caller, self.region)
+        if body.amount > self.max_amount:
+            raise AmountTooLarge(f"at most {self.max_amount} minor units per transfer")
+        payee = await self.directory.lookup(body.to_username)
+        if payee.user_id == caller.user_id:
+            raise SelfTransfer("a transfer needs two different users")
+        transfer_id = str(uuid.uuid4())
+        print_ = fingerprint("transfer", body.model_dump())
+        values: dict[str, Any] = {
+            "id": transfer_id,
+            "kind": "transfer",
+            "payer_id": caller.user_id,
+            "payer_username": caller.username,
+            "payer_region": self.region,
+            "payee_id": payee.user_id,
+            "payee_username": payee.username,
+            "payee_region": payee.region,
+            "amount": body.amount,
+            "fee": self.fee(body.amount),
+            "currency": body.currency,
+            "memo": body.memo,
+        }
+        cross = payee.region != self.region
+
+        async def work(session: AsyncSession) -> str | None:
+            earlier = await claim(
+                session, scope=caller.user_id, key=key, print_=print_, resource_id=transfer_id
+            )
+            if earlier is not None:
+                return earlier
+            if cross:
+                await self._reserve(session, values)
+            else:
+                await self._move(session, values)
+            return None
+
+        earlier = await self.tx.run(work)
+        found = earlier or transfer_id
+        if cross or earlier is not None:
+            await self.crossregion.deliver(found)
+        row = await self.tx.read(lambda s: TransferRepository(s).get(found))
+        assert row is not None
+        return transfer_read(row), earlier is not None
+
+    async def _move(self, session: AsyncSession, values: dict[str, Any]) -> None:
+        """A same-region transfer: one balanced entry, in the caller's transaction."""
+        currency, fee = values["currency"], values["fee"]
+        payer_key = AccountKey.user(values["payer_id"], currency)
+        payee_key = AccountKey.user(values["payee_id"], currency)
+        fees_key = AccountKey.system(FEES, currency)
+        ledger = Ledger(LedgerRepository(session))
+        opened = await ledger.open(payer_key, payee_key, *([fees_key] if fee else []))
+        legs = [
+            (opened[payer_key], -(values["amount"] + fee)),
+            (opened[payee_key], values["amount"]),
+        ]
+        if fee:
+            legs.append((opened[fees_key], fee))
+        entry_id = await ledger.post("transfer", legs, transfer_id=values["id"])
+        await TransferRepository(session).add(**values, status="completed", entry_id=entry_id)
+
+    async def _reserve(self, session: AsyncSession, values: dict[str, Any]) -> None:
+        """The first step of a cross-region transfer: hold the money, queue the credit."""
+        currency = values["currency"]
+        total = values["amount"] + values["fee"]
+        payer_key = AccountKey.user(values["payer_id"], currency)
+        ledger = Ledger(LedgerRepository(session))
+        payer = (await ledger.open(payer_key))[payer_key]
+        await ledger.reserve(payer, total)
+        hold_id = str(uuid.uuid4())
+        await HoldRepository(session).add(
+            id=hold_id,
+            kind="transfer",
+            status=CAPTURING,
+            account_id=payer.id,
+            owner_id=values["payer_id"],
+            payee_id=values["payee_id"],
+            payee_username=values["payee_username"],
+            payee_region=values["payee_region"],
+            currency=currency,
+            amount=total,
+            captured=total,
+            memo=values["memo"],
+            transfer_id=values["id"],
+        )
+        await TransferRepository(session).add(**values, status="pending", hold_id=hold_id)
+        await enqueue(
+            session,
+            values["id"],
+            credit_request(values, origin=self.region),
+            grace=self.delivery_grace,
+        )
+
+    async def get(self, caller: Identity, transfer_id: str) -> TransferRead:
+        """One movement the caller paid or received."""
+        require_home(caller, self.region)
+        row = await self.tx.read(lambda s: TransferRepository(s).get(transfer_id))
+        if row is None or caller.user_id not in (row.payer_id, row.payee_id):
+            raise TransferNotFound(f"no transfer {transfer_id} of yours")
+        return transfer_read(row)
+
+    async def history(self, caller: Identity, *, cursor: str | None, limit: int) -> TransferPage:
+        """The caller's movements, newest first, a page at a time."""
+        require_home(caller, self.region)
+        before = decode_cursor(cursor) if cursor else None
+        rows = await self.tx.read(
+            lambda s: TransferRepository(s).history(caller.user_id, before=before, limit=limit + 1)
+        )
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1].seq) if len(rows) > limit else None
+        return TransferPage(items=[transfer_read(r) for r in page], next_cursor=next_cursor)
+
+
+def credit_request(values: dict[str, Any], *, origin: str) -> CreditRequest:
+    """What the payee's region is asked to credit for the transfer ``values`` describes."""
+    return CreditRequest(
+        origin_region=origin,
+        kind=values["kind"],
+        payer_id=values["payer_id"],
+        payer_username=values["payer_username"],
+        payee_id=values["payee_id"],
+        payee_username=values["payee_username"],
+        payee_region=values["payee_region"],
+        amount=values["amount"],
+        currency=values["currency"],
+        memo=values["memo"],
+        hold_id=values.get("hold_id"),
+    )

@@ -1,0 +1,1 @@
+"""A user's wallet: their accounts, one per currency."""
