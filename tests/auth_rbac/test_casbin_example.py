@@ -25,6 +25,7 @@ from tests.auth_rbac.conftest import admin_client, fresh_pg_schema, rbac_setting
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = FIXTURES / "rbac_with_domains_model.conf"
 POLICY = FIXTURES / "rbac_with_domains_policy.csv"
+FIELDS = ("sub", "dom", "obj", "act")
 SECTIONS = [("r", "r"), ("p", "p"), ("g", "g"), ("e", "e"), ("m", "m")]
 
 
@@ -38,7 +39,7 @@ def reference() -> casbin.Enforcer:
 
 
 async def load_through_api(client: httpx.AsyncClient, rules: list[list[str]]) -> None:
-    for ptype, user, role, dom in (r for r in rules if r[0] == "g"):
+    for _, _user, role, dom in (r for r in rules if r[0] == "g"):
         resp = await client.post("/api/v1/rbac/roles", json={"name": role, "dom": dom})
         assert resp.status_code in (201, 409), resp.text
     for rule in rules:
@@ -114,7 +115,7 @@ async def test_batch_enforce_equals_pycasbin_with_every_token_in_every_position(
         chunk = combos[start : start + 1000]
         resp = await loaded.post(
             "/api/v1/rbac/enforce/batch",
-            json={"requests": [dict(zip(("sub", "dom", "obj", "act"), c)) for c in chunk]},
+            json={"requests": [dict(zip(FIELDS, c, strict=True)) for c in chunk]},
         )
         assert resp.status_code == 200, resp.text
         got = [r["allowed"] for r in resp.json()["results"]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path, Query, Response, status
 
 from auth_rbac.policy.deps import ChangeSessionDep, PolicyAdmin, PolicySyncDep, SnapshotDep
@@ -30,8 +32,9 @@ from edgelib.deps import SessionDep
 
 router = APIRouter(prefix="/api/v1/rbac", tags=["rbac"])
 
-DomainQuery = Query(DEFAULT_DOMAIN, pattern=NAME_PATTERN, max_length=128)
-NamePath = Path(pattern=NAME_PATTERN, max_length=128)
+DomainQuery = Annotated[str, Query(pattern=NAME_PATTERN, max_length=128)]
+UserPath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=128)]
+RolePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=128)]
 
 
 def _role(row: RoleRow, snapshot: PolicySnapshot) -> Role:
@@ -112,8 +115,8 @@ async def enforce_batch(
 async def user_roles(
     snapshot: SnapshotDep,
     _: PolicyAdmin,
-    user: str = NamePath,
-    dom: str = DomainQuery,
+    user: UserPath,
+    dom: DomainQuery = DEFAULT_DOMAIN,
 ) -> UserRoles:
     """The roles a user holds in a domain, directly and through inheritance."""
     return UserRoles(
@@ -128,8 +131,8 @@ async def user_roles(
 async def user_permissions(
     snapshot: SnapshotDep,
     _: PolicyAdmin,
-    user: str = NamePath,
-    dom: str = DomainQuery,
+    user: UserPath,
+    dom: DomainQuery = DEFAULT_DOMAIN,
 ) -> UserPermissions:
     """Everything a user may do in a domain, and which grant gives it."""
     return UserPermissions(
@@ -144,7 +147,7 @@ async def user_permissions(
 
 @router.get("/roles", response_model=list[Role])
 async def list_roles(
-    session: SessionDep, sync: PolicySyncDep, _: PolicyAdmin, dom: str = DomainQuery
+    session: SessionDep, sync: PolicySyncDep, _: PolicyAdmin, dom: DomainQuery = DEFAULT_DOMAIN
 ) -> list[Role]:
     """The roles of a domain with their permissions and direct members."""
     rows = await PolicyService(session, actor="").list_roles(dom)
@@ -168,8 +171,8 @@ async def get_role(
     session: SessionDep,
     sync: PolicySyncDep,
     _: PolicyAdmin,
-    name: str = NamePath,
-    dom: str = DomainQuery,
+    name: RolePath,
+    dom: DomainQuery = DEFAULT_DOMAIN,
 ) -> Role:
     """One role with its permissions and direct members."""
     row = await PolicyService(session, actor="").get_role(name, dom)
@@ -180,8 +183,8 @@ async def get_role(
 async def delete_role(
     session: ChangeSessionDep,
     admin: PolicyAdmin,
-    name: str = NamePath,
-    dom: str = DomainQuery,
+    name: RolePath,
+    dom: DomainQuery = DEFAULT_DOMAIN,
 ) -> None:
     """Delete a role, its permissions and its assignments (built-in roles stay)."""
     await PolicyService(session, actor=admin.user_id).delete_role(name, dom)
