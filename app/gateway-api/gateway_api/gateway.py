@@ -11,6 +11,7 @@ from edgelib.backends import Backend
 from edgelib.identity import Identity
 from edgelib.problems import Forbidden, Unauthorized
 from edgelib.signing import ServiceSigner
+from gateway_api.authn import Authenticator, AuthnSettings
 from gateway_api.config import Settings
 from gateway_api.health import HealthChecker
 from gateway_api.regions import RegionResolver
@@ -36,6 +37,7 @@ class Gateway:
         )
         self._session: aiohttp.ClientSession | None = None
         self._health: HealthChecker | None = None
+        self.authn: Authenticator | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -76,8 +78,14 @@ class Gateway:
             ttl=self.settings.region_cache_ttl,
         )
         await self.regions.start()
+        self.authn = Authenticator.for_gateway(
+            self.settings.topology, self.signer, AuthnSettings(), backend=backend
+        )
+        await self.authn.start(self._session)
 
     async def stop(self) -> None:
+        if self.authn is not None:
+            await self.authn.stop()
         if self.regions is not None:
             await self.regions.stop()
         if self._route_watch is not None:
@@ -88,13 +96,10 @@ class Gateway:
             await self._session.close()
 
     async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
-        """The verified caller of a non-public route, or a 401 problem.
-
-        Token verification arrives with the identity work (auth-jwt's JWKS).
-        """
-        raise Unauthorized(
-            "authentication is required for this route", headers={"WWW-Authenticate": "Bearer"}
-        )
+        """The verified caller of a non-public route, or a 401 problem."""
+        if self.authn is None:
+            raise Unauthorized("the gateway is starting", headers={"WWW-Authenticate": "Bearer"})
+        return await self.authn.authenticate(scope)
 
     async def authorize(self, identity: Identity, permission: Permission) -> None:
         """Allow the call or raise a 403 problem; default deny until auth-rbac is wired in."""

@@ -1,0 +1,212 @@
+"""Authentication at the gateway: bearer access tokens verified locally.
+
+The token is checked against auth-jwt's JWKS (cached, refetched on an unknown
+``kid`` at most once per few seconds), with the algorithm allowlist, ``typ``,
+``iss``, ``aud``, ``exp``/``nbf`` checks of :mod:`edgelib.jwt`; then its session is
+looked up in the revoked set (:mod:`gateway_api.sessions`). The per-request cost is
+a signature check on a token's first use and dictionary lookups after that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from yarl import URL
+
+from edgelib.backends import Backend
+from edgelib.identity import Identity
+from edgelib.jwt import JwksCache, TokenError, TokenVerifier
+from edgelib.problems import Unauthorized
+from edgelib.signing import ServiceSigner
+from gateway_api.sessions import RevokedSessions
+from gateway_api.topology import load_topology
+
+logger = logging.getLogger("gateway.authn")
+
+
+class AuthnSettings(BaseSettings):
+    """The gateway's token settings (``GATEWAY_*``); issuer and audience match auth-jwt's."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    jwt_issuer: str = "edge-auth"
+    jwt_audience: str = "edge"
+    #: Accepted signature algorithms (comma-separated); only asymmetric ones are allowed.
+    jwt_algorithms: str = "ES256,EdDSA"
+    jwt_leeway: float = Field(default=5.0, ge=0, le=60)
+    #: auth-jwt's base URLs (comma-separated); by default its instances in the topology.
+    auth_jwt_url: str | None = None
+    jwks_min_refetch: float = Field(default=5.0, ge=0)
+    jwks_max_age: float = Field(default=300.0, gt=0)
+    revocation_poll_interval: float = Field(default=0.5, gt=0)
+    revocation_channel: str = "edge:auth:revocations"
+
+
+class InvalidAccessToken(Unauthorized):
+    type_slug, title = "invalid-token", "Invalid access token"
+
+
+class SessionRevoked(Unauthorized):
+    type_slug, title = "session-revoked", "Session ended"
+
+
+_CHALLENGE = "Bearer"
+
+
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            if scheme.lower() == "bearer" and token and " " not in token:
+                return token
+            return None
+    return None
+
+
+def _claim(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidAccessToken(
+            f"the token lacks the {name!r} claim",
+            headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'},
+        )
+    return value
+
+
+class AuthJwt:
+    """auth-jwt as the gateway calls it: over the gateway's aiohttp session, signed."""
+
+    def __init__(self, base_urls: list[str], signer: ServiceSigner, *, timeout: float = 2.0):
+        self.base_urls = [u.rstrip("/") for u in base_urls]
+        self.signer = signer
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.session: aiohttp.ClientSession | None = None
+        self._next = 0
+
+    async def _get(self, target: str) -> Mapping[str, Any]:
+        assert self.session is not None, "AuthJwt not bound to a session"
+        if not self.base_urls:
+            raise LookupError("auth-jwt is not configured (topology or GATEWAY_AUTH_JWT_URL)")
+        error: Exception | None = None
+        for _ in range(len(self.base_urls)):
+            base = self.base_urls[self._next % len(self.base_urls)]
+            headers = self.signer.sign("GET", target, b"")
+            try:
+                async with self.session.get(
+                    URL(base + target, encoded=True), headers=headers, timeout=self.timeout
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status == 200:
+                        doc: Mapping[str, Any] = orjson.loads(body)
+                        return doc
+                    error = RuntimeError(f"{base}{target.split('?')[0]} answered {resp.status}")
+            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+                error = exc
+            self._next += 1
+        assert error is not None
+        raise error
+
+    async def jwks(self) -> Mapping[str, Any]:
+        return await self._get("/.well-known/jwks.json")
+
+    async def revocations(self, since: float) -> Mapping[str, Any]:
+        return await self._get(f"/internal/revocations?since={since:.3f}")
+
+
+class Authenticator:
+    """Turns a request's bearer token into the caller's :class:`Identity`, or a 401."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        revoked: RevokedSessions,
+        *,
+        auth_jwt: AuthJwt | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.revoked = revoked
+        self.auth_jwt = auth_jwt
+
+    @classmethod
+    def for_gateway(
+        cls,
+        topology: Path,
+        signer: ServiceSigner,
+        settings: AuthnSettings,
+        *,
+        backend: Backend | None,
+    ) -> Authenticator:
+        """Wired to auth-jwt (from the topology unless configured) and the event backend."""
+        if settings.auth_jwt_url:
+            urls = [u.strip() for u in settings.auth_jwt_url.split(",") if u.strip()]
+        else:
+            urls = [i.url for i in load_topology(topology).instances if i.service == "auth-jwt"]
+        auth_jwt = AuthJwt(urls, signer)
+        algorithms = [a.strip() for a in settings.jwt_algorithms.split(",") if a.strip()]
+        keys = JwksCache(
+            auth_jwt.jwks,
+            algorithms=algorithms,
+            min_refetch_interval=settings.jwks_min_refetch,
+            max_age=settings.jwks_max_age,
+        )
+        verifier = TokenVerifier(
+            keys,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            algorithms=algorithms,
+            leeway=settings.jwt_leeway,
+        )
+        revoked = RevokedSessions(
+            auth_jwt.revocations,
+            backend=backend,
+            channel=settings.revocation_channel,
+            poll_interval=settings.revocation_poll_interval,
+        )
+        return cls(verifier, revoked, auth_jwt=auth_jwt)
+
+    async def start(self, session: aiohttp.ClientSession | None = None) -> None:
+        """Fetch the keys and the revoked sessions, then keep the latter current."""
+        if self.auth_jwt is not None:
+            self.auth_jwt.session = session
+        await self.verifier.keys.refresh()
+        await self.revoked.start()
+
+    async def stop(self) -> None:
+        await self.revoked.stop()
+
+    async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
+        """The verified caller, or :class:`Unauthorized` with a ``WWW-Authenticate`` challenge."""
+        token = bearer_token(scope["headers"])
+        if token is None:
+            raise Unauthorized(
+                "this route needs an access token (Authorization: Bearer)",
+                headers={"WWW-Authenticate": _CHALLENGE},
+            )
+        try:
+            claims = await self.verifier.verify(token)
+        except TokenError as exc:
+            raise InvalidAccessToken(
+                str(exc), headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'}
+            ) from None
+        session_id = _claim(claims, "sid")
+        if self.revoked.is_revoked(session_id):
+            raise SessionRevoked(
+                "this session has ended (logout, a newer login, or a revoked refresh token)",
+                headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'},
+            )
+        return Identity(
+            user_id=_claim(claims, "sub"),
+            username=_claim(claims, "preferred_username"),
+            region=_claim(claims, "region"),
+            session_id=session_id,
+            client_type=_claim(claims, "client_type"),
+        )

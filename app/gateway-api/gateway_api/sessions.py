@@ -1,0 +1,147 @@
+"""Revoked sessions, as the gateway knows them: a set in memory, kept current two ways.
+
+auth-jwt announces every ended session on the backend's pub/sub channel (with Redis,
+every gateway hears it at once) and records it in a table the gateway polls through
+``GET /internal/revocations`` (the fallback, and the only path between processes with
+the in-process backend of the local profile). A request's check is a dictionary
+lookup; no request waits on the network for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+
+from edgelib.backends import Backend, BackendError
+
+logger = logging.getLogger("gateway.sessions")
+
+RevocationFeed = Callable[[float], Awaitable[Mapping[str, Any]]]
+
+
+class RevokedSessions:
+    """Session ids whose access tokens must be refused, until those tokens expire."""
+
+    def __init__(
+        self,
+        feed: RevocationFeed,
+        *,
+        backend: Backend | None = None,
+        channel: str = "edge:auth:revocations",
+        poll_interval: float = 0.5,
+        overlap: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._feed = feed
+        self.backend = backend
+        self.channel = channel
+        self.poll_interval = poll_interval
+        # Re-read a little of the past each poll: a revocation committed late (a slow
+        # transaction) still carries a revoked_at before the previous answer's time.
+        self.overlap = overlap
+        self._clock = clock
+        self._revoked: dict[str, float] = {}
+        self._since = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._feed_ok: bool | None = None
+        self.polls = 0
+        self.last_poll: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._revoked)
+
+    def is_revoked(self, session_id: str) -> bool:
+        return session_id in self._revoked
+
+    def add(self, session_id: str, expires: float) -> None:
+        if expires > self._revoked.get(session_id, 0.0):
+            self._revoked[session_id] = expires
+
+    def _absorb(self, entries: object) -> None:
+        if not isinstance(entries, list):
+            return
+        for entry in entries:
+            if isinstance(entry, dict):
+                sid, exp = entry.get("sid"), entry.get("exp")
+                if isinstance(sid, str) and isinstance(exp, int | float):
+                    self.add(sid, float(exp))
+
+    def prune(self) -> None:
+        now = self._clock()
+        for sid in [s for s, exp in self._revoked.items() if exp < now]:
+            del self._revoked[sid]
+
+    async def poll(self) -> bool:
+        """Fetch revocations made since the last poll; False when the feed failed."""
+        try:
+            doc = await self._feed(max(0.0, self._since - self.overlap))
+        except Exception as exc:
+            if self._feed_ok is not False:
+                logger.warning(
+                    "revocation feed unavailable", extra={"error": f"{type(exc).__name__}: {exc}"}
+                )
+            self._feed_ok = False
+            return False
+        self._absorb(doc.get("revocations"))
+        now = doc.get("now")
+        if isinstance(now, int | float):
+            self._since = float(now)
+        if self._feed_ok is False:
+            logger.info("revocation feed back")
+        self._feed_ok = True
+        self.polls += 1
+        self.last_poll = self._clock()
+        self.prune()
+        return True
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            await self.poll()
+
+    async def _listen_loop(self) -> None:
+        assert self.backend is not None
+        while True:
+            try:
+                subscription = await self.backend.subscribe(self.channel)
+                try:
+                    async for _channel, message in subscription:
+                        try:
+                            self._absorb(orjson.loads(message).get("revocations"))
+                        except (orjson.JSONDecodeError, AttributeError):
+                            logger.warning("malformed revocation message")
+                finally:
+                    await subscription.close()
+            except BackendError as exc:
+                logger.warning("revocation channel lost", extra={"error": str(exc)})
+            await asyncio.sleep(1.0)
+
+    async def start(self) -> None:
+        """Load what is revoked now, then keep listening and polling."""
+        await self.poll()
+        self._tasks.append(asyncio.create_task(self._poll_loop(), name="gateway-revocation-poll"))
+        if self.backend is not None:
+            self._tasks.append(
+                asyncio.create_task(self._listen_loop(), name="gateway-revocation-listen")
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "revoked_sessions": len(self._revoked),
+            "polls": self.polls,
+            "feed": {None: "unknown", True: "ok", False: "failing"}[self._feed_ok],
+        }
