@@ -89,6 +89,9 @@ class JwksCache:
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
+        # When a refetch last failed to find the kid asked for: only such misses count
+        # against the rate limit, so a rotation is picked up at once in normal running.
+        self._missed_at: float | None = None
         self._lock = asyncio.Lock()
         self.fetches = 0
 
@@ -113,8 +116,8 @@ class JwksCache:
         self._fetched_at = self._clock()
         return True
 
-    def _may_refetch(self, now: float) -> bool:
-        return self._attempted_at is None or now - self._attempted_at >= self.min_refetch_interval
+    def _cooled(self, since: float | None, now: float) -> bool:
+        return since is None or now - since >= self.min_refetch_interval
 
     async def key_for(self, kid: str) -> PyJWK:
         """The key named ``kid``, refetching (rate-limited) when unknown or stale."""
@@ -125,11 +128,17 @@ class JwksCache:
             return key
         async with self._lock:
             # Another request may have refetched while this one waited for the lock.
+            now = self._clock()
             key = self._keys.get(kid)
-            fresh = self._fetched_at is not None and self._clock() - self._fetched_at < self.max_age
-            if (key is None or not fresh) and self._may_refetch(self._clock()):
+            fresh = self._fetched_at is not None and now - self._fetched_at < self.max_age
+            if key is None and self._cooled(self._missed_at, now):
                 await self._refresh_locked()
                 key = self._keys.get(kid)
+                if key is None:
+                    self._missed_at = self._clock()
+            elif key is not None and not fresh and self._cooled(self._attempted_at, now):
+                if await self._refresh_locked():
+                    key = self._keys.get(kid)  # gone from the issuer's JWKS: refused
         if key is None:
             raise UnknownKey("the token was signed by a key the issuer does not publish")
         return key

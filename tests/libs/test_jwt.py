@@ -179,6 +179,28 @@ async def test_unknown_kid_refetches_once_then_is_rate_limited(issuer: Issuer) -
     assert issuer.fetches <= 2
 
 
+async def test_successive_rotations_are_picked_up_at_once_only_misses_cool_down(
+    issuer: Issuer,
+) -> None:
+    verifier = make_verifier(issuer, min_refetch=60.0)
+    await verifier.verify(issuer.token("k1"))
+    for kid in ("k2", "k3"):
+        issuer.add(kid)
+        assert (await verifier.verify(issuer.token(kid)))["sub"] == "user-1"
+    assert issuer.fetches == 3
+
+
+async def test_key_dropped_from_the_jwks_stops_verifying_once_refetched(issuer: Issuer) -> None:
+    cache = JwksCache(issuer.fetch, min_refetch_interval=0.0, max_age=0.0)
+    verifier = TokenVerifier(cache, issuer=ISSUER, audience=AUDIENCE, cache_size=0)
+    token = issuer.token("k1")
+    await verifier.verify(token)
+    issuer.add("k2")
+    del issuer.keys["k1"]
+    with pytest.raises(UnknownKey):
+        await verifier.verify(token)
+
+
 async def test_rotated_key_is_found_by_refetching_the_jwks(issuer: Issuer) -> None:
     verifier = make_verifier(issuer, min_refetch=0.0)
     await verifier.verify(issuer.token("k1"))

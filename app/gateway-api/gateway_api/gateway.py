@@ -9,9 +9,10 @@ import aiohttp
 
 from edgelib.backends import Backend
 from edgelib.identity import Identity
-from edgelib.problems import Forbidden, Unauthorized
+from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
 from gateway_api.authn import Authenticator, AuthnSettings
+from gateway_api.authz import Authorizer, AuthzSettings, PolicyUnavailable
 from gateway_api.config import Settings
 from gateway_api.health import HealthChecker
 from gateway_api.regions import RegionResolver
@@ -38,6 +39,7 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._health: HealthChecker | None = None
         self.authn: Authenticator | None = None
+        self.authz: Authorizer | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -82,8 +84,14 @@ class Gateway:
             self.settings.topology, self.signer, AuthnSettings(), backend=backend
         )
         await self.authn.start(self._session)
+        self.authz = Authorizer.for_gateway(
+            self.settings.topology, self.signer, AuthzSettings(), backend=backend
+        )
+        await self.authz.start(self._session)
 
     async def stop(self) -> None:
+        if self.authz is not None:
+            await self.authz.stop()
         if self.authn is not None:
             await self.authn.stop()
         if self.regions is not None:
@@ -102,8 +110,10 @@ class Gateway:
         return await self.authn.authenticate(scope)
 
     async def authorize(self, identity: Identity, permission: Permission) -> None:
-        """Allow the call or raise a 403 problem; default deny until auth-rbac is wired in."""
-        raise Forbidden(f"missing permission {permission.obj}:{permission.act}")
+        """Allow the call or raise a 403 problem: auth-rbac's policy, embedded (authz.py)."""
+        if self.authz is None:
+            raise PolicyUnavailable("the gateway is starting", headers={"Retry-After": "1"})
+        self.authz.authorize(identity, permission)
 
     async def region_for(self, route: Route, identity: Identity | None) -> str | None:
         """The region whose instances serve this request (None for global services)."""
