@@ -1,0 +1,401 @@
+"""Authorization at the gateway: auth-rbac's Casbin policy, embedded and kept current.
+
+The gateway holds the whole policy (model and rules, from auth-rbac's signed
+``GET /internal/policy``) in a Casbin enforcer, plus a cache of its decisions. A
+request's check is one dictionary lookup once its (user, object, action) has been
+decided; a first decision runs Casbin in memory. No request waits on the network.
+
+The policy follows auth-rbac two ways: a version number on the backend's pub/sub
+channel after every change (with Redis, every gateway hears it at once), and a poll
+of ``/internal/policy?since=<version>`` every half second (the fallback, and the only
+path between processes with the in-process backend of the local profile). A new
+version replaces the enforcer and its decision cache together.
+
+Subjects are user ids (the token's ``sub``), in the domain ``default``. Default deny:
+no rule, no entry. Until a first policy has loaded every permission route answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import casbin
+import orjson
+from casbin.model import FastModel
+from casbin.rbac import RoleManager
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from yarl import URL
+
+from edgelib.backends import Backend, BackendError
+from edgelib.identity import Identity
+from edgelib.problems import Forbidden, ServiceUnavailable
+from edgelib.signing import ServiceSigner
+from gateway_api.routing import Permission
+from gateway_api.topology import load_topology
+
+logger = logging.getLogger("gateway.authz")
+
+#: Role hops Casbin follows (its default ``max_hierarchy_level``).
+MAX_ROLE_DEPTH = 10
+
+
+class AuthzSettings(BaseSettings):
+    """The gateway's authorization settings (``GATEWAY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    #: auth-rbac's base URLs (comma-separated); by default its instances in the topology.
+    auth_rbac_url: str | None = None
+    #: The Casbin domain route permissions are checked in.
+    authz_domain: str = "default"
+    policy_poll_interval: float = Field(default=0.5, gt=0, le=10)
+    policy_channel: str = "edge:rbac:policy"
+    #: Decisions kept per policy version; the cache starts over when it is full.
+    decision_cache_size: int = Field(default=100_000, ge=1)
+    #: Seconds the gateway's start waits for a first policy before serving anyway.
+    policy_start_wait: float = Field(default=3.0, ge=0)
+
+
+class PermissionDenied(Forbidden):
+    type_slug, title = "permission-denied", "Permission denied"
+
+
+class PolicyUnavailable(ServiceUnavailable):
+    type_slug, title = "policy-unavailable", "Authorization unavailable"
+
+
+class DomainRoles(RoleManager):  # type: ignore[misc]
+    """Casbin role manager for ``g = _, _, _``: exact names, per-domain adjacency sets.
+
+    pycasbin's default domain manager builds a domain's role graph in quadratic time
+    on its first use (minutes at 10,000 assignments); this one is two dictionaries.
+    auth-rbac uses the same class, so both decide alike.
+    """
+
+    def __init__(self, max_depth: int = MAX_ROLE_DEPTH) -> None:
+        self.max_depth = max_depth
+        self.matching_func = None
+        self.domain_matching_func = None
+        self._roles: dict[str, dict[str, set[str]]] = {}
+        self._users: dict[str, dict[str, set[str]]] = {}
+
+    @staticmethod
+    def _domain(domain: Sequence[str]) -> str:
+        if len(domain) > 1:
+            raise RuntimeError("error: domain should be 1 parameter")
+        return domain[0] if domain else ""
+
+    def clear(self) -> None:
+        self._roles.clear()
+        self._users.clear()
+
+    def add_link(self, name1: str, name2: str, *domain: str) -> None:
+        dom = self._domain(domain)
+        self._roles.setdefault(dom, {}).setdefault(name1, set()).add(name2)
+        self._users.setdefault(dom, {}).setdefault(name2, set()).add(name1)
+
+    def delete_link(self, name1: str, name2: str, *domain: str) -> None:
+        dom = self._domain(domain)
+        self._roles.get(dom, {}).get(name1, set()).discard(name2)
+        self._users.get(dom, {}).get(name2, set()).discard(name1)
+
+    def has_link(self, name1: str, name2: str, *domain: str) -> bool:
+        if name1 == name2:
+            return True
+        graph = self._roles.get(self._domain(domain))
+        if not graph:
+            return False
+        seen = {name1}
+        frontier = {name1}
+        for _ in range(self.max_depth - 1):
+            step: set[str] = set()
+            for name in frontier:
+                step |= graph.get(name, set())
+            if name2 in step:
+                return True
+            frontier = step - seen
+            if not frontier:
+                return False
+            seen |= frontier
+        return False
+
+    def get_roles(self, name: str, *domain: str) -> list[str]:
+        return sorted(self._roles.get(self._domain(domain), {}).get(name, ()))
+
+    def get_users(self, name: str, *domain: str) -> list[str]:
+        return sorted(self._users.get(self._domain(domain), {}).get(name, ()))
+
+    def print_roles(self) -> None:
+        pass
+
+
+def build_enforcer(model_text: str, rules: Iterable[Sequence[str]]) -> Any:
+    """A Casbin enforcer for ``model_text`` holding ``rules`` (``[ptype, v0, v1, ...]``)."""
+    model = FastModel([1, 2])
+    model.load_model_from_text(model_text)
+    if model["r"]["r"].tokens[:3] != ["r_sub", "r_dom", "r_obj"] or model["p"]["p"].tokens[:3] != [
+        "p_sub",
+        "p_dom",
+        "p_obj",
+    ]:
+        raise ValueError("the model must start r and p with sub, dom, obj")
+    # Keyed on (domain, object): a decision scans that pair's rules, not every rule.
+    enforcer = casbin.FastEnforcer(model, cache_key_order=[1, 2])
+    enforcer.set_role_manager(DomainRoles())
+    seen: set[tuple[str, ...]] = set()
+    for rule in rules:
+        key = tuple(rule)
+        if len(key) < 2 or key in seen or key[0] not in ("p", "g"):
+            continue
+        seen.add(key)
+        # Model.add_policy recounts a FastPolicy on each call (quadratic over a load).
+        model[key[0]][key[0]].policy.append(list(key[1:]))
+    enforcer.build_role_links()
+    return enforcer
+
+
+@dataclass
+class PolicySnapshot:
+    """One policy version: its enforcer and the decisions made with it so far."""
+
+    version: int
+    enforcer: Any
+    rules: int
+    decisions: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, version: int, model_text: str, rules: Sequence[Sequence[str]]) -> PolicySnapshot:
+        return cls(version, build_enforcer(model_text, rules), len(rules))
+
+
+class AuthRbac:
+    """auth-rbac as the gateway calls it: over the gateway's aiohttp session, signed."""
+
+    def __init__(self, base_urls: list[str], signer: ServiceSigner, *, timeout: float = 5.0):
+        if not base_urls:
+            raise ValueError(
+                "the gateway needs auth-rbac's URL (topology or GATEWAY_AUTH_RBAC_URL)"
+            )
+        self.base_urls = [u.rstrip("/") for u in base_urls]
+        self.signer = signer
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.session: aiohttp.ClientSession | None = None
+        self._next = 0
+
+    async def policy(self, since: int | None) -> Mapping[str, Any]:
+        """The policy document; only its version when ``since`` is still current."""
+        assert self.session is not None, "AuthRbac not bound to a session"
+        target = "/internal/policy" if since is None else f"/internal/policy?since={since}"
+        error: Exception | None = None
+        for _ in range(len(self.base_urls)):
+            base = self.base_urls[self._next % len(self.base_urls)]
+            headers = self.signer.sign("GET", target, b"")
+            try:
+                async with self.session.get(
+                    URL(base + target, encoded=True), headers=headers, timeout=self.timeout
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status == 200:
+                        doc: Mapping[str, Any] = orjson.loads(body)
+                        return doc
+                    error = RuntimeError(f"{base}/internal/policy answered {resp.status}")
+            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+                error = exc
+            self._next += 1
+        assert error is not None
+        raise error
+
+
+class Authorizer:
+    """Decides whether an identity holds a permission, from the embedded policy; default deny."""
+
+    def __init__(
+        self,
+        source: AuthRbac | None,
+        *,
+        backend: Backend | None = None,
+        settings: AuthzSettings | None = None,
+    ) -> None:
+        self.source = source
+        self.backend = backend
+        self.settings = settings or AuthzSettings()
+        self.domain = self.settings.authz_domain
+        self._snapshot: PolicySnapshot | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._source_ok: bool | None = None
+        self.loads = 0
+
+    @classmethod
+    def for_gateway(
+        cls,
+        topology: Path,
+        signer: ServiceSigner,
+        settings: AuthzSettings,
+        *,
+        backend: Backend | None,
+    ) -> Authorizer:
+        """Wired to auth-rbac (from the topology unless configured) and the event backend."""
+        if settings.auth_rbac_url:
+            urls = [u.strip() for u in settings.auth_rbac_url.split(",") if u.strip()]
+        else:
+            urls = [i.url for i in load_topology(topology).instances if i.service == "auth-rbac"]
+        if not urls:
+            logger.warning("no auth-rbac instance known: every permission route answers 503")
+            return cls(None, backend=backend, settings=settings)
+        return cls(AuthRbac(urls, signer), backend=backend, settings=settings)
+
+    @property
+    def version(self) -> int | None:
+        return None if self._snapshot is None else self._snapshot.version
+
+    # --- the per-request step -----------------------------------------------------
+
+    def allowed(self, subject: str, obj: str, act: str) -> bool:
+        """Whether ``subject`` may do ``act`` on ``obj``; raises when no policy is loaded."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise PolicyUnavailable(
+                "the gateway has not loaded the authorization policy yet",
+                headers={"Retry-After": "1"},
+            )
+        key = (subject, obj, act)
+        decision = snapshot.decisions.get(key)
+        if decision is None:
+            decision = bool(snapshot.enforcer.enforce(subject, self.domain, obj, act))
+            if len(snapshot.decisions) >= self.settings.decision_cache_size:
+                snapshot.decisions.clear()
+            snapshot.decisions[key] = decision
+        return decision
+
+    def authorize(self, identity: Identity, permission: Permission) -> None:
+        """Return when allowed; otherwise raise a 403 (or 503 before any policy) problem."""
+        if not self.allowed(identity.user_id, permission.obj, permission.act):
+            raise PermissionDenied(
+                f"missing permission {permission.obj}:{permission.act}",
+                permission=f"{permission.obj}:{permission.act}",
+            )
+
+    # --- keeping the policy current -------------------------------------------------
+
+    async def install(self, document: Mapping[str, Any]) -> bool:
+        """Adopt a policy document unless it is the version we hold; True when adopted.
+
+        A lower version is adopted too: auth-rbac answers from its database, so a lower
+        number means the database was restored, and its content is the truth.
+        """
+        version = document.get("version")
+        if not isinstance(version, int):
+            raise ValueError("policy document without a version")
+        current = self._snapshot
+        if not document.get("changed", True) or (
+            current is not None and version == current.version
+        ):
+            return False
+        model_text, rules = document.get("model"), document.get("rules")
+        if not isinstance(model_text, str) or not isinstance(rules, list):
+            raise ValueError("policy document without model or rules")
+        started = time.perf_counter()
+        # Built off the event loop: the hot path keeps the old snapshot meanwhile.
+        snapshot = await asyncio.to_thread(PolicySnapshot.build, version, model_text, rules)
+        self._snapshot = snapshot
+        self.loads += 1
+        logger.info(
+            "policy loaded",
+            extra={
+                "version": version,
+                "rules": snapshot.rules,
+                "build_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return True
+
+    async def refresh(self, *, at_least: int | None = None) -> bool:
+        """Fetch the policy when auth-rbac has a newer one; False when the fetch failed."""
+        if self.source is None:
+            return False
+        current = self._snapshot
+        if current is not None and at_least is not None and current.version >= at_least:
+            return True
+        async with self._lock:
+            try:
+                document = await self.source.policy(self.version)
+                await self.install(document)
+            except Exception as exc:
+                if self._source_ok is not False:
+                    logger.warning(
+                        "policy source unavailable",
+                        extra={"error": f"{type(exc).__name__}: {exc}"},
+                    )
+                self._source_ok = False
+                return False
+        if self._source_ok is False:
+            logger.info("policy source back")
+        self._source_ok = True
+        return True
+
+    async def start(self, session: aiohttp.ClientSession | None = None) -> None:
+        """Load the policy (waiting a little for auth-rbac), then keep it current."""
+        if self.source is None:
+            return
+        self.source.session = session
+        deadline = time.monotonic() + self.settings.policy_start_wait
+        while not await self.refresh() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        self._tasks.append(asyncio.create_task(self._poll_loop(), name="gateway-policy-poll"))
+        if self.backend is not None:
+            self._tasks.append(
+                asyncio.create_task(self._listen_loop(), name="gateway-policy-listen")
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.policy_poll_interval)
+            await self.refresh()
+
+    async def _listen_loop(self) -> None:
+        assert self.backend is not None
+        while True:
+            try:
+                subscription = await self.backend.subscribe(self.settings.policy_channel)
+                try:
+                    async for _channel, message in subscription:
+                        try:
+                            version = int(message)
+                        except ValueError:
+                            logger.warning("malformed policy notification")
+                            continue
+                        await self.refresh(at_least=version)
+                finally:
+                    await subscription.close()
+            except BackendError as exc:
+                logger.warning("policy channel lost", extra={"error": str(exc)})
+            await asyncio.sleep(1.0)
+
+    def snapshot(self) -> dict[str, object]:
+        """State for ``/admin/cluster``: policy version, size and cached decisions."""
+        current = self._snapshot
+        return {
+            "policy_version": None if current is None else current.version,
+            "rules": None if current is None else current.rules,
+            "cached_decisions": 0 if current is None else len(current.decisions),
+            "loads": self.loads,
+            "source": {None: "unknown", True: "ok", False: "failing"}[self._source_ok],
+        }
