@@ -15,6 +15,8 @@ import uvicorn
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.main import create_app, create_public_app
+from gateway_api.proxy import bad_request
+from gateway_api.server import HttpServer
 from tests.gateway.upstream import UpstreamState, upstream_app
 
 ROUTES = """
@@ -107,7 +109,8 @@ async def start_gateway(
     admin_app = create_app(settings, gateway)
     async with admin_app.router.lifespan_context(admin_app):
         admin_server, admin_task = await serve(admin_app, admin_port)
-        public_server, public_task = await serve(create_public_app(gateway), public_port)
+        public_server = HttpServer(create_public_app(gateway), bad_request=bad_request)
+        await public_server.start("127.0.0.1", public_port)
         try:
             yield GatewayUnderTest(
                 url=f"http://127.0.0.1:{public_port}",
@@ -120,11 +123,8 @@ async def start_gateway(
         finally:
             for state in states.values():
                 state.hang = False
-            for server, task in [
-                (public_server, public_task),
-                (admin_server, admin_task),
-                *servers,
-            ]:
+            await public_server.stop(grace=1.0)
+            for server, task in [(admin_server, admin_task), *servers]:
                 server.should_exit = True
                 await task
 

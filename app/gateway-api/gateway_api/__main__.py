@@ -1,6 +1,16 @@
-"""``python -m gateway_api``: the public listener and the admin listener in one process."""
+"""``python -m gateway_api``: the public listener and the admin listener.
+
+With ``GATEWAY_WORKERS=N`` (N > 1) this process is worker 0: it serves the admin
+listener and the public port, and starts N-1 more worker processes that serve the
+same public port (``SO_REUSEPORT``: the kernel spreads connections over them). See
+:mod:`gateway_api.workers` for what the workers share and how.
+"""
+
+from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import uvicorn
 
@@ -8,52 +18,81 @@ from edgelib.runner import enter_workspace
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.main import create_app, create_public_app
+from gateway_api.proxy import bad_request
+from gateway_api.server import HttpServer
+from gateway_api.tracecontext import TraceContext
+from gateway_api.workers import WorkerPool, WorkerStats, watch_parent
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, worker: int = 0) -> None:
     gateway = Gateway(settings)
-    admin = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, gateway),
-            host=settings.admin_host,
-            port=settings.admin_port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
+    admin_app = create_app(settings, gateway)
+    TraceContext.record_spans = bool(settings.otlp_endpoint)
+    workers = max(1, settings.workers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    admin: uvicorn.Server | None = None
+    admin_task: asyncio.Task[None] | None = None
+    async with admin_app.router.lifespan_context(admin_app):
+        if worker == 0:
+            admin = uvicorn.Server(
+                uvicorn.Config(
+                    admin_app,
+                    host=settings.admin_host,
+                    port=settings.admin_port,
+                    log_config=None,
+                    access_log=False,
+                    server_header=False,
+                    lifespan="off",
+                )
+            )
+            admin_task = asyncio.create_task(admin.serve())
+            while not admin.started:
+                if admin_task.done():
+                    await admin_task
+                    raise SystemExit("gateway admin listener failed to start")
+                await asyncio.sleep(0.02)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        proxy = create_public_app(gateway)
+        public = HttpServer(
+            proxy,
+            bad_request=bad_request,
+            keep_alive_timeout=settings.keep_alive_timeout,
+            trusted_proxies=settings.trusted_proxies,
         )
-    )
-    public = uvicorn.Server(
-        uvicorn.Config(
-            create_public_app(gateway),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            http="httptools",
-            lifespan="off",
-            date_header=False,  # the upstream's Date header passes through
-            # The gateway is the edge: X-Forwarded-* from clients is data, not truth,
-            # unless a load balancer in front is named in GATEWAY_TRUSTED_PROXIES.
-            proxy_headers=bool(settings.trusted_proxies),
-            forwarded_allow_ips=settings.trusted_proxies or None,
-        )
-    )
-    admin_task = asyncio.create_task(admin.serve())
-    while not admin.started:
-        if admin_task.done():
-            await admin_task
-            raise SystemExit("gateway admin listener failed to start")
-        await asyncio.sleep(0.05)
-    public_task = asyncio.create_task(public.serve())
-    await asyncio.wait({admin_task, public_task}, return_when=asyncio.FIRST_COMPLETED)
-    admin.should_exit = public.should_exit = True
-    await asyncio.gather(admin_task, public_task, return_exceptions=True)
+        await public.start(settings.host, settings.port, reuse_port=workers > 1)
+        stats = WorkerStats(settings, gateway, worker)
+        stats.start()
+        pool: WorkerPool | None = None
+        if worker == 0 and workers > 1:
+            pool = WorkerPool(workers - 1)
+            pool.start()
+        if worker > 0:
+            watch_parent(stop)
+        waits = {asyncio.create_task(stop.wait())}
+        if admin_task is not None:
+            waits.add(admin_task)  # type: ignore[arg-type]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if pool is not None:
+            await pool.stop()
+        await stats.stop()
+        await public.stop()
+        proxy.close()
+        if admin is not None and admin_task is not None:
+            admin.should_exit = True
+            await asyncio.gather(admin_task, return_exceptions=True)
 
 
 def main() -> None:
     enter_workspace()
-    asyncio.run(serve(Settings()))
+    worker = int(os.environ.get("GATEWAY_WORKER_INDEX", "0"))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency (uvicorn[standard])
+        asyncio.run(serve(Settings(), worker))
+    else:
+        uvloop.run(serve(Settings(), worker))
 
 
 if __name__ == "__main__":

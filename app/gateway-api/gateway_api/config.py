@@ -31,5 +31,13 @@ class Settings(ServiceSettings):
     healthy_threshold: int = 1
     unhealthy_threshold: int = 2
 
+    #: Idle keep-alive connections to upstreams are dropped after this many seconds
+    #: (below the services' own keep-alive timeout, uvicorn's 5 s).
+    upstream_idle_timeout: float = 4.0
+    #: Seconds an idle client connection is kept open.
+    keep_alive_timeout: float = 30.0
+    #: Worker processes serving the public port (SO_REUSEPORT); 1 runs a single process.
+    workers: int = 1
+
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2

@@ -2,215 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, MutableMapping
-from typing import TYPE_CHECKING, Any
-
-import aiohttp
-from yarl import URL
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from edgelib.problems import GatewayTimeout, PayloadTooLarge, Problem, ServiceUnavailable
+from gateway_api.http_client import (
+    ConnectFailed,
+    HttpClient,
+    Response,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway_api.server import ClientGone, Exchange
 
 if TYPE_CHECKING:
     from gateway_api.routing import Route
     from gateway_api.upstreams import Instance, Pool, RetryBudget
 
-Scope = MutableMapping[str, Any]
 logger = logging.getLogger("gateway.forward")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: Idempotent bodies up to this size are buffered so that a retry can resend them.
 REPLAYABLE_BODY = 64 * 1024
-
-
-class BadGateway(Problem):
-    status_code, type_slug, title = 502, "bad-gateway", "Bad gateway"
-
-
-class UpstreamUnreachable(ServiceUnavailable):
-    """The connection failed, so nothing was sent: any method may try another instance."""
-
-    type_slug = "upstream-unreachable"
-
-
-class ClientGone(Exception):
-    """The client disconnected while its body was being read."""
-
-
-class RequestBody:
-    """The client's body: streamed once, or buffered when small enough to replay."""
-
-    def __init__(self, receive: Any, limit: int, length: int | None) -> None:
-        self._receive = receive
-        self.limit = limit
-        self.length = length
-        self.buffered: bytes | None = None
-        self.started = False
-        self.received = 0
-
-    async def buffer(self) -> None:
-        self.buffered = b"".join([chunk async for chunk in self._chunks()])
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        self.started = True
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            if chunk:
-                self.received += len(chunk)
-                if self.received > self.limit:
-                    raise PayloadTooLarge(f"the body exceeds this route's {self.limit} bytes")
-                yield chunk
-            if not message.get("more_body", False):
-                return
-
-    def payload(self) -> bytes | AsyncIterator[bytes]:
-        if self.buffered is not None:
-            return self.buffered
-        return self._chunks()
-
-    @property
-    def replayable(self) -> bool:
-        return self.buffered is not None or not self.started
-
-
-async def forward(
-    scope: Scope,
-    send: Any,
-    *,
-    session: aiohttp.ClientSession,
-    pool: Pool,
-    route: Route,
-    headers: list[tuple[str, str]],
-    body: RequestBody | None,
-    hash_key: str | None,
-    budget: RetryBudget,
-    request_id: str,
-) -> tuple[int, str]:
-    """Send the request to an instance of ``pool``; stream its answer to ``send``.
-
-    Returns (status, instance id). Raises a Problem when no answer can be given
-    (504 on timeout, 502 on a broken upstream, 503 when nothing is eligible), only
-    before any byte of a response has been sent.
-    """
-    method: str = scope["method"]
-    target = scope.get("raw_path") or scope["path"].encode()
-    if scope.get("query_string"):
-        target = target + b"?" + scope["query_string"]
-    path_qs = target.decode("latin-1")
-    idempotent = method in IDEMPOTENT_METHODS or any(
-        k.lower() == "idempotency-key" for k, _ in headers
-    )
-    if body is not None and idempotent and (body.length or 0) <= REPLAYABLE_BODY:
-        await body.buffer()
-    deadline = time.monotonic() + route.total_timeout
-    budget.on_request()
-    tried: set[str] = set()
-    last_problem: Problem | None = None
-    for attempt in range(1 + route.retries):
-        if attempt:
-            can_resend = body is None or body.replayable
-            if not can_resend or not budget.try_spend():
-                break
-        instance = pool.choose(route.balancing, hash_key, tried)
-        if instance is None:
-            break
-        tried.add(instance.url)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            last_problem = GatewayTimeout(f"no answer within {route.total_timeout}s")
-            break
-        outcome = await _attempt(
-            send, session, instance, route, method, path_qs, headers, body, remaining, request_id
-        )
-        if isinstance(outcome, int):
-            return outcome, instance.spec.id
-        last_problem = outcome
-        if not (idempotent or isinstance(outcome, UpstreamUnreachable)):
-            break
-    if last_problem is None:
-        raise ServiceUnavailable(
-            f"no healthy instance of {pool.service} can take this request now",
-            headers={"Retry-After": "1"},
-        )
-    raise last_problem
-
-
-async def _attempt(
-    send: Any,
-    session: aiohttp.ClientSession,
-    instance: Instance,
-    route: Route,
-    method: str,
-    path_qs: str,
-    headers: list[tuple[str, str]],
-    body: RequestBody | None,
-    remaining: float,
-    request_id: str,
-) -> int | Problem:
-    """One try on one instance: the status it answered, or the problem it caused."""
-    url = URL(instance.url + path_qs, encoded=True)
-    timeout = aiohttp.ClientTimeout(
-        sock_connect=min(route.connect_timeout, remaining), sock_read=route.read_timeout
-    )
-    instance.in_flight += 1
-    try:
-        try:
-            async with asyncio.timeout(remaining):
-                resp = await session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body.payload() if body is not None else None,
-                    allow_redirects=False,
-                    timeout=timeout,
-                )
-        except aiohttp.ClientConnectorError as exc:
-            _failed(instance, f"connect: {type(exc).__name__}")
-            return UpstreamUnreachable(f"{instance.spec.service} refused the connection")
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            _failed(instance, "timeout")
-            return GatewayTimeout(f"{instance.spec.service} did not answer in time")
-        except aiohttp.ClientError as exc:
-            if body is not None and body.received > body.limit:
-                raise PayloadTooLarge(f"the body exceeds this route's {body.limit} bytes") from exc
-            _failed(instance, type(exc).__name__)
-            return BadGateway(f"{instance.spec.service} failed to answer")
-        try:
-            if resp.status in RETRY_STATUSES:
-                instance.breaker.on_failure(time.monotonic())
-                instance.errors += 1
-            else:
-                instance.breaker.on_success()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": resp.status,
-                    "headers": response_headers(resp.raw_headers, request_id),
-                }
-            )
-            if method != "HEAD":
-                async for chunk in resp.content.iter_any():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-            instance.served += 1
-            return resp.status
-        finally:
-            resp.release()
-    finally:
-        instance.in_flight -= 1
-
-
-def _failed(instance: Instance, reason: str) -> None:
-    instance.errors += 1
-    instance.last_error = reason
-    instance.breaker.on_failure(time.monotonic())
-
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 HOP_BY_HOP = frozenset(
     {
@@ -225,14 +43,280 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+#: Never copied from an upstream's answer: hop-by-hop, framing (set by the gateway's
+#: server), and the request id (the gateway's own is sent).
+_RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
 
 
-def response_headers(raw: Any, request_id: str) -> list[tuple[bytes, bytes]]:
+class BadGateway(Problem):
+    status_code, type_slug, title = 502, "bad-gateway", "Bad gateway"
+
+
+class UpstreamUnreachable(ServiceUnavailable):
+    """The connection failed, so nothing was sent: any method may try another instance."""
+
+    type_slug = "upstream-unreachable"
+
+
+class RequestBody:
+    """The client's body: streamed once, or buffered when small enough to replay."""
+
+    def __init__(self, exchange: Exchange, limit: int, length: int | None) -> None:
+        self._exchange = exchange
+        self.limit = limit
+        self.length = length
+        self.buffered: bytes | None = None
+        self.started = False
+        self.received = 0
+
+    async def buffer(self) -> None:
+        self.buffered = b"".join([chunk async for chunk in self._chunks()])
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        self.started = True
+        receive = self._exchange.receive
+        while True:
+            chunk = await receive()
+            if not chunk:
+                return
+            self.received += len(chunk)
+            if self.received > self.limit:
+                raise PayloadTooLarge(f"the body exceeds this route's {self.limit} bytes")
+            yield chunk
+
+    @property
+    def replayable(self) -> bool:
+        return self.buffered is not None or not self.started
+
+
+def request_head(method: str, target: bytes, host: bytes, headers: bytes) -> bytes:
+    """The start of an upstream request, up to (not including) its framing headers."""
+    return method.encode() + b" " + target + b" HTTP/1.1\r\nhost: " + host + b"\r\n" + headers
+
+
+async def forward(
+    exchange: Exchange,
+    *,
+    client: HttpClient,
+    pool: Pool,
+    route: Route,
+    headers: bytes,
+    body: RequestBody | None,
+    hash_key: str | None,
+    budget: RetryBudget,
+    request_id: bytes,
+    idempotency_key: bool = False,
+) -> tuple[int, str]:
+    """Send the request to an instance of ``pool``; stream its answer to ``exchange``.
+
+    ``headers`` are the outgoing header lines (``name: value\\r\\n`` each), without
+    ``host`` or framing. Returns (status, instance id). Raises a Problem when no answer
+    can be given (504 on timeout, 502 on a broken upstream, 503 when nothing is
+    eligible), only before any byte of a response has been sent.
+    """
+    scope = exchange.scope
+    method: str = scope["method"]
+    target: bytes = scope["raw_path"]
+    if scope["query_string"]:
+        target = target + b"?" + scope["query_string"]
+    idempotent = idempotency_key or method in IDEMPOTENT_METHODS
+    if body is not None and idempotent and (body.length or 0) <= REPLAYABLE_BODY:
+        await body.buffer()
+    now = time.monotonic()
+    deadline = now + route.total_timeout
+    budget.on_request()
+    tried: set[str] | None = None
+    last_problem: Problem | None = None
+    for attempt in range(1 + route.retries):
+        if attempt:
+            can_resend = body is None or body.replayable
+            if not can_resend or not budget.try_spend():
+                break
+        instance = pool.choose(route.balancing, hash_key, tried)
+        if instance is None:
+            break
+        if tried is None:
+            tried = set()
+        tried.add(instance.url)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            last_problem = GatewayTimeout(f"no answer within {route.total_timeout}s")
+            break
+        outcome = await _attempt(
+            exchange, client, instance, route, method, target, headers, body, remaining,
+            request_id, idempotent,
+        )  # fmt: skip
+        if isinstance(outcome, int):
+            return outcome, instance.spec.id
+        last_problem = outcome
+        if not (idempotent or isinstance(outcome, UpstreamUnreachable)):
+            break
+    if last_problem is None:
+        raise ServiceUnavailable(
+            f"no healthy instance of {pool.service} can take this request now",
+            headers={"Retry-After": "1"},
+        )
+    raise last_problem
+
+
+async def _attempt(
+    exchange: Exchange,
+    client: HttpClient,
+    instance: Instance,
+    route: Route,
+    method: str,
+    target: bytes,
+    headers: bytes,
+    body: RequestBody | None,
+    remaining: float,
+    request_id: bytes,
+    idempotent: bool,
+) -> int | Problem:
+    """One try on one instance: the status it answered, or the problem it caused."""
+    url = instance.url
+    origin = client.pool(url)
+    head = request_head(method, target, url[7:].encode(), headers)
+    started = time.monotonic()
+    instance.in_flight += 1
+    try:
+        for fresh_retry in (False, True):
+            try:
+                conn, reused = await origin.acquire(min(route.connect_timeout, remaining))
+            except ConnectFailed as exc:
+                _failed(instance, f"connect: {exc.__cause__.__class__.__name__}")
+                return UpstreamUnreachable(f"{instance.spec.service} refused the connection")
+            try:
+                resp = await _send(conn, method, head, body, route, remaining, started)
+                break
+            except UpstreamTimeout:
+                conn.abort()
+                _failed(instance, "timeout")
+                return GatewayTimeout(f"{instance.spec.service} did not answer in time")
+            except UpstreamError as exc:
+                conn.abort()
+                if body is not None and body.received > body.limit:
+                    raise PayloadTooLarge(
+                        f"the body exceeds this route's {body.limit} bytes"
+                    ) from exc
+                # A kept-alive connection the upstream closed just as it was reused:
+                # nothing was answered, so an idempotent request goes again, fresh.
+                replayable = body is None or body.buffered is not None
+                if reused and not fresh_retry and idempotent and replayable:
+                    if not conn.received_any:
+                        continue
+                _failed(instance, type(exc).__name__)
+                return BadGateway(f"{instance.spec.service} failed to answer")
+            except BaseException:
+                conn.abort()
+                raise
+        status = resp.status
+        if status in RETRY_STATUSES:
+            instance.breaker.on_failure(time.monotonic())
+            instance.errors += 1
+        else:
+            instance.breaker.on_success()
+        await _relay(exchange, conn, resp, method, route, request_id)
+        origin.release(conn)
+        instance.served += 1
+        return status
+    finally:
+        instance.in_flight -= 1
+
+
+async def _send(
+    conn: UpstreamConnection,
+    method: str,
+    head: bytes,
+    body: RequestBody | None,
+    route: Route,
+    remaining: float,
+    started: float,
+) -> Response:
+    """Write the request (head, framing, body) and wait for the response head."""
+    head_request = method == "HEAD"
+    if body is None:
+        framing = b"content-length: 0\r\n\r\n" if method in _BODY_METHODS else b"\r\n"
+        conn.start(head + framing, head_request=head_request)
+    elif body.buffered is not None:
+        framing = b"content-length: %d\r\n\r\n" % len(body.buffered)
+        conn.start(head + framing + body.buffered, head_request=False)
+    elif body.length is not None:
+        conn.start(head + b"content-length: %d\r\n\r\n" % body.length, head_request=False)
+        async for chunk in body._chunks():
+            conn.write(chunk)
+            await _drain(conn, remaining, started)
+    else:
+        conn.start(head + b"transfer-encoding: chunked\r\n\r\n", head_request=False)
+        async for chunk in body._chunks():
+            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await _drain(conn, remaining, started)
+        conn.write(b"0\r\n\r\n")
+    left = remaining - (time.monotonic() - started)
+    if left <= 0:
+        raise UpstreamTimeout("no time left for the upstream to answer")
+    return await conn.response(min(route.read_timeout, left))
+
+
+async def _drain(conn: UpstreamConnection, remaining: float, started: float) -> None:
+    if conn.closed:
+        raise UpstreamError("upstream closed the connection while the body was sent")
+    left = remaining - (time.monotonic() - started)
+    if left <= 0:
+        raise UpstreamTimeout("the upstream did not take the body in time")
+    await conn.drain()
+
+
+async def _relay(
+    exchange: Exchange,
+    conn: UpstreamConnection,
+    resp: Response,
+    method: str,
+    route: Route,
+    request_id: bytes,
+) -> None:
+    """Stream the upstream's answer to the client; a failure midway drops the client."""
+    status = resp.status
+    headers = response_headers(resp.headers, request_id)
+    if method == "HEAD" or status in (204, 304):
+        exchange.start_response(status, headers, length=resp.length, body_follows=False)
+        exchange.end()
+        return
+    # A small answer usually comes in one piece: then head and body leave in one write.
+    exchange.start_response(status, headers, length=resp.length, flush=not conn.body_ready)
+    read_timeout = route.read_timeout
+    try:
+        while True:
+            chunk = await conn.chunk(read_timeout)
+            if not chunk:
+                break
+            exchange.write(chunk)
+            await exchange.drain()
+    except (UpstreamError, ClientGone) as exc:
+        conn.abort()
+        exchange.abort()
+        logger.warning("response cut short", extra={"status": status, "error": type(exc).__name__})
+        return
+    except BaseException:
+        conn.abort()
+        raise
+    exchange.end()
+
+
+def _failed(instance: Instance, reason: str) -> None:
+    instance.errors += 1
+    instance.last_error = reason
+    instance.breaker.on_failure(time.monotonic())
+
+
+def response_headers(
+    raw: list[tuple[bytes, bytes]], request_id: bytes
+) -> list[tuple[bytes, bytes]]:
     """Upstream headers minus hop-by-hop ones (and those Connection names), plus the request id."""
-    dropped = set(HOP_BY_HOP) | {b"x-request-id"}
+    dropped: frozenset[bytes] | set[bytes] = _RESPONSE_DROPPED
     for name, value in raw:
-        if name.lower() == b"connection":
+        if name == b"connection":
+            dropped = set(dropped)
             dropped.update(t.strip().lower() for t in value.split(b","))
-    headers = [(name.lower(), value) for name, value in raw if name.lower() not in dropped]
-    headers.append((b"x-request-id", request_id.encode()))
+    headers = [(name, value) for name, value in raw if name not in dropped]
+    headers.append((b"x-request-id", request_id))
     return headers

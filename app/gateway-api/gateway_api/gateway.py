@@ -15,6 +15,7 @@ from gateway_api.authn import Authenticator, AuthnSettings
 from gateway_api.authz import Authorizer, AuthzSettings, PolicyUnavailable
 from gateway_api.config import Settings
 from gateway_api.health import HealthChecker
+from gateway_api.http_client import HttpClient
 from gateway_api.regions import RegionResolver
 from gateway_api.routes_reload import RouteWatcher
 from gateway_api.routing import Permission, Route, RouteTable, load_routes
@@ -37,6 +38,8 @@ class Gateway:
             settings.service_name, settings.service_secret.get_secret_value()
         )
         self._session: aiohttp.ClientSession | None = None
+        #: The forwarding core's keep-alive pools (the hot path; see http_client.py).
+        self.client = HttpClient(idle_timeout=settings.upstream_idle_timeout)
         self._health: HealthChecker | None = None
         self.authn: Authenticator | None = None
         self.authz: Authorizer | None = None
@@ -102,6 +105,7 @@ class Gateway:
             await self._health.stop()
         if self._session is not None:
             await self._session.close()
+        self.client.close()
 
     async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
         """The verified caller of a non-public route, or a 401 problem."""

@@ -37,5 +37,5 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
 
 def create_public_app(gateway: Gateway) -> Proxy:
-    """The public listener's ASGI app, sharing ``gateway`` with the admin app."""
+    """The public listener's request handler (for :class:`~gateway_api.server.HttpServer`)."""
     return Proxy(gateway)

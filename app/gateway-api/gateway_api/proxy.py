@@ -1,48 +1,53 @@
-"""The public listener: a lean ASGI app that routes, authenticates and forwards.
+"""The public listener's request handler: route, authenticate, authorize, forward.
 
-Not FastAPI: this is the hot path, so it works on raw ASGI messages, streams bodies
-both ways with aiohttp (see doc/decisions.md), and answers every refusal with
-problem+json.
+It runs on the gateway's own HTTP/1.1 server (:mod:`gateway_api.server`), works on
+the raw request head, streams bodies both ways through the forwarding core
+(:mod:`gateway_api.forwarding`), and answers every refusal with problem+json.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import random
 import time
-import uuid
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
-
 from edgelib.identity import Identity
 from edgelib.logs import reset_request_id, set_request_id
-from edgelib.problems import PROBLEM_MEDIA_TYPE, Problem, ServiceUnavailable, problem_body
-from gateway_api.forwarding import HOP_BY_HOP, ClientGone, RequestBody, forward
+from edgelib.problems import (
+    PROBLEM_MEDIA_TYPE,
+    PayloadTooLarge,
+    Problem,
+    ServiceUnavailable,
+    problem_body,
+)
+from gateway_api.accesslog import AccessLog
+from gateway_api.forwarding import HOP_BY_HOP, RequestBody, forward
 from gateway_api.routing import MethodNotAllowed, Route, UnsafePath, check_path
-from gateway_api.websocket import proxy_websocket
+from gateway_api.server import ClientGone, Exchange
+from gateway_api.tracecontext import TraceContext
+from gateway_api.websocket import tunnel_websocket
 
 if TYPE_CHECKING:
     from gateway_api.gateway import Gateway
-    from gateway_api.upstreams import Pool
 
 Scope = MutableMapping[str, Any]
-logger = logging.getLogger("gateway.access")
-tracer = trace.get_tracer("gateway-api")
+_random = random.Random()
 
-_REPLACED = frozenset(
-    {
-        b"host",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-request-id",
-        b"traceparent",
-        b"tracestate",
-        b"content-length",
-    }
-)
+#: Request headers never copied upstream as the client sent them.
+_NOT_COPIED = HOP_BY_HOP | {
+    b"host",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-request-id",
+    b"traceparent",
+    b"content-length",
+    b"expect",
+}
+_HEALTH_BODY = b'{"status":"ok"}'
+_JSON = [(b"content-type", b"application/json")]
 
 
 class NotFound(Problem):
@@ -62,70 +67,71 @@ class BadRequestBody(Problem):
 
 
 class Proxy:
-    """ASGI callable for the public listener."""
+    """The handler the public server runs for every request."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        settings = gateway.settings
+        self.access_log = AccessLog(
+            service=settings.service_name, instance=settings.instance_id, region=settings.region
+        )
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "lifespan":
-            await _lifespan(receive, send)
+    def close(self) -> None:
+        """Write out what is still buffered (at shutdown)."""
+        self.access_log.flush()
+
+    async def __call__(self, exchange: Exchange) -> None:
+        scope = exchange.scope
+        path: str = scope["path"]
+        if path == "/healthz":
+            exchange.respond(200, _JSON, _HEALTH_BODY)
             return
-        if kind == "http" and scope["path"] == "/healthz":
-            await _send_simple(send, 200, b'{"status":"ok"}', b"application/json")
-            return
-        if kind not in ("http", "websocket"):
-            return
-        request_id = _request_id(scope)
-        token = set_request_id(request_id)
-        carrier = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in scope["headers"]
-            if k in (b"traceparent", b"tracestate")
-        }
-        method = scope.get("method", "GET")
         started = time.perf_counter()
-        status: int = 500
+        request_id = _request_id(scope)
+        trace = TraceContext.continued(scope["headers"])
+        token = set_request_id(request_id)
+        trace_token = trace.attach()
+        status = 500
         upstream: str | None = None
         try:
-            with tracer.start_as_current_span(
-                f"{method} gateway", context=propagate.extract(carrier), kind=SpanKind.SERVER
-            ):
-                try:
-                    status, upstream = await self._handle(scope, receive, send, request_id)
-                except Problem as exc:
-                    status = exc.status_code
-                    if kind == "http":
-                        await _problem(send, exc, request_id)
-                    else:
-                        await send({"type": "websocket.close", "code": 1008})
-                except ClientGone:
-                    status = 499
-                logger.info(
-                    "%s %s %s",
-                    method,
-                    scope["path"],
-                    status,
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "status": status,
-                        "upstream": upstream,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    },
-                )
+            try:
+                status, upstream = await self._handle(exchange, request_id, trace)
+            except Problem as exc:
+                status = exc.status_code
+                if exchange.response_started:
+                    exchange.abort()
+                else:
+                    _problem(exchange, exc, request_id)
+            except ClientGone:
+                status = 499
+            except asyncio.CancelledError:
+                status = 499
+                raise
         finally:
+            trace.detach(trace_token)
+            self.access_log.request(
+                method=scope["method"],
+                path=path,
+                status=status,
+                upstream=upstream,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                trace_id=trace.trace_id,
+                span_id=trace.span_id,
+                request_id=request_id,
+            )
             reset_request_id(token)
 
     async def _handle(
-        self, scope: Scope, receive: Any, send: Any, request_id: str
+        self, exchange: Exchange, request_id: str, trace: TraceContext
     ) -> tuple[int, str | None]:
         gateway = self.gateway
+        scope = exchange.scope
         path: str = scope["path"]
-        method = "GET" if scope["type"] == "websocket" else scope["method"]
+        method: str = scope["method"]
+        if exchange.upgrade is not None and exchange.upgrade != b"websocket":
+            raise BadRequestBody("only WebSocket upgrades are supported")
         try:
-            check_path(path, scope.get("raw_path") or path.encode())
+            check_path(path, scope["raw_path"])
         except UnsafePath as exc:
             raise BadPath(str(exc)) from exc
         try:
@@ -149,83 +155,96 @@ class Proxy:
                 f"{route.service} has no instances in region {region}",
                 headers={"Retry-After": "5"},
             )
-        headers = self._outgoing_headers(scope, request_id, identity)
-        hash_key = identity.user_id if identity is not None else _client_ip(scope)
-        if scope["type"] == "websocket":
-            return await proxy_websocket(
-                scope,
-                receive,
-                send,
-                session=gateway.session,
+        client_ip = _client_ip(scope)
+        hash_key = identity.user_id if identity is not None else client_ip
+        headers, idempotency_key = self._outgoing_headers(
+            scope, request_id, identity, trace, client_ip, exchange.upgrade is not None
+        )
+        if exchange.upgrade is not None:
+            return await tunnel_websocket(
+                exchange,
+                client=gateway.client,
                 pool=pool,
                 route=route,
                 headers=headers,
                 hash_key=hash_key,
             )
         return await forward(
-            scope,
-            send,
-            session=gateway.session,
+            exchange,
+            client=gateway.client,
             pool=pool,
             route=route,
             headers=headers,
-            body=_request_body(scope, receive, route),
+            body=_request_body(exchange, route),
             hash_key=hash_key,
             budget=gateway.retry_budget,
-            request_id=request_id,
+            request_id=request_id.encode(),
+            idempotency_key=idempotency_key,
         )
 
     def _outgoing_headers(
-        self, scope: Scope, request_id: str, identity: Identity | None
-    ) -> list[tuple[str, str]]:
-        """Client headers minus hop-by-hop and internal ones, plus forwarding headers."""
-        raw = scope["headers"]
-        dropped = set(HOP_BY_HOP)
+        self,
+        scope: Scope,
+        request_id: str,
+        identity: Identity | None,
+        trace: TraceContext,
+        client_ip: str | None,
+        upgrade: bool,
+    ) -> tuple[bytes, bool]:
+        """Client headers minus hop-by-hop and internal ones, plus forwarding headers.
+
+        Returns the header lines and whether the client sent an ``Idempotency-Key``.
+        """
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        named: set[bytes] | None = None
         for name, value in raw:
             if name == b"connection":
-                dropped.update(t.strip().lower() for t in value.split(b","))
-        out: list[tuple[str, str]] = []
-        host = ""
-        forwarded_for = ""
+                named = {t.strip().lower() for t in value.split(b",")}
+        parts: list[bytes] = []
+        host = b""
+        forwarded_for = b""
+        idempotency_key = False
         for name, value in raw:
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                forwarded_for = value.decode("latin-1")
-            elif name == b"content-length":
-                out.append(("content-length", value.decode("latin-1")))
-            if name in dropped or name in _REPLACED or name.startswith(b"x-edge-"):
+            if name in _NOT_COPIED:
+                if name == b"host":
+                    host = value
+                elif name == b"x-forwarded-for":
+                    forwarded_for = value
                 continue
-            if scope["type"] == "websocket" and name.startswith(b"sec-websocket-"):
+            if name.startswith(b"x-edge-") or (named is not None and name in named):
                 continue
-            out.append((name.decode("latin-1"), value.decode("latin-1")))
-        client_ip = _client_ip(scope) or ""
-        out.append(
-            ("x-forwarded-for", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip)
+            if name == b"idempotency-key":
+                idempotency_key = True
+            parts.append(name + b": " + value + b"\r\n")
+        ip = (client_ip or "").encode()
+        parts.append(
+            b"x-forwarded-for: " + (forwarded_for + b", " + ip if forwarded_for else ip) + b"\r\n"
         )
-        out.append(("x-forwarded-proto", _scheme(scope)))
+        parts.append(b"x-forwarded-proto: " + _scheme(scope).encode() + b"\r\n")
         if host:
-            out.append(("x-forwarded-host", host))
-        out.append(("x-request-id", request_id))
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        out.extend(carrier.items())
+            parts.append(b"x-forwarded-host: " + host + b"\r\n")
+        parts.append(b"x-request-id: " + request_id.encode() + b"\r\n")
+        parts.append(b"traceparent: " + trace.traceparent() + b"\r\n")
+        if upgrade:
+            parts.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
         if identity is not None:
-            target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-            if scope.get("query_string"):
+            target = scope["raw_path"].decode("latin-1")
+            if scope["query_string"]:
                 target += "?" + scope["query_string"].decode("latin-1")
-            method = "GET" if scope["type"] == "websocket" else scope["method"]
-            signed = self.gateway.signer.sign(method, target, None, identity=identity.encode())
-            out.extend(signed.items())
-        return out
+            signed = self.gateway.signer.sign(
+                scope["method"], target, None, identity=identity.encode()
+            )
+            for name_s, value_s in signed.items():
+                parts.append(f"{name_s}: {value_s}\r\n".encode("latin-1"))
+        return b"".join(parts), idempotency_key
 
 
-def _request_body(scope: Scope, receive: Any, route: Route) -> RequestBody | None:
+def _request_body(exchange: Exchange, route: Route) -> RequestBody | None:
     """The body to forward, or None; refuses ambiguous or oversized bodies up front."""
     length: int | None = None
     chunked = False
     lengths = 0
-    for name, value in scope["headers"]:
+    for name, value in exchange.scope["headers"]:
         if name == b"content-length":
             lengths += 1
             if not value.strip().isdigit():
@@ -237,12 +256,10 @@ def _request_body(scope: Scope, receive: Any, route: Route) -> RequestBody | Non
         # Conflicting framing is how request smuggling starts: refuse it.
         raise BadRequestBody("conflicting Content-Length and Transfer-Encoding")
     if length is not None and length > route.max_body:
-        from edgelib.problems import PayloadTooLarge
-
         raise PayloadTooLarge(f"the body exceeds this route's {route.max_body} bytes")
     if not chunked and not length:
         return None
-    return RequestBody(receive, route.max_body, length)
+    return RequestBody(exchange, route.max_body, length)
 
 
 def _client_ip(scope: Scope) -> str | None:
@@ -252,50 +269,35 @@ def _client_ip(scope: Scope) -> str | None:
 
 def _scheme(scope: Scope) -> str:
     scheme: str = scope.get("scheme", "http")
-    return {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return scheme
 
 
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
             return str(value.decode())
-    return uuid.uuid4().hex
+    # Unique, not secret: no need for the OS's random source on every request.
+    return f"{_random.getrandbits(128):032x}"
 
 
-async def _send_simple(send: Any, status: int, body: bytes, media_type: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", media_type),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _problem(send: Any, exc: Problem, request_id: str) -> None:
+def _problem(exchange: Exchange, exc: Problem, request_id: str) -> None:
     body = problem_body(exc.status_code, exc.type_slug, exc.title, exc.detail, **exc.extensions)
     headers = [
         (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-        (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
         *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()),
     ]
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    if exchange.upgrade is not None:
+        exchange.keep_alive = False
+    exchange.respond(exc.status_code, headers, body, head=exchange.scope["method"] == "HEAD")
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-__all__ = ["Pool", "Proxy"]
+def bad_request(status: int, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The server's own refusals (malformed HTTP) as problem+json."""
+    slug = {400: "bad-request", 431: "headers-too-large"}.get(status, "internal-error")
+    title = {400: "Bad request", 431: "Request header fields too large"}.get(
+        status, "Internal error"
+    )
+    return [(b"content-type", PROBLEM_MEDIA_TYPE.encode())], problem_body(
+        status, slug, title, detail
+    )

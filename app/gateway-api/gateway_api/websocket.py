@@ -1,100 +1,129 @@
-"""WebSocket proxying: accept the client, open the upstream, relay both ways."""
+"""WebSocket proxying as a tunnel: forward the upgrade, then relay raw bytes both ways.
+
+The gateway authenticates and routes the upgrade request like any other; once the
+upstream answers ``101 Switching Protocols`` the two connections are spliced, so
+frames, extensions (permessage-deflate) and close handshakes pass untouched, as
+nginx does. Any other answer is relayed as a normal response.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING
 
-import aiohttp
-from yarl import URL
-
-from edgelib.problems import ServiceUnavailable
+from edgelib.problems import GatewayTimeout, ServiceUnavailable
+from gateway_api.forwarding import BadGateway, UpstreamUnreachable, request_head
+from gateway_api.http_client import (
+    ConnectFailed,
+    HttpClient,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway_api.server import Exchange, status_line
 
 if TYPE_CHECKING:
     from gateway_api.routing import Route
     from gateway_api.upstreams import Pool
 
-Scope = MutableMapping[str, Any]
+#: Headers of a 101 answer that the client must see even though they are hop-by-hop.
+_UPGRADE_HEADERS = frozenset({b"upgrade", b"connection"})
 
 
-async def proxy_websocket(
-    scope: Scope,
-    receive: Any,
-    send: Any,
+async def tunnel_websocket(
+    exchange: Exchange,
     *,
-    session: aiohttp.ClientSession,
+    client: HttpClient,
     pool: Pool,
     route: Route,
-    headers: list[tuple[str, str]],
+    headers: bytes,
     hash_key: str | None,
 ) -> tuple[int, str]:
-    """Relay one WebSocket session; returns (101, instance id) once it ends."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return 400, ""
+    """Relay one WebSocket session; returns (status, instance id) once it ends."""
     instance = pool.choose(route.balancing, hash_key)
     if instance is None:
         raise ServiceUnavailable(f"no healthy instance of {pool.service}")
-    target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-    if scope.get("query_string"):
-        target += "?" + scope["query_string"].decode("latin-1")
-    url = URL(instance.url.replace("http", "ws", 1) + target, encoded=True)
-    protocols = tuple(scope.get("subprotocols") or ())
+    scope = exchange.scope
+    target: bytes = scope["raw_path"]
+    if scope["query_string"]:
+        target += b"?" + scope["query_string"]
+    origin = client.pool(instance.url)
     instance.in_flight += 1
     try:
         try:
-            upstream = await session.ws_connect(
-                url,
-                headers=headers,
-                protocols=protocols,
-                timeout=aiohttp.ClientWSTimeout(ws_close=route.connect_timeout),
-                autoping=True,
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            upstream = await origin.connect(route.connect_timeout)
+        except ConnectFailed as exc:
             instance.errors += 1
-            instance.breaker.on_failure(asyncio.get_running_loop().time())
-            await send({"type": "websocket.close", "code": 1011})
-            return 502, f"{instance.spec.id}: {type(exc).__name__}"
-        instance.breaker.on_success()
-        await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
-        async with upstream:
-            to_upstream = asyncio.create_task(_client_to_upstream(receive, upstream))
-            to_client = asyncio.create_task(_upstream_to_client(upstream, send))
-            _, pending = await asyncio.wait(
-                {to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED
+            instance.breaker.on_failure(time.monotonic())
+            raise UpstreamUnreachable(f"{instance.spec.service} refused the connection") from exc
+        try:
+            upstream.start(
+                request_head("GET", target, instance.url[7:].encode(), headers) + b"\r\n",
+                head_request=False,
             )
-            for task in pending:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            resp = await upstream.response(route.read_timeout)
+        except UpstreamTimeout as exc:
+            upstream.abort()
+            instance.breaker.on_failure(time.monotonic())
+            raise GatewayTimeout(f"{instance.spec.service} did not answer in time") from exc
+        except UpstreamError as exc:
+            upstream.abort()
+            instance.errors += 1
+            instance.breaker.on_failure(time.monotonic())
+            raise BadGateway(f"{instance.spec.service} failed to answer") from exc
+        instance.breaker.on_success()
+        if resp.status != 101 or not resp.upgraded:
+            # Refused by the upstream (403, 426 ...): relay its answer as it is.
+            body = []
+            while chunk := await upstream.chunk(route.read_timeout):
+                body.append(chunk)
+            upstream.abort()
+            kept = [(n, v) for n, v in resp.headers if n not in _FRAMING]
+            exchange.keep_alive = False
+            exchange.respond(resp.status, kept, b"".join(body))
+            return resp.status, instance.spec.id
+        conn = exchange.conn
+        head = [status_line(101)]
+        head.extend(name + b": " + value + b"\r\n" for name, value in resp.headers)
+        head.append(b"\r\n")
+        exchange.response_started = True
+        conn.write(b"".join(head))
+        await _splice(exchange, upstream)
+        exchange.response_done = True
         instance.served += 1
         return 101, instance.spec.id
     finally:
         instance.in_flight -= 1
 
 
-async def _client_to_upstream(receive: Any, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            await upstream.close(code=message.get("code", 1000))
-            return
-        if message.get("text") is not None:
-            await upstream.send_str(message["text"])
-        elif message.get("bytes") is not None:
-            await upstream.send_bytes(message["bytes"])
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"upgrade"})
 
 
-async def _upstream_to_client(upstream: aiohttp.ClientWebSocketResponse, send: Any) -> None:
-    async for msg in upstream:
-        if msg.type == aiohttp.WSMsgType.TEXT:
-            await send({"type": "websocket.send", "text": msg.data})
-        elif msg.type == aiohttp.WSMsgType.BINARY:
-            await send({"type": "websocket.send", "bytes": msg.data})
-        else:
-            break
-    code = upstream.close_code or 1000
-    with contextlib.suppress(Exception):
-        await send({"type": "websocket.close", "code": code})
+async def _splice(exchange: Exchange, upstream: UpstreamConnection) -> None:
+    """Relay bytes until either side closes; then close the other."""
+    conn = exchange.conn
+    assert upstream.transport is not None
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def finished() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    upstream_transport = upstream.transport
+    client_transport = conn.transport
+    conn.tunnel_sink = upstream_transport.write
+    conn.tunnel_closed = finished
+    upstream.tunnel_sink = client_transport.write
+    upstream.tunnel_closed = finished
+    if upstream.leftover:
+        client_transport.write(upstream.leftover)
+    if conn.leftover:
+        upstream_transport.write(conn.leftover)
+    conn.resume_reading()
+    try:
+        await done
+    finally:
+        upstream_transport.close()
+        client_transport.close()
+        conn.closed = True

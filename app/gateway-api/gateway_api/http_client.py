@@ -1,0 +1,403 @@
+"""The forwarding core's HTTP/1.1 client: keep-alive connection pools per upstream.
+
+Built on asyncio and httptools (llhttp) because the general-purpose clients cap the
+gateway's rate (see doc/decisions.md). It does only what a reverse proxy needs:
+
+- one request at a time per connection, connections reused while the upstream keeps
+  them alive and dropped after ``idle_timeout`` (below the services' own keep-alive
+  timeout, so the gateway never writes into a connection the upstream is closing);
+- bodies stream both ways with back-pressure (reading from the upstream pauses while
+  the client is slow);
+- strict response parsing: llhttp's, plus a refusal of conflicting framing
+  (``Content-Length`` with ``Transfer-Encoding``, or two different lengths);
+- ``101 Switching Protocols`` hands the raw connection over (WebSocket tunnels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import httptools
+
+#: Pause reading from an upstream while this many body bytes wait for the client.
+HIGH_WATER = 256 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class UpstreamError(Exception):
+    """The upstream connection failed or answered something that is not valid HTTP/1.1."""
+
+
+class ConnectFailed(UpstreamError):
+    """No connection could be made: nothing was sent."""
+
+
+class UpstreamTimeout(UpstreamError, TimeoutError):
+    """The upstream did not answer (or send more of its body) in time."""
+
+
+class Response:
+    """An upstream's response head; the body is read with :meth:`UpstreamConnection.chunk`."""
+
+    __slots__ = ("chunked", "headers", "length", "status", "upgraded")
+
+    def __init__(
+        self, status: int, headers: list[tuple[bytes, bytes]], length: int | None, chunked: bool
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.length = length
+        self.chunked = chunked
+        self.upgraded = False
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an upstream, driven by :class:`OriginPool`."""
+
+    def __init__(self, pool: OriginPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self._fresh_parser = False
+        self._head_request = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._response: Response | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._received_any = False
+        self._keep_alive = False
+        #: After a 101, raw bytes from the upstream go here instead of the parser.
+        self.tunnel_sink: Callable[[bytes], None] | None = None
+        self.tunnel_closed: Callable[[], None] | None = None
+        self.leftover = b""
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - not a TCP socket
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel_sink is not None:
+            self.tunnel_sink(data)
+            return
+        self._received_any = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0]
+            self.leftover = data[offset:]
+            if self._response is not None and self._response.status == 101:
+                self._response.upgraded = True
+                self._done = True
+                self._wake()
+            else:
+                self._fail(UpstreamError("unexpected upgrade from upstream"))
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"invalid response from upstream: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if self.tunnel_closed is not None:
+            self.tunnel_closed()
+            return
+        if self._response is not None and not self._done and self._until_close():
+            # A body delimited by the connection's end is complete now.
+            self._done = True
+            self._wake()
+            return
+        if not self._done:
+            self._fail(UpstreamError("upstream closed the connection"))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._header_bytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._response is not None:
+            return  # trailers: not forwarded
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise UpstreamError("upstream response headers too large")
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._headers = []  # interim response (100 Continue, 103): skip it
+            return
+        length: int | None = None
+        chunked = False
+        for name, value in self._headers:
+            if name == b"content-length":
+                if length is not None and int(value) != length:
+                    raise UpstreamError("conflicting Content-Length in upstream response")
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+        if chunked and length is not None:
+            raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
+        self._response = Response(status, self._headers, length, chunked)
+        # Read now: llhttp resets its flags once the message is complete.
+        self._keep_alive = self.parser.should_keep_alive()
+        if self._head_request or status in (204, 304):
+            self._done = True
+            self._fresh_parser = self._head_request
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self._done:
+            return
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused_reading and self.transport:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._response is None:
+            return  # the end of an interim response
+        self._done = True
+        self._wake()
+
+    # -- used by the forwarder ------------------------------------------------------
+
+    def _until_close(self) -> bool:
+        r = self._response
+        return r is not None and r.length is None and not r.chunked and not self._head_request
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._wake()
+        self.abort()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def start(self, head: bytes, *, head_request: bool) -> None:
+        """Begin a request: write its head (the body follows with :meth:`write`)."""
+        if self._fresh_parser:
+            self.parser = httptools.HttpResponseParser(self)
+            self._fresh_parser = False
+        self._head_request = head_request
+        self._response = None
+        self._done = False
+        self._error = None
+        self._chunks.clear()
+        self._buffered = 0
+        self._received_any = False
+        assert self.transport is not None
+        self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._write_paused and not self.closed:
+            self._drain = self.loop.create_future()
+            await self._drain
+
+    @property
+    def body_ready(self) -> bool:
+        """Some of the body (or its end) is here already: no need to wait for it."""
+        return bool(self._chunks) or self._done
+
+    @property
+    def received_any(self) -> bool:
+        return self._received_any
+
+    async def _wait(self, timeout: float) -> None:
+        waiter = self._waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def response(self, timeout: float) -> Response:
+        """The response head, skipping interim (1xx) responses."""
+        while self._response is None:
+            if self._error is not None:
+                raise self._error
+            if self.closed:
+                raise UpstreamError("upstream closed the connection")
+            await self._wait(timeout)
+        return self._response
+
+    async def chunk(self, timeout: float) -> bytes:
+        """The next piece of the body; ``b""`` once it is complete."""
+        while True:
+            if self._chunks:
+                data = self._chunks.popleft()
+                self._buffered -= len(data)
+                if self._paused_reading and self._buffered < HIGH_WATER // 2:
+                    self._paused_reading = False
+                    if self.transport is not None:
+                        self.transport.resume_reading()
+                return data
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return b""
+            if self.closed:
+                raise UpstreamError("upstream closed the connection")
+            await self._wait(timeout)
+
+    @property
+    def reusable(self) -> bool:
+        """True when the exchange ended cleanly and the upstream keeps the connection."""
+        return (
+            self._done
+            and self._error is None
+            and not self.closed
+            and not self._until_close()
+            and self._keep_alive
+            and (self._response is None or not self._response.upgraded)
+        )
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(UpstreamTimeout("upstream did not answer in time"))
+
+
+class OriginPool:
+    """Idle keep-alive connections to one ``host:port``, most recently used first."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        idle_timeout: float,
+        max_idle: int,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.loop = loop
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self.idle: list[UpstreamConnection] = []
+        self.opened = 0
+
+    async def acquire(self, connect_timeout: float) -> tuple[UpstreamConnection, bool]:
+        """A connection and whether it was reused from the pool."""
+        now = self.loop.time()
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self.idle_timeout:
+                return conn, True
+            conn.abort()
+        return await self.connect(connect_timeout), False
+
+    async def connect(self, connect_timeout: float) -> UpstreamConnection:
+        """A new connection, not taken from the pool (a tunnel, or the pool is empty)."""
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, protocol = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self), self.host, self.port
+                )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectFailed(f"connect to {self.host}:{self.port}: {exc!r}") from exc
+        self.opened += 1
+        return protocol
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Keep ``conn`` for the next request if it can carry one, else close it."""
+        if conn.reusable and len(self.idle) < self.max_idle:
+            conn.idle_since = self.loop.time()
+            self.idle.append(conn)
+        else:
+            conn.abort()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.abort()
+        self.idle.clear()
+
+
+class HttpClient:
+    """Origin pools by ``(host, port)``; made in the gateway's start, closed in its stop."""
+
+    def __init__(self, *, idle_timeout: float = 4.0, max_idle: int = 512) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self.pools: dict[str, OriginPool] = {}
+
+    def pool(self, origin: str) -> OriginPool:
+        """The pool for ``http://host:port`` (no path)."""
+        pool = self.pools.get(origin)
+        if pool is None:
+            host, _, port = origin.removeprefix("http://").rpartition(":")
+            pool = self.pools[origin] = OriginPool(
+                host.strip("[]"),
+                int(port or 80),
+                loop=asyncio.get_running_loop(),
+                idle_timeout=self.idle_timeout,
+                max_idle=self.max_idle,
+            )
+        return pool
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            origin: {"idle": len(p.idle), "opened": p.opened} for origin, p in self.pools.items()
+        }

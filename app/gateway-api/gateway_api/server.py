@@ -1,0 +1,587 @@
+"""The public listener's HTTP/1.1 server: asyncio protocol plus httptools (llhttp).
+
+Not uvicorn: the gateway's request path is the product, and an ASGI server spends a
+large share of a small request on building and dispatching messages (see
+doc/decisions.md for the numbers). This server hands the proxy an :class:`Exchange`
+with the request head as an ASGI-like ``scope`` and lets it stream the body and write
+the answer. It keeps connections alive, answers pipelined requests in order, sends
+``100 Continue`` when a body is first read, refuses malformed or ambiguous framing
+(llhttp's strict mode) with 400, and hands ``Upgrade: websocket`` connections over as
+raw byte streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+
+logger = logging.getLogger("gateway.server")
+
+#: Limits of a request head; past them the answer is 431.
+MAX_HEADER_BYTES = 64 * 1024
+#: Pause reading a client while this many body bytes wait for the proxy.
+BODY_HIGH_WATER = 256 * 1024
+#: How long a connection closed before its request body ended drains that body.
+LINGER_SECONDS = 2.0
+#: Pipelined requests parsed ahead of the one being answered.
+MAX_PIPELINED = 16
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
+    return line
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was answered."""
+
+
+class Exchange:
+    """One request on a client connection and the means to answer it."""
+
+    __slots__ = (
+        "_body",
+        "_body_bytes",
+        "_body_done",
+        "_head",
+        "chunked_response",
+        "conn",
+        "expect_continue",
+        "has_body",
+        "keep_alive",
+        "response_done",
+        "response_started",
+        "scope",
+        "upgrade",
+    )
+
+    def __init__(self, conn: ClientConnection, scope: dict[str, Any], keep_alive: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_continue = False
+        self.has_body = False
+        self.upgrade: bytes | None = None
+        self._body: collections.deque[bytes] = collections.deque()
+        self._body_bytes = 0
+        self._body_done = False
+        self.response_started = False
+        self.response_done = False
+        self.chunked_response = False
+        self._head = b""
+
+    # -- the request body -----------------------------------------------------------
+
+    async def receive(self) -> bytes:
+        """The next piece of the request body; ``b""`` when it is complete."""
+        conn = self.conn
+        if self.expect_continue:
+            self.expect_continue = False
+            if not self.response_started and not conn.closed:
+                conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        while not self._body:
+            if self._body_done:
+                return b""
+            if conn.closed:
+                raise ClientGone
+            conn.resume_reading()
+            await conn.wait_for_data()
+        data = self._body.popleft()
+        self._body_bytes -= len(data)
+        return data
+
+    def _feed(self, data: bytes) -> None:
+        self._body.append(data)
+        self._body_bytes += len(data)
+        if self._body_bytes > BODY_HIGH_WATER:
+            self.conn.pause_reading()
+
+    @property
+    def body_complete(self) -> bool:
+        """The whole request body has arrived (read or not): the next request may follow."""
+        return self._body_done
+
+    # -- the response ---------------------------------------------------------------
+
+    def start_response(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        length: int | None,
+        body_follows: bool = True,
+        flush: bool = True,
+    ) -> None:
+        """Write the status line and headers; framing headers are added here.
+
+        With ``length`` None and a body to follow, HTTP/1.1 clients get a chunked body,
+        HTTP/1.0 clients a body delimited by the connection's end. With ``flush``
+        false the head waits for the first piece of the body (one write, one packet).
+        """
+        self.response_started = True
+        if self.has_body and not self._body_done:
+            # Answered before the whole body arrived: the connection cannot carry more.
+            self.keep_alive = False
+        parts = [status_line(status)]
+        for name, value in headers:
+            parts.append(name + b": " + value + b"\r\n")
+        if length is not None:
+            parts.append(b"content-length: %d\r\n" % length)
+        elif body_follows:
+            if self.scope["http_version"] == "1.1":
+                self.chunked_response = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.keep_alive = False
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        self._head = b"".join(parts)
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._head:
+            self.conn.write(self._head)
+            self._head = b""
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.chunked_response:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        self.conn.write(data)
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+
+    def end(self) -> None:
+        if self.chunked_response:
+            self.conn.write(self._head + b"0\r\n\r\n")
+            self._head = b""
+        else:
+            self.flush()
+        self.response_done = True
+
+    def abort(self) -> None:
+        """The response cannot be completed: drop the connection so the client knows."""
+        self.keep_alive = False
+        self.conn.abort()
+
+    def respond(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False
+    ) -> None:
+        """A whole small response at once."""
+        self.start_response(status, headers, length=len(body), body_follows=False, flush=False)
+        self.conn.write(self._head if head else self._head + body)
+        self._head = b""
+        self.response_done = True
+
+
+Handler = Callable[[Exchange], Awaitable[None]]
+BadRequest = Callable[[int, str], tuple[list[tuple[bytes, bytes]], bytes]]
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests and runs the handler on them in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.closed = False
+        self.client: tuple[str, int] | None = None
+        self.server_addr: tuple[str, int] | None = None
+        self.queue: collections.deque[Exchange] = collections.deque()
+        self.current: Exchange | None = None
+        self._parsing: Exchange | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        #: When the connection last became idle (None while a request is in hand).
+        self.idle_since: float | None = None
+        self._bad: tuple[int, str] | None = None
+        self._trusted_peer = False
+        self._lingering = False
+        #: After an upgrade, raw client bytes go here instead of the parser.
+        self.tunnel_sink: Callable[[bytes], None] | None = None
+        self.tunnel_closed: Callable[[], None] | None = None
+        self.leftover = b""
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - unix sockets
+                pass
+        peer = transport.get_extra_info("peername")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self._trusted_peer = self.client is not None and self.client[0] in self.server.trusted
+        local = transport.get_extra_info("sockname")
+        self.server_addr = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
+        self.server.connections.add(self)
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel_sink is not None:
+            self.tunnel_sink(data)
+            return
+        if self._bad is not None or self._lingering:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.leftover = data[exc.args[0] :]
+            self.pause_reading()
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _HeadTooLarge):
+                self._refuse(431, "the request head is too large")
+            else:
+                self._refuse(400, f"malformed request: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self._cancel_idle_timer()
+        if self.tunnel_closed is not None:
+            self.tunnel_closed()
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        task = self._task
+        if task is not None and not task.done() and self.tunnel_closed is None:
+            current = self.current
+            if current is not None and not current.response_done:
+                task.cancel()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _HeadTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._parsing is not None:
+            return  # a chunked body's trailers: not forwarded
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _HeadTooLarge
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        parsed = httptools.parse_url(self._url)
+        raw_path: bytes = parsed.path
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        headers = self._headers
+        version = parser.get_http_version()
+        scope: dict[str, Any] = {
+            "type": "http",
+            "http_version": version,
+            "method": parser.get_method().decode("ascii"),
+            "scheme": "http",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": parsed.query or b"",
+            "headers": headers,
+            "client": self.client,
+            "server": self.server_addr,
+        }
+        if self._trusted_peer:
+            _apply_forwarded(scope, headers, self.server.trusted)
+        keep_alive = version != "1.0" and parser.should_keep_alive()
+        if version == "1.0":
+            keep_alive = any(n == b"connection" and v.lower() == b"keep-alive" for n, v in headers)
+        exchange = Exchange(self, scope, keep_alive)
+        for name, value in headers:
+            if name == b"content-length":
+                exchange.has_body = value != b"0"
+            elif name == b"transfer-encoding":
+                exchange.has_body = True
+            elif name == b"expect":
+                exchange.expect_continue = value.lower() == b"100-continue"
+        if parser.should_upgrade():
+            for name, value in headers:
+                if name == b"upgrade":
+                    exchange.upgrade = value.lower()
+            exchange.keep_alive = False
+        self._parsing = exchange
+        self.queue.append(exchange)
+        if len(self.queue) > MAX_PIPELINED:
+            self.pause_reading()
+        if self._task is None:
+            self._task = self.loop.create_task(self._serve())
+        else:
+            self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self._parsing
+        if exchange is not None:
+            exchange._feed(body)
+            self._wake()
+
+    def on_message_complete(self) -> None:
+        exchange = self._parsing
+        if exchange is not None:
+            exchange._body_done = True
+            self._parsing = None
+            self._wake()
+
+    # -- flow control ---------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ClientGone
+        if self._write_paused:
+            self._drain = self.loop.create_future()
+            await self._drain
+            if self.closed:
+                raise ClientGone
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.transport.abort()
+            self.closed = True
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_for_data(self) -> None:
+        self._waiter = self.loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _arm_idle_timer(self) -> None:
+        # No timer per request: the server sweeps idle connections once a second.
+        self.idle_since = self.loop.time()
+
+    def _cancel_idle_timer(self) -> None:
+        self.idle_since = None
+
+    def close_if_idle(self, now: float, timeout: float) -> None:
+        since = self.idle_since
+        if since is not None and now - since > timeout and self.current is None:
+            self.transport.close()
+            self.closed = True
+
+    def _close_lingering(self, exchange: Exchange) -> None:
+        """Close after the answer; if the client is still sending, read and drop its
+        bytes for a moment first, so that the kernel does not reset the connection
+        (and lose the answer) because of unread data, as nginx's lingering close."""
+        if self.closed:
+            return
+        if exchange.body_complete or not self.transport.can_write_eof():
+            self.transport.close()
+            self.closed = True
+            return
+        self._lingering = True
+        self.transport.write_eof()
+        self.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, self.abort)
+
+    def _refuse(self, status: int, detail: str) -> None:
+        """Malformed input: answer once everything before it is answered, then close."""
+        self._bad = (status, detail)
+        self.pause_reading()
+        if self._task is None:
+            self._task = self.loop.create_task(self._serve())
+        else:
+            self._wake()
+
+    # -- the request loop -----------------------------------------------------------
+
+    async def _serve(self) -> None:
+        handler = self.server.handler
+        queue = self.queue
+        try:
+            while True:
+                while not queue:
+                    if self.closed:
+                        return
+                    if self._bad is not None:
+                        status, detail = self._bad
+                        headers, body = self.server.bad_request(status, detail)
+                        self.write(
+                            status_line(status)
+                            + b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+                            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+                            + body
+                        )
+                        self.transport.close()
+                        self.closed = True
+                        return
+                    await self.wait_for_data()
+                exchange = queue[0]
+                self.current = exchange
+                self._cancel_idle_timer()
+                try:
+                    await handler(exchange)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("unhandled error in the request handler")
+                    if not exchange.response_started:
+                        headers, body = self.server.bad_request(500, "internal error")
+                        exchange.keep_alive = False
+                        exchange.respond(500, headers, body)
+                queue.popleft()
+                self.current = None
+                if (
+                    self.closed
+                    or not exchange.keep_alive
+                    or not exchange.response_done
+                    or not exchange.body_complete
+                ):
+                    # An unread or unfinished body leaves the stream's framing unknown.
+                    if self.tunnel_sink is None:
+                        self._close_lingering(exchange)
+                    return
+                if not queue:
+                    self._arm_idle_timer()
+                self.resume_reading()
+        finally:
+            self._task = None
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+def _apply_forwarded(
+    scope: dict[str, Any], headers: list[tuple[bytes, bytes]], trusted: frozenset[str]
+) -> None:
+    """Behind a trusted load balancer: the client and scheme it reports."""
+    for name, value in headers:
+        if name == b"x-forwarded-for":
+            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+            while hops and hops[-1] in trusted:
+                hops.pop()
+            if hops:
+                scope["client"] = (hops[-1], 0)
+        elif name == b"x-forwarded-proto":
+            proto = value.decode("latin-1").strip().lower()
+            if proto in ("http", "https"):
+                scope["scheme"] = proto
+
+
+class HttpServer:
+    """Accepts connections on one socket and runs ``handler`` for every request."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        bad_request: BadRequest,
+        keep_alive_timeout: float = 30.0,
+        trusted_proxies: str = "",
+    ) -> None:
+        self.handler = handler
+        #: Peers whose ``X-Forwarded-For``/``-Proto`` name the real client and scheme.
+        self.trusted = frozenset(p.strip() for p in trusted_proxies.split(",") if p.strip())
+        self.bad_request = bad_request
+        self.keep_alive_timeout = keep_alive_timeout
+        self.connections: set[ClientConnection] = set()
+        self.loop = asyncio.get_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def start(
+        self, host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._server = await self.loop.create_server(
+            lambda: ClientConnection(self),
+            host,
+            port,
+            reuse_port=reuse_port,
+            backlog=backlog,
+        )
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Close connections idle (or stuck before a request head) for too long."""
+        now = self.loop.time()
+        for conn in list(self.connections):
+            conn.close_if_idle(now, self.keep_alive_timeout)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let requests in flight finish (up to ``grace``), then close."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        deadline = self.loop.time() + grace
+        while self.loop.time() < deadline and any(c.current for c in self.connections):
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()

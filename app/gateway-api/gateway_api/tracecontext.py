@@ -1,0 +1,100 @@
+"""W3C trace context for one gateway request, without the cost of an SDK span.
+
+The gateway continues the caller's trace (or starts one), gives its own hop a new
+span id, and passes ``traceparent`` on. An OpenTelemetry SDK span per request costs
+more than the rest of the request path together (measured: doc/performance.md), so
+when no OTLP endpoint is configured, which is when spans would be dropped anyway, the
+gateway only makes the ids and puts a non-recording span in the OpenTelemetry context,
+so that logs (``trace_id``), problem documents and outgoing calls made while handling
+the request still carry the trace. With an endpoint configured a real server span is
+started and exported.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+_HEX = frozenset(b"0123456789abcdef")
+_tracer = trace.get_tracer("gateway-api")
+_random = random.Random()
+
+
+def _valid_hex(value: bytes, length: int) -> bool:
+    return len(value) == length and _HEX.issuperset(value) and value.strip(b"0") != b""
+
+
+class TraceContext:
+    """The trace id, this hop's span id and the sampled flag of one request."""
+
+    __slots__ = ("_span", "flags", "parent_span_id", "span_id", "trace_id")
+
+    #: Set at start-up: start (and export) SDK spans instead of bare ids.
+    record_spans = False
+
+    def __init__(self, trace_id: str, span_id: str, flags: str, parent_span_id: str | None):
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        self.parent_span_id = parent_span_id
+        self._span: Any = None
+
+    @classmethod
+    def continued(cls, headers: list[tuple[bytes, bytes]]) -> TraceContext:
+        """Continue the ``traceparent`` the client sent, or start a new trace."""
+        for name, value in headers:
+            if name == b"traceparent":
+                parts = value.strip().lower().split(b"-")
+                if (
+                    len(parts) >= 4
+                    and parts[0] != b"ff"
+                    and len(parts[0]) == 2
+                    and _HEX.issuperset(parts[0])
+                    and _valid_hex(parts[1], 32)
+                    and _valid_hex(parts[2], 16)
+                    and len(parts[3]) == 2
+                    and _HEX.issuperset(parts[3])
+                ):
+                    return cls(
+                        parts[1].decode(),
+                        f"{_random.getrandbits(64):016x}",
+                        parts[3].decode(),
+                        parts[2].decode(),
+                    )
+                break
+        return cls(
+            f"{_random.getrandbits(128):032x}", f"{_random.getrandbits(64):016x}", "01", None
+        )
+
+    def traceparent(self) -> bytes:
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags}".encode()
+
+    def attach(self) -> object:
+        """Make this the current span for the request's code; returns a token for detach."""
+        flags = TraceFlags(int(self.flags, 16) & 1)
+        if not self.record_spans:
+            span_context = SpanContext(
+                int(self.trace_id, 16), int(self.span_id, 16), is_remote=False, trace_flags=flags
+            )
+            return otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span_context)))
+        parent = None
+        if self.parent_span_id is not None:
+            remote = SpanContext(
+                int(self.trace_id, 16), int(self.parent_span_id, 16), True, trace_flags=flags
+            )
+            parent = trace.set_span_in_context(NonRecordingSpan(remote))
+        self._span = _tracer.start_span("gateway", context=parent, kind=SpanKind.SERVER)
+        ctx = self._span.get_span_context()
+        self.trace_id = format(ctx.trace_id, "032x")
+        self.span_id = format(ctx.span_id, "016x")
+        self.flags = format(int(ctx.trace_flags), "02x")
+        return otel_context.attach(trace.set_span_in_context(self._span))
+
+    def detach(self, token: object) -> None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+        if self._span is not None:
+            self._span.end()

@@ -1,0 +1,219 @@
+"""Several gateway worker processes on one public port, and what they share.
+
+``GATEWAY_WORKERS=N`` makes the first process (worker 0, which also serves the admin
+listener) start N-1 more; every worker binds the public port with ``SO_REUSEPORT``
+and the kernel spreads connections over them. What each kind of state does:
+
+- revocations, region directory, policy and rate counters go through the backend:
+  with Redis (``EDGE_REDIS_URL``) every worker reads and writes the same keys and
+  gets the same pub/sub events. With the in-process ``memory://`` stand-in there is
+  nothing to share between processes, so each worker polls the owning service
+  itself (revocations, directory) and counters are per worker; use Redis whenever
+  more than one worker serves traffic and limits must be exact;
+- health: each worker runs its own active checker (N probes per interval per
+  instance, cheap) and its own passive breakers, so an instance is ejected by every
+  worker within the same interval;
+- counters for ``/admin/cluster``: every worker writes a snapshot of its view to
+  ``var/run/gateway-<port>/worker-<n>.json`` each second and the admin listener
+  adds them up (workers always share a machine, so files are enough).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from gateway_api.config import Settings
+    from gateway_api.gateway import Gateway
+
+logger = logging.getLogger("gateway.workers")
+
+SNAPSHOT_INTERVAL = 1.0
+#: A snapshot older than this belongs to a worker that is gone.
+SNAPSHOT_STALE = 5.0
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def stats_dir(settings: Settings) -> Path:
+    return settings.var_dir / "run" / f"gateway-{settings.port}"
+
+
+class WorkerStats:
+    """Writes this worker's view of the upstreams for the admin listener to add up."""
+
+    def __init__(self, settings: Settings, gateway: Gateway, index: int) -> None:
+        self.gateway = gateway
+        self.index = index
+        self.path = stats_dir(settings) / f"worker-{index}.json"
+        self.started = time.time()
+        self._task: asyncio.Task[None] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "worker": self.index,
+            "pid": os.getpid(),
+            "started": self.started,
+            "written": time.time(),
+            "rss_bytes": rss_bytes(),
+            "instances": {
+                i.spec.id: {
+                    "requests": i.served,
+                    "errors": i.errors,
+                    "in_flight": i.in_flight,
+                    "health": "up" if i.healthy else "down",
+                    "circuit": i.breaker.state,
+                }
+                for i in self.gateway.upstreams.all_instances()
+            },
+        }
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(self.snapshot()))
+        tmp.replace(self.path)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gateway-worker-stats")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.write()
+            except OSError as exc:
+                logger.warning("cannot write worker stats", extra={"error": str(exc)})
+            await asyncio.sleep(SNAPSHOT_INTERVAL)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def read_snapshots(settings: Settings) -> list[dict[str, Any]]:
+    """The live workers' latest snapshots, by worker index."""
+    now = time.time()
+    found = []
+    for path in sorted(stats_dir(settings).glob("worker-*.json")):
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if now - float(doc.get("written", 0)) <= SNAPSHOT_STALE:
+            found.append(doc)
+    return sorted(found, key=lambda d: int(d.get("worker", 0)))
+
+
+def with_workers(gateway: Gateway, cluster: dict[str, Any]) -> dict[str, Any]:
+    """``cluster`` with every worker's counters added up, and a ``workers`` list.
+
+    Health and circuit state stay this (the admin) worker's view; ``down_in_workers``
+    counts the workers that currently see an instance down.
+    """
+    snapshots = read_snapshots(gateway.settings)
+    others = [s for s in snapshots if s.get("pid") != os.getpid()]
+    for pool in cluster.get("services", []):
+        for inst in pool["instances"]:
+            down = 0 if inst["health"] == "up" else 1
+            for snap in others:
+                seen = snap["instances"].get(inst["id"])
+                if seen is None:
+                    continue
+                inst["requests"] += seen["requests"]
+                inst["errors"] += seen["errors"]
+                inst["in_flight"] += seen["in_flight"]
+                down += seen["health"] != "up"
+            inst["down_in_workers"] = down
+    cluster["workers"] = [
+        {
+            "worker": s["worker"],
+            "pid": s["pid"],
+            "rss_mb": round(s["rss_bytes"] / 2**20, 1),
+            "uptime_s": round(time.time() - s["started"], 1),
+            "requests": sum(i["requests"] for i in s["instances"].values()),
+        }
+        for s in snapshots
+    ]
+    return cluster
+
+
+class WorkerPool:
+    """Worker 0's children: started at boot, restarted if they die, stopped with it."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def _spawn(self, index: int) -> None:
+        env = dict(os.environ, GATEWAY_WORKER_INDEX=str(index))
+        self.procs[index] = subprocess.Popen([sys.executable, "-m", "gateway_api"], env=env)
+        logger.info("worker started", extra={"worker": index, "pid": self.procs[index].pid})
+
+    def start(self) -> None:
+        for index in range(1, self.count + 1):
+            self._spawn(index)
+        self._task = asyncio.create_task(self._watch(), name="gateway-workers")
+
+    async def _watch(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(0.5)
+            for index, proc in list(self.procs.items()):
+                if proc.poll() is not None and not self._stopping:
+                    logger.warning(
+                        "worker exited; restarting",
+                        extra={"worker": index, "code": proc.returncode},
+                    )
+                    self._spawn(index)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        deadline = time.monotonic() + grace
+        for proc in self.procs.values():
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def watch_parent(stop: asyncio.Event) -> None:
+    """A child worker stops when worker 0 is gone (even if it was killed)."""
+    parent = os.getppid()
+
+    async def watch() -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(0.5)
+        logger.warning("worker 0 is gone; stopping")
+        stop.set()
+
+    asyncio.get_running_loop().create_task(watch(), name="gateway-parent-watch")
