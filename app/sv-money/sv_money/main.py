@@ -65,9 +65,9 @@ async def open_services(
         directory = Directory(client(settings.sv_region_url), ttl=settings.directory_cache_ttl)
         peers = MoneyPeers({r: client(u) for r, u in settings.peers.items() if r != region})
         tx = Transactions(database)
-        # The request that starts a cross-region transfer delivers it itself; the
-        # recovery worker steps in only once that request has had time to do so.
-        grace = 2 * (2 * settings.peer_timeout + 0.5)
+        # The request that starts a cross-region transfer delivers it itself (one call,
+        # retried once); the recovery worker steps in once that request has had time to.
+        grace = 2 * settings.peer_timeout + 1.0
         crossregion = CrossRegionService(
             tx, peers, region=region, abort_after=settings.outbox_abort_after
         )

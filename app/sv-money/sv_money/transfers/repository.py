@@ -14,12 +14,14 @@ class TransferRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, **values: Any) -> None:
+    async def add(self, **values: Any) -> dict[str, Any]:
+        """Insert one transfer; the row as written (every column but ``seq``)."""
         now = utcnow()
-        values.setdefault("created_at", now)
-        values.setdefault("updated_at", now)
-        values.setdefault("fee", 0)
-        await self.session.execute(insert(transfers).values(**values))
+        written = {"created_at": now, "updated_at": now, "fee": 0} | values
+        await self.session.execute(insert(transfers).values(**written))
+        row: dict[str, Any] = dict.fromkeys(c.name for c in transfers.columns if c.name != "seq")
+        row.update(written)
+        return row
 
     async def get(self, transfer_id: str, *, lock: bool = False) -> Row[Any] | None:
         statement = select(transfers).where(transfers.c.id == transfer_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,7 +95,7 @@ class TransferService:
         }
         cross = payee.region != self.region
 
-        async def work(session: AsyncSession) -> str | None:
+        async def work(session: AsyncSession) -> str | dict[str, Any]:
             earlier = await claim(
                 session, scope=caller.user_id, key=key, print_=print_, resource_id=transfer_id
             )
@@ -102,19 +103,18 @@ class TransferService:
                 return earlier
             if cross:
                 await self._reserve(session, values)
-            else:
-                await self._move(session, values)
-            return None
+                return transfer_id
+            return await self._move(session, values)
 
-        earlier = await self.tx.run(work)
-        found = earlier or transfer_id
-        if cross or earlier is not None:
-            await self.crossregion.deliver(found)
-        row = await self.tx.read(lambda s: TransferRepository(s).get(found))
+        done = await self.tx.run(work)
+        if isinstance(done, dict):
+            return transfer_read(SimpleNamespace(**done)), False  # made here and now
+        await self.crossregion.deliver(done)
+        row = await self.tx.read(lambda s: TransferRepository(s).get(done))
         assert row is not None
-        return transfer_read(row), earlier is not None
+        return transfer_read(row), done != transfer_id
 
-    async def _move(self, session: AsyncSession, values: dict[str, Any]) -> None:
+    async def _move(self, session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
         """A same-region transfer: one balanced entry, in the caller's transaction."""
         currency, fee = values["currency"], values["fee"]
         payer_key = AccountKey.user(values["payer_id"], currency)
@@ -129,7 +129,9 @@ class TransferService:
         if fee:
             legs.append((opened[fees_key], fee))
         entry_id = await ledger.post("transfer", legs, transfer_id=values["id"])
-        await TransferRepository(session).add(**values, status="completed", entry_id=entry_id)
+        return await TransferRepository(session).add(
+            **values, status="completed", entry_id=entry_id
+        )
 
     async def _reserve(self, session: AsyncSession, values: dict[str, Any]) -> None:
         """The first step of a cross-region transfer: hold the money, queue the credit."""
