@@ -62,12 +62,17 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs
+bench: venv bench-logs bench-authz
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
 bench-logs: venv
 	$(BIN)/python bench/logs_intake.py --json bench/results/logs-intake.json
+
+# The gateway's authorization step at 10,000 policies (issue 5); see doc/performance.md.
+.PHONY: bench-authz
+bench-authz: venv
+	$(BIN)/python bench/authz.py --json bench/results/authz.json
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
