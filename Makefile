@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export EDGE_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export EDGE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: up down test lint typecheck unit venv bazel bazel-check bench bench-logs clean help
+.PHONY: up down test lint typecheck unit venv bazel bazel-check bench bench-logs bench-gateway bench-tools clean help
 
 help:
 	@echo "make up      start the whole stack locally (gateway on 127.0.0.1:7001)"
@@ -62,12 +62,20 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs bench-authz
+bench: venv bench-logs bench-gateway bench-authz
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
 bench-logs: venv
 	$(BIN)/python bench/logs_intake.py --json bench/results/logs-intake.json
+
+# The gateway against nginx (issue 8): wrk load, nginx upstream and proxy, a real Redis.
+bench-tools:
+	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v redis-server >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk redis-server; }
+
+bench-gateway: venv bench-tools
+	$(BIN)/python bench/gateway_bench.py
 
 # The gateway's authorization step at 10,000 policies (issue 5); see doc/performance.md.
 .PHONY: bench-authz

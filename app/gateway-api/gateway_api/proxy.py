@@ -46,6 +46,11 @@ _NOT_COPIED = HOP_BY_HOP | {
     b"content-length",
     b"expect",
 }
+#: A path without these (and without percent-escapes) is in normal form: check_path
+#: would pass it, so the common case skips the full check.
+_SUSPECT = ("/.", "//", "\\", "\x00")
+#: Encoded identity headers by identity (the same callers come back again and again).
+_IDENTITY_CACHE_SIZE = 10_000
 _HEALTH_BODY = b'{"status":"ok"}'
 _JSON = [(b"content-type", b"application/json")]
 
@@ -71,6 +76,7 @@ class Proxy:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._identities: dict[Identity, str] = {}
         settings = gateway.settings
         self.access_log = AccessLog(
             service=settings.service_name, instance=settings.instance_id, region=settings.region
@@ -130,10 +136,12 @@ class Proxy:
         method: str = scope["method"]
         if exchange.upgrade is not None and exchange.upgrade != b"websocket":
             raise BadRequestBody("only WebSocket upgrades are supported")
-        try:
-            check_path(path, scope["raw_path"])
-        except UnsafePath as exc:
-            raise BadPath(str(exc)) from exc
+        raw_path: bytes = scope["raw_path"]
+        if b"%" in raw_path or any(t in path for t in _SUSPECT) or path[:1] != "/":
+            try:
+                check_path(path, raw_path)
+            except UnsafePath as exc:
+                raise BadPath(str(exc)) from exc
         try:
             route = gateway.routes.match(method, path)
         except MethodNotAllowed as exc:
@@ -231,9 +239,12 @@ class Proxy:
             target = scope["raw_path"].decode("latin-1")
             if scope["query_string"]:
                 target += "?" + scope["query_string"].decode("latin-1")
-            signed = self.gateway.signer.sign(
-                scope["method"], target, None, identity=identity.encode()
-            )
+            encoded = self._identities.get(identity)
+            if encoded is None:
+                if len(self._identities) >= _IDENTITY_CACHE_SIZE:
+                    self._identities.clear()
+                encoded = self._identities[identity] = identity.encode()
+            signed = self.gateway.signer.sign(scope["method"], target, None, identity=encoded)
             for name_s, value_s in signed.items():
                 parts.append(f"{name_s}: {value_s}\r\n".encode("latin-1"))
         return b"".join(parts), idempotency_key
