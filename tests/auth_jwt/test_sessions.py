@@ -259,6 +259,9 @@ async def test_revocation_feed_is_internal_and_incremental(stack: IdentityStack)
     identity = identity_of((await login(stack, name))["access_token"])
     await as_user(stack, identity, "POST", "/api/v1/auth/logout")
     assert await feed(stack, since=now) == {identity.session_id}
+    assert await feed(stack, since=10**15) == set()
+    bad = "/internal/revocations?since=soon"
+    assert (await stack.auth.get(bad, headers=signed("GET", bad))).status_code == 422
 
 
 @pytest.mark.integration

@@ -162,7 +162,7 @@ class SessionService:
     async def feed(self, since: float) -> RevocationFeed:
         """Revocations made since ``since`` (Unix time) whose tokens may still be live."""
         now = utcnow()
-        start = datetime.fromtimestamp(max(0.0, since), UTC)
+        start = datetime.fromtimestamp(min(max(0.0, since), now.timestamp()), UTC)
         records = await self.repository.revocations_since(start, now)
         return RevocationFeed(
             now=now.timestamp(),
