@@ -127,6 +127,9 @@ async def _get(client: httpx.AsyncClient, **params: Any) -> httpx.Response:
         ({"limit": 5000}, 422),
         ({"order": "sideways"}, 422),
         ({"colour": "red"}, 422),
+        ({"q": "nul\x00byte"}, 422),
+        ({"service": "sv\x00user"}, 422),
+        ({"since": "9999-12-31T23:59:59-05:00"}, 422),
     ],
 )
 async def test_bad_query_is_a_4xx_problem(

@@ -130,6 +130,14 @@ class LogFilterParams(BaseModel):
     def _bounds_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else utc(value)
 
+    @field_validator("service", "region", "request_id", "q")
+    @classmethod
+    def _no_nul(cls, value: str | list[str] | None) -> str | list[str] | None:
+        values = value if isinstance(value, list) else [value or ""]
+        if any("\x00" in v for v in values):
+            raise ValueError("NUL characters are not allowed")
+        return value
+
     @field_validator("trace_id", mode="before")
     @classmethod
     def _trace_lower(cls, value: object) -> object:
