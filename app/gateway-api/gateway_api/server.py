@@ -95,7 +95,8 @@ class Exchange:
         while not self._body:
             if self._body_done:
                 return b""
-            if conn.closed:
+            if conn.closed or conn._bad is not None:
+                # Gone, or the rest of the body is malformed: there is no more of it.
                 raise ClientGone
             conn.resume_reading()
             await conn.wait_for_data()
@@ -441,6 +442,19 @@ class ClientConnection(asyncio.Protocol):
         self.resume_reading()
         self.loop.call_later(LINGER_SECONDS, self.abort)
 
+    def _answer_bad(self) -> None:
+        assert self._bad is not None
+        status, detail = self._bad
+        headers, body = self.server.bad_request(status, detail)
+        self.write(
+            status_line(status)
+            + b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+            + body
+        )
+        self.transport.close()
+        self.closed = True
+
     def _refuse(self, status: int, detail: str) -> None:
         """Malformed input: answer once everything before it is answered, then close."""
         self._bad = (status, detail)
@@ -461,16 +475,7 @@ class ClientConnection(asyncio.Protocol):
                     if self.closed:
                         return
                     if self._bad is not None:
-                        status, detail = self._bad
-                        headers, body = self.server.bad_request(status, detail)
-                        self.write(
-                            status_line(status)
-                            + b"".join(n + b": " + v + b"\r\n" for n, v in headers)
-                            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-                            + body
-                        )
-                        self.transport.close()
-                        self.closed = True
+                        self._answer_bad()
                         return
                     await self.wait_for_data()
                 exchange = queue[0]
@@ -488,6 +493,9 @@ class ClientConnection(asyncio.Protocol):
                         exchange.respond(500, headers, body)
                 queue.popleft()
                 self.current = None
+                if self._bad is not None and not exchange.response_started:
+                    self._answer_bad()
+                    return
                 if (
                     self.closed
                     or not exchange.keep_alive
