@@ -28,6 +28,13 @@ logger = logging.getLogger("edgelib.app")
 
 ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 ReadinessCheck = Callable[[], Awaitable[None]]
+#: Gives a JSON-able value shown under its name in ``/readyz`` (a config version, say).
+ReadinessDetail = Callable[[], Any]
+
+
+def add_readiness_detail(app: FastAPI, name: str, detail: ReadinessDetail) -> None:
+    """Show ``detail()`` as ``name`` in the app's ``/readyz`` answer (never fails it)."""
+    app.state.readiness_details[name] = detail
 
 
 def default_database_url(settings: ServiceSettings) -> str:
@@ -138,6 +145,7 @@ def create_service_app(
         lifespan=platform_lifespan,
         **fastapi_kwargs,
     )
+    app.state.readiness_details = {}
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware, instance=settings.instance_id)
 
@@ -168,7 +176,14 @@ def create_service_app(
             return problem_response(
                 503, "not-ready", "Not ready", "A dependency is not answering.", checks=checks
             )
-        return {"status": "ready", "service": settings.service_name, "checks": checks}
+        body: dict[str, Any] = {"status": "ready", "service": settings.service_name}
+        for name, detail in app.state.readiness_details.items():
+            try:
+                body.setdefault(name, detail())
+            except Exception as exc:
+                body.setdefault(name, f"failed: {type(exc).__name__}")
+        body["checks"] = checks
+        return body
 
     app.include_router(about_router(api_prefix))
 
