@@ -45,6 +45,8 @@ class Settings(ServiceSettings):
     #: payer's region stops offering the credit and asks that region to decide instead
     #: (credited already, or refused for good), so a transfer never stays open forever.
     outbox_abort_after: float = Field(default=60.0, gt=0)
+    #: Seconds the audit waits for another region's answers (bulk reads).
+    audit_timeout: float = Field(default=30.0, gt=0)
     #: A cross-region transfer still in flight after this many seconds is reported by the
     #: audit as stuck.
     audit_inflight_grace: float = Field(default=300.0, gt=0)

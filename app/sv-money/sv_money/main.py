@@ -51,19 +51,19 @@ async def open_services(
         raise ValueError("sv-money serves one region: set SV_MONEY_REGION")
     async with AsyncExitStack() as stack:
 
-        def client(urls: str) -> ServiceClient:
+        def client(urls: str, timeout: float = settings.peer_timeout) -> ServiceClient:
             made = ServiceClient(
-                url_list(urls),
-                signer=signer,
-                timeout=settings.peer_timeout,
-                retries=1,
-                transport=transport,
+                url_list(urls), signer=signer, timeout=timeout, retries=1, transport=transport
             )
             stack.push_async_callback(made.aclose)
             return made
 
         directory = Directory(client(settings.sv_region_url), ttl=settings.directory_cache_ttl)
-        peers = MoneyPeers({r: client(u) for r, u in settings.peers.items() if r != region})
+        others = {r: u for r, u in settings.peers.items() if r != region}
+        peers = MoneyPeers(
+            {r: client(u) for r, u in others.items()},
+            {r: client(u, settings.audit_timeout) for r, u in others.items()},
+        )
         tx = Transactions(database)
         # The request that starts a cross-region transfer delivers it itself (one call,
         # retried once); the recovery worker steps in once that request has had time to.

@@ -80,10 +80,17 @@ class Directory:
 
 
 class MoneyPeers:
-    """sv-money of every other region."""
+    """sv-money of every other region.
 
-    def __init__(self, clients: dict[str, ServiceClient]) -> None:
+    Two clients per region: one with the short timeout money movements use, one with a
+    long timeout for the audit's bulk reads.
+    """
+
+    def __init__(
+        self, clients: dict[str, ServiceClient], bulk: dict[str, ServiceClient] | None = None
+    ) -> None:
         self.clients = clients
+        self.bulk = bulk if bulk is not None else clients
 
     def __contains__(self, region: str) -> bool:
         return region in self.clients
@@ -102,9 +109,10 @@ class MoneyPeers:
         params: dict[str, str | int] | None = None,
         headers: dict[str, str] | None = None,
         expect: tuple[int, ...] = (200,),
+        bulk: bool = False,
     ) -> httpx.Response:
         """One signed call to ``region``'s sv-money; a definite answer or an exception."""
-        client = self.clients.get(region)
+        client = (self.bulk if bulk else self.clients).get(region)
         if client is None:
             raise PeerUnavailable(f"region {region!r} is not reachable from this region")
         try:

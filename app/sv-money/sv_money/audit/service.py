@@ -55,7 +55,7 @@ class AuditService:
             return await self.run()
         if region not in self.peers:
             raise UnknownRegion(f"no region {region!r} is known here")
-        response = await self.peers.call(region, "GET", "/internal/audit")
+        response = await self.peers.call(region, "GET", "/internal/audit", bulk=True)
         return AuditReport.model_validate(response.json())
 
     async def run(self) -> AuditReport:
@@ -158,12 +158,12 @@ class AuditService:
             after = page.next_after
 
     async def _remote(self, peer: str, path: str, params: dict[str, str | int]) -> Any:
-        response = await self.peers.call(peer, "GET", path, params=params)
+        response = await self.peers.call(peer, "GET", path, params=params, bulk=True)
         return response.json()
 
     async def _remote_one(self, peer: str, path: str) -> Any:
         try:
-            response = await self.peers.call(peer, "GET", path)
+            response = await self.peers.call(peer, "GET", path, bulk=True)
         except PeerProblem as exc:
             if exc.status_code == 404:
                 return None
