@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -16,6 +17,8 @@ from auth_rbac.policy.sync import PolicySync
 from edgelib.db import Database
 from edgelib.deps import CurrentUser
 from edgelib.identity import Identity
+
+logger = logging.getLogger("auth_rbac.policy")
 
 
 def _sync(request: Request) -> PolicySync:
@@ -43,7 +46,11 @@ async def _change_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         changed = session.info.pop(CHANGED_KEY, False)
     if changed:
-        await _sync(request).after_change()
+        try:
+            await _sync(request).after_change()
+        except Exception:
+            # Committed all the same: the next poll, here and everywhere, picks it up.
+            logger.exception("policy change committed but not applied at once")
 
 
 async def _policy_admin(request: Request, identity: CurrentUser) -> Identity:
