@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import secrets
 import signal
@@ -23,7 +25,10 @@ pytestmark = pytest.mark.e2e
 
 SV_LOG = f"http://127.0.0.1:{7105 + PORT_SHIFT}"
 GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
+AUTH_JWT = ServiceSigner("auth-jwt", DEV_SERVICE_SECRET)
+AUTH_RBAC = f"http://127.0.0.1:{7103 + PORT_SHIFT}"
 OPERATOR = Identity("u-ops", "ops", "east", "s-ops", "web")
+PASSWORD = "correct-horse-battery-9"
 
 
 def logs(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
@@ -76,12 +81,62 @@ def test_request_through_gateway_is_found_by_trace_id_with_gateway_and_sv_user_i
     assert next(r for r in records if r["service"] == "sv-user")["region"] == "east"
 
 
-def test_public_logs_api_is_refused_at_the_gateway_without_a_token(
+def _login(stack: Stack, client: httpx.Client, username: str, password: str) -> dict[str, str]:
+    resp = client.post(
+        stack.public + "/api/v1/auth/login",
+        json={"username": username, "password": password, "client_type": "web"},
+    )
+    assert resp.status_code == 200, resp.text
+    return {"authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+def _grant_admin(client: httpx.Client, headers: dict[str, str]) -> None:
+    """Give the bootstrap admin its role (idempotent; auth-jwt's bootstrap may already have)."""
+    payload = headers["authorization"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    body = json.dumps({"user": claims["sub"], "role": "admin"}).encode()
+    signed = AUTH_JWT.sign("POST", "/internal/assignments", body)
+    resp = client.post(
+        AUTH_RBAC + "/internal/assignments",
+        content=body,
+        headers={"content-type": "application/json", **signed},
+    )
+    assert resp.status_code in (200, 201), resp.text
+
+
+def test_logs_api_through_the_gateway_needs_the_logs_read_permission(
     stack: Stack, client: httpx.Client
 ) -> None:
-    resp = client.get(f"{stack.public}/api/v1/logs/records")
-    assert resp.status_code == 401
-    assert resp.headers["content-type"] == "application/problem+json"
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    assert client.get(f"{stack.public}/api/v1/users/about", headers={"traceparent": traceparent})
+    url = f"{stack.public}/api/v1/logs/records?trace_id={trace_id}&order=asc"
+
+    anonymous = client.get(url)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+
+    username = f"plain{uuid.uuid4().hex[:10]}"
+    created = client.post(
+        stack.public + "/api/v1/users", json={"username": username, "password": PASSWORD}
+    )
+    assert created.status_code == 201, created.text
+    plain = client.get(url, headers=_login(stack, client, username, PASSWORD))
+    assert plain.status_code == 403
+    assert "logs:read" in plain.json()["detail"]
+
+    admin = _login(stack, client, "admin", (stack.var_dir / "admin-password").read_text().strip())
+    _grant_admin(client, admin)
+
+    def found() -> list[dict[str, Any]] | None:
+        resp = client.get(url, headers=admin)
+        if resp.status_code != 200:
+            return None
+        items = resp.json()["items"]
+        return items if {"gateway-api", "sv-user"} <= {r["service"] for r in items} else None
+
+    items = wait_for(found, 15)
+    assert all(r["trace_id"] == trace_id for r in items)
 
 
 def _timed_requests(client: httpx.Client, url: str, seconds: float, tag: str) -> list[float]:
