@@ -28,7 +28,7 @@ class Services:
     audit: AuditService
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

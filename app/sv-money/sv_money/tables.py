@@ -7,6 +7,7 @@ DELETE on it, so a correction can only be a new, reversing entry.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -200,8 +201,9 @@ idempotency_keys = Table(
 )
 
 
-def insert_ignoring_conflicts(dialect: Dialect, table: Table) -> Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect."""
-    construct: Any = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+@functools.cache
+def insert_ignoring_conflicts(dialect: str, table: Table, *returning: Column[Any]) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING [RETURNING ...]`` for ``dialect`` (built once)."""
+    construct: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement: Insert = construct(table).on_conflict_do_nothing()
-    return statement
+    return statement.returning(*returning) if returning else statement

@@ -19,14 +19,14 @@ from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.db import Database
 
 logger = logging.getLogger("sv_money.transactions")
 
 T = TypeVar("T")
-Work = Callable[[AsyncSession], Awaitable[T]]
+Work = Callable[[AsyncConnection], Awaitable[T]]
 
 #: deadlock_detected, serialization_failure, lock_not_available
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
@@ -50,27 +50,25 @@ class Transactions:
         self._sqlite = database.is_sqlite
         self._writer = asyncio.Lock()
 
-    @property
-    def dialect(self) -> str:
-        return self.database.engine.dialect.name
-
     @contextlib.asynccontextmanager
-    async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
+    async def _connection(self, write: bool) -> AsyncIterator[AsyncConnection]:
+        # Connections, not ORM sessions: the ledger's SQL is Core, and a session's
+        # bookkeeping would only cost time on every statement.
         if self._sqlite and write:
-            async with self._writer, self.database.sessions() as session:
-                await session.execute(text("BEGIN IMMEDIATE"))
-                yield session
+            async with self._writer, self.database.engine.connect() as conn:
+                await conn.execute(text("BEGIN IMMEDIATE"))
+                yield conn
         else:
-            async with self.database.sessions() as session:
-                yield session
+            async with self.database.engine.connect() as conn:
+                yield conn
 
     async def run(self, work: Work[T]) -> T:
         """Run ``work`` in one write transaction; commit when it returns, roll back if not."""
         for attempt in range(self.attempts):
             try:
-                async with self._session(write=True) as session:
-                    result = await work(session)
-                    await session.commit()
+                async with self._connection(write=True) as conn:
+                    result = await work(conn)
+                    await conn.commit()
                     return result
             except DBAPIError as exc:
                 if not is_retryable(exc) or attempt == self.attempts - 1:
@@ -83,5 +81,5 @@ class Transactions:
 
     async def read(self, work: Work[T]) -> T:
         """Run read-only ``work``; nothing it does is committed."""
-        async with self._session(write=False) as session:
-            return await work(session)
+        async with self._connection(write=False) as conn:
+            return await work(conn)

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import and_, case, func, literal, not_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.tables import accounts, entries, holds, postings, transfers
 
 
 class AuditRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
 
     async def count(self, table: Any) -> int:
-        counted = await self.session.execute(select(func.count()).select_from(table))
+        counted = await self.conn.execute(select(func.count()).select_from(table))
         return int(counted.scalar_one())
 
     async def unbalanced_entries(self) -> list[Any]:
@@ -28,7 +28,7 @@ class AuditRepository:
             .group_by(entries.c.id)
             .having(or_(total != 0, legs < 2))
         )
-        return list((await self.session.execute(statement)).all())
+        return list((await self.conn.execute(statement)).all())
 
     async def currency_mismatches(self) -> list[Any]:
         """Postings to an account of another currency than their entry's."""
@@ -43,7 +43,7 @@ class AuditRepository:
             .join(accounts, accounts.c.id == postings.c.account_id)
             .where(accounts.c.currency != entries.c.currency)
         )
-        return list((await self.session.execute(statement)).all())
+        return list((await self.conn.execute(statement)).all())
 
     async def balance_mismatches(self) -> list[Any]:
         """Accounts whose balance is not the sum of their postings."""
@@ -54,7 +54,7 @@ class AuditRepository:
             .group_by(accounts.c.id, accounts.c.balance)
             .having(accounts.c.balance != posted)
         )
-        return list((await self.session.execute(statement)).all())
+        return list((await self.conn.execute(statement)).all())
 
     async def held_mismatches(self) -> list[Any]:
         """Accounts whose held amount is not what their open holds reserve."""
@@ -74,7 +74,7 @@ class AuditRepository:
             .group_by(accounts.c.id, accounts.c.held)
             .having(accounts.c.held != reserved)
         )
-        return list((await self.session.execute(statement)).all())
+        return list((await self.conn.execute(statement)).all())
 
     async def overdrawn(self) -> list[Any]:
         """Accounts below zero that may not be, or holding a negative amount."""
@@ -94,10 +94,10 @@ class AuditRepository:
                 ),
             )
         )
-        return list((await self.session.execute(statement)).all())
+        return list((await self.conn.execute(statement)).all())
 
     async def completed_without_entry(self) -> list[str]:
         statement = select(transfers.c.id).where(
             transfers.c.status.in_(["completed", "reversed"]), transfers.c.entry_id.is_(None)
         )
-        return [r[0] for r in await self.session.execute(statement)]
+        return [r[0] for r in await self.conn.execute(statement)]

@@ -18,7 +18,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.crossregion.exceptions import TransferMismatch
 from sv_money.crossregion.repository import (
@@ -55,14 +55,14 @@ REFUSED = "refused"
 
 
 async def enqueue(
-    session: AsyncSession, transfer_id: str, request: CreditRequest, *, grace: float
+    conn: AsyncConnection, transfer_id: str, request: CreditRequest, *, grace: float
 ) -> None:
     """Record, in the caller's transaction, that ``request`` must reach the payee's region.
 
     The worker leaves the row alone for ``grace`` seconds: the request that made it
     delivers it itself unless it dies first.
     """
-    await OutboxRepository(session).add(
+    await OutboxRepository(conn).add(
         transfer_id,
         peer_region=request.payee_region,
         payload=request.model_dump_json(),
@@ -113,8 +113,8 @@ class CrossRegionService:
                 extra={"transfer_id": transfer_id, "attempts": attempts, "error": str(exc)},
             )
 
-            async def postpone(session: AsyncSession) -> None:
-                await OutboxRepository(session).set(
+            async def postpone(conn: AsyncConnection) -> None:
+                await OutboxRepository(conn).set(
                     transfer_id,
                     attempts=attempts,
                     next_attempt_at=utcnow() + timedelta(seconds=delay),
@@ -127,21 +127,21 @@ class CrossRegionService:
         return True
 
     async def _settle(
-        self, session: AsyncSession, transfer_id: str, outcome: CreditOutcome
+        self, conn: AsyncConnection, transfer_id: str, outcome: CreditOutcome
     ) -> None:
         """Capture (credited) or void (refused) the transfer's hold, and close the outbox row."""
-        outbox = OutboxRepository(session)
+        outbox = OutboxRepository(conn)
         row = await outbox.get(transfer_id, lock=True)
         if row is None or row.state != PENDING:
             return  # settled by someone else meanwhile
-        transfers = TransferRepository(session)
-        holds = HoldRepository(session)
+        transfers = TransferRepository(conn)
+        holds = HoldRepository(conn)
         transfer = await transfers.get(transfer_id, lock=True)
         assert transfer is not None
         assert transfer.hold_id is not None
         hold = await holds.get(transfer.hold_id, lock=True)
         assert hold is not None
-        ledger = Ledger(LedgerRepository(session))
+        ledger = Ledger(LedgerRepository(conn))
         currency = transfer.currency
         payer_key = AccountKey.user(transfer.payer_id, currency)
         if outcome.outcome == CREDITED:
@@ -193,8 +193,8 @@ class CrossRegionService:
     async def receive(self, transfer_id: str, request: CreditRequest) -> CreditOutcome:
         """Credit the payee unless this transfer was decided before; the decision is final."""
 
-        async def work(session: AsyncSession) -> CreditOutcome:
-            inbound = InboundRepository(session)
+        async def work(conn: AsyncConnection) -> CreditOutcome:
+            inbound = InboundRepository(conn)
             claimed = await inbound.claim(
                 transfer_id,
                 origin_region=request.origin_region,
@@ -219,7 +219,7 @@ class CrossRegionService:
             if reason is not None:
                 await inbound.set(transfer_id, outcome=REFUSED, reason=reason)
                 return CreditOutcome(transfer_id=transfer_id, outcome=REFUSED, reason=reason)
-            ledger = Ledger(LedgerRepository(session))
+            ledger = Ledger(LedgerRepository(conn))
             clearing_key = AccountKey.system(clearing(request.origin_region), request.currency)
             payee_key = AccountKey.user(request.payee_id, request.currency)
             opened = await ledger.open(clearing_key, payee_key)
@@ -229,7 +229,7 @@ class CrossRegionService:
                 transfer_id=transfer_id,
             )
             await inbound.set(transfer_id, entry_id=entry_id)
-            await TransferRepository(session).add(
+            await TransferRepository(conn).add(
                 id=transfer_id,
                 kind=request.kind,
                 status="completed",
@@ -251,8 +251,8 @@ class CrossRegionService:
     async def abort(self, transfer_id: str, request: AbortRequest) -> CreditOutcome:
         """Decide the transfer now: refused for good unless it was credited already."""
 
-        async def work(session: AsyncSession) -> CreditOutcome:
-            inbound = InboundRepository(session)
+        async def work(conn: AsyncConnection) -> CreditOutcome:
+            inbound = InboundRepository(conn)
             reason = "abandoned by its region of origin before it was credited"
             if await inbound.claim(
                 transfer_id,

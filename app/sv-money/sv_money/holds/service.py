@@ -12,7 +12,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
 from sv_money.crossregion.service import CrossRegionService, enqueue
@@ -82,17 +82,17 @@ class HoldService:
         hold_id = str(uuid.uuid4())
         print_ = fingerprint("hold", body.model_dump())
 
-        async def work(session: AsyncSession) -> str | None:
+        async def work(conn: AsyncConnection) -> str | None:
             earlier = await claim(
-                session, scope=caller.user_id, key=key, print_=print_, resource_id=hold_id
+                conn, scope=caller.user_id, key=key, print_=print_, resource_id=hold_id
             )
             if earlier is not None:
                 return earlier
             payer_key = AccountKey.user(caller.user_id, body.currency)
-            ledger = Ledger(LedgerRepository(session))
+            ledger = Ledger(LedgerRepository(conn))
             payer = (await ledger.open(payer_key))[payer_key]
             await ledger.reserve(payer, body.amount)
-            await HoldRepository(session).add(
+            await HoldRepository(conn).add(
                 id=hold_id,
                 kind="hold",
                 status=PENDING,
@@ -117,8 +117,8 @@ class HoldService:
         assert row is not None
         return hold_read(row)
 
-    async def _owned(self, session: AsyncSession, caller: Identity, hold_id: str) -> Any:
-        row = await HoldRepository(session).get(hold_id, lock=True)
+    async def _owned(self, conn: AsyncConnection, caller: Identity, hold_id: str) -> Any:
+        row = await HoldRepository(conn).get(hold_id, lock=True)
         if row is None or row.kind != "hold" or row.owner_id != caller.user_id:
             raise HoldNotFound(f"no hold {hold_id} of yours")
         return row
@@ -135,8 +135,8 @@ class HoldService:
         """Pay the payee all or part of the hold; asking again changes nothing."""
         require_home(caller, self.region)
 
-        async def work(session: AsyncSession) -> str | None:
-            hold = await self._owned(session, caller, hold_id)
+        async def work(conn: AsyncConnection) -> str | None:
+            hold = await self._owned(conn, caller, hold_id)
             amount = body.amount if body.amount is not None else hold.amount
             if hold.status in (CAPTURED, CAPTURING):
                 if body.amount is None or body.amount == hold.captured:
@@ -150,20 +150,20 @@ class HoldService:
                 raise CaptureTooLarge(f"the hold is for {hold.amount}")
             values = self._transfer_values(hold, caller, amount)
             if hold.payee_region == self.region:
-                await self._capture_here(session, hold, values)
+                await self._capture_here(conn, hold, values)
                 return None
-            return await self._capture_across(session, hold, values)
+            return await self._capture_across(conn, hold, values)
 
         crossing = await self.tx.run(work)
         if crossing is not None:
             await self.crossregion.deliver(crossing)
         return await self._read(hold_id)
 
-    async def _capture_here(self, session: AsyncSession, hold: Any, values: dict[str, Any]) -> None:
+    async def _capture_here(self, conn: AsyncConnection, hold: Any, values: dict[str, Any]) -> None:
         transfer_id, amount = values["id"], values["amount"]
         payer_key = AccountKey.user(hold.owner_id, hold.currency)
         payee_key = AccountKey.user(hold.payee_id, hold.currency)
-        ledger = Ledger(LedgerRepository(session))
+        ledger = Ledger(LedgerRepository(conn))
         opened = await ledger.open(payer_key, payee_key)
         payer = opened[payer_key]
         entry_id = await ledger.post(
@@ -172,26 +172,26 @@ class HoldService:
             transfer_id=transfer_id,
             release={payer: hold.amount},
         )
-        await HoldRepository(session).set(
+        await HoldRepository(conn).set(
             hold.id, status=CAPTURED, captured=amount, transfer_id=transfer_id
         )
-        await TransferRepository(session).add(**values, status="completed", entry_id=entry_id)
+        await TransferRepository(conn).add(**values, status="completed", entry_id=entry_id)
 
     async def _capture_across(
-        self, session: AsyncSession, hold: Any, values: dict[str, Any]
+        self, conn: AsyncConnection, hold: Any, values: dict[str, Any]
     ) -> str:
         transfer_id: str = values["id"]
         amount: int = values["amount"]
         payer_key = AccountKey.user(hold.owner_id, hold.currency)
-        ledger = Ledger(LedgerRepository(session))
+        ledger = Ledger(LedgerRepository(conn))
         payer = (await ledger.open(payer_key))[payer_key]
         await ledger.release(payer, hold.amount - amount)
-        await HoldRepository(session).set(
+        await HoldRepository(conn).set(
             hold.id, status=CAPTURING, captured=amount, transfer_id=transfer_id
         )
-        await TransferRepository(session).add(**values, status="pending")
+        await TransferRepository(conn).add(**values, status="pending")
         await enqueue(
-            session,
+            conn,
             transfer_id,
             credit_request(values, origin=self.region),
             grace=self.delivery_grace,
@@ -218,23 +218,23 @@ class HoldService:
         """Release the hold's funds; asking again changes nothing."""
         require_home(caller, self.region)
 
-        async def work(session: AsyncSession) -> None:
-            hold = await self._owned(session, caller, hold_id)
+        async def work(conn: AsyncConnection) -> None:
+            hold = await self._owned(conn, caller, hold_id)
             if hold.status in (VOIDED, EXPIRED):
                 return
             if hold.status != PENDING:
                 raise HoldClosed(f"the hold is {hold.status}")
-            await self._release(session, hold, VOIDED)
+            await self._release(conn, hold, VOIDED)
 
         await self.tx.run(work)
         return await self._read(hold_id)
 
-    async def _release(self, session: AsyncSession, hold: Any, status: str) -> None:
+    async def _release(self, conn: AsyncConnection, hold: Any, status: str) -> None:
         payer_key = AccountKey.user(hold.owner_id, hold.currency)
-        ledger = Ledger(LedgerRepository(session))
+        ledger = Ledger(LedgerRepository(conn))
         payer = (await ledger.open(payer_key))[payer_key]
         await ledger.release(payer, hold.amount)
-        await HoldRepository(session).set(hold.id, status=status)
+        await HoldRepository(conn).set(hold.id, status=status)
 
     async def expire_due(self, *, limit: int = 100) -> int:
         """Void the pending holds whose time is up, one transaction each; how many."""
@@ -242,11 +242,11 @@ class HoldService:
         expired = 0
         for hold_id in due:
 
-            async def work(session: AsyncSession, hold_id: str = hold_id) -> bool:
-                hold = await HoldRepository(session).get(hold_id, lock=True)
+            async def work(conn: AsyncConnection, hold_id: str = hold_id) -> bool:
+                hold = await HoldRepository(conn).get(hold_id, lock=True)
                 if hold is None or hold.status != PENDING or hold.expires_at > utcnow():
                     return False  # captured or voided meanwhile
-                await self._release(session, hold, EXPIRED)
+                await self._release(conn, hold, EXPIRED)
                 return True
 
             expired += await self.tx.run(work)

@@ -3,34 +3,35 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.tables import idempotency_keys, insert_ignoring_conflicts, utcnow
 
 
 class IdempotencyRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
 
     async def insert(self, *, scope: str, key: str, print_: str, resource_id: str) -> bool:
         """Record the key; False when it exists (after any transaction holding it ended)."""
-        inserted = await self.session.execute(
-            insert_ignoring_conflicts(self.session.get_bind().dialect, idempotency_keys)
-            .values(
-                scope=scope,
-                key=key,
-                fingerprint=print_,
-                resource_id=resource_id,
-                created_at=utcnow(),
-            )
-            .returning(idempotency_keys.c.resource_id)
+        inserted = await self.conn.execute(
+            insert_ignoring_conflicts(
+                self.conn.dialect.name, idempotency_keys, idempotency_keys.c.resource_id
+            ),
+            {
+                "scope": scope,
+                "key": key,
+                "fingerprint": print_,
+                "resource_id": resource_id,
+                "created_at": utcnow(),
+            },
         )
         return inserted.first() is not None
 
     async def get(self, *, scope: str, key: str) -> tuple[str, str]:
         """The fingerprint and resource id recorded for the key."""
         row = (
-            await self.session.execute(
+            await self.conn.execute(
                 select(idempotency_keys.c.fingerprint, idempotency_keys.c.resource_id).where(
                     idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
                 )

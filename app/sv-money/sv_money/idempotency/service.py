@@ -14,7 +14,7 @@ import hashlib
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.idempotency.exceptions import IdempotencyKeyReused
 from sv_money.idempotency.repository import IdempotencyRepository
@@ -27,14 +27,14 @@ def fingerprint(operation: str, body: dict[str, Any]) -> str:
 
 
 async def claim(
-    session: AsyncSession, *, scope: str, key: str, print_: str, resource_id: str
+    conn: AsyncConnection, *, scope: str, key: str, print_: str, resource_id: str
 ) -> str | None:
     """Claim ``key`` for ``resource_id``: None when claimed now, else the first request's id.
 
     A concurrent request with the same key waits on the key's row until the first one
     commits or rolls back, then sees its outcome.
     """
-    repository = IdempotencyRepository(session)
+    repository = IdempotencyRepository(conn)
     if await repository.insert(scope=scope, key=key, print_=print_, resource_id=resource_id):
         return None
     recorded, earlier = await repository.get(scope=scope, key=key)

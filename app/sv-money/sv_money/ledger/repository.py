@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from sqlalchemy import bindparam, insert, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.ledger.models import USER, Account, AccountKey
 from sv_money.tables import accounts, entries, insert_ignoring_conflicts, postings, utcnow
@@ -30,6 +30,21 @@ _UPDATE_ACCOUNT = (
 )
 
 
+# Built once: statements made per call would cost their construction and cache-key
+# computation on every transfer.
+_LOCK_ACCOUNTS = (
+    select(*_COLUMNS)
+    .where(
+        accounts.c.currency == bindparam("currency"),
+        tuple_(accounts.c.owner_kind, accounts.c.owner).in_(bindparam("owners", expanding=True)),
+    )
+    .order_by(accounts.c.id)
+    .with_for_update()
+)
+_ADD_ENTRY = insert(entries).returning(entries.c.id)
+_ADD_POSTINGS = insert(postings)
+
+
 def _account(row: Sequence[object]) -> Account:
     id_, kind, owner, currency, balance, held, allow_negative = row
     return Account(
@@ -42,23 +57,17 @@ def _account(row: Sequence[object]) -> Account:
 
 
 class LedgerRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
 
     async def _select_locked(self, keys: Collection[AccountKey]) -> dict[AccountKey, Account]:
-        currency = next(iter(keys)).currency
-        statement = (
-            select(*_COLUMNS)
-            .where(
-                accounts.c.currency == currency,
-                tuple_(accounts.c.owner_kind, accounts.c.owner).in_(
-                    [(k.owner_kind, k.owner) for k in keys]
-                ),
-            )
-            .order_by(accounts.c.id)
-            .with_for_update()
+        rows = await self.conn.execute(
+            _LOCK_ACCOUNTS,
+            {
+                "currency": next(iter(keys)).currency,
+                "owners": [(k.owner_kind, k.owner) for k in keys],
+            },
         )
-        rows = (await self.session.execute(statement)).all()
         found = {a.key: a for a in map(_account, rows)}
         return found
 
@@ -68,8 +77,8 @@ class LedgerRepository:
         missing = [k for k in keys if k not in found]
         if missing:
             now = utcnow()
-            await self.session.execute(
-                insert_ignoring_conflicts(self.session.get_bind().dialect, accounts),
+            await self.conn.execute(
+                insert_ignoring_conflicts(self.conn.dialect.name, accounts),
                 [
                     {
                         "owner_kind": k.owner_kind,
@@ -88,7 +97,7 @@ class LedgerRepository:
 
     async def change(self, changes: Sequence[tuple[int, int, int]]) -> None:
         """Add ``(account id, balance delta, held delta)`` to each account."""
-        await self.session.execute(
+        await self.conn.execute(
             _UPDATE_ACCOUNT,
             [{"account_id": a, "d_balance": b, "d_held": h} for a, b, h in changes],
         )
@@ -104,20 +113,19 @@ class LedgerRepository:
     ) -> int:
         """Append one entry and its postings ``(account id, signed amount)``; its id."""
         entry_id: int = (
-            await self.session.execute(
-                insert(entries)
-                .values(
-                    kind=kind,
-                    currency=currency,
-                    transfer_id=transfer_id,
-                    reverses=reverses,
-                    created_at=utcnow(),
-                )
-                .returning(entries.c.id)
+            await self.conn.execute(
+                _ADD_ENTRY,
+                {
+                    "kind": kind,
+                    "currency": currency,
+                    "transfer_id": transfer_id,
+                    "reverses": reverses,
+                    "created_at": utcnow(),
+                },
             )
         ).scalar_one()
-        await self.session.execute(
-            insert(postings),
+        await self.conn.execute(
+            _ADD_POSTINGS,
             [{"entry_id": entry_id, "account_id": a, "amount": amount} for a, amount in legs],
         )
         return entry_id
@@ -125,11 +133,11 @@ class LedgerRepository:
     async def entry_legs(self, entry_id: int) -> tuple[str, str, list[tuple[AccountKey, int]]]:
         """An entry's kind, currency and legs, by account key."""
         kind, currency = (
-            await self.session.execute(
+            await self.conn.execute(
                 select(entries.c.kind, entries.c.currency).where(entries.c.id == entry_id)
             )
         ).one()
-        rows = await self.session.execute(
+        rows = await self.conn.execute(
             select(accounts.c.owner_kind, accounts.c.owner, postings.c.amount)
             .join(accounts, accounts.c.id == postings.c.account_id)
             .where(postings.c.entry_id == entry_id)
@@ -139,11 +147,11 @@ class LedgerRepository:
         return kind, currency, legs
 
     async def is_reversed(self, entry_id: int) -> bool:
-        row = await self.session.execute(select(entries.c.id).where(entries.c.reverses == entry_id))
+        row = await self.conn.execute(select(entries.c.id).where(entries.c.reverses == entry_id))
         return row.first() is not None
 
     async def user_accounts(self, user_id: str) -> list[Account]:
-        rows = await self.session.execute(
+        rows = await self.conn.execute(
             select(*_COLUMNS)
             .where(accounts.c.owner_kind == USER, accounts.c.owner == user_id)
             .order_by(accounts.c.currency)

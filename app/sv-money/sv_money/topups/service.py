@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
 from sv_money.exceptions import AmountTooLarge, PeerProblem, PeerUnavailable, WrongRegion
@@ -76,22 +76,22 @@ class TopupService:
         transfer_id = str(uuid.uuid4())
         print_ = fingerprint("topup", body.model_dump())
 
-        async def work(session: AsyncSession) -> str | None:
+        async def work(conn: AsyncConnection) -> str | None:
             earlier = await claim(
-                session, scope=admin_id, key=key, print_=print_, resource_id=transfer_id
+                conn, scope=admin_id, key=key, print_=print_, resource_id=transfer_id
             )
             if earlier is not None:
                 return earlier
             source_key = AccountKey.system(TOPUP_SOURCE, body.currency)
             user_key = AccountKey.user(party.user_id, body.currency)
-            ledger = Ledger(LedgerRepository(session))
+            ledger = Ledger(LedgerRepository(conn))
             opened = await ledger.open(source_key, user_key)
             entry_id = await ledger.post(
                 "topup",
                 [(opened[source_key], -body.amount), (opened[user_key], body.amount)],
                 transfer_id=transfer_id,
             )
-            await TransferRepository(session).add(
+            await TransferRepository(conn).add(
                 id=transfer_id,
                 kind="topup",
                 status="completed",
@@ -132,14 +132,14 @@ class TopupService:
     async def reverse_here(self, topup_id: str) -> TransferRead:
         """Reverse a top-up of this region; asking again changes nothing."""
 
-        async def work(session: AsyncSession) -> None:
-            transfers = TransferRepository(session)
+        async def work(conn: AsyncConnection) -> None:
+            transfers = TransferRepository(conn)
             row = await transfers.get(topup_id, lock=True)
             if row is None or row.kind != "topup":
                 raise TransferNotFound(f"no top-up {topup_id}")
             if row.status == "reversed":
                 return
-            await Ledger(LedgerRepository(session)).reverse(row.entry_id, transfer_id=topup_id)
+            await Ledger(LedgerRepository(conn)).reverse(row.entry_id, transfer_id=topup_id)
             await transfers.set(topup_id, status="reversed")
 
         await self.tx.run(work)

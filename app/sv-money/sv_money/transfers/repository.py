@@ -5,20 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Row, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.tables import transfers, utcnow
 
+_ADD = insert(transfers)
+
 
 class TransferRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
 
     async def add(self, **values: Any) -> dict[str, Any]:
         """Insert one transfer; the row as written (every column but ``seq``)."""
         now = utcnow()
         written = {"created_at": now, "updated_at": now, "fee": 0} | values
-        await self.session.execute(insert(transfers).values(**written))
+        await self.conn.execute(_ADD, written)
         row: dict[str, Any] = dict.fromkeys(c.name for c in transfers.columns if c.name != "seq")
         row.update(written)
         return row
@@ -27,11 +29,11 @@ class TransferRepository:
         statement = select(transfers).where(transfers.c.id == transfer_id)
         if lock:
             statement = statement.with_for_update()
-        return (await self.session.execute(statement)).first()
+        return (await self.conn.execute(statement)).first()
 
     async def set(self, transfer_id: str, **values: Any) -> None:
         values["updated_at"] = utcnow()
-        await self.session.execute(
+        await self.conn.execute(
             update(transfers).where(transfers.c.id == transfer_id).values(**values)
         )
 
@@ -43,4 +45,4 @@ class TransferRepository:
         if before is not None:
             statement = statement.where(transfers.c.seq < before)
         statement = statement.order_by(transfers.c.seq.desc()).limit(limit)
-        return list((await self.session.execute(statement)).all())
+        return list((await self.conn.execute(statement)).all())

@@ -8,7 +8,7 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
 from sv_money.crossregion.schemas import CreditRequest
@@ -95,16 +95,16 @@ class TransferService:
         }
         cross = payee.region != self.region
 
-        async def work(session: AsyncSession) -> str | dict[str, Any]:
+        async def work(conn: AsyncConnection) -> str | dict[str, Any]:
             earlier = await claim(
-                session, scope=caller.user_id, key=key, print_=print_, resource_id=transfer_id
+                conn, scope=caller.user_id, key=key, print_=print_, resource_id=transfer_id
             )
             if earlier is not None:
                 return earlier
             if cross:
-                await self._reserve(session, values)
+                await self._reserve(conn, values)
                 return transfer_id
-            return await self._move(session, values)
+            return await self._move(conn, values)
 
         done = await self.tx.run(work)
         if isinstance(done, dict):
@@ -114,13 +114,13 @@ class TransferService:
         assert row is not None
         return transfer_read(row), done != transfer_id
 
-    async def _move(self, session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    async def _move(self, conn: AsyncConnection, values: dict[str, Any]) -> dict[str, Any]:
         """A same-region transfer: one balanced entry, in the caller's transaction."""
         currency, fee = values["currency"], values["fee"]
         payer_key = AccountKey.user(values["payer_id"], currency)
         payee_key = AccountKey.user(values["payee_id"], currency)
         fees_key = AccountKey.system(FEES, currency)
-        ledger = Ledger(LedgerRepository(session))
+        ledger = Ledger(LedgerRepository(conn))
         opened = await ledger.open(payer_key, payee_key, *([fees_key] if fee else []))
         legs = [
             (opened[payer_key], -(values["amount"] + fee)),
@@ -129,20 +129,18 @@ class TransferService:
         if fee:
             legs.append((opened[fees_key], fee))
         entry_id = await ledger.post("transfer", legs, transfer_id=values["id"])
-        return await TransferRepository(session).add(
-            **values, status="completed", entry_id=entry_id
-        )
+        return await TransferRepository(conn).add(**values, status="completed", entry_id=entry_id)
 
-    async def _reserve(self, session: AsyncSession, values: dict[str, Any]) -> None:
+    async def _reserve(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
         """The first step of a cross-region transfer: hold the money, queue the credit."""
         currency = values["currency"]
         total = values["amount"] + values["fee"]
         payer_key = AccountKey.user(values["payer_id"], currency)
-        ledger = Ledger(LedgerRepository(session))
+        ledger = Ledger(LedgerRepository(conn))
         payer = (await ledger.open(payer_key))[payer_key]
         await ledger.reserve(payer, total)
         hold_id = str(uuid.uuid4())
-        await HoldRepository(session).add(
+        await HoldRepository(conn).add(
             id=hold_id,
             kind="transfer",
             status=CAPTURING,
@@ -157,9 +155,9 @@ class TransferService:
             memo=values["memo"],
             transfer_id=values["id"],
         )
-        await TransferRepository(session).add(**values, status="pending", hold_id=hold_id)
+        await TransferRepository(conn).add(**values, status="pending", hold_id=hold_id)
         await enqueue(
-            session,
+            conn,
             values["id"],
             credit_request(values, origin=self.region),
             grace=self.delivery_grace,
