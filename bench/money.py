@@ -1,0 +1,419 @@
+"""sv-money same-region transfers per second on PostgreSQL, next to the same SQL issued
+directly through asyncpg.
+
+Starts real sv-money processes (uvicorn) for one region on a fresh PostgreSQL schema,
+with a stand-in for sv-region's directory served by this process, tops up a set of
+users, then has concurrent clients pay each other for a fixed time: signed like the
+gateway signs, one new Idempotency-Key per transfer. It then runs the statements one
+such transfer issues (idempotency claim, account locks in id order, balance updates,
+journal entry, postings, transfer row: one transaction) straight through an asyncpg
+pool with the same concurrency, and reports the service's rate as a ratio of that
+baseline. Loopback only, ports 3xxxx; every loop is bounded in time.
+
+    python bench/money.py [--seconds 8] [--concurrency 64] [--instances 1 2]
+                          [--json bench/results/money.json] [--doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from edgelib.identity import Identity
+from edgelib.settings import DEV_SERVICE_SECRET
+from edgelib.signing import ServiceSigner
+
+ROOT = Path(__file__).parents[1]
+PG_URL = os.environ.get(
+    "EDGE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+PG_DSN = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
+USERS = 200
+CURRENCY = "USD"
+
+
+def free_port() -> int:
+    """A free port in 31000-31999 (the range this benchmark keeps to)."""
+    for port in random.sample(range(31000, 32000), 1000):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 31000-31999")
+
+
+# --- the directory stand-in ---------------------------------------------------------
+
+
+def directory_app(users: dict[str, Identity]) -> Starlette:
+    async def lookup(request: Request) -> JSONResponse:
+        user = users.get(request.path_params["username"])
+        if user is None:
+            return JSONResponse({"status": 404}, status_code=404)
+        return JSONResponse(
+            {"user_id": user.user_id, "username": user.username, "region": user.region,
+             "status": "active", "created_at": "2026-01-01T00:00:00Z"}
+        )  # fmt: skip
+
+    return Starlette(routes=[Route("/internal/directory/usernames/{username}", lookup)])
+
+
+@contextlib.asynccontextmanager
+async def serve_directory(users: dict[str, Identity]) -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(directory_app(users), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+# --- sv-money processes ---------------------------------------------------------------
+
+
+def start_money(port: int, schema: str, directory: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "SV_MONEY_"))}
+    env |= {
+        "SV_MONEY_PORT": str(port),
+        "SV_MONEY_REGION": "east",
+        "SV_MONEY_DATABASE_URL": PG_URL,
+        "SV_MONEY_DATABASE_SCHEMA": schema,
+        "SV_MONEY_SV_REGION_URL": directory,
+        "SV_MONEY_PEERS": "{}",
+        "EDGE_VAR_DIR": str(log.parent),
+    }
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "sv_money"], cwd=ROOT, env=env, stdout=handle, stderr=handle
+    )
+
+
+async def wait_ready(
+    session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sv-money exited with {proc.returncode}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(url + "/readyz") as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("sv-money did not become ready")
+
+
+def signed(identity: Identity, method: str, target: str) -> dict[str, str]:
+    return GATEWAY.sign(method, target, None, identity=identity.encode())
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, identity: Identity, path: str, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    headers = signed(identity, "POST", path)
+    headers["content-type"] = "application/json"
+    headers["idempotency-key"] = uuid.uuid4().hex
+    async with session.post(url + path, data=orjson.dumps(body), headers=headers) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def run_service(
+    urls: list[str], users: list[Identity], admin: Identity, seconds: float, concurrency: int
+) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for i, user in enumerate(users):
+            status, body = await post(
+                session,
+                urls[i % len(urls)],
+                admin,
+                "/api/v1/wallet/topups",
+                {"username": user.username, "amount": 10**12, "currency": CURRENCY},
+            )
+            assert status == 201, body
+        latencies: list[float] = []
+        failures: dict[int, int] = {}
+        done = 0
+        measuring = False
+        stop = False
+
+        async def client(n: int) -> None:
+            nonlocal done
+            rng = random.Random(n)
+            while not stop:
+                payer, payee = rng.sample(users, 2)
+                started = time.perf_counter()
+                status, _ = await post(
+                    session,
+                    urls[n % len(urls)],
+                    payer,
+                    "/api/v1/wallet/transfers",
+                    {"to_username": payee.username, "amount": rng.randint(1, 100),
+                     "currency": CURRENCY},
+                )  # fmt: skip
+                if not measuring:
+                    continue
+                if status == 201:
+                    done += 1
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    failures[status] = failures.get(status, 0) + 1
+
+        tasks = [asyncio.create_task(client(n)) for n in range(concurrency)]
+        await asyncio.sleep(2.0)  # warm-up: pools filled, directory cached
+        measuring = True
+        begun = time.perf_counter()
+        await asyncio.sleep(seconds)
+        measuring = False
+        elapsed = time.perf_counter() - begun
+        stop = True
+        await asyncio.gather(*tasks)
+        headers = signed(admin, "GET", "/api/v1/wallet/audit")
+        async with session.get(urls[0] + "/api/v1/wallet/audit", headers=headers) as response:
+            audit = await response.json()
+    latencies.sort()
+    return {
+        "transfers_per_s": done / elapsed,
+        "transfers": done,
+        "failures": failures,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+        "audit_ok": audit["ok"],
+        "audit_checked": audit["checked"],
+    }
+
+
+# --- the baseline: the same statements through asyncpg ---------------------------------
+
+SQL_CLAIM = (
+    "INSERT INTO idempotency_keys (scope, key, fingerprint, resource_id, created_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING resource_id"
+)
+SQL_LOCK = (
+    "SELECT id, owner_kind, owner, currency, balance, held, allow_negative FROM accounts "
+    "WHERE currency = $1 AND (owner_kind, owner) IN (($2, $3), ($4, $5)) "
+    "ORDER BY id FOR UPDATE"
+)
+SQL_CHANGE = "UPDATE accounts SET balance = balance + $1, held = held + $2 WHERE id = $3"
+SQL_ENTRY = (
+    "INSERT INTO entries (kind, currency, transfer_id, reverses, created_at) "
+    "VALUES ($1, $2, $3, $4, $5) RETURNING id"
+)
+SQL_POSTINGS = "INSERT INTO postings (entry_id, account_id, amount) VALUES ($1, $2, $3)"
+SQL_TRANSFER = (
+    "INSERT INTO transfers (id, kind, status, payer_id, payer_username, payer_region, "
+    "payee_id, payee_username, payee_region, amount, fee, currency, memo, entry_id, "
+    "created_at, updated_at) VALUES "
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING seq"
+)
+
+
+async def baseline_transfer(
+    conn: asyncpg.Connection, payer: Identity, payee: Identity, amount: int
+) -> None:
+    transfer_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    async with conn.transaction():
+        claimed = await conn.fetchval(
+            SQL_CLAIM, payer.user_id, uuid.uuid4().hex, "f" * 64, transfer_id, now
+        )
+        assert claimed is not None
+        rows = await conn.fetch(SQL_LOCK, CURRENCY, "user", payer.user_id, "user", payee.user_id)
+        ids = {r["owner"]: r["id"] for r in rows}
+        by_owner = {r["owner"]: r for r in rows}
+        assert by_owner[payer.user_id]["balance"] - by_owner[payer.user_id]["held"] >= amount
+        await conn.executemany(
+            SQL_CHANGE, [(-amount, 0, ids[payer.user_id]), (amount, 0, ids[payee.user_id])]
+        )
+        entry_id = await conn.fetchval(SQL_ENTRY, "transfer", CURRENCY, transfer_id, None, now)
+        await conn.executemany(
+            SQL_POSTINGS,
+            [(entry_id, ids[payer.user_id], -amount), (entry_id, ids[payee.user_id], amount)],
+        )
+        await conn.fetchval(
+            SQL_TRANSFER, transfer_id, "transfer", "completed", payer.user_id, payer.username,
+            "east", payee.user_id, payee.username, "east", amount, 0, CURRENCY, None, entry_id,
+            now, now,
+        )  # fmt: skip
+
+
+async def run_baseline(
+    schema: str, users: list[Identity], seconds: float, concurrency: int
+) -> dict[str, Any]:
+    pool = await asyncpg.create_pool(
+        PG_DSN, min_size=10, max_size=30, server_settings={"search_path": schema}
+    )
+    done = 0
+    measuring = False
+    stop = False
+
+    async def client(n: int) -> None:
+        nonlocal done
+        rng = random.Random(1000 + n)
+        while not stop:
+            payer, payee = rng.sample(users, 2)
+            async with pool.acquire() as conn:
+                await baseline_transfer(conn, payer, payee, rng.randint(1, 100))
+            if measuring:
+                done += 1
+
+    try:
+        tasks = [asyncio.create_task(client(n)) for n in range(concurrency)]
+        await asyncio.sleep(1.0)
+        measuring = True
+        begun = time.perf_counter()
+        await asyncio.sleep(seconds)
+        measuring = False
+        elapsed = time.perf_counter() - begun
+        stop = True
+        await asyncio.gather(*tasks)
+    finally:
+        await pool.close()
+    return {"transfers_per_s": done / elapsed, "transfers": done}
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+async def bench(
+    seconds: float, concurrency: int, instances: list[int], workdir: Path
+) -> dict[str, Any]:
+    schema = f"bench_money_{uuid.uuid4().hex[:8]}"
+    users = [
+        Identity(str(uuid.uuid4()), f"user{i:04d}", "east", f"s{i}", "web") for i in range(USERS)
+    ]
+    admin = Identity(str(uuid.uuid4()), "admin", "east", "s-admin", "web")
+    known = {u.username: u for u in [*users, admin]}
+    results: dict[str, Any] = {"service": {}}
+    try:
+        async with serve_directory(known) as directory, aiohttp.ClientSession() as probe:
+            for count in instances:
+                procs: list[subprocess.Popen[bytes]] = []
+                urls: list[str] = []
+                try:
+                    # One at a time: the first applies the migrations.
+                    for _ in range(count):
+                        port = free_port()
+                        proc = start_money(port, schema, directory, workdir / "money.log")
+                        procs.append(proc)
+                        urls.append(f"http://127.0.0.1:{port}")
+                        await wait_ready(probe, urls[-1], proc)
+                    results["service"][str(count)] = await run_service(
+                        urls, users, admin, seconds, concurrency
+                    )
+                finally:
+                    for proc in procs:
+                        proc.terminate()
+                    for proc in procs:
+                        proc.wait(timeout=30)
+        results["baseline"] = await run_baseline(schema, users, seconds, concurrency)
+    finally:
+        conn = await asyncpg.connect(PG_DSN)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+    base = results["baseline"]["transfers_per_s"]
+    for result in results["service"].values():
+        result["ratio_to_baseline"] = result["transfers_per_s"] / base
+    results["settings"] = {
+        "seconds": seconds,
+        "concurrency": concurrency,
+        "users": USERS,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "load_average_after": os.getloadavg(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    base = results["baseline"]["transfers_per_s"]
+    lines = [
+        f"Latest run ({results['settings']['at']}, {results['settings']['machine']}, "
+        f"{results['settings']['concurrency']} concurrent clients, "
+        f"{results['settings']['seconds']:.0f} s each, load average after "
+        f"{results['settings']['load_average_after'][0]:.1f}):",
+        "",
+        "| path | transfers/s | ratio to baseline | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for count, result in results["service"].items():
+        lines.append(
+            f"| sv-money over HTTP, {count} instance{'s' if count != '1' else ''} "
+            f"| {result['transfers_per_s']:,.0f} | {result['ratio_to_baseline']:.2f} "
+            f"| {result['p50_ms']:.1f} | {result['p99_ms']:.1f} |"
+        )
+    lines.append(f"| same SQL through asyncpg (baseline) | {base:,.0f} | 1.00 | | |")
+    return "\n".join(lines)
+
+
+def write_doc(text: str) -> None:
+    for name in ("doc/performance.md", "doc/services/sv-money.md"):
+        path = ROOT / name
+        if not path.exists():
+            continue
+        content = path.read_text()
+        pattern = re.compile(
+            r"(<!-- money-bench:start[^>]*-->\n).*?(<!-- money-bench:end -->)", re.S
+        )
+        if pattern.search(content):
+            path.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), content))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--instances", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--doc", action="store_true", help="write the table into doc/")
+    args = parser.parse_args()
+    workdir = ROOT / "var" / "bench-money"
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = asyncio.run(bench(args.seconds, args.concurrency, args.instances, workdir))
+    text = report(results)
+    sys.stdout.write(text + "\n")
+    for count, result in results["service"].items():
+        if not result["audit_ok"] or result["failures"]:
+            sys.stdout.write(f"WARNING ({count} instances): {result}\n")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    if args.doc:
+        write_doc(text)
+
+
+if __name__ == "__main__":
+    main()
