@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+import uvicorn
 
 from sv_config.config import Settings
 from sv_config.main import create_app
 from tests.conftest import PG_URL, REDIS_URL
 from tests.helpers import running
 from tests.sv_config.conftest import Caller, drop_schema, watch
+from tests.sv_config.processes import free_port
 from tests.sv_config.test_namespaces import problem
 
 
@@ -183,3 +187,30 @@ async def test_stopping_sv_config_ends_waiting_watches(config_settings: Settings
         resp = await poll
         assert resp.status_code == 304
         assert time.monotonic() - started < 1.0
+
+
+async def test_a_watcher_that_hangs_up_gives_its_slot_back(config_settings: Settings) -> None:
+    app = create_app(config_settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            known = await first_release(Caller(client))
+            poll = asyncio.create_task(watch(client, [{"name": "flags", "known": known}], wait=30))
+            await asyncio.sleep(0.3)
+            assert app.state.watch_hub.waiting == 1
+            poll.cancel()  # closes the connection
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+        started = time.monotonic()
+        while app.state.watch_hub.waiting:
+            assert time.monotonic() - started < 2.0
+            await asyncio.sleep(0.02)
+    finally:
+        server.should_exit = True
+        await task

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
 
 from fastapi import FastAPI
 
@@ -20,6 +24,32 @@ from sv_config.watch.hub import WatchHub
 from sv_config.watch.service import WatchService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _drain_watches_on_sigterm(hub: WatchHub) -> Callable[[], None]:
+    """Answer waiting long polls as soon as SIGTERM arrives.
+
+    uvicorn lets in-flight requests finish (up to its graceful timeout) before the
+    lifespan ends; without this, every connected client's long poll would hold a stop
+    for that long. The server's own handler still runs. Returns the undo.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):  # not under uvicorn (tests in-process): nothing to chain
+        return lambda: None
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(hub.drain)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def create_app(base: ServiceSettings | None = None) -> FastAPI:
@@ -39,9 +69,11 @@ def create_app(base: ServiceSettings | None = None) -> FastAPI:
         app.state.watch_service = WatchService(
             app.state.database, hub, max_wait=settings.watch_max_wait
         )
+        restore = _drain_watches_on_sigterm(hub)
         try:
             yield
         finally:
+            restore()
             await hub.close()
 
     app = create_service_app(

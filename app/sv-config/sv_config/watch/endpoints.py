@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import APIRouter, Request, Response, status
 
 from edgelib.deps import InternalCaller
-from sv_config.watch.schemas import WatchRequest, WatchResponse
+from sv_config.watch.schemas import NamespaceSnapshot, WatchRequest, WatchResponse
 from sv_config.watch.service import WatchService
 
 router = APIRouter(prefix="/internal/config", tags=["watch (internal)"])
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post(
@@ -21,7 +30,23 @@ async def watch(
 ) -> WatchResponse | Response:
     """Long poll: the namespaces whose release for this client changed, or 304 after ``wait``."""
     service: WatchService = request.app.state.watch_service
-    changes = await service.watch(body)
+    changes: list[NamespaceSnapshot] = []
+    if body.wait <= 0:
+        changes = await service.watch(body)
+    else:
+        # A client that went away must not keep its wait (and a waiter slot) to the end.
+        waiting = asyncio.ensure_future(service.watch(body))
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, gone):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        if waiting.done() and not waiting.cancelled():
+            changes = waiting.result()
     if not changes:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED)
     return WatchResponse(changes=changes)

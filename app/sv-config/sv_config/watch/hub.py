@@ -48,11 +48,15 @@ class WatchHub:
             asyncio.create_task(self._fallback(), name="sv-config-watch-fallback"),
         ]
 
-    async def close(self) -> None:
+    def drain(self) -> None:
+        """Answer every waiting watch now, and new ones at once: the instance is stopping."""
         self.closed = True
         for events in self._waiters.values():
             for event in events:
                 event.set()
+
+    async def close(self) -> None:
+        self.drain()
         if self._subscription is not None:
             # Closed before the task is cancelled: Redis' listener does not always
             # give way to a cancellation while it waits for a message.
