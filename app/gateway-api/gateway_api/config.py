@@ -22,6 +22,7 @@ class Settings(ServiceSettings):
 
     topology: Path = Path("deploy/local/topology.toml")
     routes: Path = PACKAGE_DIR / "routes.toml"
+    routes_source: str = ""  # "sv-config:<namespace>[@cluster]": follow it (routes_config.py)
     default_region: str = "east"
     #: Seconds a user's region stays cached (changes are also pushed by sv-region).
     region_cache_ttl: float = 60.0

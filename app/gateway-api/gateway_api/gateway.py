@@ -17,6 +17,7 @@ from gateway_api.config import Settings
 from gateway_api.health import HealthChecker
 from gateway_api.http_client import HttpClient
 from gateway_api.regions import RegionResolver
+from gateway_api.routes_config import ConfigRoutes
 from gateway_api.routes_reload import RouteWatcher
 from gateway_api.routing import Permission, Route, RouteTable, load_routes
 from gateway_api.topology import load_topology
@@ -31,6 +32,7 @@ class Gateway:
         self.routes: RouteTable = load_routes(settings.routes)
         self.retry_budget = RetryBudget(ratio=settings.retry_budget_ratio)
         self._route_watch: RouteWatcher | None = None
+        self._route_config: ConfigRoutes | None = None
         self.regions: RegionResolver | None = None
         self.backend: Backend | None = None
         self.upstreams = Upstreams(load_topology(settings.topology))
@@ -73,8 +75,12 @@ class Gateway:
         )
         await self._health.probe_all()
         self._health.start()
-        self._route_watch = RouteWatcher(self, self.settings.routes)
-        self._route_watch.start()
+        if self.settings.routes_source:
+            self._route_config = ConfigRoutes(self, self.settings.routes_source)
+            await self._route_config.start()
+        else:
+            self._route_watch = RouteWatcher(self, self.settings.routes)
+            self._route_watch.start()
         self.regions = RegionResolver(
             pool=self.upstreams.pool("sv-region", None),
             session=self._session,
@@ -101,6 +107,8 @@ class Gateway:
             await self.regions.stop()
         if self._route_watch is not None:
             await self._route_watch.stop()
+        if self._route_config is not None:
+            await self._route_config.stop()
         if self._health is not None:
             await self._health.stop()
         if self._session is not None:
