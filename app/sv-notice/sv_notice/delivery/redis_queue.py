@@ -55,6 +55,7 @@ class RedisStreamQueue:
         self._move: Any = self._redis.register_script(_MOVE_DUE)
         self._mover: asyncio.Task[None] | None = None
         self._next_claim = 0.0
+        self._closing = False
 
     async def start(self) -> None:
         try:
@@ -112,7 +113,9 @@ class RedisStreamQueue:
             await pipe.execute()
 
     async def _move_due(self) -> None:
-        while True:
+        # Checks a flag as well as honouring cancellation: redis-py may turn a
+        # cancellation that lands mid-command into a connection error.
+        while not self._closing:
             try:
                 moved = await self._move(
                     keys=[self.delayed, self.stream], args=[time.time(), 100, self.maxlen]
@@ -125,6 +128,7 @@ class RedisStreamQueue:
             await asyncio.sleep(self.move_interval)
 
     async def close(self) -> None:
+        self._closing = True
         if self._mover is not None:
             self._mover.cancel()
             with contextlib.suppress(asyncio.CancelledError):

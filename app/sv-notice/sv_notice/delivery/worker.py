@@ -62,9 +62,6 @@ class DeliveryWorker:
         self.sweep_grace = timedelta(seconds=sweep_grace)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     async def start(self) -> None:
         """Recover what a previous life of this instance left, then start consuming."""
@@ -80,15 +77,19 @@ class DeliveryWorker:
         self._tasks.append(asyncio.create_task(self._sweep_forever()))
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop taking work; let attempts in flight finish for up to ``grace`` seconds."""
+        """Stop taking work; attempts in flight get ``grace`` seconds before being cancelled.
+
+        Tasks are let finish rather than cancelled where possible: a task cancelled
+        inside a database call may leave its connection behind.
+        """
         self._stopping.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=grace + 1.5)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks.clear()
 
     async def sweep(self, *, due_before: timedelta | None = None, limit: int = 1000) -> int:
@@ -106,7 +107,9 @@ class DeliveryWorker:
 
     async def _sweep_forever(self) -> None:
         while not self._stopping.is_set():
-            await asyncio.sleep(self.sweep_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
+                return
             try:
                 await self.sweep(due_before=self.sweep_grace)
             except Exception:
@@ -122,8 +125,6 @@ class DeliveryWorker:
                 continue
             if ticket is None:
                 continue
-            self._in_flight += 1
-            self._idle.clear()
             try:
                 await self.process(ticket.delivery_id)
                 await self.queue.ack(ticket)
@@ -133,10 +134,6 @@ class DeliveryWorker:
                     "delivery attempt crashed", extra={"delivery_id": ticket.delivery_id}
                 )
                 await asyncio.sleep(0.5)
-            finally:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.set()
 
     async def process(self, delivery_id: str) -> str:
         """Attempt one delivery if it can be claimed; returns what happened."""

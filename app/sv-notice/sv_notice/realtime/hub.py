@@ -45,6 +45,7 @@ class RealtimeHub:
         self._connections: dict[str, set[Connection]] = {}
         self._pump: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._closing = False
 
     async def start(self) -> None:
         self._pump = asyncio.create_task(self._run())
@@ -52,6 +53,7 @@ class RealtimeHub:
             await asyncio.wait_for(self._subscribed.wait(), 5.0)
 
     async def close(self) -> None:
+        self._closing = True
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -67,7 +69,9 @@ class RealtimeHub:
 
     async def _run(self) -> None:
         delay = 0.2
-        while True:
+        # A flag as well as cancellation: the Redis client may turn a cancellation
+        # that lands mid-read into a connection error, which this loop survives.
+        while not self._closing:
             try:
                 subscription = await self.backend.subscribe(self.channel)
             except BackendError as exc:
