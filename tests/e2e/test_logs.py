@@ -164,7 +164,10 @@ def test_services_keep_serving_while_sv_log_is_frozen_and_their_records_arrive_a
         during = _timed_requests(client, url, 6.0, tag)
     finally:
         os.kill(sv_log_pid, signal.SIGCONT)
-    assert statistics.median(during) < baseline * 2 + 0.005, (baseline, statistics.median(during))
+    # Full speed: no request waits on sv-log (its timeouts are seconds long), and the
+    # median stays near the one before (loosely: the machine is shared).
+    assert sorted(during)[int(len(during) * 0.9)] < 1.0
+    assert statistics.median(during) < baseline * 3 + 0.010, (baseline, statistics.median(during))
 
     # Every request made while sv-log was frozen shows up once it answers again.
     last = f"{tag}-{len(during) - 1}"

@@ -53,7 +53,21 @@ def nx_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("nx")
     log = (data / "nx.log").open("w")
     proc = subprocess.Popen(
-        [exe, "--data-dir", str(data), "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+        # Its PID file defaults to one path for the whole machine: give it ours, so test
+        # sessions running side by side each get their own server.
+        [
+            exe,
+            "--data-dir",
+            str(data),
+            "-p",
+            str(port),
+            "--pid-file",
+            str(data / "nx.pid"),
+            "--log-file",
+            str(data / "nx-daemon.log"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 20
