@@ -80,7 +80,9 @@ async def optional_user(request: Request) -> Identity | None:
     return _gateway_identity(request)
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+# scope="function": commit before the response leaves, so a caller never acts on a
+# write that is not yet visible and a failed commit is answered as an error.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 BackendDep = Annotated[Backend, Depends(_backend)]
 InternalCaller = Annotated[str, Depends(internal_caller)]
 CurrentUser = Annotated[Identity, Depends(current_user)]
