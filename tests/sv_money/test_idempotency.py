@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from sv_money.idempotency.service import forget_expired
 from tests.sv_money.conftest import Money
 
 
@@ -117,3 +118,16 @@ async def test_concurrent_requests_with_one_key_make_one_transfer_postgres(
     pg_money: Money,
 ) -> None:
     await _race_one_key(pg_money)
+
+
+async def test_a_key_is_forgotten_after_its_retention(money: Money) -> None:
+    await money.topup("alice", 1_000)
+    key = str(uuid.uuid4())
+    first = await money.pay("alice", "bob", 100, key=key)
+    services = money.apps["east"].state.services
+    assert await forget_expired(services.transactions, ttl=3600) == 0
+    assert await forget_expired(services.transactions, ttl=1e-6) >= 1
+    later = await money.pay("alice", "bob", 100, key=key)
+    assert later.status_code == 201
+    assert "idempotent-replayed" not in later.headers
+    assert later.json()["id"] != first.json()["id"]

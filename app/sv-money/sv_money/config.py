@@ -28,6 +28,10 @@ class Settings(ServiceSettings):
     #: Seconds a username -> (user id, region) answer is reused.
     directory_cache_ttl: float = Field(default=30.0, ge=0)
 
+    #: Seconds an Idempotency-Key is remembered: a retry within this window finds the
+    #: first request's result; afterwards the key may be used again.
+    idempotency_ttl: float = Field(default=7 * 86400.0, gt=0)
+
     #: Fee on transfers between users, in basis points of the amount (paid by the payer).
     transfer_fee_bps: int = Field(default=0, ge=0, le=10_000)
     #: Largest amount of one movement, in minor units.

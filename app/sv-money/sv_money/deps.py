@@ -12,6 +12,7 @@ from sv_money.crossregion.service import CrossRegionService
 from sv_money.holds.service import HoldService
 from sv_money.idempotency.exceptions import IdempotencyKeyRequired
 from sv_money.topups.service import TopupService
+from sv_money.transactions import Transactions
 from sv_money.transfers.service import TransferService
 from sv_money.wallet.service import WalletService
 
@@ -20,6 +21,7 @@ from sv_money.wallet.service import WalletService
 class Services:
     """sv-money's services, built once in the lifespan (they hold no request state)."""
 
+    transactions: Transactions
     wallet: WalletService
     transfers: TransferService
     holds: HoldService

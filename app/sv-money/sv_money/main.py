@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from sv_money.crossregion.service import CrossRegionService
 from sv_money.deps import Services
 from sv_money.holds.endpoints import router as holds_router
 from sv_money.holds.service import HoldService
+from sv_money.idempotency.service import forget_expired
 from sv_money.peers import Directory, MoneyPeers
 from sv_money.topups.endpoints import internal_router as topups_internal_router
 from sv_money.topups.endpoints import router as topups_router
@@ -72,6 +74,7 @@ async def open_services(
             tx, peers, region=region, abort_after=settings.outbox_abort_after
         )
         yield Services(
+            transactions=tx,
             wallet=WalletService(tx, region=region),
             transfers=TransferService(
                 tx,
@@ -128,6 +131,11 @@ def create_app(
                 settings.outbox_interval,
             ),
             periodic("hold-expiry", HoldExpiry(services.holds).tick, settings.hold_sweep_interval),
+            periodic(
+                "idempotency-keys",
+                partial(forget_expired, services.transactions, ttl=settings.idempotency_ttl),
+                60.0,
+            ),
         ):
             app.state.services = services
             yield

@@ -81,6 +81,11 @@ class CrossRegionService:
 
     # --- the payer's side -----------------------------------------------------
 
+    def require_reachable(self, region: str) -> None:
+        """Refuse to start what could never finish: money for a region with no known route."""
+        if region != self.region and region not in self.peers:
+            raise PeerUnavailable(f"region {region!r} is not reachable from region {self.region}")
+
     async def deliver(self, transfer_id: str) -> bool:
         """Get the payee region's decision and settle the transfer; False if still open."""
         row = await self.tx.read(lambda s: OutboxRepository(s).get(transfer_id))

@@ -79,6 +79,7 @@ class HoldService:
         payee = await self.directory.lookup(body.to_username)
         if payee.user_id == caller.user_id:
             raise SelfTransfer("a hold needs two different users")
+        self.crossregion.require_reachable(payee.region)
         hold_id = str(uuid.uuid4())
         print_ = fingerprint("hold", body.model_dump())
 

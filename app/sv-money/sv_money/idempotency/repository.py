@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.tables import idempotency_keys, insert_ignoring_conflicts, utcnow
@@ -27,6 +29,13 @@ class IdempotencyRepository:
             },
         )
         return inserted.first() is not None
+
+    async def purge(self, before: datetime) -> int:
+        """Forget keys recorded before ``before``; how many."""
+        result = await self.conn.execute(
+            delete(idempotency_keys).where(idempotency_keys.c.created_at < before)
+        )
+        return int(result.rowcount)
 
     async def get(self, *, scope: str, key: str) -> tuple[str, str]:
         """The fingerprint and resource id recorded for the key."""

@@ -11,6 +11,7 @@ so it may be retried with the same key once the reason is gone.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.idempotency.exceptions import IdempotencyKeyReused
 from sv_money.idempotency.repository import IdempotencyRepository
+from sv_money.tables import utcnow
+from sv_money.transactions import Transactions
 
 
 def fingerprint(operation: str, body: dict[str, Any]) -> str:
@@ -43,3 +46,9 @@ async def claim(
             "this Idempotency-Key was used for a different request; use a new key"
         )
     return earlier
+
+
+async def forget_expired(tx: Transactions, *, ttl: float) -> int:
+    """Forget keys older than ``ttl`` seconds; how many."""
+    before = utcnow() - timedelta(seconds=ttl)
+    return await tx.run(lambda conn: IdempotencyRepository(conn).purge(before))

@@ -77,6 +77,7 @@ class TransferService:
         payee = await self.directory.lookup(body.to_username)
         if payee.user_id == caller.user_id:
             raise SelfTransfer("a transfer needs two different users")
+        self.crossregion.require_reachable(payee.region)
         transfer_id = str(uuid.uuid4())
         print_ = fingerprint("transfer", body.model_dump())
         values: dict[str, Any] = {
