@@ -1,15 +1,13 @@
 """Dependencies of auth-jwt's endpoints: the request's database session.
 
-Two things edgelib's ``SessionDep`` does not do, both needed here:
+Like edgelib's ``SessionDep`` it commits before the response leaves ("function"
+scope). Two things it adds, both needed here:
 
-- it commits before the response leaves ("function" scope), so a client that logs in
-  and refreshes at once never finds its session uncommitted;
 - some refusals must keep what they wrote: a replayed refresh token answers 401 *and*
   revokes its session. A :class:`~edgelib.problems.Problem` whose ``commit_changes``
-  is true is raised after the commit instead of rolling back.
-
-Work registered with :func:`after_commit` (announcing revocations) runs only once the
-transaction is committed.
+  is true is raised after the commit instead of rolling back;
+- work registered with :func:`after_commit` (announcing revocations) runs only once
+  the transaction is committed.
 """
 
 from __future__ import annotations

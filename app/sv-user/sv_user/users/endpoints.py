@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from edgelib.deps import CurrentUser, InternalCaller
-from sv_user.deps import SessionDep
+from edgelib.deps import CurrentUser, InternalCaller, SessionDep
 from sv_user.users.repository import UserRepository
 from sv_user.users.schemas import (
     AccountCreate,
