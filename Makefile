@@ -62,7 +62,7 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs bench-gateway bench-authz
+bench: venv bench-logs bench-gateway bench-authz bench-money
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
@@ -76,6 +76,12 @@ bench-tools:
 
 bench-gateway: venv bench-tools
 	$(BIN)/python bench/gateway_bench.py
+
+# sv-money same-region transfers/s on PostgreSQL vs the same SQL through asyncpg; see
+# doc/performance.md. Writes bench/results/money.json and the tables in doc/.
+.PHONY: bench-money
+bench-money: venv
+	$(BIN)/python bench/money.py --json bench/results/money.json --doc
 
 # The gateway's authorization step at 10,000 policies (issue 5); see doc/performance.md.
 .PHONY: bench-authz
