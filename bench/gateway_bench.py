@@ -15,7 +15,7 @@ one gateway worker) has CPU 1 to itself. The control plane the gateway calls on 
 misses (auth-jwt's JWKS and revocations, sv-region's directory, auth-rbac) is a stub
 served by the upstream nginx with the real services' HTTP contracts. Rounds are
 interleaved (every scenario at one concurrency, then the next) and each figure is the
-median round, so a noisy neighbour hurts every scenario alike.
+median round (of five), so a noisy neighbour hurts every scenario alike.
 """
 
 from __future__ import annotations
@@ -465,7 +465,7 @@ def run_wrk(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="median of this many rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="median of this many rounds")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite doc/performance.md")
     args = parser.parse_args()

@@ -96,7 +96,8 @@ class Proxy:
         request_id = _request_id(scope)
         trace = TraceContext.continued(scope["headers"])
         token = set_request_id(request_id)
-        trace_token = trace.attach()
+        if TraceContext.record_spans:
+            trace.attach()
         status = 500
         upstream: str | None = None
         try:
@@ -107,6 +108,7 @@ class Proxy:
                 if exchange.response_started:
                     exchange.abort()
                 else:
+                    trace.attach()  # the problem document carries the trace id
                     _problem(exchange, exc, request_id)
             except ClientGone:
                 status = 499
@@ -114,7 +116,7 @@ class Proxy:
                 status = 499
                 raise
         finally:
-            trace.detach(trace_token)
+            trace.detach()
             self.access_log.request(
                 method=scope["method"],
                 path=path,
@@ -153,6 +155,7 @@ class Proxy:
             raise NotFound(f"no route serves {path}")
         identity: Identity | None = None
         if route.access != "public":
+            trace.attach()  # authentication and authorization may log or call out
             identity = await gateway.authenticate(scope)
             if route.permission is not None:
                 await gateway.authorize(identity, route.permission)
@@ -183,7 +186,7 @@ class Proxy:
             pool=pool,
             route=route,
             headers=headers,
-            body=_request_body(exchange, route),
+            body=_request_body(exchange, route) if exchange.has_body else None,
             hash_key=hash_key,
             budget=gateway.retry_budget,
             request_id=request_id.encode(),

@@ -31,7 +31,7 @@ def _valid_hex(value: bytes, length: int) -> bool:
 class TraceContext:
     """The trace id, this hop's span id and the sampled flag of one request."""
 
-    __slots__ = ("_span", "flags", "parent_span_id", "span_id", "trace_id")
+    __slots__ = ("_span", "_token", "flags", "parent_span_id", "span_id", "trace_id")
 
     #: Set at start-up: start (and export) SDK spans instead of bare ids.
     record_spans = False
@@ -42,6 +42,7 @@ class TraceContext:
         self.flags = flags
         self.parent_span_id = parent_span_id
         self._span: Any = None
+        self._token: object = None
 
     @classmethod
     def continued(cls, headers: list[tuple[bytes, bytes]]) -> TraceContext:
@@ -73,14 +74,23 @@ class TraceContext:
     def traceparent(self) -> bytes:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}".encode()
 
-    def attach(self) -> object:
-        """Make this the current span for the request's code; returns a token for detach."""
+    def attach(self) -> None:
+        """Make this the current span for the code handling the request (once).
+
+        Cheap, but not free: the proxy attaches only when something may read it (an SDK
+        span being recorded, a non-public route's checks, a problem document).
+        """
+        if self._token is not None:
+            return
         flags = TraceFlags(int(self.flags, 16) & 1)
         if not self.record_spans:
             span_context = SpanContext(
                 int(self.trace_id, 16), int(self.span_id, 16), is_remote=False, trace_flags=flags
             )
-            return otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span_context)))
+            self._token = otel_context.attach(
+                trace.set_span_in_context(NonRecordingSpan(span_context))
+            )
+            return
         parent = None
         if self.parent_span_id is not None:
             remote = SpanContext(
@@ -92,9 +102,12 @@ class TraceContext:
         self.trace_id = format(ctx.trace_id, "032x")
         self.span_id = format(ctx.span_id, "016x")
         self.flags = format(int(ctx.trace_flags), "02x")
-        return otel_context.attach(trace.set_span_in_context(self._span))
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
 
-    def detach(self, token: object) -> None:
-        otel_context.detach(token)  # type: ignore[arg-type]
+    def detach(self) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
         if self._span is not None:
             self._span.end()
+            self._span = None

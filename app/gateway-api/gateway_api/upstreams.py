@@ -113,8 +113,16 @@ class Pool:
     ) -> Instance | None:
         """An eligible instance not in ``exclude``, picked by ``policy``; None if none."""
         now = time.monotonic()
+        instances = self.instances
+        if len(instances) == 1 and not exclude:
+            # The common small pool: no list to build, no policy to consult.
+            only = instances[0]
+            if not only.eligible(now):
+                return None
+            only.breaker.on_dispatch(now)
+            return only
         eligible = [
-            i for i in self.instances if i.eligible(now) and (not exclude or i.url not in exclude)
+            i for i in instances if i.eligible(now) and (not exclude or i.url not in exclude)
         ]
         if not eligible:
             return None
