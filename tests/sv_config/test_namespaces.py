@@ -217,3 +217,75 @@ async def test_value_and_item_limits(alice: Caller, config_settings) -> None:  #
     await alice.namespace("flags")
     big = "x" * (config_settings.max_value_bytes + 1)
     problem(await alice.put(DRAFT + "/items/big", {"value": big}), 422, "config-invalid-item")
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b'{"value": NaN}', "NaN"),
+        (b'{"value": [1, -Infinity]}', "NaN"),
+        (b'{"value": 123456789012345678901234567890}', "64 bits"),
+        (b'{"value": ' + b"[" * 100 + b"]" * 100 + b"}", "deeper"),
+        (b'{"value": "a\\u0000b"}', "NUL"),
+        (b'{"value": {"k\\u0000": 1}}', "NUL"),
+        (b'{"value": "\\ud800"}', "surrogate"),
+    ],
+)
+async def test_values_no_database_can_hold_are_refused_with_422(
+    alice: Caller, raw: bytes, says: str
+) -> None:
+    from tests.sv_config.conftest import ALICE, GATEWAY
+
+    await alice.namespace("flags")
+    target = DRAFT + "/items/a"
+    headers = GATEWAY.sign("PUT", target, None, identity=ALICE.encode())
+    headers["content-type"] = "application/json"
+    resp = await alice.client.put(target, content=raw, headers=headers)
+    body = problem(resp, 422, "config-invalid-item")
+    assert says in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "flags", "environment": "test", "description": "a\\u0000"}',
+        b'{"name": "flags", "environment": "test", "description": "\\ud800"}',
+        b'{"name": "flags", "environment": "test", "app": "x\\u0000"}',
+    ],
+)
+async def test_text_no_database_can_hold_is_refused_with_422(alice: Caller, raw: bytes) -> None:
+    from tests.sv_config.conftest import ALICE, GATEWAY
+
+    path = "/api/v1/config/namespaces"
+    headers = GATEWAY.sign("POST", path, None, identity=ALICE.encode())
+    headers["content-type"] = "application/json"
+    problem(await alice.client.post(path, content=raw, headers=headers), 422, "validation-error")
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+        {"type": "object", "properties": {"x": {"maximum": float("inf")}}},
+    ],
+)
+async def test_schemas_that_cannot_work_are_refused_with_422(alice: Caller, schema: dict) -> None:  # type: ignore[type-arg]
+    import json
+
+    path = "/api/v1/config/namespaces"
+    from tests.sv_config.conftest import ALICE, GATEWAY
+
+    raw = json.dumps({"name": "flags", "environment": "test", "schema": schema}).encode()
+    headers = GATEWAY.sign("POST", path, None, identity=ALICE.encode())
+    headers["content-type"] = "application/json"
+    problem(
+        await alice.client.post(path, content=raw, headers=headers), 422, "config-invalid-schema"
+    )
+
+
+async def test_query_text_no_database_can_hold_is_refused(alice: Caller) -> None:
+    for query in ("action=x%00y", "app=a%00b"):
+        path = "/api/v1/config/audit" if query.startswith("action") else "/api/v1/config/namespaces"
+        resp = await alice.get(f"{path}?{query}")
+        problem(resp, 422, "validation-error")

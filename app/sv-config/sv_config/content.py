@@ -6,6 +6,7 @@ JSON object, and that object is what a namespace's JSON Schema must accept.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,53 @@ def matches_type(value: Any, item_type: ItemType) -> bool:
     return False
 
 
+#: Deepest nesting of arrays and objects a value (or a schema) may have.
+MAX_DEPTH = 64
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def storable_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` cannot be stored and served as JSON by every database, or None.
+
+    Python's JSON parser accepts NaN and Infinity, integers of any size, lone surrogates
+    and NUL characters; PostgreSQL's json type and the JSON encoders do not.
+    """
+    if depth > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return None if _INT64[0] <= value <= _INT64[1] else "an integer beyond 64 bits"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "NaN or Infinity (not JSON)"
+    if isinstance(value, str):
+        return _text_problem(value)
+    if isinstance(value, list):
+        for element in value:
+            found = storable_problem(element, depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for name, element in value.items():
+            found = _text_problem(name) if isinstance(name, str) else "a non-string key"
+            found = found or storable_problem(element, depth + 1)
+            if found:
+                return found
+        return None
+    return f"a {type(value).__name__}"
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate"
+    return None
+
+
 def check_item(key: str, value: Any, item_type: ItemType, *, max_value_bytes: int) -> None:
     """Refuse a bad key, an unknown type, a value of the wrong type or an oversized value."""
     if not KEY_PATTERN.match(key):
@@ -71,6 +119,9 @@ def check_item(key: str, value: Any, item_type: ItemType, *, max_value_bytes: in
         )
     if item_type not in ITEM_TYPES:
         raise InvalidItem(f"type {item_type!r} is not one of {', '.join(ITEM_TYPES)}", key=key)
+    problem = storable_problem(value)
+    if problem:
+        raise InvalidItem(f"the value of {key!r} holds {problem}", key=key)
     if not matches_type(value, item_type):
         raise InvalidItem(f"the value of {key!r} is not of its type {item_type!r}", key=key)
     size = len(canonical(value))
@@ -135,6 +186,9 @@ def _validator_class(schema: Mapping[str, Any]) -> Any:
 
 def check_schema(schema: Mapping[str, Any], *, max_bytes: int) -> None:
     """Refuse a document that is not a usable JSON Schema."""
+    problem = storable_problem(schema)
+    if problem:
+        raise InvalidSchema(f"the schema holds {problem}")
     size = len(canonical(schema))
     if size > max_bytes:
         raise InvalidSchema(f"the schema is {size} bytes; the limit is {max_bytes}")
@@ -156,6 +210,8 @@ def violations(schema: Mapping[str, Any], values: Mapping[str, Any]) -> list[dic
         errors = sorted(validator.iter_errors(dict(values)), key=lambda e: list(map(str, e.path)))
     except Unresolvable as exc:
         raise InvalidSchema(f"the schema refers to something it cannot resolve: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidSchema("the schema refers to itself without end") from exc
     return [
         {"pointer": "/" + "/".join(str(p) for p in error.path), "message": _short(error.message)}
         for error in errors[:VIOLATIONS_SHOWN]

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Environment = Literal["local", "dev", "test", "prod"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -23,7 +23,25 @@ ClusterPath = Annotated[
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN, description="the namespace")]
 KeyPath = Annotated[str, Path(pattern=KEY_PATTERN)]
 
-Comment = Annotated[str, Field(max_length=500)]
+APP_PATTERN = r"^[A-Za-z0-9_.:-]{0,64}$"
+
+
+def _plain_text(value: str) -> str:
+    # Databases refuse NUL characters and lone surrogates: say so as a 422, not a 500.
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("not valid Unicode text (a lone surrogate)") from exc
+    return value
+
+
+PlainText = AfterValidator(_plain_text)
+Comment = Annotated[str, Field(max_length=500), PlainText]
+Label = Annotated[str, Field(min_length=1, max_length=64), PlainText]
+LabelValue = Annotated[str, Field(max_length=128), PlainText]
+ItemKey = Annotated[str, Field(pattern=KEY_PATTERN)]
 
 
 class NamespaceCreate(BaseModel):
@@ -34,8 +52,10 @@ class NamespaceCreate(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
     environment: Environment
     cluster: str = Field("default", pattern=CLUSTER_PATTERN)
-    app: str = Field("", max_length=64, description="the application or service it configures")
-    description: str = Field("", max_length=500)
+    app: str = Field(
+        "", pattern=APP_PATTERN, description="the application or service it configures"
+    )
+    description: Comment = ""
     json_schema: dict[str, Any] | None = Field(None, alias="schema")
 
 
@@ -86,8 +106,8 @@ class ItemWrite(BaseModel):
 class DraftEdit(BaseModel):
     """Several edits of one draft, applied together or not at all."""
 
-    set: dict[str, ItemWrite] = Field(default_factory=dict)
-    delete: list[str] = Field(default_factory=list)
+    set: dict[ItemKey, ItemWrite] = Field(default_factory=dict, max_length=1000)
+    delete: list[ItemKey] = Field(default_factory=list, max_length=1000)
 
 
 class ItemOut(BaseModel):
@@ -141,16 +161,13 @@ class GrayTargets(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instances: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+    instances: list[Annotated[str, Field(min_length=1, max_length=128), PlainText]] = Field(
         default_factory=list, max_length=1000
     )
     regions: list[Annotated[str, Field(pattern=CLUSTER_PATTERN)]] = Field(
         default_factory=list, max_length=100
     )
-    labels: dict[
-        Annotated[str, Field(min_length=1, max_length=64)],
-        Annotated[str, Field(max_length=128)],
-    ] = Field(default_factory=dict, max_length=20)
+    labels: dict[Label, LabelValue] = Field(default_factory=dict, max_length=20)
 
 
 class GrayRequest(BaseModel):

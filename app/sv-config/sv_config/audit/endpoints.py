@@ -28,7 +28,7 @@ async def audit_log(
     environment: Environment | None = None,
     cluster: Annotated[str | None, Query(pattern=CLUSTER_PATTERN)] = None,
     namespace: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
-    action: Annotated[str | None, Query(max_length=32)] = None,
+    action: Annotated[str | None, Query(pattern=r"^[a-z_]{1,16}\.[a-z_]{1,16}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
 ) -> AuditPage:

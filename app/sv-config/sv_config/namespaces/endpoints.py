@@ -12,6 +12,7 @@ from sv_config.deps import NamespacesDep, RefDep
 from sv_config.models import Release
 from sv_config.namespaces.service import DraftView, NamespaceView
 from sv_config.schemas import (
+    APP_PATTERN,
     CLUSTER_PATTERN,
     DiffOut,
     DraftEdit,
@@ -82,7 +83,7 @@ async def list_namespaces(
     user: CurrentUser,
     environment: Environment | None = None,
     cluster: Annotated[str | None, Query(pattern=CLUSTER_PATTERN)] = None,
-    app: Annotated[str | None, Query(max_length=64)] = None,
+    app: Annotated[str | None, Query(pattern=APP_PATTERN)] = None,
 ) -> list[NamespaceOut]:
     """Namespaces, optionally of one environment, cluster or application."""
     views = await service.list(environment=environment, cluster=cluster, app=app)

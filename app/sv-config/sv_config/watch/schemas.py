@@ -6,19 +6,24 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from sv_config.schemas import CLUSTER_PATTERN, INT32_MAX, NAME_PATTERN, Environment
+from sv_config.schemas import (
+    CLUSTER_PATTERN,
+    INT32_MAX,
+    NAME_PATTERN,
+    Environment,
+    Label,
+    LabelValue,
+    PlainText,
+)
 
 
 class WatchingClient(BaseModel):
     """Who is asking: gray releases are chosen by these."""
 
-    instance: str = Field(min_length=1, max_length=128)
-    service: str = Field("", max_length=64)
+    instance: Annotated[str, Field(min_length=1, max_length=128), PlainText]
+    service: Annotated[str, Field(max_length=64), PlainText] = ""
     region: str | None = Field(None, pattern=CLUSTER_PATTERN)
-    labels: dict[
-        Annotated[str, Field(min_length=1, max_length=64)],
-        Annotated[str, Field(max_length=128)],
-    ] = Field(default_factory=dict, max_length=20)
+    labels: dict[Label, LabelValue] = Field(default_factory=dict, max_length=20)
 
 
 class WatchedNamespace(BaseModel):
