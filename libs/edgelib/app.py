@@ -10,7 +10,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.responses import Response
 
 from edgelib.about import about_router
 from edgelib.backends import Backend, open_backend
@@ -187,8 +189,18 @@ def create_service_app(
 
     app.include_router(about_router(api_prefix))
 
+    # HTTP metrics live in a registry of this app's own (several apps may share a
+    # process, in tests or in the gateway); /metrics serves it with the process-wide
+    # registry, where the service's own metrics are.
+    http_registry = CollectorRegistry(auto_describe=True)
     Instrumentator(
-        excluded_handlers=["/healthz", "/readyz", "/metrics"],
-    ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
+        excluded_handlers=["/healthz", "/readyz", "/metrics"], registry=http_registry
+    ).instrument(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body = generate_latest(REGISTRY) + generate_latest(http_registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app
