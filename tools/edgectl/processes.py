@@ -53,6 +53,9 @@ def peer_env(topology: Topology, service: str) -> dict[str, str]:
     """Where a service finds the peers it calls, from the topology."""
     sv_users = {r: _urls(topology, "sv-user", r) for r in topology.regions}
     sv_users = {r: urls for r, urls in sv_users.items() if urls}
+    # Where platform events go (edgelib.events): each region's sv-notice.
+    sv_notices = {r: _urls(topology, "sv-notice", r) for r in topology.regions}
+    notice_urls = json.dumps({r: urls for r, urls in sv_notices.items() if urls})
     env: dict[str, str] = {}
     if service == "sv-region":
         env["SV_REGION_REGIONS"] = json.dumps(list(topology.regions))
@@ -64,9 +67,11 @@ def peer_env(topology: Topology, service: str) -> dict[str, str]:
         sv_money = {r: _urls(topology, "sv-money", r) for r in topology.regions}
         env["SV_MONEY_PEERS"] = json.dumps({r: urls for r, urls in sv_money.items() if urls})
         env["SV_MONEY_SV_REGION_URL"] = _urls(topology, "sv-region")
+        env["SV_MONEY_NOTICE_URLS"] = notice_urls
     elif service == "auth-jwt":
         env["AUTH_JWT_SV_USER_URLS"] = json.dumps(sv_users)
         env["AUTH_JWT_SV_REGION_URL"] = _urls(topology, "sv-region")
+        env["AUTH_JWT_NOTICE_URLS"] = notice_urls
         if topology.regions:
             env["AUTH_JWT_ADMIN_REGION"] = topology.regions[0]
     return {name: value for name, value in env.items() if value}
