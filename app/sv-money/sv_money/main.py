@@ -73,18 +73,20 @@ async def open_services(
         crossregion = CrossRegionService(
             tx, peers, region=region, abort_after=settings.outbox_abort_after
         )
+        transfers = TransferService(
+            tx,
+            directory,
+            crossregion,
+            region=region,
+            fee_bps=settings.transfer_fee_bps,
+            max_amount=settings.max_amount,
+            delivery_grace=grace,
+        )
+        await stack.enter_async_context(transfers.batches.running())
         yield Services(
             transactions=tx,
             wallet=WalletService(tx, region=region),
-            transfers=TransferService(
-                tx,
-                directory,
-                crossregion,
-                region=region,
-                fee_bps=settings.transfer_fee_bps,
-                max_amount=settings.max_amount,
-                delivery_grace=grace,
-            ),
+            transfers=transfers,
             holds=HoldService(
                 tx,
                 directory,

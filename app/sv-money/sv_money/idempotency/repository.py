@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.tables import idempotency_keys, insert_ignoring_conflicts, utcnow
@@ -29,6 +30,49 @@ class IdempotencyRepository:
             },
         )
         return inserted.first() is not None
+
+    async def insert_many(self, claims: Sequence[tuple[str, str, str, str]]) -> set[str]:
+        """Record ``(scope, key, fingerprint, resource id)`` claims in one statement; the
+        resource ids whose claim took (a key taken already, or twice here, does not)."""
+        now = utcnow()
+        rows = await self.conn.execute(
+            insert_ignoring_conflicts(
+                self.conn.dialect.name, idempotency_keys, idempotency_keys.c.resource_id
+            ),
+            [
+                {
+                    "scope": scope,
+                    "key": key,
+                    "fingerprint": print_,
+                    "resource_id": resource_id,
+                    "created_at": now,
+                }
+                for scope, key, print_, resource_id in claims
+            ],
+        )
+        return {str(r[0]) for r in rows}
+
+    async def delete_many(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Give back ``(scope, key)`` claims whose work did not happen."""
+        await self.conn.execute(
+            delete(idempotency_keys).where(
+                tuple_(idempotency_keys.c.scope, idempotency_keys.c.key).in_(
+                    bindparam("keys", expanding=True)
+                )
+            ),
+            {"keys": list(keys)},
+        )
+
+    async def find(self, *, scope: str, key: str) -> tuple[str, str] | None:
+        """The fingerprint and resource id recorded for the key, if any."""
+        row = (
+            await self.conn.execute(
+                select(idempotency_keys.c.fingerprint, idempotency_keys.c.resource_id).where(
+                    idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
+                )
+            )
+        ).first()
+        return None if row is None else (str(row.fingerprint), str(row.resource_id))
 
     async def purge(self, before: datetime) -> int:
         """Forget keys recorded before ``before``; how many."""

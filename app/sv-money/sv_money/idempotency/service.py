@@ -48,6 +48,19 @@ async def claim(
     return earlier
 
 
+async def recall(conn: AsyncConnection, *, scope: str, key: str, print_: str) -> str | None:
+    """The resource a key was claimed for (None if it is free); 422 for another request."""
+    found = await IdempotencyRepository(conn).find(scope=scope, key=key)
+    if found is None:
+        return None
+    recorded, earlier = found
+    if recorded != print_:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used for a different request; use a new key"
+        )
+    return earlier
+
+
 async def forget_expired(tx: Transactions, *, ttl: float) -> int:
     """Forget keys older than ``ttl`` seconds; how many."""
     before = utcnow() - timedelta(seconds=ttl)

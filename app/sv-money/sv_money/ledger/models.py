@@ -49,3 +49,16 @@ class Account:
     @property
     def available(self) -> int:
         return self.balance - self.held
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """A checked, balanced entry waiting to be written: postings as (account id, amount)."""
+
+    kind: str
+    currency: str
+    legs: tuple[tuple[int, int], ...]
+    transfer_id: str | None
+    reverses: int | None
+    #: (account id, balance change, held change) it makes.
+    changes: tuple[tuple[int, int, int], ...]

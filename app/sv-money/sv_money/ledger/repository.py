@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sv_money.ledger.models import USER, Account, AccountKey
+from sv_money.ledger.models import USER, Account, AccountKey, NewEntry
 from sv_money.tables import accounts, entries, insert_ignoring_conflicts, postings, utcnow
 
 _COLUMNS = (
@@ -35,13 +35,14 @@ _UPDATE_ACCOUNT = (
 _LOCK_ACCOUNTS = (
     select(*_COLUMNS)
     .where(
-        accounts.c.currency == bindparam("currency"),
-        tuple_(accounts.c.owner_kind, accounts.c.owner).in_(bindparam("owners", expanding=True)),
+        tuple_(accounts.c.owner_kind, accounts.c.owner, accounts.c.currency).in_(
+            bindparam("keys", expanding=True)
+        )
     )
     .order_by(accounts.c.id)
     .with_for_update()
 )
-_ADD_ENTRY = insert(entries).returning(entries.c.id)
+_ADD_ENTRIES = insert(entries).returning(entries.c.id, sort_by_parameter_order=True)
 _ADD_POSTINGS = insert(postings)
 
 
@@ -62,17 +63,13 @@ class LedgerRepository:
 
     async def _select_locked(self, keys: Collection[AccountKey]) -> dict[AccountKey, Account]:
         rows = await self.conn.execute(
-            _LOCK_ACCOUNTS,
-            {
-                "currency": next(iter(keys)).currency,
-                "owners": [(k.owner_kind, k.owner) for k in keys],
-            },
+            _LOCK_ACCOUNTS, {"keys": [(k.owner_kind, k.owner, k.currency) for k in keys]}
         )
         found = {a.key: a for a in map(_account, rows)}
         return found
 
     async def lock(self, keys: Collection[AccountKey]) -> dict[AccountKey, Account]:
-        """The accounts of ``keys`` (one currency), created if missing, row-locked in id order."""
+        """The accounts of ``keys``, created if missing, row-locked in id order."""
         found = await self._select_locked(keys)
         missing = [k for k in keys if k not in found]
         if missing:
@@ -102,33 +99,32 @@ class LedgerRepository:
             [{"account_id": a, "d_balance": b, "d_held": h} for a, b, h in changes],
         )
 
-    async def add_entry(
-        self,
-        *,
-        kind: str,
-        currency: str,
-        legs: Sequence[tuple[int, int]],
-        transfer_id: str | None,
-        reverses: int | None,
-    ) -> int:
-        """Append one entry and its postings ``(account id, signed amount)``; its id."""
-        entry_id: int = (
-            await self.conn.execute(
-                _ADD_ENTRY,
+    async def add_entries(self, planned: Sequence[NewEntry]) -> list[int]:
+        """Append entries and their postings; their ids, in order."""
+        now = utcnow()
+        rows = await self.conn.execute(
+            _ADD_ENTRIES,
+            [
                 {
-                    "kind": kind,
-                    "currency": currency,
-                    "transfer_id": transfer_id,
-                    "reverses": reverses,
-                    "created_at": utcnow(),
-                },
-            )
-        ).scalar_one()
+                    "kind": e.kind,
+                    "currency": e.currency,
+                    "transfer_id": e.transfer_id,
+                    "reverses": e.reverses,
+                    "created_at": now,
+                }
+                for e in planned
+            ],
+        )
+        ids = [int(r[0]) for r in rows]
         await self.conn.execute(
             _ADD_POSTINGS,
-            [{"entry_id": entry_id, "account_id": a, "amount": amount} for a, amount in legs],
+            [
+                {"entry_id": entry_id, "account_id": account_id, "amount": amount}
+                for entry_id, e in zip(ids, planned, strict=True)
+                for account_id, amount in e.legs
+            ],
         )
-        return entry_id
+        return ids
 
     async def entry_legs(self, entry_id: int) -> tuple[str, str, list[tuple[AccountKey, int]]]:
         """An entry's kind, currency and legs, by account key."""

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from sv_money.ledger.exceptions import InsufficientFunds, UnbalancedEntry
-from sv_money.ledger.models import Account, AccountKey
+from sv_money.ledger.models import Account, AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
 
 REVERSAL = "reversal"
@@ -23,8 +23,6 @@ class Ledger:
 
     async def open(self, *keys: AccountKey) -> dict[AccountKey, Account]:
         """Lock the accounts (created if missing) in id order, so no two transactions deadlock."""
-        if len({k.currency for k in keys}) != 1:
-            raise ValueError("one transaction moves one currency")
         return await self.repository.lock(set(keys))
 
     async def reserve(self, account: Account, amount: int) -> None:
@@ -46,7 +44,7 @@ class Ledger:
             await self.repository.change([(account.id, 0, -amount)])
             account.held -= amount
 
-    async def post(
+    def plan(
         self,
         kind: str,
         legs: Sequence[tuple[Account, int]],
@@ -54,11 +52,12 @@ class Ledger:
         transfer_id: str | None = None,
         reverses: int | None = None,
         release: Mapping[Account, int] | None = None,
-    ) -> int:
-        """Append one balanced entry and apply it to the balances; returns the entry id.
+    ) -> NewEntry:
+        """Check one entry and apply it to the locked accounts in memory; :meth:`write` it next.
 
         ``release`` gives back held funds in the same step, which is how a hold is
-        captured: its reservation ends as the debit lands.
+        captured: its reservation ends as the debit lands. Raises
+        :class:`InsufficientFunds` (changing nothing) when a debit would overdraw.
         """
         legs = [(a, amount) for a, amount in legs if amount]
         if len(legs) < 2 or sum(amount for _, amount in legs) != 0:
@@ -84,19 +83,45 @@ class Ledger:
                     f"{account.key.currency} {-delta[account_id]} asked, "
                     f"{account.available + freed[account_id]} available"
                 )
-        await self.repository.change(
-            [(i, delta[i], -freed[i]) for i in sorted(by_account) if delta[i] or freed[i]]
-        )
-        entry_id = await self.repository.add_entry(
-            kind=kind,
-            currency=currencies.pop(),
-            legs=[(a.id, amount) for a, amount in legs],
-            transfer_id=transfer_id,
-            reverses=reverses,
-        )
         for account_id, account in by_account.items():
             account.balance += delta[account_id]
             account.held -= freed[account_id]
+        return NewEntry(
+            kind=kind,
+            currency=currencies.pop(),
+            legs=tuple((a.id, amount) for a, amount in legs),
+            transfer_id=transfer_id,
+            reverses=reverses,
+            changes=tuple(
+                (i, delta[i], -freed[i]) for i in sorted(by_account) if delta[i] or freed[i]
+            ),
+        )
+
+    async def write(self, planned: Sequence[NewEntry]) -> list[int]:
+        """Write planned entries and their balance changes; the entries' ids, in order."""
+        if not planned:
+            return []
+        net: dict[int, list[int]] = {}
+        for entry in planned:
+            for account_id, d_balance, d_held in entry.changes:
+                total = net.setdefault(account_id, [0, 0])
+                total[0] += d_balance
+                total[1] += d_held
+        await self.repository.change([(i, b, h) for i, (b, h) in sorted(net.items())])
+        return await self.repository.add_entries(planned)
+
+    async def post(
+        self,
+        kind: str,
+        legs: Sequence[tuple[Account, int]],
+        *,
+        transfer_id: str | None = None,
+        reverses: int | None = None,
+        release: Mapping[Account, int] | None = None,
+    ) -> int:
+        """Append one balanced entry and apply it to the balances; returns the entry id."""
+        planned = self.plan(kind, legs, transfer_id=transfer_id, reverses=reverses, release=release)
+        (entry_id,) = await self.write([planned])
         return entry_id
 
     async def reverse(self, entry_id: int, *, transfer_id: str | None = None) -> int:

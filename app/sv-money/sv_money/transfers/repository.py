@@ -25,6 +25,16 @@ class TransferRepository:
         row.update(written)
         return row
 
+    async def add_many(self, many: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert transfers in one statement; the rows as written."""
+        if not many:
+            return []
+        now = utcnow()
+        written = [{"created_at": now, "updated_at": now, "fee": 0} | values for values in many]
+        await self.conn.execute(_ADD, written)
+        blank = dict.fromkeys(c.name for c in transfers.columns if c.name != "seq")
+        return [blank | row for row in written]
+
     async def get(self, transfer_id: str, *, lock: bool = False) -> Row[Any] | None:
         statement = select(transfers).where(transfers.c.id == transfer_id)
         if lock:

@@ -5,18 +5,23 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
+from sv_money.batching import GroupCommit
 from sv_money.crossregion.schemas import CreditRequest
 from sv_money.crossregion.service import CrossRegionService, enqueue
 from sv_money.exceptions import AmountTooLarge
 from sv_money.holds.repository import CAPTURING, HoldRepository
-from sv_money.idempotency.service import claim, fingerprint
-from sv_money.ledger.models import FEES, AccountKey
+from sv_money.idempotency.repository import IdempotencyRepository
+from sv_money.idempotency.service import claim, fingerprint, recall
+from sv_money.ledger.exceptions import InsufficientFunds
+from sv_money.ledger.models import FEES, Account, AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
 from sv_money.ledger.service import Ledger
 from sv_money.peers import Directory
@@ -63,6 +68,7 @@ class TransferService:
         self.fee_bps = fee_bps
         self.max_amount = max_amount
         self.delivery_grace = delivery_grace
+        self.batches: GroupCommit[Move, dict[str, Any] | None] = GroupCommit(tx, self.book)
 
     def fee(self, amount: int) -> int:
         return amount * self.fee_bps // 10_000
@@ -94,43 +100,82 @@ class TransferService:
             "currency": body.currency,
             "memo": body.memo,
         }
-        cross = payee.region != self.region
+        if payee.region == self.region:
+            return await self._move(Move(caller.user_id, key, print_, values))
 
-        async def work(conn: AsyncConnection) -> str | dict[str, Any]:
+        async def work(conn: AsyncConnection) -> str | None:
             earlier = await claim(
                 conn, scope=caller.user_id, key=key, print_=print_, resource_id=transfer_id
             )
-            if earlier is not None:
-                return earlier
-            if cross:
+            if earlier is None:
                 await self._reserve(conn, values)
-                return transfer_id
-            return await self._move(conn, values)
+            return earlier
 
-        done = await self.tx.run(work)
-        if isinstance(done, dict):
-            return transfer_read(SimpleNamespace(**done)), False  # made here and now
-        await self.crossregion.deliver(done)
-        row = await self.tx.read(lambda s: TransferRepository(s).get(done))
+        earlier = await self.tx.run(work)
+        return await self._existing(earlier or transfer_id), earlier is not None
+
+    async def _existing(self, transfer_id: str) -> TransferRead:
+        """A transfer as it is now, after a nudge if it is still crossing regions."""
+        await self.crossregion.deliver(transfer_id)
+        row = await self.tx.read(lambda conn: TransferRepository(conn).get(transfer_id))
         assert row is not None
-        return transfer_read(row), done != transfer_id
+        return transfer_read(row)
 
-    async def _move(self, conn: AsyncConnection, values: dict[str, Any]) -> dict[str, Any]:
-        """A same-region transfer: one balanced entry, in the caller's transaction."""
-        currency, fee = values["currency"], values["fee"]
-        payer_key = AccountKey.user(values["payer_id"], currency)
-        payee_key = AccountKey.user(values["payee_id"], currency)
-        fees_key = AccountKey.system(FEES, currency)
+    async def _move(self, move: Move) -> tuple[TransferRead, bool]:
+        """A same-region transfer, booked with whatever others are waiting (group commit)."""
+        while True:
+            booked = await self.batches.submit(move)
+            if booked is not None:
+                return transfer_read(SimpleNamespace(**booked)), False
+            # The key was taken: replay what it made (or 422 for another request).
+            earlier = await self.tx.read(
+                lambda conn: recall(conn, scope=move.scope, key=move.key, print_=move.print_)
+            )
+            if earlier is not None:
+                return await self._existing(earlier), True
+            # It was given back meanwhile (its request was refused): try again.
+
+    async def book(
+        self, conn: AsyncConnection, moves: Sequence[Move]
+    ) -> list[dict[str, Any] | Exception | None]:
+        """Book same-region transfers in one transaction: per move, the transfer row written,
+        None if its key was taken already, or the refusal to raise to its caller."""
+        results: list[dict[str, Any] | Exception | None] = [None] * len(moves)
+        keys = IdempotencyRepository(conn)
+        claimed = await keys.insert_many(
+            [(m.scope, m.key, m.print_, m.values["id"]) for m in moves]
+        )
+        active = [i for i, m in enumerate(moves) if m.values["id"] in claimed]
+        if not active:
+            return results
         ledger = Ledger(LedgerRepository(conn))
-        opened = await ledger.open(payer_key, payee_key, *([fees_key] if fee else []))
-        legs = [
-            (opened[payer_key], -(values["amount"] + fee)),
-            (opened[payee_key], values["amount"]),
-        ]
-        if fee:
-            legs.append((opened[fees_key], fee))
-        entry_id = await ledger.post("transfer", legs, transfer_id=values["id"])
-        return await TransferRepository(conn).add(**values, status="completed", entry_id=entry_id)
+        opened = await ledger.open(*{k for i in active for k in _account_keys(moves[i].values)})
+        planned: list[NewEntry] = []
+        booked: list[int] = []
+        refused: list[tuple[str, str]] = []
+        for i in active:
+            values = moves[i].values
+            try:
+                planned.append(
+                    ledger.plan("transfer", _legs(values, opened), transfer_id=values["id"])
+                )
+            except InsufficientFunds as exc:
+                results[i] = exc
+                refused.append((moves[i].scope, moves[i].key))
+                continue
+            booked.append(i)
+        if refused:
+            await keys.delete_many(refused)  # nothing happened under these keys
+        entry_ids = await ledger.write(planned)
+        rows = await TransferRepository(conn).add_many(
+            [
+                moves[i].values | {"status": "completed", "entry_id": entry_id}
+                for i, entry_id in zip(booked, entry_ids, strict=True)
+            ]
+        )
+        for i, row in zip(booked, rows, strict=True):
+            results[i] = row
+        return results
 
     async def _reserve(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
         """The first step of a cross-region transfer: hold the money, queue the credit."""
@@ -182,6 +227,36 @@ class TransferService:
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1].seq) if len(rows) > limit else None
         return TransferPage(items=[transfer_read(r) for r in page], next_cursor=next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A same-region transfer waiting to be booked."""
+
+    scope: str
+    key: str
+    print_: str
+    values: dict[str, Any]
+
+
+def _account_keys(values: dict[str, Any]) -> list[AccountKey]:
+    currency = values["currency"]
+    keys = [
+        AccountKey.user(values["payer_id"], currency),
+        AccountKey.user(values["payee_id"], currency),
+    ]
+    if values["fee"]:
+        keys.append(AccountKey.system(FEES, currency))
+    return keys
+
+
+def _legs(values: dict[str, Any], opened: dict[AccountKey, Account]) -> list[tuple[Account, int]]:
+    """Payer pays amount and fee; payee gets the amount; the fee goes to ``fees``."""
+    payer, payee, *fees = (opened[k] for k in _account_keys(values))
+    legs = [(payer, -(values["amount"] + values["fee"])), (payee, values["amount"])]
+    if fees:
+        legs.append((fees[0], values["fee"]))
+    return legs
 
 
 def credit_request(values: dict[str, Any], *, origin: str) -> CreditRequest:
