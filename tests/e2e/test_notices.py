@@ -1,0 +1,173 @@
+"""Notices through the real stack: tokens from auth-jwt, the gateway's WebSocket and SSE
+proxying and regional routing, the admin permission, and the event contract."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+import orjson
+import pytest
+
+from edgelib.events import TRANSFER_RECEIVED, EventPublisher, HttpEventSink, PlatformEvent
+from edgelib.settings import DEV_SERVICE_SECRET
+from edgelib.signing import ServiceSigner
+from tests.e2e.conftest import PORT_SHIFT, Stack
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct-horse-battery-9"
+NOTICE_URLS = {
+    "east": f"http://127.0.0.1:{7221 + PORT_SHIFT}",
+    "west": f"http://127.0.0.1:{7321 + PORT_SHIFT}",
+}
+MONEY = ServiceSigner("sv-money", DEV_SERVICE_SECRET)
+
+
+def _subject(token: str) -> str:
+    payload = token.split(".")[1]
+    return str(orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+
+
+async def _login(
+    http: httpx.AsyncClient, stack: Stack, username: str, password: str, client_type: str = "web"
+) -> dict[str, str]:
+    resp = await http.post(
+        stack.public + "/api/v1/auth/login",
+        json={"username": username, "password": password, "client_type": client_type},
+    )
+    assert resp.status_code == 200, resp.text
+    token = resp.json()["access_token"]
+    return {"authorization": f"Bearer {token}", "user_id": _subject(token), "username": username}
+
+
+async def _register(http: httpx.AsyncClient, stack: Stack, region: str) -> dict[str, str]:
+    username = f"notice{uuid.uuid4().hex[:10]}"
+    created = await http.post(
+        stack.public + "/api/v1/users",
+        json={"username": username, "password": PASSWORD, "region": region},
+    )
+    assert created.status_code == 201, created.text
+    return await _login(http, stack, username, PASSWORD)
+
+
+def _auth(caller: dict[str, str]) -> dict[str, str]:
+    return {"authorization": caller["authorization"]}
+
+
+async def _sse(lines: AsyncIterator[str], kind: str) -> dict[str, str]:
+    current: dict[str, str] = {}
+    async for line in lines:
+        if line == "":
+            if current.get("event") == kind:
+                return current
+            current = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            current[name] = value
+    raise AssertionError("stream ended")
+
+
+@pytest.mark.parametrize("region", ["east", "west"])
+async def test_transfer_event_reaches_clients_connected_through_the_gateway_within_1s(
+    stack: Stack, region: str
+) -> None:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        aiohttp.ClientSession() as session,
+    ):
+        alice = await _register(http, stack, region)
+        ws = await session.ws_connect(
+            stack.public.replace("http", "ws", 1) + "/api/v1/notices/ws", headers=_auth(alice)
+        )
+        assert (await ws.receive_json(timeout=5))["type"] == "ready"
+        async with http.stream(
+            "GET", stack.public + "/api/v1/notices/stream", headers=_auth(alice)
+        ) as sse:
+            assert sse.status_code == 200
+            lines = sse.aiter_lines()
+            await asyncio.wait_for(_sse(lines, "ready"), 5)
+
+            transfer_id = uuid.uuid4().hex
+            async with EventPublisher(HttpEventSink(NOTICE_URLS, MONEY)) as publisher:
+                started = time.perf_counter()
+                publisher.publish(
+                    PlatformEvent(
+                        type=TRANSFER_RECEIVED,
+                        user_id=alice["user_id"],
+                        region=region,
+                        data={
+                            "amount": "25.00",
+                            "currency": "USD",
+                            "from_username": "bob",
+                            "transfer_id": transfer_id,
+                        },
+                        id=f"transfer-received:{transfer_id}",
+                        source="sv-money",
+                    )
+                )
+                pushed = await ws.receive_json(timeout=1.0)
+                ws_latency = time.perf_counter() - started
+                streamed = await asyncio.wait_for(_sse(lines, "notice"), 1.0)
+                sse_latency = time.perf_counter() - started
+        await ws.close()
+
+        assert ws_latency < 1.0
+        assert sse_latency < 1.0
+        notice = pushed["notice"]
+        assert notice["title"] == "You received 25.00 USD"
+        assert orjson.loads(streamed["data"])["notice"]["id"] == notice["id"]
+
+        inbox = await http.get(stack.public + "/api/v1/notices", headers=_auth(alice))
+        assert inbox.status_code == 200
+        assert inbox.headers["x-edge-instance"].startswith(f"sv-notice-{region}-")
+        assert [n["id"] for n in inbox.json()["items"]] == [notice["id"]]
+        count = await http.get(stack.public + "/api/v1/notices/unread-count", headers=_auth(alice))
+        assert count.json() == {"unread": 1}
+        read = await http.post(stack.public + "/api/v1/notices/read-all", headers=_auth(alice))
+        assert read.json() == {"marked": 1}
+
+
+async def test_admin_routes_need_notices_admin_at_the_gateway(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        alice = await _register(http, stack, "east")
+        send: dict[str, Any] = {
+            "user_id": alice["user_id"],
+            "category": "general",
+            "variables": {"title": "Welcome", "body": "Glad you are here"},
+        }
+        url = stack.public + "/api/v1/notices/admin/send"
+        refused = await http.post(url, json=send, headers=_auth(alice))
+        assert refused.status_code == 403
+        assert refused.headers["content-type"] == "application/problem+json"
+        unauthenticated = await http.post(url, json=send)
+        assert unauthenticated.status_code == 401
+
+        password = (stack.var_dir / "admin-password").read_text().strip()
+        admin = await _login(http, stack, "admin", password)
+        grant = {"sub": "admin", "obj": "notices", "act": "admin"}
+        granted = await http.post(
+            stack.public + "/api/v1/rbac/policies", json=grant, headers=_auth(admin)
+        )
+        assert granted.status_code in (200, 201), granted.text
+        deadline = time.monotonic() + 5
+        while True:
+            sent = await http.post(url, json=send, headers=_auth(admin))
+            if sent.status_code != 403 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert sent.status_code == 202, sent.text
+        assert {d["channel"]: d["status"] for d in sent.json()["deliveries"]}["in_app"] == "sent"
+        inbox = await http.get(stack.public + "/api/v1/notices", headers=_auth(alice))
+        assert [n["title"] for n in inbox.json()["items"]] == ["Welcome"]
+        dead = await http.get(
+            stack.public + "/api/v1/notices/admin/dead-letters", headers=_auth(admin)
+        )
+        assert dead.status_code == 200
+        assert (await http.get(stack.public + "/api/v1/notices/about")).status_code == 200
