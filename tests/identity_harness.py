@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth_jwt.config import Settings as AuthSettings
 from auth_jwt.main import create_app as create_auth_app
+from auth_rbac.config import Settings as RbacSettings
+from auth_rbac.main import create_app as create_rbac_app
 from edgelib.identity import GATEWAY_SERVICE, Identity
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
@@ -160,11 +162,13 @@ async def identity_stack(
     peers = {"east": "http://sv-user-east", "west": "http://sv-user-west"}
     apps: dict[str, FastAPI] = {
         "sv-region": create_region_app(RegionSettings(**storage("sv-region"))),
+        "auth-rbac": create_rbac_app(RbacSettings(**storage("auth-rbac"))),
         "sv-user-east": create_user_app(
             UserSettings(
                 region="east",
                 sv_region_url="http://sv-region",
                 auth_jwt_url="http://auth-jwt",
+                auth_rbac_url="http://auth-rbac",
                 region_peers=peers,
                 **storage("sv-user-east"),
             ),
@@ -175,6 +179,7 @@ async def identity_stack(
                 region="west",
                 sv_region_url="http://sv-region",
                 auth_jwt_url="http://auth-jwt",
+                auth_rbac_url="http://auth-rbac",
                 region_peers=peers,
                 **storage("sv-user-west"),
             ),
@@ -184,6 +189,7 @@ async def identity_stack(
             AuthSettings(
                 sv_region_url="http://sv-region",
                 sv_user_urls=peers,
+                auth_rbac_url="http://auth-rbac",
                 **{"admin_password": ADMIN_PASSWORD, **storage("auth-jwt"), **(auth or {})},
             ),
             transport=router,

@@ -63,6 +63,7 @@ def peer_env(topology: Topology, service: str) -> dict[str, str]:
         env["SV_USER_REGION_PEERS"] = json.dumps(sv_users)
         env["SV_USER_SV_REGION_URL"] = _urls(topology, "sv-region")
         env["SV_USER_AUTH_JWT_URL"] = _urls(topology, "auth-jwt")
+        env["SV_USER_AUTH_RBAC_URL"] = _urls(topology, "auth-rbac")
     elif service == "sv-money":
         sv_money = {r: _urls(topology, "sv-money", r) for r in topology.regions}
         env["SV_MONEY_PEERS"] = json.dumps({r: urls for r, urls in sv_money.items() if urls})
@@ -71,6 +72,7 @@ def peer_env(topology: Topology, service: str) -> dict[str, str]:
     elif service == "auth-jwt":
         env["AUTH_JWT_SV_USER_URLS"] = json.dumps(sv_users)
         env["AUTH_JWT_SV_REGION_URL"] = _urls(topology, "sv-region")
+        env["AUTH_JWT_AUTH_RBAC_URL"] = _urls(topology, "auth-rbac")
         env["AUTH_JWT_NOTICE_URLS"] = notice_urls
         if topology.regions:
             env["AUTH_JWT_ADMIN_REGION"] = topology.regions[0]

@@ -18,6 +18,7 @@ from pathlib import Path
 from auth_jwt.config import Settings
 from auth_jwt.peers import UserDirectory
 from auth_jwt.sessions.exceptions import CredentialCheckUnavailable
+from edgelib.roles import RoleAssignmentError, RoleAssignments
 
 logger = logging.getLogger("auth_jwt.bootstrap")
 
@@ -43,9 +44,10 @@ def local_admin_password(var_dir: Path) -> str:
 
 
 class AdminBootstrap:
-    def __init__(self, settings: Settings, users: UserDirectory) -> None:
+    def __init__(self, settings: Settings, users: UserDirectory, roles: RoleAssignments) -> None:
         self.settings = settings
         self.users = users
+        self.roles = roles
         self.done = False
         self.skipped_reason: str | None = None
 
@@ -60,8 +62,7 @@ class AdminBootstrap:
         """One attempt; True once the admin exists (or there is nothing to do)."""
         username = self.settings.admin_username
         if await self.users.region_of(username) is not None:
-            self.done = True
-            return True
+            return await self._grant_admin_role(username)
         password = self._password()
         if password is None:
             self.skipped_reason = "no EDGE_ADMIN_PASSWORD outside the local profile"
@@ -74,14 +75,26 @@ class AdminBootstrap:
         )
         if status in (201, 409):
             logger.info("bootstrap admin ready", extra={"username": username, "region": region})
-            self.done = True
-            return True
+            return await self._grant_admin_role(username)
         if 400 <= status < 500:
             self.skipped_reason = f"sv-user refused the admin account ({status})"
             logger.error("bootstrap admin refused", extra={"status": status})
             self.done = True
             return True
         return False
+
+    async def _grant_admin_role(self, username: str) -> bool:
+        """The admin holds the admin role in auth-rbac (idempotent; retried until it does)."""
+        entry = await self.users.entry_of(username)
+        if entry is None:
+            return False
+        try:
+            await self.roles.assign(str(entry["user_id"]), self.settings.admin_role)
+        except RoleAssignmentError as exc:
+            logger.info("bootstrap admin waiting for auth-rbac", extra={"error": str(exc)})
+            return False
+        self.done = True
+        return True
 
     async def run(self, *, first_delay: float = 0.2, max_delay: float = 5.0) -> None:
         """Retry :meth:`ensure` until it succeeds (peers may still be starting)."""

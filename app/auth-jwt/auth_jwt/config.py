@@ -40,6 +40,9 @@ class Settings(ServiceSettings):
 
     # Peers (comma-separated base URLs).
     sv_region_url: str = "http://127.0.0.1:7101"
+    #: auth-rbac, which gives the bootstrap admin ``admin_role``.
+    auth_rbac_url: str = "http://127.0.0.1:7103"
+    admin_role: str = "admin"
     #: sv-user of each region (JSON object): ``{"east": "http://127.0.0.1:7201,..."}``.
     sv_user_urls: dict[str, str] = Field(default_factory=lambda: {"east": "http://127.0.0.1:7110"})
     peer_timeout: float = 5.0

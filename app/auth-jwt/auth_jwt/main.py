@@ -21,6 +21,7 @@ from auth_jwt.sessions.revocations import RevocationNotices
 from auth_jwt.sessions.service import REVOCATION_MARGIN, TokenPolicy
 from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
+from edgelib.roles import RoleAssignments
 from edgelib.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -79,7 +80,9 @@ def create_app(
             app.state.revocation_notices = RevocationNotices(
                 app.state.backend, settings.revocation_channel
             )
-            bootstrap = AdminBootstrap(settings, users)
+            bootstrap = AdminBootstrap(
+                settings, users, RoleAssignments(client(settings.auth_rbac_url))
+            )
             app.state.bootstrap = bootstrap
             maintenance = Maintenance(
                 keys,

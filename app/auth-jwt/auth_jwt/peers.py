@@ -28,6 +28,11 @@ class UserDirectory:
 
     async def region_of(self, username: str) -> str | None:
         """The region holding ``username``, or None when nobody has it."""
+        entry = await self.entry_of(username)
+        return None if entry is None else str(entry["region"])
+
+    async def entry_of(self, username: str) -> dict[str, Any] | None:
+        """The directory entry (user id, region) of ``username``, or None."""
         if not USERNAME.match(username):
             return None
         try:
@@ -38,8 +43,8 @@ class UserDirectory:
             return None
         if response.status_code != 200:
             raise CredentialCheckUnavailable(f"the user directory answered {response.status_code}")
-        region: str = response.json()["region"]
-        return region
+        entry: dict[str, Any] = response.json()
+        return entry
 
     def _users(self, region: str) -> ServiceClient:
         client = self.users.get(region)

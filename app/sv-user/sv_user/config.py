@@ -20,6 +20,9 @@ class Settings(ServiceSettings):
     sv_region_url: str = "http://127.0.0.1:7101"
     #: auth-jwt, told to end the other sessions after a password change.
     auth_jwt_url: str = "http://127.0.0.1:7102"
+    #: auth-rbac, which gives every new account ``default_role`` (comma-separated URLs).
+    auth_rbac_url: str = "http://127.0.0.1:7103"
+    default_role: str = "user"
     #: sv-user of each region (JSON object of comma-separated base URLs), for
     #: registrations meant for another region: ``{"west": "http://127.0.0.1:7301"}``.
     region_peers: dict[str, str] = Field(default_factory=dict)

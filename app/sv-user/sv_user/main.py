@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
+from edgelib.roles import RoleAssignments
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
 from sv_user.config import Settings, url_list
@@ -50,6 +51,10 @@ def create_app(
                     stack.push_async_callback(peers[region].aclose)
             app.state.directory = DirectoryClient(directory)
             app.state.auth_sessions = AuthSessions(auth)
+            rbac = client(settings.auth_rbac_url)
+            stack.push_async_callback(rbac.aclose)
+            app.state.roles = RoleAssignments(rbac)
+            stack.push_async_callback(app.state.roles.drain)
             app.state.peers = RegionPeers(peers)
             app.state.passwords = PasswordHashing(
                 memory_kib=settings.password_memory_kib,

@@ -34,6 +34,8 @@ def _service(request: Request, session: SessionDep) -> UserService:
         directory=state.directory,
         peers=state.peers,
         sessions=state.auth_sessions,
+        roles=state.roles,
+        default_role=state.settings.default_role,
     )
 
 

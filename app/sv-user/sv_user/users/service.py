@@ -7,6 +7,7 @@ import logging
 from sqlalchemy.exc import IntegrityError
 
 from edgelib.identity import Identity
+from edgelib.roles import RoleAssignments
 from sv_user.models import User, utcnow
 from sv_user.passwords import PasswordHashing
 from sv_user.peers import AuthSessions, DirectoryClient, PeerUnavailable, RegionPeers
@@ -47,6 +48,8 @@ class UserService:
         directory: DirectoryClient,
         peers: RegionPeers,
         sessions: AuthSessions,
+        roles: RoleAssignments,
+        default_role: str = "user",
     ) -> None:
         self.repository = repository
         self.region = region
@@ -54,6 +57,8 @@ class UserService:
         self.directory = directory
         self.peers = peers
         self.sessions = sessions
+        self.roles = roles
+        self.default_role = default_role
 
     async def register(self, data: UserCreate) -> UserCreated:
         """Reserve the name in the directory, then store the account in its region.
@@ -118,6 +123,8 @@ class UserService:
         except IntegrityError as exc:
             raise UsernameTaken(f"the username {data.username!r} is taken") from exc
         await self.directory.confirm(user_id)
+        # Off the request path: auth-rbac being slow or down must not fail a registration.
+        self.roles.assign_soon(user_id, self.default_role)
         logger.info("account created", extra={"user_id": user_id, "region": self.region})
         return user
 
