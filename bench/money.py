@@ -4,11 +4,19 @@ directly through asyncpg.
 Starts real sv-money processes (uvicorn) for one region on a fresh PostgreSQL schema,
 with a stand-in for sv-region's directory served by this process, tops up a set of
 users, then has concurrent clients pay each other for a fixed time: signed like the
-gateway signs, one new Idempotency-Key per transfer. It then runs the statements one
-such transfer issues (idempotency claim, account locks in id order, balance updates,
-journal entry, postings, transfer row: one transaction) straight through an asyncpg
-pool with the same concurrency, and reports the service's rate as a ratio of that
-baseline. Loopback only, ports 3xxxx; every loop is bounded in time.
+gateway signs, one new Idempotency-Key per transfer. sv-money books concurrent
+transfers together (group commit); the mean batch size is read from its /metrics.
+
+Two baselines run the same statements straight through an asyncpg pool:
+
+- per transfer: one transaction per transfer (idempotency claim, account locks in id
+  order, balance updates, journal entry, postings, transfer row), with the same
+  concurrency: what the service would cost the database without batching;
+- batched: the statements the service issues for one batch, with the service's mean
+  batch size, two transactions at a time as the service's two batch writers: the
+  service's own SQL, so the ratio to it is what HTTP, FastAPI and SQLAlchemy cost.
+
+Loopback only, ports 3xxxx; every loop is bounded in time.
 
     python bench/money.py [--seconds 8] [--concurrency 64] [--instances 1 2]
                           [--json bench/results/money.json] [--doc]
@@ -204,6 +212,7 @@ async def run_service(
         headers = signed(admin, "GET", "/api/v1/wallet/audit")
         async with session.get(urls[0] + "/api/v1/wallet/audit", headers=headers) as response:
             audit = await response.json()
+        batch = await mean_batch(session, urls)
     latencies.sort()
     return {
         "transfers_per_s": done / elapsed,
@@ -211,6 +220,7 @@ async def run_service(
         "failures": failures,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+        "mean_batch": batch,
         "audit_ok": audit["ok"],
         "audit_checked": audit["checked"],
     }
@@ -224,7 +234,7 @@ SQL_CLAIM = (
 )
 SQL_LOCK = (
     "SELECT id, owner_kind, owner, currency, balance, held, allow_negative FROM accounts "
-    "WHERE currency = $1 AND (owner_kind, owner) IN (($2, $3), ($4, $5)) "
+    "WHERE (owner_kind, owner, currency) IN (($1, $2, $3), ($4, $5, $6)) "
     "ORDER BY id FOR UPDATE"
 )
 SQL_CHANGE = "UPDATE accounts SET balance = balance + $1, held = held + $2 WHERE id = $3"
@@ -251,7 +261,9 @@ async def baseline_transfer(
             SQL_CLAIM, payer.user_id, uuid.uuid4().hex, "f" * 64, transfer_id, now
         )
         assert claimed is not None
-        rows = await conn.fetch(SQL_LOCK, CURRENCY, "user", payer.user_id, "user", payee.user_id)
+        rows = await conn.fetch(
+            SQL_LOCK, "user", payer.user_id, CURRENCY, "user", payee.user_id, CURRENCY
+        )
         ids = {r["owner"]: r["id"] for r in rows}
         by_owner = {r["owner"]: r for r in rows}
         assert by_owner[payer.user_id]["balance"] - by_owner[payer.user_id]["held"] >= amount
@@ -268,6 +280,118 @@ async def baseline_transfer(
             "east", payee.user_id, payee.username, "east", amount, 0, CURRENCY, None, entry_id,
             now, now,
         )  # fmt: skip
+
+
+def values_sql(rows: int, columns: int, start: int = 1) -> str:
+    """``($1, $2), ($3, $4)`` for ``rows`` rows of ``columns`` placeholders."""
+    return ", ".join(
+        "(" + ", ".join(f"${start + r * columns + c}" for c in range(columns)) + ")"
+        for r in range(rows)
+    )
+
+
+async def baseline_batch(
+    conn: asyncpg.Connection, pairs: list[tuple[Identity, Identity, int]]
+) -> None:
+    """The statements sv-money issues to book ``pairs`` as one batch."""
+    now = datetime.now(UTC)
+    ids = [str(uuid.uuid4()) for _ in pairs]
+    n = len(pairs)
+    async with conn.transaction():
+        claims = await conn.fetch(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, resource_id, created_at) "
+            f"VALUES {values_sql(n, 5)} ON CONFLICT DO NOTHING RETURNING resource_id",
+            *(v for (payer, _, _), t in zip(pairs, ids, strict=True)
+              for v in (payer.user_id, uuid.uuid4().hex, "f" * 64, t, now)),
+        )  # fmt: skip
+        assert len(claims) == n
+        owners = sorted({u.user_id for payer, payee, _ in pairs for u in (payer, payee)})
+        rows = await conn.fetch(
+            "SELECT id, owner_kind, owner, currency, balance, held, allow_negative "
+            "FROM accounts WHERE (owner_kind, owner, currency) IN "
+            f"({values_sql(len(owners), 3)}) ORDER BY id FOR UPDATE",
+            *(v for o in owners for v in ("user", o, CURRENCY)),
+        )
+        account = {r["owner"]: r["id"] for r in rows}
+        net: dict[int, int] = {}
+        for payer, payee, amount in pairs:
+            net[account[payer.user_id]] = net.get(account[payer.user_id], 0) - amount
+            net[account[payee.user_id]] = net.get(account[payee.user_id], 0) + amount
+        await conn.executemany(SQL_CHANGE, [(d, 0, i) for i, d in sorted(net.items())])
+        entries = await conn.fetch(
+            "INSERT INTO entries (kind, currency, transfer_id, reverses, created_at) "
+            f"VALUES {values_sql(n, 5)} RETURNING id",
+            *(v for t in ids for v in ("transfer", CURRENCY, t, None, now)),
+        )
+        postings = [
+            (e["id"], account[u.user_id], sign * amount)
+            for e, (payer, payee, amount) in zip(entries, pairs, strict=True)
+            for u, sign in ((payer, -1), (payee, 1))
+        ]
+        await conn.execute(
+            f"INSERT INTO postings (entry_id, account_id, amount) VALUES {values_sql(2 * n, 3)}",
+            *(v for p in postings for v in p),
+        )
+        await conn.execute(
+            "INSERT INTO transfers (id, kind, status, payer_id, payer_username, payer_region, "
+            "payee_id, payee_username, payee_region, amount, fee, currency, memo, entry_id, "
+            f"created_at, updated_at) VALUES {values_sql(n, 16)}",
+            *(v for t, e, (payer, payee, amount) in zip(ids, entries, pairs, strict=True)
+              for v in (t, "transfer", "completed", payer.user_id, payer.username, "east",
+                        payee.user_id, payee.username, "east", amount, 0, CURRENCY, None,
+                        e["id"], now, now)),
+        )  # fmt: skip
+
+
+async def run_batched_baseline(
+    schema: str, users: list[Identity], seconds: float, batch: int, writers: int = 2
+) -> dict[str, Any]:
+    pool = await asyncpg.create_pool(
+        PG_DSN, min_size=writers, max_size=writers, server_settings={"search_path": schema}
+    )
+    done = 0
+    measuring = False
+    stop = False
+
+    async def writer(n: int) -> None:
+        nonlocal done
+        rng = random.Random(2000 + n)
+        while not stop:
+            pairs = [(*rng.sample(users, 2), rng.randint(1, 100)) for _ in range(batch)]
+            async with pool.acquire() as conn:
+                await baseline_batch(conn, pairs)  # type: ignore[arg-type]
+            if measuring:
+                done += batch
+
+    try:
+        tasks = [asyncio.create_task(writer(n)) for n in range(writers)]
+        await asyncio.sleep(1.0)
+        measuring = True
+        begun = time.perf_counter()
+        await asyncio.sleep(seconds)
+        measuring = False
+        elapsed = time.perf_counter() - begun
+        stop = True
+        await asyncio.gather(*tasks)
+    finally:
+        await pool.close()
+    return {"transfers_per_s": done / elapsed, "transfers": done, "batch": batch}
+
+
+async def mean_batch(session: aiohttp.ClientSession, urls: list[str]) -> float:
+    """sv-money's mean group-commit batch size so far, from its /metrics."""
+    total = count = 0.0
+    for url in urls:
+        async with session.get(url + "/metrics") as response:
+            text = await response.text()
+        for name, value in re.findall(
+            r'^sv_money_group_commit_batch_size_(sum|count)\{name="transfers"\} (\S+)$', text, re.M
+        ):
+            if name == "sum":
+                total += float(value)
+            else:
+                count += float(value)
+    return total / count if count else 1.0
 
 
 async def run_baseline(
@@ -312,6 +436,7 @@ async def bench(
     seconds: float, concurrency: int, instances: list[int], workdir: Path
 ) -> dict[str, Any]:
     schema = f"bench_money_{uuid.uuid4().hex[:8]}"
+    (workdir / "money.log").unlink(missing_ok=True)
     users = [
         Identity(str(uuid.uuid4()), f"user{i:04d}", "east", f"s{i}", "web") for i in range(USERS)
     ]
@@ -340,13 +465,17 @@ async def bench(
                     for proc in procs:
                         proc.wait(timeout=30)
         results["baseline"] = await run_baseline(schema, users, seconds, concurrency)
+        batch = max(1, round(results["service"][str(instances[0])]["mean_batch"]))
+        results["batched_baseline"] = await run_batched_baseline(schema, users, seconds, batch)
     finally:
         conn = await asyncpg.connect(PG_DSN)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
     base = results["baseline"]["transfers_per_s"]
+    batched = results["batched_baseline"]["transfers_per_s"]
     for result in results["service"].values():
         result["ratio_to_baseline"] = result["transfers_per_s"] / base
+        result["ratio_to_batched_baseline"] = result["transfers_per_s"] / batched
     results["settings"] = {
         "seconds": seconds,
         "concurrency": concurrency,
@@ -360,22 +489,33 @@ async def bench(
 
 def report(results: dict[str, Any]) -> str:
     base = results["baseline"]["transfers_per_s"]
+    batched = results["batched_baseline"]
+    settings = results["settings"]
     lines = [
-        f"Latest run ({results['settings']['at']}, {results['settings']['machine']}, "
-        f"{results['settings']['concurrency']} concurrent clients, "
-        f"{results['settings']['seconds']:.0f} s each, load average after "
-        f"{results['settings']['load_average_after'][0]:.1f}):",
+        f"Latest run ({settings['at']}, {settings['machine']}, {settings['concurrency']} "
+        f"concurrent clients, {settings['seconds']:.0f} s each, load average after "
+        f"{settings['load_average_after'][0]:.1f}):",
         "",
-        "| path | transfers/s | ratio to baseline | p50 ms | p99 ms |",
-        "|---|---|---|---|---|",
+        "| path | transfers/s | vs per-transfer SQL | vs batched SQL | mean batch "
+        "| p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for count, result in results["service"].items():
         lines.append(
             f"| sv-money over HTTP, {count} instance{'s' if count != '1' else ''} "
             f"| {result['transfers_per_s']:,.0f} | {result['ratio_to_baseline']:.2f} "
+            f"| {result['ratio_to_batched_baseline']:.2f} | {result['mean_batch']:.1f} "
             f"| {result['p50_ms']:.1f} | {result['p99_ms']:.1f} |"
         )
-    lines.append(f"| same SQL through asyncpg (baseline) | {base:,.0f} | 1.00 | | |")
+    lines.append(
+        f"| same SQL via asyncpg, one transaction per transfer | {base:,.0f} | 1.00 "
+        f"| {base / batched['transfers_per_s']:.2f} | 1 | | |"
+    )
+    lines.append(
+        f"| same SQL via asyncpg, batches of {batched['batch']} "
+        f"| {batched['transfers_per_s']:,.0f} | {batched['transfers_per_s'] / base:.2f} | 1.00 "
+        f"| {batched['batch']} | | |"
+    )
     return "\n".join(lines)
 
 

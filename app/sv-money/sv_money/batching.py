@@ -18,11 +18,19 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.transactions import Transactions
 
 logger = logging.getLogger("sv_money.batching")
+
+BATCH_SIZE = Histogram(
+    "sv_money_group_commit_batch_size",
+    "Jobs booked per group-commit transaction.",
+    ["name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -38,10 +46,12 @@ class GroupCommit(Generic[J, R]):
         tx: Transactions,
         process: Process[J, R],
         *,
+        name: str = "jobs",
         max_batch: int = 128,
         runners: int = 2,
     ) -> None:
         self.tx = tx
+        self._sizes = BATCH_SIZE.labels(name)
         self.process = process
         self.max_batch = max_batch
         self.runners = runners
@@ -101,6 +111,7 @@ class GroupCommit(Generic[J, R]):
 
     async def _book_once(self, batch: list[tuple[J, asyncio.Future[R]]]) -> None:
         jobs = [job for job, _ in batch]
+        self._sizes.observe(len(jobs))
         try:
             results = await self.tx.run(lambda conn: self.process(conn, jobs))
         except Exception as exc:

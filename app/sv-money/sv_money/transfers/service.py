@@ -68,7 +68,9 @@ class TransferService:
         self.fee_bps = fee_bps
         self.max_amount = max_amount
         self.delivery_grace = delivery_grace
-        self.batches: GroupCommit[Move, dict[str, Any] | None] = GroupCommit(tx, self.book)
+        self.batches: GroupCommit[Move, dict[str, Any] | None] = GroupCommit(
+            tx, self.book, name="transfers"
+        )
 
     def fee(self, amount: int) -> int:
         return amount * self.fee_bps // 10_000
