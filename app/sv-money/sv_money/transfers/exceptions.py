@@ -1,6 +1,6 @@
 """Errors of transfers, as problem+json."""
 
-from edgelib.problems import BadRequest, NotFound, Unprocessable
+from edgelib.problems import BadRequest, Conflict, NotFound, Unprocessable
 
 
 class TransferNotFound(NotFound):
@@ -13,3 +13,7 @@ class SelfTransfer(Unprocessable):
 
 class BadCursor(BadRequest):
     type_slug, title = "bad-cursor", "Malformed cursor"
+
+
+class KeyContended(Conflict):
+    type_slug, title = "idempotency-key-contended", "Idempotency key in use"

@@ -27,7 +27,12 @@ from sv_money.ledger.service import Ledger
 from sv_money.peers import Directory
 from sv_money.regions import require_home
 from sv_money.transactions import Transactions
-from sv_money.transfers.exceptions import BadCursor, SelfTransfer, TransferNotFound
+from sv_money.transfers.exceptions import (
+    BadCursor,
+    KeyContended,
+    SelfTransfer,
+    TransferNotFound,
+)
 from sv_money.transfers.repository import TransferRepository
 from sv_money.transfers.schemas import TransferCreate, TransferPage, TransferRead, transfer_read
 
@@ -125,7 +130,7 @@ class TransferService:
 
     async def _move(self, move: Move) -> tuple[TransferRead, bool]:
         """A same-region transfer, booked with whatever others are waiting (group commit)."""
-        while True:
+        for _ in range(10):
             booked = await self.batches.submit(move)
             if booked is not None:
                 return transfer_read(SimpleNamespace(**booked)), False
@@ -136,6 +141,7 @@ class TransferService:
             if earlier is not None:
                 return await self._existing(earlier), True
             # It was given back meanwhile (its request was refused): try again.
+        raise KeyContended("this Idempotency-Key keeps changing hands; retry the request")
 
     async def book(
         self, conn: AsyncConnection, moves: Sequence[Move]
