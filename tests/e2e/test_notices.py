@@ -166,6 +166,18 @@ async def test_admin_routes_need_notices_admin_at_the_gateway(stack: Stack) -> N
         assert {d["channel"]: d["status"] for d in sent.json()["deliveries"]}["in_app"] == "sent"
         inbox = await http.get(stack.public + "/api/v1/notices", headers=_auth(alice))
         assert [n["title"] for n in inbox.json()["items"]] == ["Welcome"]
+        # An admin (east) sending to a user of the west region: west's sv-notice gets it.
+        bob = await _register(http, stack, "west")
+        west = await http.post(
+            url,
+            json={"username": bob["username"], "category": "general"}
+            | {"variables": {"title": "Hello west", "body": "from the east"}},
+            headers=_auth(admin),
+        )
+        assert west.status_code == 202, west.text
+        bob_inbox = await http.get(stack.public + "/api/v1/notices", headers=_auth(bob))
+        assert bob_inbox.headers["x-edge-instance"].startswith("sv-notice-west-")
+        assert [n["title"] for n in bob_inbox.json()["items"]] == ["Hello west"]
         dead = await http.get(
             stack.public + "/api/v1/notices/admin/dead-letters", headers=_auth(admin)
         )

@@ -55,6 +55,13 @@ class Settings(ServiceSettings):
 
     default_locale: str = "en"
 
+    # Peers (sends for users of another region are handed to that region's sv-notice).
+    #: sv-region's base URLs (comma-separated); without it every send stays in this region.
+    sv_region_url: str | None = None
+    #: sv-notice of each region (JSON object): ``{"west": "http://127.0.0.1:7321"}``.
+    peers: dict[str, str] = Field(default_factory=dict)
+    peer_timeout: float = Field(default=5.0, gt=0)
+
     @property
     def uses_redis_queue(self) -> bool:
         if self.queue == "auto":

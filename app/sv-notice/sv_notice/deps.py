@@ -18,6 +18,7 @@ from sv_notice.inbox.service import InboxService
 from sv_notice.preferences.repository import PreferenceRepository
 from sv_notice.preferences.service import PreferenceService
 from sv_notice.realtime.hub import RealtimeHub
+from sv_notice.sending.routing import SendRouting
 from sv_notice.sending.service import NoticeSender
 from sv_notice.templates.repository import TemplateRepository
 from sv_notice.templates.service import TemplateService
@@ -69,6 +70,11 @@ def _dispatcher(request: Request) -> Dispatcher:
     return dispatcher
 
 
+def _routing(request: Request) -> SendRouting:
+    routing: SendRouting = request.app.state.send_routing
+    return routing
+
+
 def _hub(conn: HTTPConnection) -> RealtimeHub:
     hub: RealtimeHub = conn.app.state.realtime_hub
     return hub
@@ -81,6 +87,7 @@ InboxDep = Annotated[InboxService, Depends(_inbox)]
 DeliveriesDep = Annotated[DeliveryService, Depends(_deliveries)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 HubDep = Annotated[RealtimeHub, Depends(_hub)]
+RoutingDep = Annotated[SendRouting, Depends(_routing)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 

@@ -11,7 +11,9 @@ import httpx
 from fastapi import FastAPI
 
 from edgelib.app import create_service_app, default_database_url, default_schema
+from edgelib.client import ServiceClient
 from edgelib.settings import ServiceSettings
+from edgelib.signing import ServiceSigner
 from sv_notice.config import Settings
 from sv_notice.delivery import endpoints as delivery_endpoints
 from sv_notice.delivery.channels import Channel, RealtimeChannel
@@ -22,10 +24,12 @@ from sv_notice.delivery.redis_queue import RedisStreamQueue
 from sv_notice.delivery.webhook import WebhookChannel
 from sv_notice.delivery.worker import DeliveryWorker
 from sv_notice.inbox import endpoints as inbox_endpoints
+from sv_notice.peers import Directory, NoticePeers
 from sv_notice.preferences import endpoints as preference_endpoints
 from sv_notice.realtime import endpoints as realtime_endpoints
 from sv_notice.realtime.hub import RealtimeHub
 from sv_notice.sending import endpoints as sending_endpoints
+from sv_notice.sending.routing import SendRouting
 from sv_notice.templates import endpoints as template_endpoints
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -65,6 +69,18 @@ def _channels(settings: Settings, hub: RealtimeHub, http: httpx.AsyncClient) -> 
             )
         )
     return channels
+
+
+def _routing(settings: Settings, signer: ServiceSigner) -> SendRouting:
+    def client(urls: str) -> ServiceClient:
+        bases = [u.strip() for u in urls.split(",") if u.strip()]
+        return ServiceClient(bases, signer=signer, timeout=settings.peer_timeout)
+
+    directory = Directory(client(settings.sv_region_url)) if settings.sv_region_url else None
+    peers = NoticePeers(
+        {region: client(urls) for region, urls in settings.peers.items() if urls.strip()}
+    )
+    return SendRouting(settings.region, directory, peers)
 
 
 def create_app(base: ServiceSettings | None = None) -> FastAPI:
@@ -115,6 +131,8 @@ def create_app(base: ServiceSettings | None = None) -> FastAPI:
                 sweep_interval=settings.sweep_interval,
                 sweep_grace=max(5.0, settings.lease_seconds / 2),
             )
+            app.state.send_routing = _routing(settings, app.state.signer)
+            stack.push_async_callback(app.state.send_routing.aclose)
             app.state.realtime_hub = hub
             app.state.dispatcher = dispatcher
             app.state.delivery_queue = queue

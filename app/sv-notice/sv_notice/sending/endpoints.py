@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgelib.deps import CurrentUser, InternalCaller, SessionDep
 from edgelib.problems import Problem
+from sv_notice.delivery.dispatch import Dispatcher
 from sv_notice.delivery.schemas import NoticeStatus
 from sv_notice.delivery.service import DeliveryService
-from sv_notice.deps import DispatcherDep, SenderDep, SettingsDep
-from sv_notice.sending.schemas import EventBatch, EventResult, EventsAccepted, SendIn
-from sv_notice.sending.service import SendCommand
+from sv_notice.deps import DispatcherDep, RoutingDep, SenderDep, SettingsDep
+from sv_notice.peers import SEND_PATH
+from sv_notice.sending.schemas import (
+    EventBatch,
+    EventResult,
+    EventsAccepted,
+    ForwardedSend,
+    SendIn,
+)
+from sv_notice.sending.service import NoticeSender, SendCommand
 
 EVENTS_PATH = "/internal/events"
 
@@ -29,10 +38,50 @@ async def send(
     admin_user: CurrentUser,
     sender: SenderDep,
     dispatcher: DispatcherDep,
+    routing: RoutingDep,
+    session: SessionDep,
+    response: Response,
+) -> NoticeStatus | Response:
+    """Send a notice to one user through the category's channels (202; 200 if a duplicate).
+
+    A user of another region gets it from that region's sv-notice.
+    """
+    recipient = await routing.recipient(body.user_id, body.username)
+    forwarded = ForwardedSend(
+        **body.model_dump(exclude={"user_id", "username"}),
+        user_id=recipient.user_id,
+        source=f"admin:{admin_user.username}",
+    )
+    if routing.is_remote(recipient):
+        return await routing.forward(recipient, forwarded)
+    return await _send_here(forwarded, sender, dispatcher, session, response)
+
+
+@internal.post(
+    SEND_PATH,
+    response_model=NoticeStatus,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"description": "A notice with this dedup_key already exists."}},
+)
+async def send_forwarded(
+    body: ForwardedSend,
+    caller: InternalCaller,
+    sender: SenderDep,
+    dispatcher: DispatcherDep,
     session: SessionDep,
     response: Response,
 ) -> NoticeStatus:
-    """Send a notice to one user through the category's channels (202; 200 if a duplicate)."""
+    """A send another region's sv-notice hands over, for a user who lives here."""
+    return await _send_here(body, sender, dispatcher, session, response)
+
+
+async def _send_here(
+    body: ForwardedSend,
+    sender: NoticeSender,
+    dispatcher: Dispatcher,
+    session: AsyncSession,
+    response: Response,
+) -> NoticeStatus:
     outcome = await sender.send(
         SendCommand(
             user_id=body.user_id,
@@ -41,7 +90,7 @@ async def send(
             locale=body.locale,
             dedup_key=body.dedup_key,
             channels=body.channels,
-            source=f"admin:{admin_user.username}",
+            source=body.source,
         )
     )
     dispatcher.after_commit(session, outcome.queued)

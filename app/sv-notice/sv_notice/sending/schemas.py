@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from sv_notice.schemas import CategoryName, Channel, DedupKey, Locale, UserId
 
 
 class SendIn(BaseModel):
-    user_id: UserId
+    """The recipient is ``user_id`` or ``username`` (found in sv-region's directory)."""
+
+    user_id: UserId | None = None
+    username: str | None = Field(None, min_length=1, max_length=64)
     category: CategoryName
     variables: dict[str, Any] = Field(default_factory=dict, max_length=50)
     locale: Locale | None = Field(None, description="Default: the user's locale, then en.")
@@ -20,6 +23,19 @@ class SendIn(BaseModel):
     channels: list[Channel] | None = Field(
         None, min_length=1, description="Only these of the category's channels."
     )
+
+    @model_validator(mode="after")
+    def _one_recipient(self) -> SendIn:
+        if (self.user_id is None) == (self.username is None):
+            raise ValueError("give exactly one of user_id and username")
+        return self
+
+
+class ForwardedSend(SendIn):
+    """A send another region's sv-notice hands over (the recipient lives here)."""
+
+    user_id: UserId
+    source: str = Field("admin", max_length=64)
 
 
 class EventIn(BaseModel):
