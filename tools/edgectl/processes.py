@@ -69,6 +69,9 @@ def peer_env(topology: Topology, service: str) -> dict[str, str]:
         env["SV_MONEY_PEERS"] = json.dumps({r: urls for r, urls in sv_money.items() if urls})
         env["SV_MONEY_SV_REGION_URL"] = _urls(topology, "sv-region")
         env["SV_MONEY_NOTICE_URLS"] = notice_urls
+    elif service == "sv-notice":
+        env["SV_NOTICE_PEERS"] = notice_urls
+        env["SV_NOTICE_SV_REGION_URL"] = _urls(topology, "sv-region")
     elif service == "auth-jwt":
         env["AUTH_JWT_SV_USER_URLS"] = json.dumps(sv_users)
         env["AUTH_JWT_SV_REGION_URL"] = _urls(topology, "sv-region")
