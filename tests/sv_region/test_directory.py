@@ -13,9 +13,17 @@ import pytest
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
 from sv_region.config import Settings
-from sv_region.directory.service import assign_region
 from sv_region.main import create_app
+from sv_region.models import Region
+from sv_region.regions.service import choose_region
 from tests.helpers import running
+
+
+def assign_region(username: str, names: list[str]) -> str:
+    """The weighted default with every region at weight 1 (the seeded state)."""
+    regions = [Region(name=n, status="active", weight=1) for n in names]
+    return choose_region(username, regions, [])[0]
+
 
 CALLER = ServiceSigner("sv-user", DEV_SERVICE_SECRET)
 

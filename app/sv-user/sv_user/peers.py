@@ -64,12 +64,19 @@ class DirectoryClient:
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
 
-    async def reserve(self, username: str, region: str | None) -> Reservation:
-        """Hold ``username`` (sv-region assigns the region when ``region`` is None)."""
+    async def reserve(
+        self,
+        username: str,
+        region: str | None,
+        *,
+        phone: str | None = None,
+        address: str | None = None,
+    ) -> Reservation:
+        """Hold ``username`` (sv-region assigns the region when ``region`` is None,
+        by its rules on ``phone`` and the client ``address``)."""
+        body = {"username": username, "region": region, "phone": phone, "client_address": address}
         try:
-            response = await self.client.post(
-                "/internal/directory/reservations", json={"username": username, "region": region}
-            )
+            response = await self.client.post("/internal/directory/reservations", json=body)
         except ServiceCallError as exc:
             raise PeerUnavailable("the user directory (sv-region) is not reachable") from exc
         if response.status_code != 201:

@@ -34,6 +34,8 @@ async def reserve(
         body.username,
         region=body.region,
         user_id=str(body.user_id) if body.user_id else None,
+        phone=body.phone,
+        address=body.client_address,
     )
     return DirectoryEntryRead.model_validate(entry)
 

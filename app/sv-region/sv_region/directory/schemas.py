@@ -18,6 +18,9 @@ class ReservationCreate(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN)
     user_id: uuid.UUID | None = None
     region: str | None = Field(default=None, pattern=REGION_PATTERN)
+    #: Hints for the assignment rules when no region is given.
+    phone: str | None = Field(default=None, max_length=32)
+    client_address: str | None = Field(default=None, max_length=64)
 
 
 class DirectoryEntryRead(BaseModel):

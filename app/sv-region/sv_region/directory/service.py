@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import timedelta
 
@@ -11,29 +10,19 @@ from sqlalchemy.exc import IntegrityError
 from sv_region.directory.exceptions import (
     EntryAlreadyActive,
     EntryNotFound,
-    NoActiveRegion,
     UnknownRegion,
     UsernameTaken,
 )
 from sv_region.directory.models import ACTIVE, PENDING, DirectoryEntry
 from sv_region.directory.repository import DirectoryRepository
 from sv_region.models import utcnow
+from sv_region.regions.repository import RegionRepository
+from sv_region.regions.service import RegionCatalog
 
 
 def normalize_username(username: str) -> str:
     """Usernames are unique regardless of case."""
     return username.strip().lower()
-
-
-def assign_region(username: str, regions: list[str]) -> str:
-    """The assignment rule: a stable hash of the username over the active regions.
-
-    Spreads new users evenly and gives the same answer on every instance.
-    """
-    if not regions:
-        raise NoActiveRegion("no region is active to take new users")
-    digest = hashlib.sha256(username.encode()).digest()
-    return sorted(regions)[int.from_bytes(digest[:8], "big") % len(regions)]
 
 
 class RegionDirectory:
@@ -42,7 +31,13 @@ class RegionDirectory:
         self.pending_ttl = timedelta(seconds=pending_ttl)
 
     async def reserve(
-        self, username: str, *, region: str | None, user_id: str | None
+        self,
+        username: str,
+        *,
+        region: str | None,
+        user_id: str | None,
+        phone: str | None = None,
+        address: str | None = None,
     ) -> DirectoryEntry:
         """Hold ``username`` for a registration in progress, in ``region`` or an assigned one."""
         name = normalize_username(username)
@@ -56,10 +51,11 @@ class RegionDirectory:
             if not abandoned:
                 raise UsernameTaken(f"the username {name!r} is taken")
             await self.repository.remove(existing)
-        regions = await self.repository.active_regions()
         if region is None:
-            region = assign_region(name, regions)
-        elif region not in regions:
+            region, _ = await RegionCatalog(RegionRepository(self.repository.session)).assign(
+                name, phone=phone, address=address
+            )
+        elif region not in await self.repository.active_regions():
             raise UnknownRegion(f"region {region!r} is not an active region")
         entry = DirectoryEntry(
             user_id=user_id or str(uuid.uuid4()),
@@ -90,6 +86,12 @@ class RegionDirectory:
         if entry.status == ACTIVE:
             raise EntryAlreadyActive(f"user {user_id} exists; its directory entry stays")
         await self.repository.remove(entry)
+
+    async def move(self, user_id: str, region: str) -> DirectoryEntry:
+        """Point an active user at ``region``."""
+        entry = await self.lookup(user_id)
+        entry.region = region
+        return entry
 
     async def lookup(self, user_id: str) -> DirectoryEntry:
         """The active entry of a user id."""

@@ -43,9 +43,17 @@ UserServiceDep = Annotated[UserService, Depends(_service)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserCreated)
-async def register(body: UserCreate, service: UserServiceDep) -> UserCreated:
+async def register(body: UserCreate, service: UserServiceDep, request: Request) -> UserCreated:
     """Create an account; the username is unique across all regions."""
-    return await service.register(body)
+    return await service.register(body, address=client_address(request))
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address: the last X-Forwarded-For hop, which the gateway appended."""
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip() or None
+    return request.client.host if request.client else None
 
 
 @router.get("", response_model=UserList)

@@ -12,6 +12,7 @@ USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$"
 REGION_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 # Deliberately loose: one @, no spaces; the address is proven by a mail later, not a regex.
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
+PHONE_PATTERN = r"^\+[0-9 ()-]{4,24}$"
 
 Password = Field(min_length=8, max_length=128)
 
@@ -25,6 +26,11 @@ class UserCreate(BaseModel):
     password: str = Password
     email: str | None = Field(default=None, pattern=EMAIL_PATTERN, max_length=320)
     region: str | None = Field(default=None, pattern=REGION_PATTERN)
+    phone: str | None = Field(
+        default=None,
+        pattern=PHONE_PATTERN,
+        description="E.164 number; with no region, sv-region's phone rules may pick one",
+    )
 
     @field_validator("username")
     @classmethod

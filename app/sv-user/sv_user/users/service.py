@@ -60,7 +60,7 @@ class UserService:
         self.roles = roles
         self.default_role = default_role
 
-    async def register(self, data: UserCreate) -> UserCreated:
+    async def register(self, data: UserCreate, *, address: str | None = None) -> UserCreated:
         """Reserve the name in the directory, then store the account in its region.
 
         The account of another region is stored by that region's sv-user. A definite
@@ -68,7 +68,9 @@ class UserService:
         (it is confirmed if the account was made, or expires otherwise).
         """
         check_password_policy(data.username, data.password)
-        reservation = await self.directory.reserve(data.username, data.region)
+        reservation = await self.directory.reserve(
+            data.username, data.region, phone=data.phone, address=address
+        )
         account = AccountCreate.model_validate(
             {
                 "user_id": reservation.user_id,

@@ -1,4 +1,4 @@
-"""The admin role also holds notices:admin (sv-notice's admin routes).
+"""The admin role also holds notices:admin and regions:read.
 
 Revision ID: 0003
 Revises: 0002
@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 DOMAIN = "default"
-ADDED = [("notices", "admin")]
+ADDED = [("notices", "admin"), ("regions", "read")]
 
 rule = sa.table(
     "casbin_rule",

@@ -1,0 +1,1 @@
+"""Regions and the rules that assign new users to them."""

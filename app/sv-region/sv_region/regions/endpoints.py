@@ -1,0 +1,144 @@
+"""The regions admin API (the gateway requires regions:read / regions:write)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgelib.deps import CurrentUser, SessionDep
+from sv_region.directory.repository import DirectoryRepository
+from sv_region.directory.schemas import DirectoryEntryRead
+from sv_region.directory.service import RegionDirectory
+from sv_region.regions.events import DIRECTORY_CHANNEL, REGIONS_CHANNEL, announce
+from sv_region.regions.repository import RegionRepository
+from sv_region.regions.schemas import (
+    REGION_NAME,
+    Assignment,
+    RegionRead,
+    RegionWrite,
+    RuleCreate,
+    RuleRead,
+)
+from sv_region.regions.service import RegionCatalog
+
+router = APIRouter(prefix="/api/v1/regions", tags=["regions"])
+
+RegionName = Annotated[str, Path(pattern=REGION_NAME)]
+
+
+def _catalog(session: SessionDep) -> RegionCatalog:
+    return RegionCatalog(RegionRepository(session))
+
+
+CatalogDep = Annotated[RegionCatalog, Depends(_catalog)]
+
+
+class Move(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    region: str = Field(pattern=REGION_NAME)
+
+
+@router.get("", response_model=list[RegionRead])
+async def list_regions(catalog: CatalogDep, user: CurrentUser) -> list[RegionRead]:
+    """Every region with its status, endpoints, discovery source and weight."""
+    return [RegionRead.model_validate(r) for r in await catalog.all()]
+
+
+@router.get("/rules", response_model=list[RuleRead])
+async def list_rules(catalog: CatalogDep, user: CurrentUser) -> list[RuleRead]:
+    """Assignment rules in the order they are tried."""
+    return [RuleRead.model_validate(r) for r in await catalog.rules()]
+
+
+@router.post("/rules", response_model=RuleRead, status_code=status.HTTP_201_CREATED)
+async def add_rule(
+    body: RuleCreate, catalog: CatalogDep, session: SessionDep, request: Request, user: CurrentUser
+) -> RuleRead:
+    """Send new users whose phone prefix or client network matches to a region."""
+    rule = RuleRead.model_validate(await catalog.add_rule(body))
+    await session.commit()
+    await announce(request.app.state.backend, REGIONS_CHANNEL, body.region)
+    return rule
+
+
+@router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_rule(
+    rule_id: int, catalog: CatalogDep, session: SessionDep, request: Request, user: CurrentUser
+) -> Response:
+    """Remove an assignment rule."""
+    await catalog.delete_rule(rule_id)
+    await session.commit()
+    await announce(request.app.state.backend, REGIONS_CHANNEL, "*")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/assignment", response_model=Assignment)
+async def preview_assignment(
+    catalog: CatalogDep,
+    user: CurrentUser,
+    username: str = Query(min_length=1, max_length=64),
+    phone: str | None = Query(None, max_length=32),
+    address: str | None = Query(None, max_length=64),
+) -> Assignment:
+    """Which region a new user with these hints would get (nothing is reserved)."""
+    region, rule = await catalog.assign(username.lower(), phone=phone, address=address)
+    return Assignment(region=region, rule=rule)
+
+
+@router.put("/users/{user_id}/region", response_model=DirectoryEntryRead)
+async def move_user(
+    user_id: str, body: Move, session: SessionDep, request: Request, user: CurrentUser
+) -> DirectoryEntryRead:
+    """Point a user at another region; gateways drop their cached answer at once.
+
+    This moves the directory entry only: the user's data in the old region's
+    services must be moved by those services.
+    """
+    await RegionCatalog(RegionRepository(session)).get(body.region)
+    directory = RegionDirectory(
+        DirectoryRepository(session), pending_ttl=request.app.state.settings.pending_ttl
+    )
+    entry = await directory.move(user_id, body.region)
+    result = DirectoryEntryRead.model_validate(entry)
+    await session.commit()
+    await announce(request.app.state.backend, DIRECTORY_CHANNEL, user_id)
+    return result
+
+
+@router.get("/{name}", response_model=RegionRead)
+async def get_region(name: RegionName, catalog: CatalogDep, user: CurrentUser) -> RegionRead:
+    """One region."""
+    return RegionRead.model_validate(await catalog.get(name))
+
+
+@router.put("/{name}", response_model=RegionRead)
+async def put_region(
+    name: RegionName,
+    body: RegionWrite,
+    catalog: CatalogDep,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+) -> RegionRead:
+    """Create or replace a region (201 when created)."""
+    region, created = await catalog.put(name, body)
+    result = RegionRead.model_validate(region)
+    await session.commit()
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    await announce(request.app.state.backend, REGIONS_CHANNEL, name)
+    return result
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_region(
+    name: RegionName, catalog: CatalogDep, session: SessionDep, request: Request, user: CurrentUser
+) -> Response:
+    """Delete a region nobody lives in and no rule points at."""
+    await catalog.delete(name)
+    await session.commit()
+    await announce(request.app.state.backend, REGIONS_CHANNEL, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
