@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from sv_money.audit.command import audit_command
+from sv_money.config import Settings
 from tests.conftest import PG_URL
 from tests.sv_money.conftest import Money
-
-ROOT = Path(__file__).parents[2]
 
 
 def east_db(tmp_path: Path) -> Path:
@@ -81,39 +78,21 @@ async def test_audit_reports_a_balance_that_disagrees_with_its_postings(
     ]
 
 
-def run_audit_command(tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "SV_MONEY_"))}
-    env |= {
-        "SV_MONEY_REGION": "east",
-        "EDGE_VAR_DIR": str(tmp_path / "east"),
-        "SV_MONEY_PEERS": "{}",
-        "SV_MONEY_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "sv_money", "audit"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 async def test_audit_command_exits_zero_when_clean_and_one_when_not(
-    money: Money, tmp_path: Path
+    money: Money, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # In-process here; tests/e2e/test_wallet_chaos.py runs it as `python -m sv_money audit`.
     await money.topup("alice", 100)
     assert (await money.pay("alice", "bob", 40)).status_code == 201
-    clean = await asyncio.to_thread(run_audit_command, tmp_path)
-    assert clean.returncode == 0, clean.stdout + clean.stderr
-    report = json.loads(clean.stdout)
+    settings = Settings(region="east", var_dir=tmp_path / "east", peers={}, log_json=False)
+    assert await audit_command([], settings) == 0
+    report = json.loads(capsys.readouterr().out)
     assert (report["ok"], report["region"], report["checked"]["entries"]) == (True, "east", 2)
     with sqlite3.connect(east_db(tmp_path)) as db:
         db.execute("UPDATE accounts SET balance = balance - 1 WHERE owner_kind = 'user'")
-    dirty = await asyncio.to_thread(run_audit_command, tmp_path)
-    assert dirty.returncode == 1
-    assert {v["check"] for v in json.loads(dirty.stdout)["violations"]} == {"balance-mismatch"}
+    assert await audit_command([], settings) == 1
+    violations = json.loads(capsys.readouterr().out)["violations"]
+    assert {v["check"] for v in violations} == {"balance-mismatch"}
 
 
 async def _random_load(money: Money, transfers: int) -> None:

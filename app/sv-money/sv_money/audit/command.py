@@ -15,7 +15,8 @@ from sv_money.config import Settings
 from sv_money.main import open_services
 
 
-async def audit_command(argv: list[str]) -> int:
+async def audit_command(argv: list[str], settings: Settings | None = None) -> int:
+    """Run the audit with ``settings`` (from the environment when None); the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m sv_money audit", description="Audit this region's ledger."
     )
@@ -23,7 +24,8 @@ async def audit_command(argv: list[str]) -> int:
         "--region", help="the region to audit (default: SV_MONEY_REGION)", default=None
     )
     args = parser.parse_args(argv)
-    settings = Settings() if args.region is None else Settings(region=args.region)
+    if settings is None:
+        settings = Settings() if args.region is None else Settings(region=args.region)
     database = Database(
         settings.database_url or default_database_url(settings),
         schema=settings.database_schema or default_schema(settings),
