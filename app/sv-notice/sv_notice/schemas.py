@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 
 Channel = Literal["in_app", "realtime", "email", "webhook"]
 CHANNELS: tuple[Channel, ...] = ("in_app", "realtime", "email", "webhook")
@@ -20,5 +20,20 @@ PreferenceCategory = Annotated[
 ]
 Locale = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
 UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,36}$")]
-DedupKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+DedupKey = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,200}$")]
+#: Ids this service gives out (UUIDs), as they appear in paths.
+ResourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,36}$")]
+#: Short printable ASCII: event ids, sources, region names.
+Token = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,64}$")]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+#: Free text that will be stored.
+Text = Annotated[str, AfterValidator(_no_nul)]
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Path, Query, status
 from edgelib.deps import CurrentUser, SessionDep
 from sv_notice.delivery.schemas import DeliveryOut, DeliveryPage, NoticeStatus
 from sv_notice.deps import DeliveriesDep, DispatcherDep
-from sv_notice.schemas import Channel, DeliveryStatus, UserId
+from sv_notice.schemas import Channel, DeliveryStatus, ResourceId, UserId
 
 router = APIRouter(prefix="/api/v1/notices/admin", tags=["admin"])
 
-Id = Annotated[str, Path(min_length=1, max_length=36)]
+Id = Annotated[ResourceId, Path()]
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 

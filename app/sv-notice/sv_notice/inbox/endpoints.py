@@ -9,10 +9,11 @@ from fastapi import APIRouter, Path, Query
 from edgelib.deps import CurrentUser
 from sv_notice.deps import InboxDep
 from sv_notice.inbox.schemas import MarkedRead, NoticeOut, NoticePage, UnreadCount
+from sv_notice.schemas import ResourceId
 
 router = APIRouter(prefix="/api/v1/notices", tags=["inbox"])
 
-NoticeId = Annotated[str, Path(min_length=1, max_length=36)]
+NoticeId = Annotated[ResourceId, Path()]
 
 
 @router.get("", response_model=NoticePage)

@@ -40,7 +40,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at = datetime.fromisoformat(at)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidCursor("the cursor is not one this API gave out") from exc
-    if created_at.tzinfo is None or not notice_id:
+    if created_at.tzinfo is None or not notice_id or "\x00" in notice_id:
         raise InvalidCursor("the cursor is not one this API gave out")
     return created_at, notice_id
 

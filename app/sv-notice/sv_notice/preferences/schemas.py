@@ -6,12 +6,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from sv_notice.schemas import Channel, Locale
+from sv_notice.schemas import Channel, Locale, Text
 
 Email = Annotated[
     str,
     StringConstraints(
-        pattern=r"^[^@\s\"<>,;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+        pattern=r"^[^@\s\"<>,;\x00]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$",
         max_length=320,
     ),
@@ -30,7 +30,7 @@ class ChannelSwitches(BaseModel):
 
 
 class WebhookIn(BaseModel):
-    url: str = Field(min_length=8, max_length=2048, description="http(s) URL receiving POSTs.")
+    url: Text = Field(min_length=8, max_length=2048, description="http(s) URL receiving POSTs.")
 
 
 class WebhookOut(BaseModel):

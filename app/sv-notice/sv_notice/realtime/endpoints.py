@@ -22,6 +22,7 @@ from sv_notice.deps import HubDep, SettingsDep, websocket_user
 from sv_notice.inbox.repository import InboxRepository
 from sv_notice.inbox.service import InboxService
 from sv_notice.realtime.hub import Connection
+from sv_notice.schemas import ResourceId
 
 router = APIRouter(prefix="/api/v1/notices", tags=["realtime"])
 
@@ -58,7 +59,7 @@ async def stream(
     hub: HubDep,
     settings: SettingsDep,
     request: Request,
-    last_event_id: Annotated[str | None, Header(alias="last-event-id", max_length=64)] = None,
+    last_event_id: Annotated[ResourceId | None, Header(alias="last-event-id")] = None,
 ) -> StreamingResponse:
     """Your notices as server-sent events (``event: notice``), as they are sent."""
     database: Database = request.app.state.database

@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from sv_notice.schemas import CategoryName, Channel, DedupKey, Locale, UserId
+from sv_notice.schemas import CategoryName, Channel, DedupKey, Locale, Text, Token, UserId
 
 
 class SendIn(BaseModel):
     """The recipient is ``user_id`` or ``username`` (found in sv-region's directory)."""
 
     user_id: UserId | None = None
-    username: str | None = Field(None, min_length=1, max_length=64)
+    username: Token | None = None
     category: CategoryName
     variables: dict[str, Any] = Field(default_factory=dict, max_length=50)
     locale: Locale | None = Field(None, description="Default: the user's locale, then en.")
@@ -35,19 +35,19 @@ class ForwardedSend(SendIn):
     """A send another region's sv-notice hands over (the recipient lives here)."""
 
     user_id: UserId
-    source: str = Field("admin", max_length=64)
+    source: Text = Field("admin", max_length=64)
 
 
 class EventIn(BaseModel):
     """One platform event (see ``edgelib.events``); its type names a category."""
 
-    id: str = Field(min_length=1, max_length=64)
+    id: Token
     type: CategoryName
     user_id: UserId
-    region: str | None = Field(None, max_length=64)
+    region: Token | None = None
     data: dict[str, Any] = Field(default_factory=dict, max_length=50)
     occurred_at: float | None = None
-    source: str = Field("", max_length=64)
+    source: Text = Field("", max_length=64)
 
 
 class EventBatch(BaseModel):

@@ -10,6 +10,7 @@ notice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -36,7 +37,10 @@ def _type_ok(kind: str, value: Any) -> bool:
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        # NaN and the infinities are not JSON: they could not be stored.
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
     return False
 
 
@@ -67,8 +71,11 @@ def check_values(declared: Mapping[str, Mapping[str, Any]], values: Mapping[str,
             if spec.get("required", True):
                 errors.append({"variable": name, "error": "missing"})
             continue
-        if not _type_ok(str(spec.get("type", "string")), values[name]):
+        value = values[name]
+        if not _type_ok(str(spec.get("type", "string")), value):
             errors.append({"variable": name, "error": f"expected {spec.get('type', 'string')}"})
+        elif isinstance(value, str) and "\x00" in value:
+            errors.append({"variable": name, "error": "contains a NUL character"})
     for name in sorted(set(values) - set(declared)):
         errors.append({"variable": name, "error": "not declared by the template"})
     if errors:

@@ -7,14 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from sv_notice.schemas import Channel, VariableName
+from sv_notice.schemas import Channel, Text, VariableName
 from sv_notice.templates.rendering import VariableType
 
 
 class CategoryIn(BaseModel):
     critical: bool = Field(False, description="Critical notices ignore user preferences.")
     channels: list[Channel] = Field(min_length=1, description="Channels this category may use.")
-    description: str = Field("", max_length=255)
+    description: Text = Field("", max_length=255)
 
     @field_validator("channels")
     @classmethod
@@ -33,8 +33,8 @@ class VariableSpec(BaseModel):
 
 
 class TemplateIn(BaseModel):
-    title: str = Field(min_length=1, max_length=2_000, description="Jinja2 source of the title.")
-    body: str = Field(min_length=1, max_length=20_000, description="Jinja2 source of the body.")
+    title: Text = Field(min_length=1, max_length=2_000, description="Jinja2 source of the title.")
+    body: Text = Field(min_length=1, max_length=20_000, description="Jinja2 source of the body.")
     variables: dict[VariableName, VariableSpec] = Field(default_factory=dict, max_length=50)
 
 
