@@ -85,11 +85,19 @@ def checks_markdown(results: dict[str, Any]) -> str:
         "pipeline_c16_p99_ms": "full pipeline at c=16, p99 (ms)",
         "gateway_rss_mb_per_worker": "gateway RSS per worker, peak (MB)",
     }
-    lines = ["| target | measured | goal | met |", "|---|---:|---|---|"]
+    lines = [
+        "| target | measured (medians) | goal | met | per round | by CPU per request |",
+        "|---|---:|---|---|---|---:|",
+    ]
     for key, check in results["checks"].items():
+        rounds = check.get("per_round")
+        per_round = ", ".join(str(r) for r in rounds) if rounds else "-"
+        if key == "pipeline_c16_p99_ms":
+            per_round += f" (nginx proxy: {check['nginx_proxy_c16_p99_ms']})"
         lines.append(
             f"| {names.get(key, key)} | {check['value']} | {check['target']} |"
-            f" {'yes' if check['ok'] else '**no**'} |"
+            f" {'yes' if check['ok'] else '**no**'} | {per_round} |"
+            f" {check.get('by_cpu_per_request') or '-'} |"
         )
     return "\n".join(lines)
 
