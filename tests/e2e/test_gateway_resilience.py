@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections import Counter
 
 import httpx
@@ -92,3 +93,26 @@ def test_killing_an_east_sv_user_under_get_load_loses_no_request(
     assert served[EAST_USER_B] > 0
     assert sum(served.values()) > 100
     _wait_all_up(stack, client)
+
+
+def test_consistent_hash_keeps_each_east_user_on_one_instance(
+    stack: Stack, client: httpx.Client
+) -> None:
+    _wait_all_up(stack, client)
+    seen: dict[str, set[str]] = {}
+    for _ in range(8):
+        name = f"h{uuid.uuid4().hex[:10]}"
+        body = {"username": name, "password": "correct horse 1", "region": "east"}
+        assert client.post(stack.public + "/api/v1/users", json=body).status_code == 201
+        login = client.post(
+            stack.public + "/api/v1/auth/login",
+            json={"username": name, "password": "correct horse 1", "client_type": "web"},
+        )
+        assert login.status_code == 200, login.text
+        auth = {"authorization": f"Bearer {login.json()['access_token']}"}
+        for _ in range(6):
+            resp = client.get(stack.public + "/api/v1/users/me", headers=auth)
+            assert resp.status_code == 200, resp.text
+            seen.setdefault(name, set()).add(resp.headers["x-edge-instance"])
+    assert all(len(instances) == 1 for instances in seen.values()), seen
+    assert {i for s in seen.values() for i in s} <= {EAST_USER_A, EAST_USER_B}
