@@ -76,7 +76,7 @@ async def _sse(lines: AsyncIterator[str], kind: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("region", ["east", "west"])
 async def test_transfer_event_reaches_clients_connected_through_the_gateway_within_1s(
-    stack: Stack, region: str
+    stack: Stack, region: str, record_property: Any
 ) -> None:
     async with (
         httpx.AsyncClient(timeout=10) as http,
@@ -118,6 +118,8 @@ async def test_transfer_event_reaches_clients_connected_through_the_gateway_with
                 sse_latency = time.perf_counter() - started
         await ws.close()
 
+        record_property("ws_latency_ms", round(ws_latency * 1000, 1))
+        record_property("sse_latency_ms", round(sse_latency * 1000, 1))
         assert ws_latency < 1.0
         assert sse_latency < 1.0
         notice = pushed["notice"]

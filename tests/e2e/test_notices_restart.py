@@ -142,7 +142,7 @@ async def _call(
     "flavour", ["sqlite-memory", pytest.param("postgres-redis", marks=pytest.mark.integration)]
 )
 async def test_sigkill_mid_delivery_then_restart_loses_no_queued_notice(
-    flavour: str, tmp_path: Path
+    flavour: str, tmp_path: Path, record_property: Any
 ) -> None:
     env = _env(flavour, tmp_path / "var")
     service = NoticeProcess(env, tmp_path / "sv-notice.log")
@@ -184,7 +184,8 @@ async def test_sigkill_mid_delivery_then_restart_loses_no_queued_notice(
             assert seen_before_kill < NOTICES // 2, "the kill came too late to be mid-delivery"
 
             restart_seconds = await service.start(client)
-            deadline = time.monotonic() + 60
+            ready_at = time.monotonic()
+            deadline = ready_at + 60
             while {n for _, n in receiver.calls} != set(sent):
                 assert time.monotonic() < deadline, (
                     f"missing {len(set(sent) - {n for _, n in receiver.calls})} notices"
@@ -211,6 +212,10 @@ async def test_sigkill_mid_delivery_then_restart_loses_no_queued_notice(
             assert len(by_webhook_id) == NOTICES
             assert all(len(ids) == 1 for ids in by_webhook_id.values())
             repeats = len(receiver.calls) - NOTICES
+            record_property("delivered_before_kill", seen_before_kill)
+            record_property("restart_to_ready_s", round(restart_seconds, 2))
+            record_property("ready_to_all_sent_s", round(time.monotonic() - ready_at, 2))
+            record_property("repeated_webhooks", repeats)
             assert repeats <= 2  # at most the attempts in flight when the process died
             for notice_id in sent:
                 status = await _call(
