@@ -36,7 +36,7 @@ import httpx
 import orjson
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, delete, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from edgelib.client import ServiceCallError, ServiceClient
 from edgelib.db import Database
@@ -324,10 +324,14 @@ class SqlEventOutbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def add(self, session: AsyncSession, event: PlatformEvent) -> None:
-        """Write ``event`` in ``session``'s transaction; the relay ships it after commit."""
+    async def add(self, db: AsyncSession | AsyncConnection, event: PlatformEvent) -> None:
+        """Write ``event`` in ``db``'s open transaction; the relay ships it after the commit.
+
+        With a session the relay is woken when it commits; with a connection call
+        :meth:`wake` after committing, or the relay finds the row at its next poll.
+        """
         now = time.time()
-        await session.execute(
+        await db.execute(
             self.table.insert().values(
                 id=event.id,
                 region=event.region,
@@ -337,16 +341,21 @@ class SqlEventOutbox:
                 next_attempt_at=now,
             )
         )
-        sync = session.sync_session
-        if not sync.info.get(self._hook_key):
-            sync.info[self._hook_key] = True
-            sa_event.listen(sync, "after_commit", self._committed)
+        if isinstance(db, AsyncSession):
+            sync = db.sync_session
+            if not sync.info.get(self._hook_key):
+                sync.info[self._hook_key] = True
+                sa_event.listen(sync, "after_commit", self._committed)
 
     @property
     def _hook_key(self) -> str:
         return f"edgelib.events.outbox.{id(self)}"
 
     def _committed(self, _session: Any) -> None:
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Ship now rather than at the next poll (call after committing an :meth:`add`)."""
         self._wake.set()
 
     async def relay_once(self) -> int:

@@ -176,3 +176,18 @@ async def test_outbox_ships_only_committed_events_and_keeps_them_until_delivered
     assert sink.delivered == [committed.id]
     assert sink.attempts == 3
     assert await _outbox_rows(sender_db) == 0
+
+
+async def test_outbox_takes_core_connections_and_ships_on_wake(sender_db: Database) -> None:
+    sink = FlakySink()
+    event = _event()
+    async with SqlEventOutbox(sender_db, sink, poll_interval=30) as outbox:
+        async with sender_db.engine.connect() as conn:
+            await outbox.add(conn, event)
+            await conn.commit()
+        outbox.wake()
+        for _ in range(100):
+            if sink.delivered:
+                break
+            await asyncio.sleep(0.02)
+    assert sink.delivered == [event.id]
