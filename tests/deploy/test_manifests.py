@@ -873,3 +873,229 @@ def test_ci_deploys_the_overlays_ack_only_by_hand() -> None:
     assert "kubectl apply -k deploy/k8s/overlays/minikube" in _script(minikube)
     for name in SERVICES:
         assert name in _script(ack), f"deploy:ack does not pin the image of {name}"
+
+
+# --- drift: what edgectl gives each service locally, every deployment gives too ---------------
+
+#: Variables edgectl sets that deployments need not repeat, by name without the service's
+#: prefix: per-instance ones (each deployment sets its own listen address, instance id and
+#: region, checked above), and EDGE_VAR_DIR, a local scratch folder (edge-config sets /tmp/edge
+#: in Kubernetes; in compose the default ./var lives on a tmpfs).
+PER_INSTANCE = frozenset({"PORT", "HOST", "INSTANCE_ID", "REGION"})
+LOCAL_ONLY = frozenset({"EDGE_VAR_DIR"})
+
+
+def _ignored(service: str, name: str) -> bool:
+    prefix = facts(service).prefix
+    return name in LOCAL_ONLY or (
+        name.startswith(prefix) and name.removeprefix(prefix) in PER_INSTANCE
+    )
+
+
+@cache
+def _local_env_names() -> dict[str, frozenset[str]]:
+    """service -> names of the variables edgectl sets for it from deploy/local/topology.toml."""
+    from edgectl.processes import process_specs
+    from gateway_api.topology import load_topology
+
+    path = DEPLOY / "local" / "topology.toml"
+    names: dict[str, set[str]] = {}
+    for spec in process_specs(load_topology(path), path, ROOT / "var"):
+        names.setdefault(spec.service, set()).update(
+            n for n in spec.env if not _ignored(spec.service, n)
+        )
+    return {service: frozenset(n) for service, n in names.items()}
+
+
+def test_edgectl_starts_every_service() -> None:
+    assert set(_local_env_names()) == set(SERVICES)
+    # The check below is only as good as its input: the peers must be in it.
+    assert "SV_USER_REGION_PEERS" in _local_env_names()["sv-user"]
+
+
+def _example_secret_keys() -> set[str]:
+    return set(yaml.safe_load((K8S / "base" / "secret.example.yaml").read_text())["stringData"])
+
+
+def _k8s_sources(manifests: Manifests, container: Doc) -> dict[str, str]:
+    """Env name -> where the container gets it: "secret", "config" or "value"."""
+    config_maps = manifests.named("ConfigMap")
+    sources: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        prefix = source.get("prefix", "")
+        if "configMapRef" in source:
+            data = config_maps[source["configMapRef"]["name"]].get("data", {})
+            sources.update({prefix + key: "config" for key in data})
+        if "secretRef" in source:
+            sources.update({prefix + key: "secret" for key in _example_secret_keys()})
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {})
+        sources[var["name"]] = (
+            "secret" if "secretKeyRef" in ref else "config" if "configMapKeyRef" in ref else "value"
+        )
+    return sources
+
+
+def test_every_deployment_gets_what_edgectl_gives_its_service(manifests: Manifests) -> None:
+    missing = []
+    for deployment in manifests.of("Deployment"):
+        service = _service_of(deployment)
+        provided = _k8s_sources(manifests, _app(deployment))
+        for name in sorted(_local_env_names()[service] - set(provided)):
+            missing.append(f"{deployment['metadata']['name']}: {name}")
+    assert not missing, (
+        f"{manifests.overlay}: variables edgectl sets locally (tools/edgectl/processes.py) but "
+        "the Deployment lacks; add them to deploy/k8s/base/edge.env or the Deployment:\n"
+        + "\n".join(missing)
+    )
+
+
+def test_every_compose_service_gets_what_edgectl_gives_its_service() -> None:
+    missing = []
+    for name, svc in _edge_services().items():
+        service = svc["build"]["args"]["SERVICE"]
+        for var in sorted(_local_env_names()[service] - set(svc["environment"])):
+            missing.append(f"{name}: {var}")
+    assert not missing, (
+        "variables edgectl sets locally (tools/edgectl/processes.py) but docker-compose.yml "
+        "does not; add them to x-edge-env or the service:\n" + "\n".join(missing)
+    )
+
+
+_URL = re.compile(r"https?://[^\s,\"'}]+")
+
+
+def test_peer_urls_name_real_services_and_ports(manifests: Manifests) -> None:
+    """Every URL in edge-config is a Service of this overlay, on that Service's port."""
+    services = manifests.named("Service")
+    config = manifests.config_map("edge-config")["data"]
+    for key, value in config.items():
+        for url in map(urlsplit, _URL.findall(value)):
+            assert url.hostname in services, f"{key}: no Service {url.hostname}"
+            ports = [p["port"] for p in services[url.hostname]["spec"]["ports"]]
+            assert url.port in ports, f"{key}: {url.geturl()} is not a port of the Service"
+
+
+def test_compose_peer_urls_name_real_containers_and_ports() -> None:
+    edge = _edge_services()
+    for name, svc in edge.items():
+        for key, value in svc["environment"].items():
+            for url in map(urlsplit, _URL.findall(str(value or ""))):
+                if url.hostname in ("postgres", "redis"):
+                    continue
+                assert url.hostname in edge, f"{name}: {key}: no container {url.hostname}"
+                target = edge[url.hostname]
+                f = facts(target["build"]["args"]["SERVICE"])
+                port = int(target["environment"].get(f"{f.prefix}PORT", f.port))
+                assert url.port == port, f"{name}: {key}: {url.geturl()}"
+
+
+# --- drift: secrets --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretField:
+    service: str
+    field: str
+    #: Variables any of which sets it (its alias, <PREFIX>NAME, EDGE_NAME for shared fields).
+    names: tuple[str, ...]
+    #: True when the default is a development value that non-local profiles refuse.
+    required: bool
+
+
+def _secret_fields() -> list[SecretField]:
+    """Every SecretStr setting of every service's Settings class."""
+    from pydantic import AliasChoices, SecretStr
+
+    from edgelib.settings import SHARED_FIELDS
+
+    found = []
+    for service in SERVICES:
+        f = facts(service)
+        settings = importlib.import_module(f"{f.package}.config").Settings
+        for field_name, field in settings.model_fields.items():
+            annotation = repr(field.annotation)
+            if "SecretStr" not in annotation:
+                continue
+            names: list[str] = []
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                names += [c.upper() for c in alias.choices if isinstance(c, str)]
+            elif isinstance(alias, str):
+                names.append(alias.upper())
+            names.append(f"{f.prefix}{field_name.upper()}")
+            if field_name in SHARED_FIELDS:
+                names.append(f"EDGE_{field_name.upper()}")
+            default = field.get_default(call_default_factory=True)
+            found.append(
+                SecretField(
+                    service,
+                    field_name,
+                    tuple(dict.fromkeys(names)),
+                    required=isinstance(default, SecretStr),
+                )
+            )
+    return found
+
+
+def test_the_secret_settings_are_found() -> None:
+    fields = {(s.service, s.field): s for s in _secret_fields()}
+    assert fields[("sv-user", "service_secret")].required
+    assert "EDGE_SERVICE_SECRET" in fields[("sv-user", "service_secret")].names
+    assert fields[("auth-jwt", "key_passphrase")].required
+
+
+def test_secret_settings_come_from_the_secret(manifests: Manifests) -> None:
+    """Development-default secrets reach every container of their service from edge-secrets
+    (the init container validates the same Settings); optional ones, when given, too."""
+    documented = _example_secret_keys()
+    problems = []
+    for deployment in manifests.of("Deployment"):
+        service = _service_of(deployment)
+        for _, container in _containers(deployment):
+            sources = _k8s_sources(manifests, container)
+            where = f"{deployment['metadata']['name']}/{container['name']}"
+            for secret in (s for s in _secret_fields() if s.service == service):
+                given = [n for n in secret.names if n in sources]
+                if secret.required and not given:
+                    problems.append(f"{where}: {secret.field} ({' or '.join(secret.names)})")
+                for name in given:
+                    if sources[name] != "secret":
+                        problems.append(f"{where}: {name} must come from edge-secrets")
+                    elif name not in documented:
+                        problems.append(f"{where}: {name} is not in secret.example.yaml")
+    assert not problems, f"{manifests.overlay}:\n" + "\n".join(problems)
+
+
+def test_compose_secret_settings_come_from_the_operator() -> None:
+    """Required secrets are `${NAME:?...}` (no default committed); optional ones are passed
+    through from the environment (no value) or interpolated, never literal."""
+    problems = []
+    for name, svc in _edge_services().items():
+        env = svc["environment"]
+        service = svc["build"]["args"]["SERVICE"]
+        for secret in (s for s in _secret_fields() if s.service == service):
+            given = [n for n in secret.names if n in env]
+            if secret.required and not given:
+                problems.append(f"{name}: {secret.field} ({' or '.join(secret.names)})")
+            for var in given:
+                value = env[var]
+                if value is None and not secret.required:
+                    continue
+                if not re.fullmatch(rf"\$\{{{var}:\?[^}}]+\}}", str(value)):
+                    problems.append(f"{name}: {var} must be ${{{var}:?...}}")
+    assert not problems, "\n".join(problems)
+
+
+def test_secrets_are_documented() -> None:
+    """secret.example.yaml and doc/deploy.md name every secret the services read."""
+    doc = (ROOT / "doc" / "deploy.md").read_text()
+    example = _example_secret_keys()
+    for secret in _secret_fields():
+        name = next((n for n in secret.names if n in example), None)
+        assert name, f"{secret.service}.{secret.field} is not in secret.example.yaml"
+        assert f"`{name}`" in doc, f"doc/deploy.md does not document {name}"
+    compose_header = (DEPLOY / "docker-compose.yml").read_text().split("\nname:")[0]
+    for secret in _secret_fields():
+        if secret.required:
+            assert any(n in compose_header for n in secret.names), secret.field
