@@ -46,6 +46,8 @@ class Settings(ServiceSettings):
     #: sv-user of each region (JSON object): ``{"east": "http://127.0.0.1:7201,..."}``.
     sv_user_urls: dict[str, str] = Field(default_factory=lambda: {"east": "http://127.0.0.1:7110"})
     peer_timeout: float = 5.0
+    #: sv-notice of each region (JSON object), told of sign-ins on a new client type.
+    notice_urls: dict[str, str] = Field(default_factory=dict)
 
     # Brute-force protection.
     lockout_account_failures: int = Field(default=5, ge=1)

@@ -21,6 +21,7 @@ from auth_jwt.sessions.revocations import RevocationNotices
 from auth_jwt.sessions.service import REVOCATION_MARGIN, TokenPolicy
 from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
+from edgelib.events import EventPublisher, HttpEventSink
 from edgelib.roles import RoleAssignments
 from edgelib.settings import ServiceSettings
 
@@ -77,6 +78,10 @@ def create_app(
                 "base": settings.lockout_base,
                 "maximum": settings.lockout_max,
             }
+            app.state.events = None
+            if settings.notice_urls:
+                sink = HttpEventSink(settings.notice_urls, app.state.signer, transport=transport)
+                app.state.events = await stack.enter_async_context(EventPublisher(sink))
             app.state.revocation_notices = RevocationNotices(
                 app.state.backend, settings.revocation_channel
             )

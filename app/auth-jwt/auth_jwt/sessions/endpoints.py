@@ -37,6 +37,7 @@ def _service(request: Request, session: SessionDep) -> SessionService:
         users=state.users,
         guard=LoginGuard(state.backend, **state.lockout),
         notices=state.revocation_notices,
+        events=state.events,
     )
 
 

@@ -30,6 +30,7 @@ from auth_jwt.sessions.schemas import (
     TokenPair,
 )
 from auth_jwt.sessions.tokens import mint_access_token, new_refresh_token, refresh_token_hash
+from edgelib.events import NEW_SIGN_IN, EventPublisher, PlatformEvent
 from edgelib.identity import Identity
 
 logger = logging.getLogger("auth_jwt.sessions")
@@ -65,6 +66,7 @@ class SessionService:
         users: UserDirectory,
         guard: LoginGuard,
         notices: RevocationNotices,
+        events: EventPublisher | None = None,
     ) -> None:
         self.repository = repository
         self.policy = policy
@@ -72,6 +74,7 @@ class SessionService:
         self.users = users
         self.guard = guard
         self.notices = notices
+        self.events = events
 
     async def login(self, request: LoginRequest, client: Client) -> TokenPair:
         """Check the credentials, end the previous session of this client type, start one."""
@@ -111,7 +114,31 @@ class SessionService:
                 "client_type": session.client_type,
             },
         )
-        return await self._pair(session, refresh, now)
+        pair = await self._pair(session, refresh, now)
+        await self._announce_new_client_type(session, now)
+        return pair
+
+    async def _announce_new_client_type(self, session: AuthSession, now: datetime) -> None:
+        """Tell the user (through sv-notice) of a sign-in on another client type than theirs."""
+        if self.events is None:
+            return
+        live = await self.live(session.user_id)
+        if not any(s.client_type != session.client_type for s in live):
+            return
+        self.events.publish(
+            PlatformEvent(
+                type=NEW_SIGN_IN,
+                user_id=session.user_id,
+                region=session.region,
+                id=f"new-sign-in:{session.id}",
+                source="auth-jwt",
+                data={
+                    "client_type": session.client_type,
+                    "signed_in_at": now.isoformat(),
+                    "ip": session.address or "",
+                },
+            )
+        )
 
     async def refresh(self, token: str) -> TokenPair:
         """Exchange a refresh token for new tokens; a replayed one ends its session."""
