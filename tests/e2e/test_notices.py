@@ -192,3 +192,37 @@ async def test_admin_routes_need_notices_admin_at_the_gateway(stack: Stack) -> N
         )
         assert dead.status_code == 200
         assert (await http.get(stack.public + "/api/v1/notices/about")).status_code == 200
+
+
+async def test_sign_in_on_another_client_type_reaches_the_user_as_a_critical_notice(
+    stack: Stack,
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as http, aiohttp.ClientSession() as session:
+        web = await _register(http, stack, "west")
+        # Turning everything off does not matter: the category is critical.
+        muted = await http.put(
+            stack.public + "/api/v1/notices/preferences/categories/*",
+            json={"channels": {"realtime": False, "in_app": False}},
+            headers=_auth(web),
+        )
+        assert muted.status_code == 200, muted.text
+        # A second web login ends the first web session; that is no new client type.
+        again_on_web = await _login(http, stack, web["username"], PASSWORD, "web")
+        ws = await session.ws_connect(
+            stack.public.replace("http", "ws", 1) + "/api/v1/notices/ws",
+            headers=_auth(again_on_web),
+        )
+        assert (await ws.receive_json(timeout=5))["type"] == "ready"
+        started = time.perf_counter()
+        await _login(http, stack, web["username"], PASSWORD, "app")
+        pushed = await ws.receive_json(timeout=2.0)
+        latency = time.perf_counter() - started
+        await ws.close()
+
+        measured.info("sign-in on app to the web client's WebSocket: %.1f ms", latency * 1000)
+        assert pushed["type"] == "notice"
+        assert pushed["notice"]["category"] == "security.new_sign_in"
+        assert pushed["notice"]["data"]["client_type"] == "app"
+        assert latency < 1.0
+        inbox = await http.get(stack.public + "/api/v1/notices", headers=_auth(again_on_web))
+        assert [n["category"] for n in inbox.json()["items"]] == ["security.new_sign_in"]
