@@ -42,14 +42,19 @@ class ServiceSigner:
 
     def __init__(self, service: str, secret: bytes | str, *, max_skew: float = 30.0) -> None:
         self.service = service
-        self._key = secret.encode() if isinstance(secret, str) else secret
+        key = secret.encode() if isinstance(secret, str) else secret
+        # The keyed state is computed once; each signature copies it (the gateway signs
+        # every forwarded request, so this is on the hot path).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self.max_skew = max_skew
 
     def _mac(
         self, method: str, target: str, timestamp: str, caller: str, identity: str, digest: str
     ) -> str:
         message = "\n".join((method.upper(), target, timestamp, caller, identity, digest))
-        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+        mac = self._keyed.copy()
+        mac.update(message.encode())
+        return mac.hexdigest()
 
     def sign(
         self,

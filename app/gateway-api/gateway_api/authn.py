@@ -122,6 +122,10 @@ class AuthJwt:
         return await self._get(f"/internal/revocations?since={since:.3f}")
 
 
+#: Identities kept per verified token before the cache starts over.
+_IDENTITY_CACHE = 50_000
+
+
 class Authenticator:
     """Turns a request's bearer token into the caller's :class:`Identity`, or a 401."""
 
@@ -135,6 +139,7 @@ class Authenticator:
         self.verifier = verifier
         self.revoked = revoked
         self.auth_jwt = auth_jwt
+        self._identities: dict[str, Identity] = {}
 
     @classmethod
     def for_gateway(
@@ -197,16 +202,23 @@ class Authenticator:
             raise InvalidAccessToken(
                 str(exc), headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'}
             ) from None
-        session_id = _claim(claims, "sid")
-        if self.revoked.is_revoked(session_id):
+        # The verifier caches claims per token; the Identity built from them is
+        # cached beside them, so a known token costs a dict lookup, not five.
+        identity = self._identities.get(token)
+        if identity is None:
+            identity = Identity(
+                user_id=_claim(claims, "sub"),
+                username=_claim(claims, "preferred_username"),
+                region=_claim(claims, "region"),
+                session_id=_claim(claims, "sid"),
+                client_type=_claim(claims, "client_type"),
+            )
+            if len(self._identities) >= _IDENTITY_CACHE:
+                self._identities.clear()
+            self._identities[token] = identity
+        if self.revoked.is_revoked(identity.session_id):
             raise SessionRevoked(
                 "this session has ended (logout, a newer login, or a revoked refresh token)",
                 headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'},
             )
-        return Identity(
-            user_id=_claim(claims, "sub"),
-            username=_claim(claims, "preferred_username"),
-            region=_claim(claims, "region"),
-            session_id=session_id,
-            client_type=_claim(claims, "client_type"),
-        )
+        return identity
