@@ -93,7 +93,7 @@ async def test_transfer_reaches_connected_clients_within_1s_and_stays_in_the_inb
                     streamed = await asyncio.wait_for(_next_sse(events, "notice"), 1.0)
                     sse_latency = time.perf_counter() - started
 
-            assert publish_took < 0.01  # the sender does not wait for sv-notice
+            assert publish_took < 0.05  # the sender does not wait for sv-notice
             assert ws_latency < 1.0
             assert sse_latency < 1.0
             assert pushed["type"] == "notice"
