@@ -38,6 +38,14 @@ async def test_memory_queue_holds_delayed_ids_until_due() -> None:
     assert second.delivery_id == "later"
     assert time.monotonic() - started >= 0.19
     assert await queue.pop(0.05) is None
+    # The outbox sweep does not queue what is already waiting; a taken id may come again.
+    await queue.push("x")
+    await queue.push("x", only_if_absent=True)
+    taken = await queue.pop(0.1)
+    assert taken is not None
+    assert await queue.pop(0.05) is None
+    await queue.push("x", only_if_absent=True)
+    assert await queue.pop(0.1) is not None
     await queue.close()
 
 
@@ -83,6 +91,15 @@ async def test_redis_stream_queue_delivers_once_per_group_delays_and_reclaims(
         await b.ack(delayed)
         b._next_claim = 0.0
         assert await b.pop(0.1) is None  # acknowledged entries are gone
+
+        await a.push("d-3")
+        await a.push("d-3", only_if_absent=True)  # the sweep finding it still waiting
+        await a.push("d-3", delay=5, only_if_absent=True)
+        first = await b.pop(1.0)
+        assert first is not None
+        assert first.delivery_id == "d-3"
+        await b.ack(first)
+        assert await b.pop(0.1) is None
     finally:
         await a.close()
         await b.close()

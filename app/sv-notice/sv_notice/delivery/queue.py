@@ -29,7 +29,11 @@ class Ticket:
 class DeliveryQueue(Protocol):
     async def start(self) -> None: ...
 
-    async def push(self, delivery_id: str, *, delay: float = 0.0) -> None: ...
+    async def push(
+        self, delivery_id: str, *, delay: float = 0.0, only_if_absent: bool = False
+    ) -> None:
+        """Queue ``delivery_id``; with ``only_if_absent``, not if it is already waiting."""
+        ...
 
     async def pop(self, timeout: float) -> Ticket | None: ...
 
@@ -60,11 +64,17 @@ class MemoryQueue:
     def __init__(self) -> None:
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._waiting: set[str] = set()
 
     async def start(self) -> None:
         return None
 
-    async def push(self, delivery_id: str, *, delay: float = 0.0) -> None:
+    async def push(
+        self, delivery_id: str, *, delay: float = 0.0, only_if_absent: bool = False
+    ) -> None:
+        if only_if_absent and delivery_id in self._waiting:
+            return
+        self._waiting.add(delivery_id)
         if delay <= 0:
             self._ready.put_nowait(delivery_id)
             return
@@ -81,9 +91,11 @@ class MemoryQueue:
 
     async def pop(self, timeout: float) -> Ticket | None:
         try:
-            return Ticket(await asyncio.wait_for(self._ready.get(), timeout))
+            delivery_id = await asyncio.wait_for(self._ready.get(), timeout)
         except TimeoutError:
             return None
+        self._waiting.discard(delivery_id)
+        return Ticket(delivery_id)
 
     async def ack(self, ticket: Ticket) -> None:
         return None
@@ -92,6 +104,7 @@ class MemoryQueue:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
+        self._waiting.clear()
 
     def __len__(self) -> int:
         return self._ready.qsize() + len(self._timers)

@@ -5,6 +5,8 @@
   left pending longer than ``claim_idle`` are claimed by another (``XAUTOCLAIM``).
 - ``{ns}:delayed`` is a sorted set of retries by due time; a mover script shifts
   due ids into the stream atomically.
+- ``{ns}:waiting`` is the set of ids queued and not yet read, so the outbox sweep does
+  not queue a backlog again and again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,21 @@ from sv_notice.delivery.queue import Ticket
 logger = logging.getLogger("sv_notice.queue")
 
 GROUP = "workers"
+
+# One script, so an id is never marked waiting without being queued (or the reverse).
+_PUSH = """
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+if added == 0 and ARGV[3] == '1' then
+  return 0
+end
+local delay = tonumber(ARGV[2])
+if delay <= 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[4]) + delay, ARGV[1])
+end
+return 1
+"""
 
 _MOVE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -47,12 +64,14 @@ class RedisStreamQueue:
     ) -> None:
         self.stream = f"{namespace}:deliveries"
         self.delayed = f"{namespace}:delayed"
+        self.waiting = f"{namespace}:waiting"
         self.consumer = consumer
         self.claim_idle = claim_idle
         self.maxlen = maxlen
         self.move_interval = move_interval
         self._redis: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2)
         self._move: Any = self._redis.register_script(_MOVE_DUE)
+        self._push: Any = self._redis.register_script(_PUSH)
         self._mover: asyncio.Task[None] | None = None
         self._next_claim = 0.0
         self._closing = False
@@ -65,13 +84,13 @@ class RedisStreamQueue:
                 raise
         self._mover = asyncio.create_task(self._move_due())
 
-    async def push(self, delivery_id: str, *, delay: float = 0.0) -> None:
-        if delay <= 0:
-            await self._redis.xadd(
-                self.stream, {"id": delivery_id}, maxlen=self.maxlen, approximate=True
-            )
-        else:
-            await self._redis.zadd(self.delayed, {delivery_id: time.time() + delay})
+    async def push(
+        self, delivery_id: str, *, delay: float = 0.0, only_if_absent: bool = False
+    ) -> None:
+        await self._push(
+            keys=[self.waiting, self.stream, self.delayed],
+            args=[delivery_id, max(0.0, delay), int(only_if_absent), time.time(), self.maxlen],
+        )
 
     async def pop(self, timeout: float) -> Ticket | None:
         if time.monotonic() >= self._next_claim:
@@ -88,7 +107,9 @@ class RedisStreamQueue:
         )
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
-                return _ticket(entry_id, fields)
+                ticket = _ticket(entry_id, fields)
+                await self._redis.srem(self.waiting, ticket.delivery_id)
+                return ticket
         return None
 
     async def _claim_abandoned(self) -> Ticket | None:

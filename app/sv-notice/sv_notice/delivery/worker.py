@@ -102,7 +102,7 @@ class DeliveryWorker:
         for row in rows:
             due = row["next_attempt_at"]
             delay = 0.0 if due is None else max(0.0, (due - now).total_seconds())
-            await self.queue.push(row["id"], delay=delay)
+            await self.queue.push(row["id"], delay=delay, only_if_absent=True)
         return len(rows)
 
     async def _sweep_forever(self) -> None:
