@@ -603,10 +603,16 @@ def main() -> None:
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--doc", action="store_true", help="write the table into doc/")
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="report a saved run instead of running"
+    )
     args = parser.parse_args()
-    workdir = ROOT / "var" / "bench-money"
-    workdir.mkdir(parents=True, exist_ok=True)
-    results = asyncio.run(bench(args.seconds, args.concurrency, args.instances, workdir))
+    if args.from_json:
+        results = orjson.loads(args.from_json.read_bytes())
+    else:
+        workdir = ROOT / "var" / "bench-money"
+        workdir.mkdir(parents=True, exist_ok=True)
+        results = asyncio.run(bench(args.seconds, args.concurrency, args.instances, workdir))
     text = report(results)
     sys.stdout.write(text + "\n")
     for count, result in results["service"].items():
