@@ -23,6 +23,8 @@ class Settings(ServiceSettings):
     #: cross-region transfers, top-ups and audits:
     #: ``{"east": "http://127.0.0.1:7211", "west": "http://127.0.0.1:7311"}``.
     peers: dict[str, str] = Field(default_factory=dict)
+    #: sv-notice of every region (same shape), told of transfers received; empty: none.
+    notice_urls: dict[str, str] = Field(default_factory=dict)
     #: Seconds one call to another service may take.
     peer_timeout: float = Field(default=2.0, gt=0)
     #: Seconds a username -> (user id, region) answer is reused.

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
 from edgelib.db import Database
+from edgelib.events import EventPublisher, HttpEventSink
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
 from sv_money.audit.endpoints import internal_router as audit_internal_router
@@ -25,6 +26,7 @@ from sv_money.deps import Services
 from sv_money.holds.endpoints import router as holds_router
 from sv_money.holds.service import HoldService
 from sv_money.idempotency.service import forget_expired
+from sv_money.notices import TransferNotices
 from sv_money.peers import Directory, MoneyPeers
 from sv_money.topups.endpoints import internal_router as topups_internal_router
 from sv_money.topups.endpoints import router as topups_router
@@ -67,11 +69,17 @@ async def open_services(
             {r: client(u, settings.audit_timeout) for r, u in others.items()},
         )
         tx = Transactions(database)
+        publisher = None
+        if settings.notice_urls:
+            publisher = await stack.enter_async_context(
+                EventPublisher(HttpEventSink(settings.notice_urls, signer))
+            )
+        notices = TransferNotices(publisher)
         # The request that starts a cross-region transfer delivers it itself (one call,
         # retried once); the recovery worker steps in once that request has had time to.
         grace = 2 * settings.peer_timeout + 1.0
         crossregion = CrossRegionService(
-            tx, peers, region=region, abort_after=settings.outbox_abort_after
+            tx, peers, region=region, abort_after=settings.outbox_abort_after, notices=notices
         )
         transfers = TransferService(
             tx,
@@ -81,6 +89,7 @@ async def open_services(
             fee_bps=settings.transfer_fee_bps,
             max_amount=settings.max_amount,
             delivery_grace=grace,
+            notices=notices,
         )
         await stack.enter_async_context(transfers.batches.running())
         yield Services(

@@ -43,6 +43,7 @@ from sv_money.holds.repository import CAPTURED, VOIDED, HoldRepository
 from sv_money.ledger.models import FEES, AccountKey, clearing
 from sv_money.ledger.repository import LedgerRepository
 from sv_money.ledger.service import Ledger
+from sv_money.notices import TransferNotices
 from sv_money.peers import MoneyPeers
 from sv_money.tables import utcnow
 from sv_money.transactions import Transactions
@@ -72,8 +73,15 @@ async def enqueue(
 
 class CrossRegionService:
     def __init__(
-        self, tx: Transactions, peers: MoneyPeers, *, region: str, abort_after: float
+        self,
+        tx: Transactions,
+        peers: MoneyPeers,
+        *,
+        region: str,
+        abort_after: float,
+        notices: TransferNotices | None = None,
     ) -> None:
+        self.notices = notices or TransferNotices(None)
         self.tx = tx
         self.peers = peers
         self.region = region
@@ -197,8 +205,10 @@ class CrossRegionService:
 
     async def receive(self, transfer_id: str, request: CreditRequest) -> CreditOutcome:
         """Credit the payee unless this transfer was decided before; the decision is final."""
+        credited_now = False
 
         async def work(conn: AsyncConnection) -> CreditOutcome:
+            nonlocal credited_now
             inbound = InboundRepository(conn)
             claimed = await inbound.claim(
                 transfer_id,
@@ -249,9 +259,21 @@ class CrossRegionService:
                 memo=request.memo,
                 entry_id=entry_id,
             )
+            credited_now = True
             return CreditOutcome(transfer_id=transfer_id, outcome=CREDITED)
 
-        return await self.tx.run(work)
+        outcome = await self.tx.run(work)
+        if credited_now:  # committed: tell the payee once
+            self.notices.received(
+                transfer_id=transfer_id,
+                payee_id=request.payee_id,
+                region=self.region,
+                amount=request.amount,
+                currency=request.currency,
+                from_username=request.payer_username,
+                memo=request.memo,
+            )
+        return outcome
 
     async def abort(self, transfer_id: str, request: AbortRequest) -> CreditOutcome:
         """Decide the transfer now: refused for good unless it was credited already."""

@@ -20,10 +20,11 @@ from sv_money.exceptions import AmountTooLarge
 from sv_money.holds.repository import CAPTURING, HoldRepository
 from sv_money.idempotency.repository import IdempotencyRepository
 from sv_money.idempotency.service import claim, fingerprint, recall
-from sv_money.ledger.exceptions import InsufficientFunds
+from sv_money.ledger.exceptions import BalanceLimit, InsufficientFunds
 from sv_money.ledger.models import FEES, Account, AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
 from sv_money.ledger.service import Ledger
+from sv_money.notices import TransferNotices
 from sv_money.peers import Directory
 from sv_money.regions import require_home
 from sv_money.transactions import Transactions
@@ -65,7 +66,9 @@ class TransferService:
         fee_bps: int,
         max_amount: int,
         delivery_grace: float,
+        notices: TransferNotices | None = None,
     ) -> None:
+        self.notices = notices or TransferNotices(None)
         self.tx = tx
         self.directory = directory
         self.crossregion = crossregion
@@ -133,6 +136,16 @@ class TransferService:
         for _ in range(10):
             booked = await self.batches.submit(move)
             if booked is not None:
+                # submit() returns once the batch is committed: the payee is credited.
+                self.notices.received(
+                    transfer_id=booked["id"],
+                    payee_id=booked["payee_id"],
+                    region=self.region,
+                    amount=booked["amount"],
+                    currency=booked["currency"],
+                    from_username=booked["payer_username"] or "",
+                    memo=booked.get("memo"),
+                )
                 return transfer_read(SimpleNamespace(**booked)), False
             # The key was taken: replay what it made (or 422 for another request).
             earlier = await self.tx.read(
@@ -167,7 +180,7 @@ class TransferService:
                 planned.append(
                     ledger.plan("transfer", _legs(values, opened), transfer_id=values["id"])
                 )
-            except InsufficientFunds as exc:
+            except (InsufficientFunds, BalanceLimit) as exc:
                 results[i] = exc
                 refused.append((moves[i].scope, moves[i].key))
                 continue
