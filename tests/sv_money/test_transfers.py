@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -207,3 +208,25 @@ async def test_fees_go_to_the_fees_account(tmp_path: Path) -> None:
         assert (await money.audit("east"))["ok"]
         refused = await money.pay("bob", "alice", 1_000)  # 1,000 + 15 fee > 1,000
         assert refused.status_code == 422
+
+
+async def test_a_balance_past_the_limit_is_refused_not_an_error(
+    money: Money, tmp_path: Path
+) -> None:
+    await money.topup("alice", 10)
+    with sqlite3.connect(tmp_path / "east" / "data" / "sv-money-east.db") as db:
+        db.execute("UPDATE accounts SET balance = ? WHERE owner_kind = 'user'", (2**62 - 5,))
+    response = await money.call(
+        "admin",
+        "POST",
+        "/api/v1/wallet/topups",
+        json={"username": "alice", "amount": 10, "currency": "USD"},
+        key=str(uuid.uuid4()),
+    )
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("/balance-limit")
+    await money.topup("bob", 100)
+    paid = await money.pay("bob", "alice", 10)
+    assert paid.status_code == 422
+    assert paid.json()["type"].endswith("/balance-limit")
+    assert (await money.balance("bob"))["balance"] == 100

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from sv_money.ledger.exceptions import InsufficientFunds, UnbalancedEntry
+from sv_money.ledger.exceptions import BalanceLimit, InsufficientFunds, UnbalancedEntry
 from sv_money.ledger.models import Account, AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
 
 REVERSAL = "reversal"
+#: No balance may pass this (BIGINT holds 2**63 - 1): a refusal, not a database error.
+BALANCE_LIMIT = 2**62
 
 
 class Ledger:
@@ -83,6 +85,8 @@ class Ledger:
                     f"{account.key.currency} {-delta[account_id]} asked, "
                     f"{account.available + freed[account_id]} available"
                 )
+            if abs(account.balance + delta[account_id]) > BALANCE_LIMIT:
+                raise BalanceLimit(f"an account holds at most {BALANCE_LIMIT} minor units")
         for account_id, account in by_account.items():
             account.balance += delta[account_id]
             account.held -= freed[account_id]
