@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from yarl import URL
 
 from edgelib.backends import Backend
 from edgelib.identity import Identity
 from edgelib.jwt import JwksCache, TokenError, TokenVerifier
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
+from gateway_api.control import ControlPlaneService
 from gateway_api.sessions import RevokedSessions
 from gateway_api.topology import load_topology
 
@@ -82,44 +81,19 @@ def _claim(claims: Mapping[str, Any], name: str) -> str:
     return value
 
 
-class AuthJwt:
+class AuthJwt(ControlPlaneService):
     """auth-jwt as the gateway calls it: over the gateway's aiohttp session, signed."""
 
-    def __init__(self, base_urls: list[str], signer: ServiceSigner, *, timeout: float = 2.0):
-        self.base_urls = [u.rstrip("/") for u in base_urls]
-        self.signer = signer
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.session: aiohttp.ClientSession | None = None
-        self._next = 0
+    name = "auth-jwt (topology or GATEWAY_AUTH_JWT_URL)"
 
-    async def _get(self, target: str) -> Mapping[str, Any]:
-        assert self.session is not None, "AuthJwt not bound to a session"
-        if not self.base_urls:
-            raise LookupError("auth-jwt is not configured (topology or GATEWAY_AUTH_JWT_URL)")
-        error: Exception | None = None
-        for _ in range(len(self.base_urls)):
-            base = self.base_urls[self._next % len(self.base_urls)]
-            headers = self.signer.sign("GET", target, b"")
-            try:
-                async with self.session.get(
-                    URL(base + target, encoded=True), headers=headers, timeout=self.timeout
-                ) as resp:
-                    body = await resp.read()
-                    if resp.status == 200:
-                        doc: Mapping[str, Any] = orjson.loads(body)
-                        return doc
-                    error = RuntimeError(f"{base}{target.split('?')[0]} answered {resp.status}")
-            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
-                error = exc
-            self._next += 1
-        assert error is not None
-        raise error
+    def __init__(self, base_urls: list[str], signer: ServiceSigner, *, timeout: float = 2.0):
+        super().__init__(base_urls, signer, timeout=timeout)
 
     async def jwks(self) -> Mapping[str, Any]:
-        return await self._get("/.well-known/jwks.json")
+        return await self.get_json("/.well-known/jwks.json")
 
     async def revocations(self, since: float) -> Mapping[str, Any]:
-        return await self._get(f"/internal/revocations?since={since:.3f}")
+        return await self.get_json(f"/internal/revocations?since={since:.3f}")
 
 
 #: Identities kept per verified token before the cache starts over.

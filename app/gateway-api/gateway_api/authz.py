@@ -28,18 +28,17 @@ from typing import Any
 
 import aiohttp
 import casbin
-import orjson
 from casbin.model import FastModel
 from casbin.rbac import RoleManager
 from casbin.util.log import disabled_logging
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from yarl import URL
 
 from edgelib.backends import Backend, BackendError
 from edgelib.identity import Identity
 from edgelib.problems import Forbidden, ServiceUnavailable
 from edgelib.signing import ServiceSigner
+from gateway_api.control import ControlPlaneService
 from gateway_api.routing import Permission
 from gateway_api.topology import load_topology
 
@@ -180,42 +179,22 @@ class PolicySnapshot:
         return cls(version, build_enforcer(model_text, rules), len(rules))
 
 
-class AuthRbac:
+class AuthRbac(ControlPlaneService):
     """auth-rbac as the gateway calls it: over the gateway's aiohttp session, signed."""
+
+    name = "auth-rbac"
 
     def __init__(self, base_urls: list[str], signer: ServiceSigner, *, timeout: float = 5.0):
         if not base_urls:
             raise ValueError(
                 "the gateway needs auth-rbac's URL (topology or GATEWAY_AUTH_RBAC_URL)"
             )
-        self.base_urls = [u.rstrip("/") for u in base_urls]
-        self.signer = signer
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.session: aiohttp.ClientSession | None = None
-        self._next = 0
+        super().__init__(base_urls, signer, timeout=timeout)
 
     async def policy(self, since: int | None) -> Mapping[str, Any]:
         """The policy document; only its version when ``since`` is still current."""
-        assert self.session is not None, "AuthRbac not bound to a session"
         target = "/internal/policy" if since is None else f"/internal/policy?since={since}"
-        error: Exception | None = None
-        for _ in range(len(self.base_urls)):
-            base = self.base_urls[self._next % len(self.base_urls)]
-            headers = self.signer.sign("GET", target, b"")
-            try:
-                async with self.session.get(
-                    URL(base + target, encoded=True), headers=headers, timeout=self.timeout
-                ) as resp:
-                    body = await resp.read()
-                    if resp.status == 200:
-                        doc: Mapping[str, Any] = orjson.loads(body)
-                        return doc
-                    error = RuntimeError(f"{base}/internal/policy answered {resp.status}")
-            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
-                error = exc
-            self._next += 1
-        assert error is not None
-        raise error
+        return await self.get_json(target)
 
 
 class Authorizer:
