@@ -25,6 +25,8 @@ INTERNAL_HEADERS = frozenset(
 )
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_SIGNATURE_LINE = HEADER_SIGNATURE.encode() + b": "
+_IDENTITY_LINE = HEADER_IDENTITY.encode() + b": "
 
 
 class SignatureError(Exception):
@@ -47,6 +49,9 @@ class ServiceSigner:
         # every forwarded request, so this is on the hot path).
         self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self.max_skew = max_skew
+        # header_lines() reuses the encoded lines that change once a second: (second,
+        # timestamp, lines), replaced as one tuple so that threads never mix two seconds.
+        self._stamp: tuple[int, str, bytes] = (-1, "", b"")
 
     def _mac(
         self, method: str, target: str, timestamp: str, caller: str, identity: str, digest: str
@@ -77,6 +82,32 @@ class ServiceSigner:
         if identity:
             headers[HEADER_IDENTITY] = identity
         return headers
+
+    def header_lines(self, method: str, target: str, identity: str = "") -> bytes:
+        """:meth:`sign` for a request whose body is not digested, as HTTP/1.1 header lines.
+
+        The gateway's forwarding path signs every request it passes on; this gives the
+        same headers as ``sign(method, target, None, identity=identity)``, already
+        encoded (``name: value\\r\\n`` each), reusing the lines that change once a second.
+        """
+        second = int(time.time())
+        stamp = self._stamp
+        if stamp[0] != second:
+            timestamp = str(second)
+            stamp = self._stamp = (
+                second,
+                timestamp,
+                (
+                    f"{HEADER_SERVICE}: {self.service}\r\n"
+                    f"{HEADER_TIMESTAMP}: {timestamp}\r\n"
+                    f"{HEADER_CONTENT_DIGEST}: {UNSIGNED_PAYLOAD}\r\n"
+                ).encode(),
+            )
+        signature = self._mac(method, target, stamp[1], self.service, identity, UNSIGNED_PAYLOAD)
+        lines = stamp[2] + _SIGNATURE_LINE + signature.encode() + b"\r\n"
+        if identity:
+            lines += _IDENTITY_LINE + identity.encode("latin-1") + b"\r\n"
+        return lines
 
     def verify(
         self,

@@ -215,3 +215,25 @@ async def test_authentication_of_a_known_token_costs_microseconds(
     per_call = (time.perf_counter() - started) / rounds
     # A dictionary hit for the token and one for the session; generous bound for slow CI.
     assert per_call < 100e-6
+
+
+async def test_a_verified_header_is_known_until_revoked_or_expired(
+    stack: IdentityStack, authn: Authenticator
+) -> None:
+    pair = await logged_in(stack)
+    scope = scope_with(f"Bearer {pair['access_token']}")
+    assert authn.known(scope["headers"]) is None  # never verified: the slow path decides
+    identity = await authn.authenticate(scope)
+    assert authn.known(scope["headers"]) == identity
+    assert authn.known(scope_with(None)["headers"]) is None
+    assert authn.known(scope_with(f"Bearer {pair['access_token']}x")["headers"]) is None
+    # Past its validity the fast path no longer answers (verify() then says 401).
+    value = scope["headers"][0][1]
+    authn._known[value] = (identity, time.time() - 1)
+    assert authn.known(scope["headers"]) is None
+    authn._known[value] = (identity, time.time() + 60)
+    authn.revoked.add(identity.session_id, time.time() + 60)
+    assert authn.known(scope["headers"]) is None
+    with pytest.raises(Unauthorized) as refused:
+        await authn.authenticate(scope)
+    assert refused.value.type_slug == "session-revoked"

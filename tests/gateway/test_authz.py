@@ -122,9 +122,9 @@ async def test_plain_user_is_denied_every_admin_route_with_403_problem_and_admin
             await gateway.authz.start(session)
             try:
                 for permission in permission_routes():
-                    await gateway.authorize(ROOT, permission)
+                    gateway.authorize(ROOT, permission)
                     with pytest.raises(Problem) as refused:
-                        await gateway.authorize(PLAIN, permission)
+                        gateway.authorize(PLAIN, permission)
                     assert refused.value.status_code == 403
                     doc = orjson.loads(
                         problem_body(403, refused.value.type_slug, "x", refused.value.detail)

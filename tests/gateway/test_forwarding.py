@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import jwt
 import pytest
 
 from tests.gateway.conftest import GatewayUnderTest, start_gateway
@@ -326,3 +327,64 @@ async def test_weighted_round_robin_splits_by_weight(tmp_path: Path) -> None:
                 resp = await client.get(g.url + "/api/v1/echo/x")
                 counts[resp.headers["x-upstream"]] += 1
         assert counts == {"a": 300, "b": 100}
+
+
+async def test_authenticated_request_reaches_the_service_signed_without_the_token(
+    gw: GatewayUnderTest, client: httpx.AsyncClient
+) -> None:
+    """The hot path: the first call verifies the token, later ones are known callers."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from jwt.algorithms import OKPAlgorithm
+
+    from edgelib.identity import Identity
+    from edgelib.jwt import JwksCache, TokenVerifier
+    from edgelib.signing import ServiceSigner
+    from gateway_api.authn import Authenticator
+    from gateway_api.sessions import RevokedSessions
+
+    key = Ed25519PrivateKey.generate()
+    jwk = {**OKPAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1", "alg": "EdDSA"}
+
+    async def jwks() -> dict[str, object]:
+        return {"keys": [jwk]}
+
+    async def feed(since: float) -> dict[str, object]:
+        return {"now": time.time(), "revocations": []}
+
+    verifier = TokenVerifier(
+        JwksCache(jwks, algorithms=["EdDSA"]),
+        issuer="edge-auth",
+        audience="edge",
+        algorithms=["EdDSA"],
+    )
+    await verifier.keys.refresh()
+    authn = Authenticator(verifier, RevokedSessions(feed, poll_interval=60))
+    gw.gateway.authn = authn
+    now = int(time.time())
+    claims = {
+        "iss": "edge-auth", "aud": "edge", "sub": "u-1", "preferred_username": "ann",
+        "region": "east", "sid": "s-1", "client_type": "web", "jti": "j1", "iat": now,
+        "exp": now + 300,
+    }  # fmt: skip
+    token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "k1", "typ": "at+jwt"})
+    secret = gw.gateway.settings.service_secret.get_secret_value()
+    services = ServiceSigner("any-service", secret)
+    for attempt in ("first (verified)", "second (known caller)"):
+        resp = await client.get(
+            gw.url + "/api/v1/private/x?a=1", headers={"authorization": f"Bearer {token}"}
+        )
+        assert resp.status_code == 200, attempt
+        received = dict(resp.json()["headers"])
+        assert "authorization" not in received, attempt
+        caller = services.verify(
+            "GET", "/api/v1/private/x?a=1", received, None, require_body_digest=False
+        )
+        assert caller == "gateway-api", attempt
+        identity = Identity.decode(received["x-edge-identity"])
+        assert (identity.user_id, identity.region, identity.session_id) == ("u-1", "east", "s-1")
+    authn.revoked.add("s-1", time.time() + 300)
+    resp = await client.get(
+        gw.url + "/api/v1/private/x", headers={"authorization": f"Bearer {token}"}
+    )
+    assert resp.status_code == 401
+    assert resp.json()["type"].endswith("session-revoked")

@@ -95,6 +95,7 @@ def upstream_app(state: UpstreamState) -> Starlette:
                 "/api/v1/echo/{rest:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]
             ),
             Route("/api/v1/echo", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+            Route("/api/v1/private/{rest:path}", echo),
             Route("/internal/secret", echo),
         ]
     )

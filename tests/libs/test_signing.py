@@ -82,3 +82,39 @@ def test_signature_is_not_accepted_for_another_caller_name(signer: ServiceSigner
     with pytest.raises(SignatureError):
         signer.verify("GET", "/x", headers, b"", now=NOW)
     assert HEADER_SIGNATURE in headers
+
+
+def _parse_lines(lines: bytes) -> dict[str, str]:
+    assert lines.endswith(b"\r\n")
+    pairs = [line.split(": ", 1) for line in lines.decode().split("\r\n") if line]
+    return {name: value for name, value in pairs}
+
+
+def test_header_lines_are_the_signature_headers_as_http_lines(signer: ServiceSigner) -> None:
+    identity = "sub=u1&name=ann&region=east&sid=s1&ct=web"
+    headers = _parse_lines(signer.header_lines("GET", "/api/v1/x?a=1", identity))
+    assert set(headers) == {
+        "x-edge-service",
+        "x-edge-timestamp",
+        "x-edge-content-sha256",
+        HEADER_SIGNATURE,
+        HEADER_IDENTITY,
+    }
+    now = float(headers["x-edge-timestamp"])
+    assert headers == signer.sign("GET", "/api/v1/x?a=1", None, identity=identity, now=now)
+    verifier = ServiceSigner("gateway-api", "s3cret")
+    assert (
+        verifier.verify("GET", "/api/v1/x?a=1", headers, None, require_body_digest=False, now=now)
+        == "sv-user"
+    )
+    # Another target with the same (cached) timestamp lines gets its own signature.
+    other = _parse_lines(signer.header_lines("GET", "/api/v1/y", identity))
+    assert other[HEADER_SIGNATURE] != headers[HEADER_SIGNATURE]
+    with pytest.raises(SignatureError):
+        verifier.verify("GET", "/api/v1/x?a=1", other, None, require_body_digest=False, now=now)
+
+
+def test_header_lines_without_identity_carry_no_identity_line(signer: ServiceSigner) -> None:
+    headers = _parse_lines(signer.header_lines("DELETE", "/internal/z"))
+    assert HEADER_IDENTITY not in headers
+    assert headers["x-edge-content-sha256"] == UNSIGNED_PAYLOAD

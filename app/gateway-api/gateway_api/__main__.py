@@ -14,7 +14,7 @@ import signal
 
 import uvicorn
 
-from edgelib.runner import enter_workspace
+from edgelib.runner import enter_workspace, freeze_startup_heap
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.main import create_app, create_public_app
@@ -62,6 +62,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             trusted_proxies=settings.trusted_proxies,
         )
         await public.start(settings.host, settings.port, reuse_port=workers > 1)
+        freeze_startup_heap()  # routes, policy, keys and modules: no more full-heap walks
         stats = WorkerStats(settings, gateway, worker)
         stats.start()
         pool: WorkerPool | None = None

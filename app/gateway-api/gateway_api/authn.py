@@ -10,6 +10,7 @@ a signature check on a token's first use and dictionary lookups after that.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -59,15 +60,23 @@ class SessionRevoked(Unauthorized):
 _CHALLENGE = "Bearer"
 
 
-def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, if there is one."""
+def authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The raw value of the request's ``Authorization`` header, if it has one."""
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            if scheme.lower() == "bearer" and token and " " not in token:
-                return token
-            return None
+            return value
+    return None
+
+
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
+    value = authorization(headers)
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token and " " not in token:
+        return token
     return None
 
 
@@ -96,8 +105,8 @@ class AuthJwt(ControlPlaneService):
         return await self.get_json(f"/internal/revocations?since={since:.3f}")
 
 
-#: Identities kept per verified token before the cache starts over.
-_IDENTITY_CACHE = 50_000
+#: Callers kept per verified ``Authorization`` header before the cache starts over.
+_KNOWN_CALLERS = 50_000
 
 
 class Authenticator:
@@ -113,7 +122,8 @@ class Authenticator:
         self.verifier = verifier
         self.revoked = revoked
         self.auth_jwt = auth_jwt
-        self._identities: dict[str, Identity] = {}
+        #: Verified callers by their raw ``Authorization`` header: (identity, valid until).
+        self._known: dict[bytes, tuple[Identity, float]] = {}
 
     @classmethod
     def for_gateway(
@@ -162,9 +172,29 @@ class Authenticator:
     async def stop(self) -> None:
         await self.revoked.stop()
 
+    def known(self, headers: list[tuple[bytes, bytes]]) -> Identity | None:
+        """The caller, when this exact header was verified before and still holds.
+
+        The per-request fast path: one dictionary lookup, the expiry and the revoked
+        set. None means "ask :meth:`authenticate`", which verifies (or refuses) the
+        token and remembers the answer; an expired or revoked caller is never
+        answered from here.
+        """
+        value = authorization(headers)
+        if value is None:
+            return None
+        known = self._known.get(value)
+        if known is None:
+            return None
+        identity, valid_until = known
+        if time.time() > valid_until or self.revoked.is_revoked(identity.session_id):
+            return None
+        return identity
+
     async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
         """The verified caller, or :class:`Unauthorized` with a ``WWW-Authenticate`` challenge."""
-        token = bearer_token(scope["headers"])
+        headers = scope["headers"]
+        token = bearer_token(headers)
         if token is None:
             raise Unauthorized(
                 "this route needs an access token (Authorization: Bearer)",
@@ -176,23 +206,22 @@ class Authenticator:
             raise InvalidAccessToken(
                 str(exc), headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'}
             ) from None
-        # The verifier caches claims per token; the Identity built from them is
-        # cached beside them, so a known token costs a dict lookup, not five.
-        identity = self._identities.get(token)
-        if identity is None:
-            identity = Identity(
-                user_id=_claim(claims, "sub"),
-                username=_claim(claims, "preferred_username"),
-                region=_claim(claims, "region"),
-                session_id=_claim(claims, "sid"),
-                client_type=_claim(claims, "client_type"),
-            )
-            if len(self._identities) >= _IDENTITY_CACHE:
-                self._identities.clear()
-            self._identities[token] = identity
+        identity = Identity(
+            user_id=_claim(claims, "sub"),
+            username=_claim(claims, "preferred_username"),
+            region=_claim(claims, "region"),
+            session_id=_claim(claims, "sid"),
+            client_type=_claim(claims, "client_type"),
+        )
         if self.revoked.is_revoked(identity.session_id):
             raise SessionRevoked(
                 "this session has ended (logout, a newer login, or a revoked refresh token)",
                 headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'},
             )
+        value = authorization(headers)
+        if value is not None:
+            if len(self._known) >= _KNOWN_CALLERS:
+                self._known.clear()
+            # Known until the token's expiry plus the verifier's leeway, as verify() has it.
+            self._known[value] = (identity, float(claims["exp"]) + self.verifier.leeway)
         return identity

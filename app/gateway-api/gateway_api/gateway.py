@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -22,6 +23,14 @@ from gateway_api.routes_reload import RouteWatcher
 from gateway_api.routing import Permission, Route, RouteTable, load_routes
 from gateway_api.topology import load_topology
 from gateway_api.upstreams import RetryBudget, Upstreams
+
+
+class Missing(enum.Enum):
+    MISSING = "missing"
+
+
+#: "Not known without a network call" (the region cache's miss).
+MISSING = Missing.MISSING
 
 
 class Gateway:
@@ -121,20 +130,34 @@ class Gateway:
             raise Unauthorized("the gateway is starting", headers={"WWW-Authenticate": "Bearer"})
         return await self.authn.authenticate(scope)
 
-    async def authorize(self, identity: Identity, permission: Permission) -> None:
+    def known_caller(self, headers: list[tuple[bytes, bytes]]) -> Identity | None:
+        """The caller when its token was verified before and still holds (no I/O), else None."""
+        return self.authn.known(headers) if self.authn is not None else None
+
+    def authorize(self, identity: Identity, permission: Permission) -> None:
         """Allow the call or raise a 403 problem: auth-rbac's policy, embedded (authz.py)."""
         if self.authz is None:
             raise PolicyUnavailable("the gateway is starting", headers={"Retry-After": "1"})
         self.authz.authorize(identity, permission)
 
-    async def region_for(self, route: Route, identity: Identity | None) -> str | None:
-        """The region whose instances serve this request (None for global services)."""
+    def cached_region(self, route: Route, identity: Identity | None) -> str | Missing | None:
+        """:meth:`region_for` when it needs no I/O, else :data:`MISSING`."""
         if route.scope != "regional":
             return None
         if identity is None:
             return self.settings.default_region
         if self.regions is None:
             return identity.region
+        region = self.regions.cached(identity.user_id)
+        return MISSING if region is None else region
+
+    async def region_for(self, route: Route, identity: Identity | None) -> str | None:
+        """The region whose instances serve this request (None for global services)."""
+        region = self.cached_region(route, identity)
+        if region is not MISSING:
+            return region
+        assert self.regions is not None
+        assert identity is not None
         return await self.regions.region_of(identity)
 
     def cluster(self) -> dict[str, object]:

@@ -24,6 +24,7 @@ from edgelib.problems import (
 )
 from gateway_api.accesslog import AccessLog
 from gateway_api.forwarding import HOP_BY_HOP, RequestBody, forward
+from gateway_api.gateway import MISSING
 from gateway_api.routing import MethodNotAllowed, Route, UnsafePath, check_path
 from gateway_api.server import ClientGone, Exchange
 from gateway_api.tracecontext import TraceContext
@@ -153,13 +154,21 @@ class Proxy:
             ) from exc
         if route is None:
             raise NotFound(f"no route serves {path}")
+        # Known callers, cached regions and cached decisions cost no I/O and log
+        # nothing; the trace context is made current only when something may call
+        # out or log (a first token, a region to look up).
         identity: Identity | None = None
         if route.access != "public":
-            trace.attach()  # authentication and authorization may log or call out
-            identity = await gateway.authenticate(scope)
+            identity = gateway.known_caller(scope["headers"])
+            if identity is None:
+                trace.attach()
+                identity = await gateway.authenticate(scope)
             if route.permission is not None:
-                await gateway.authorize(identity, route.permission)
-        region = await gateway.region_for(route, identity)
+                gateway.authorize(identity, route.permission)
+        region = gateway.cached_region(route, identity)
+        if region is MISSING:
+            trace.attach()
+            region = await gateway.region_for(route, identity)
         pool = gateway.upstreams.pool(route.service, region)
         if pool is None:
             raise ServiceUnavailable(
@@ -224,6 +233,11 @@ class Proxy:
                 continue
             if name.startswith(b"x-edge-") or (named is not None and name in named):
                 continue
+            if name == b"authorization" and identity is not None:
+                # The gateway consumed the token: services get the signed identity,
+                # and a bearer token never reaches their logs (Envoy's jwt_authn does
+                # the same by default).
+                continue
             if name == b"idempotency-key":
                 idempotency_key = True
             parts.append(name + b": " + value + b"\r\n")
@@ -247,9 +261,7 @@ class Proxy:
                 if len(self._identities) >= _IDENTITY_CACHE_SIZE:
                     self._identities.clear()
                 encoded = self._identities[identity] = identity.encode()
-            signed = self.gateway.signer.sign(scope["method"], target, None, identity=encoded)
-            for name_s, value_s in signed.items():
-                parts.append(f"{name_s}: {value_s}\r\n".encode("latin-1"))
+            parts.append(self.gateway.signer.header_lines(scope["method"], target, encoded))
         return b"".join(parts), idempotency_key
 
 

@@ -87,12 +87,18 @@ class RegionResolver:
         else:
             self._cache.pop(user_id, None)
 
-    async def region_of(self, identity: Identity) -> str:
-        now = time.monotonic()
-        cached = self._cache.get(identity.user_id)
-        if cached is not None and cached[1] > now:
+    def cached(self, user_id: str) -> str | None:
+        """The user's region while it is cached; None means "ask :meth:`region_of`"."""
+        cached = self._cache.get(user_id)
+        if cached is not None and cached[1] > time.monotonic():
             self.hits += 1
             return cached[0]
+        return None
+
+    async def region_of(self, identity: Identity) -> str:
+        region = self.cached(identity.user_id)
+        if region is not None:
+            return region
         self.misses += 1
         pending = self._pending.get(identity.user_id)
         if pending is not None:
