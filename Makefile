@@ -77,6 +77,11 @@ bench-tools:
 bench-gateway: venv bench-tools
 	$(BIN)/python bench/gateway_bench.py
 
+# Where one gateway worker spends its CPU under wrk load (py-spy; ROUTE=public|pipeline).
+.PHONY: profile-gateway
+profile-gateway: venv bench-tools
+	$(BIN)/python bench/gateway_profile.py --route $(or $(ROUTE),pipeline)
+
 # sv-money same-region transfers/s on PostgreSQL vs the same SQL through asyncpg; see
 # doc/performance.md. Writes bench/results/money.json and the tables in doc/.
 .PHONY: bench-money

@@ -7,7 +7,8 @@ a small JSON body):
 2. ``nginx-proxy``: nginx as a reverse proxy (keep-alive pool to the upstream);
 3. ``gateway-public``: the gateway on a public route (pass-through);
 4. ``gateway-pipeline``: the gateway on an authenticated, regional route with a
-   permission: token verification, revocation check, region resolution, authorization;
+   permission and a rate limit: token verification, revocation check, region
+   resolution, authorization, rate limiting;
 5. ``gateway-pipeline-redis``: the same, with the gateway's backend on a real Redis.
 
 The load generator (wrk) and the upstream share CPU 0; the proxy under test (nginx or
@@ -274,6 +275,8 @@ prefix = "/bench/private"
 service = "bench-regional"
 scope = "regional"
 access = "bench:read"
+# Counted on every request (shared through Redis in the Redis scenario), never reached.
+rate_limit = "100000/m"
 [[routes]]
 prefix = "/bench/authenticated"
 service = "bench-regional"

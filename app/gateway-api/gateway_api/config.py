@@ -40,5 +40,10 @@ class Settings(ServiceSettings):
     #: Worker processes serving the public port (SO_REUSEPORT); 1 runs a single process.
     workers: int = 1
 
+    #: Seconds between a worker's rate-limit counts reaching the shared backend.
+    rate_limit_sync_interval: float = 0.1
+    #: Count rate limits in the backend (shared by workers and gateways); False: per process.
+    rate_limit_shared: bool = True
+
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2

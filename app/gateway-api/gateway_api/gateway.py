@@ -17,6 +17,7 @@ from gateway_api.authz import Authorizer, AuthzSettings, PolicyUnavailable
 from gateway_api.config import Settings
 from gateway_api.health import HealthChecker
 from gateway_api.http_client import HttpClient
+from gateway_api.ratelimit import RateLimiter
 from gateway_api.regions import RegionResolver
 from gateway_api.routes_config import ConfigRoutes
 from gateway_api.routes_reload import RouteWatcher
@@ -54,6 +55,8 @@ class Gateway:
         self._health: HealthChecker | None = None
         self.authn: Authenticator | None = None
         self.authz: Authorizer | None = None
+        #: Per-route rate limits; counts shared through the backend once started.
+        self.limiter = RateLimiter(None, sync_interval=settings.rate_limit_sync_interval)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -68,6 +71,8 @@ class Gateway:
     async def start(self, backend: Backend | None = None) -> None:
         """Open the forwarding session and start background work; ``backend`` carries events."""
         self.backend = backend
+        self.limiter.backend = backend if self.settings.rate_limit_shared else None
+        await self.limiter.start()
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -108,6 +113,7 @@ class Gateway:
         await self.authz.start(self._session)
 
     async def stop(self) -> None:
+        await self.limiter.stop()
         if self.authz is not None:
             await self.authz.stop()
         if self.authn is not None:
@@ -169,6 +175,7 @@ class Gateway:
                 "admin": f"http://{self.settings.admin_host}:{self.settings.admin_port}",
             },
             "routes": {"source": self.routes.source, "count": len(self.routes.routes)},
+            "rate_limits": self.limiter.snapshot(),
             "regions": list(self.upstreams.topology.regions),
             "services": [p.snapshot() for p in pools],
             "totals": {

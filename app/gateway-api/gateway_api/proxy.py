@@ -165,6 +165,11 @@ class Proxy:
                 identity = await gateway.authenticate(scope)
             if route.permission is not None:
                 gateway.authorize(identity, route.permission)
+        client_ip = _client_ip(scope)
+        limit = route.rate_limit
+        if limit is not None:
+            caller = identity.user_id if identity is not None and limit.by == "user" else None
+            gateway.limiter.check(limit, caller or client_ip or "-", time.time())
         region = gateway.cached_region(route, identity)
         if region is MISSING:
             trace.attach()
@@ -175,7 +180,6 @@ class Proxy:
                 f"{route.service} has no instances in region {region}",
                 headers={"Retry-After": "5"},
             )
-        client_ip = _client_ip(scope)
         hash_key = identity.user_id if identity is not None else client_ip
         headers, idempotency_key = self._outgoing_headers(
             scope, request_id, identity, trace, client_ip, exchange.upgrade is not None

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway_api.ratelimit import RateLimit
+
 BALANCING_POLICIES = frozenset(
     {"round_robin", "weighted_round_robin", "random", "consistent_hash", "least_in_flight"}
 )
@@ -51,6 +53,7 @@ class Route:
     total_timeout: float = 60.0
     retries: int = 1
     max_body: int = 1_048_576
+    rate_limit: RateLimit | None = None
 
     @property
     def name(self) -> str:
@@ -154,6 +157,18 @@ def _route(item: dict[str, Any], defaults: dict[str, Any]) -> Route:
         raise RouteTableError(f"route {where}: {exc}") from exc
     if any(v < 0 for v in numbers.values()):
         raise RouteTableError(f"route {where}: timeouts, retries and max_body must be >= 0")
+    rate_limit = None
+    if data.get("rate_limit") is not None:
+        by = data.get("rate_limit_by", "ip" if access == "public" else "user")
+        if by == "user" and access == "public":
+            raise RouteTableError(f"route {where}: a public route has no user to count by")
+        method_part = ",".join(sorted(methods)) if methods else "*"
+        try:
+            rate_limit = RateLimit.parse(
+                data["rate_limit"], by, name=f"{method_part} {path or prefix}"
+            )
+        except ValueError as exc:
+            raise RouteTableError(f"route {where}: {exc}") from exc
     return Route(
         service=service,
         prefix=prefix,
@@ -168,6 +183,7 @@ def _route(item: dict[str, Any], defaults: dict[str, Any]) -> Route:
         total_timeout=numbers["total_timeout"],
         retries=int(numbers["retries"]),
         max_body=int(numbers["max_body"]),
+        rate_limit=rate_limit,
     )
 
 
