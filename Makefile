@@ -62,7 +62,7 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs bench-gateway bench-authz bench-money
+bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
@@ -76,6 +76,13 @@ bench-tools:
 
 bench-gateway: venv bench-tools
 	$(BIN)/python bench/gateway_bench.py
+
+# Instructions per gateway request under callgrind: repeatable on a noisy machine, for
+# comparing two versions of the hot path (valgrind is installed if missing).
+.PHONY: bench-gateway-instructions
+bench-gateway-instructions: venv
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	for route in direct public pipeline; do $(BIN)/python bench/gateway_instructions.py --route $$route --requests 500; done
 
 # Where one gateway worker spends its CPU under wrk load (py-spy; ROUTE=public|pipeline).
 .PHONY: profile-gateway

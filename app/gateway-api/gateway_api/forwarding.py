@@ -181,7 +181,9 @@ async def _attempt(
     try:
         for fresh_retry in (False, True):
             try:
-                conn, reused = await origin.acquire(min(route.connect_timeout, remaining))
+                pooled = origin.take()
+                reused = pooled is not None
+                conn = pooled or await origin.connect(min(route.connect_timeout, remaining))
             except ConnectFailed as exc:
                 _failed(instance, f"connect: {exc.__cause__.__class__.__name__}")
                 return UpstreamUnreachable(f"{instance.spec.service} refused the connection")
@@ -283,6 +285,11 @@ async def _relay(
         return
     # A small answer usually comes in one piece: then head and body leave in one write.
     exchange.start_response(status, headers, length=resp.length, flush=not conn.body_ready)
+    rest = conn.take_rest()
+    if rest is not None:  # all of it is here: no reads to wait for
+        exchange.write(rest)
+        exchange.end()
+        return
     read_timeout = route.read_timeout
     try:
         while True:

@@ -1,0 +1,192 @@
+"""``make bench-gateway-instructions``: CPU instructions per gateway request, under callgrind.
+
+Wall-clock and CPU-time figures on a shared machine move by 10-30% between runs, too
+much to tell whether a change to the hot path saved 2 µs. Instruction counts do not
+move: callgrind counts the same total for the same code and input whatever else the
+machine does. This runs, in one process, a tiny upstream, the gateway's real server,
+proxy and forwarding core, and a client sending requests one after another on a
+keep-alive connection. Instrumentation is switched on (``callgrind_control``) only
+around the requests, after one that warms the caches; the count divided by the
+requests is what one request costs: gateway, client and upstream together (the client
+and upstream are fixed work, so a difference between two versions is the gateway's).
+
+    python bench/gateway_instructions.py --route pipeline       # under callgrind
+    python bench/gateway_instructions.py --serve --requests 2000  # the workload alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+BODY = b'{"ok":true,"service":"bench","items":[1,2,3]}'
+UPSTREAM_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 21 Nov 2026 10:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s"
+    % (len(BODY), BODY)
+)
+
+
+class Upstream(asyncio.Protocol):
+    """Answers every request head with the same small response (like the nginx upstream)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            self.transport.write(UPSTREAM_ANSWER)
+
+
+async def workload(route: str, requests: int, tmp: Path) -> None:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from gateway_bench import policy_document
+    from jwt.algorithms import OKPAlgorithm
+
+    from edgelib.jwt import JwksCache, TokenVerifier
+    from gateway_api.authn import Authenticator
+    from gateway_api.authz import Authorizer
+    from gateway_api.config import Settings
+    from gateway_api.gateway import Gateway
+    from gateway_api.main import create_public_app
+    from gateway_api.proxy import bad_request
+    from gateway_api.server import HttpServer
+    from gateway_api.sessions import RevokedSessions
+
+    loop = asyncio.get_running_loop()
+    upstream = await loop.create_server(Upstream, "127.0.0.1", 0)
+    up_port = upstream.sockets[0].getsockname()[1]
+    topology = tmp / "topology.toml"
+    topology.write_text(
+        '[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
+        f'[[services]]\nname = "bench"\ninstances = [{{ port = {up_port} }}]\n'
+        f'[[services]]\nname = "bench-regional"\nregion = "east"\n'
+        f"instances = [{{ port = {up_port} }}]\n"
+    )
+    routes = tmp / "routes.toml"
+    routes.write_text(
+        '[[routes]]\nprefix = "/bench/public"\nservice = "bench"\naccess = "public"\n'
+        '[[routes]]\nprefix = "/bench/private"\nservice = "bench-regional"\n'
+        'scope = "regional"\naccess = "bench:read"\nrate_limit = "100000/m"\n'
+    )
+    gateway = Gateway(Settings(topology=topology, routes=routes, var_dir=tmp))
+    key = Ed25519PrivateKey.generate()
+    jwk = {**OKPAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1", "alg": "EdDSA"}
+
+    async def jwks() -> dict[str, Any]:
+        return {"keys": [jwk]}
+
+    async def feed(since: float) -> dict[str, Any]:
+        return {"now": time.time(), "revocations": []}
+
+    verifier = TokenVerifier(
+        JwksCache(jwks, algorithms=["EdDSA"]), issuer="edge-auth", audience="edge",
+        algorithms=["EdDSA"],
+    )  # fmt: skip
+    await verifier.keys.refresh()
+    gateway.authn = Authenticator(verifier, RevokedSessions(feed, poll_interval=3600))
+    gateway.authz = Authorizer(None)
+    await gateway.authz.install(policy_document(["bench-user-0"]))
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": "edge-auth", "aud": "edge", "sub": "bench-user-0",
+         "preferred_username": "bench-user-0", "region": "east", "sid": "s1",
+         "client_type": "web", "jti": "j1", "iat": now, "exp": now + 3600},
+        key, algorithm="EdDSA", headers={"kid": "k1", "typ": "at+jwt"},
+    )  # fmt: skip
+    server = HttpServer(create_public_app(gateway), bad_request=bad_request)
+    await server.start("127.0.0.1", 0)
+    path = "/bench/private/item" if route == "pipeline" else "/bench/public/item"
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
+    if route == "pipeline":
+        request += f"Authorization: Bearer {token}\r\n".encode()
+    request += b"\r\n"
+    port = up_port if route == "direct" else server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for i in range(requests + 1):
+        if i == 1:  # the first request warmed the caches: count from here
+            _instrument("on")
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"request {i}: {head[:200]!r}")
+        length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+        await reader.readexactly(length)
+    _instrument("off")
+    writer.close()
+    await server.stop(grace=0)
+    gateway.client.close()
+    upstream.close()
+
+
+def _instrument(state: str) -> None:
+    """Under callgrind started with --instr-atstart=no: count only the requests."""
+    if os.environ.get("EDGE_CALLGRIND"):
+        subprocess.run(
+            ["callgrind_control", "--instr=" + state, str(os.getpid())],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+
+def serve(route: str, requests: int) -> None:
+    import uvloop
+
+    with tempfile.TemporaryDirectory() as tmp:
+        uvloop.run(workload(route, requests, Path(tmp)))
+
+
+def callgrind(route: str, requests: int) -> int:
+    """Instructions of the whole process for a run of ``requests`` requests."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONMALLOC="malloc", EDGE_CALLGRIND="1")
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             f"--callgrind-out-file={out}",
+             sys.executable, __file__, "--serve", "--route", route, "--requests", str(requests)],
+            capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+        )  # fmt: skip
+        match = re.search(r"Collected : (\d+)", proc.stderr)
+        if proc.returncode != 0 or match is None:
+            raise SystemExit(f"callgrind failed:\n{proc.stderr[-2000:]}")
+        return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--route",
+        choices=["direct", "public", "pipeline"],
+        default="pipeline",
+        help="direct: the client and upstream alone, the fixed part of the other two",
+    )
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--serve", action="store_true", help="run the workload only")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.route, args.requests)
+        return
+    total = callgrind(args.route, args.requests)
+    sys.stdout.write(
+        f"{args.route}: {total / args.requests:,.0f} instructions per request "
+        f"({args.requests} requests counted, after one to warm the caches)\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
