@@ -15,6 +15,7 @@ from edgelib.signing import ServiceSigner
 from gateway_api.authn import Authenticator, AuthnSettings
 from gateway_api.authz import Authorizer, AuthzSettings, PolicyUnavailable
 from gateway_api.config import Settings
+from gateway_api.ejections import EjectionBus
 from gateway_api.health import HealthChecker
 from gateway_api.http_client import HttpClient
 from gateway_api.ratelimit import RateLimiter
@@ -57,6 +58,8 @@ class Gateway:
         self.authz: Authorizer | None = None
         #: Per-route rate limits; counts shared through the backend once started.
         self.limiter = RateLimiter(None, sync_interval=settings.rate_limit_sync_interval)
+        #: Breakers opened in one worker open in the others (through the backend).
+        self.ejections: EjectionBus | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -73,6 +76,9 @@ class Gateway:
         self.backend = backend
         self.limiter.backend = backend if self.settings.rate_limit_shared else None
         await self.limiter.start()
+        if backend is not None:
+            self.ejections = EjectionBus(self.upstreams, backend)
+            await self.ejections.start()
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -114,6 +120,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.limiter.stop()
+        if self.ejections is not None:
+            await self.ejections.stop()
         if self.authz is not None:
             await self.authz.stop()
         if self.authn is not None:

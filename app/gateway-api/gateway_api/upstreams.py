@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,6 +30,8 @@ class CircuitBreaker:
     cool_down: float = 2.0
     opened_at: float = 0.0
     trial_in_flight: bool = False
+    #: Called with the cool-down when this breaker opens (the gateway tells its peers).
+    on_open: Callable[[float], None] | None = None
 
     def available(self, now: float) -> bool:
         if self.state == "closed":
@@ -57,6 +60,23 @@ class CircuitBreaker:
             self.state, self.opened_at = "open", now
         elif self.state == "closed" and self.failures >= self.threshold:
             self.state, self.opened_at = "open", now
+        else:
+            return
+        if self.on_open is not None:
+            self.on_open(self.cool_down)
+
+    def open_by_peer(self, now: float, cool_down: float) -> bool:
+        """Another worker ejected this instance: stop sending to it for ``cool_down``.
+
+        A breaker already open keeps its own timing; a peer's news is never re-announced.
+        """
+        if self.state == "open":
+            return False
+        self.state, self.opened_at = "open", now
+        self.cool_down = min(max(cool_down, self.base_cool_down), self.max_cool_down)
+        self.failures = max(self.failures, self.threshold)
+        self.trial_in_flight = False
+        return True
 
     def reset(self) -> None:
         self.on_success()
