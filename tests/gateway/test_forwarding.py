@@ -388,3 +388,19 @@ async def test_authenticated_request_reaches_the_service_signed_without_the_toke
     )
     assert resp.status_code == 401
     assert resp.json()["type"].endswith("session-revoked")
+
+
+async def test_upstream_dying_between_head_and_body_is_retried_not_truncated(
+    gw: GatewayUnderTest, client: httpx.AsyncClient
+) -> None:
+    gw.upstreams["a"].truncate = True
+    for _ in range(4):  # round robin: half of the first attempts go to the dying one
+        resp = await client.get(gw.url + "/api/v1/echo/x")
+        assert resp.status_code == 200
+        assert resp.json()["upstream"] == "b"
+    assert gw.upstreams["a"].requests >= 1
+    # A POST is not resent: its client gets a clean 502, not half an answer.
+    gw.upstreams["b"].truncate = True
+    resp = await client.post(gw.url + "/api/v1/echo/x", content=b"{}")
+    assert resp.status_code == 502
+    assert resp.headers["content-type"] == "application/problem+json"

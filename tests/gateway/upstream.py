@@ -20,6 +20,19 @@ class UpstreamState:
     status: int = 200
     posts: list[str] = field(default_factory=list)
     requests: int = 0
+    #: Send the response head, then die before the body (the connection drops).
+    truncate: bool = False
+
+
+class TruncatedResponse(Response):
+    """A head promising a body that never comes: the server drops the connection."""
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        await send(
+            {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-length", b"83"), (b"content-type", b"application/json")]}
+        )  # fmt: skip
+        raise RuntimeError("upstream died between head and body")
 
 
 def upstream_app(state: UpstreamState) -> Starlette:
@@ -36,6 +49,8 @@ def upstream_app(state: UpstreamState) -> Starlette:
     async def echo(request: Request) -> Response:
         await maybe_hang()
         state.requests += 1
+        if state.truncate:
+            return TruncatedResponse()
         body = await request.body()
         if request.method == "POST":
             state.posts.append(request.headers.get("x-test-id", ""))

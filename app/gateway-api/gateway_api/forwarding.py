@@ -28,6 +28,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: Idempotent bodies up to this size are buffered so that a retry can resend them.
 REPLAYABLE_BODY = 64 * 1024
+#: Responses with a Content-Length up to this size are read whole before relaying.
+WHOLE_RESPONSE = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 HOP_BY_HOP = frozenset(
@@ -189,6 +191,13 @@ async def _attempt(
                 return UpstreamUnreachable(f"{instance.spec.service} refused the connection")
             try:
                 resp = await _send(conn, method, head, body, route, remaining, started)
+                length = resp.length
+                if length and length <= WHOLE_RESPONSE and method != "HEAD":
+                    # A small answer is read whole before any of it goes out, so an
+                    # upstream dying between head and body is a failed attempt (retried
+                    # when idempotent), not a truncated response.
+                    left = remaining - (time.monotonic() - started)
+                    await conn.complete(min(route.read_timeout, left))
                 break
             except UpstreamTimeout:
                 conn.abort()

@@ -289,6 +289,19 @@ class UpstreamConnection(asyncio.Protocol):
             await self._wait(timeout)
         return self._response
 
+    async def complete(self, timeout: float) -> None:
+        """Wait until the whole response has arrived (it stays buffered for :meth:`chunk`)."""
+        while not self._done:
+            if self._error is not None:
+                raise self._error
+            if self.closed:
+                raise UpstreamError("upstream closed the connection")
+            if timeout <= 0:
+                raise UpstreamTimeout("no time left for the upstream's body")
+            await self._wait(timeout)
+        if self._error is not None:
+            raise self._error
+
     async def chunk(self, timeout: float) -> bytes:
         """The next piece of the body; ``b""`` once it is complete."""
         while True:
