@@ -10,10 +10,25 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from edgelib.backends import Backend, open_backend
+
 PG_URL = os.environ.get(
     "EDGE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("EDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", id="memory"),
+        pytest.param("redis", id="redis", marks=pytest.mark.integration),
+    ]
+)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    """The in-process backend and real Redis, for tests that must hold on both."""
+    b = open_backend("memory://" if request.param == "memory" else REDIS_URL)
+    yield b
+    await b.close()
 
 
 @pytest.fixture

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +145,78 @@ async def gw(tmp_path: Path) -> AsyncIterator[GatewayUnderTest]:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as c:
         yield c
+
+
+ROOT = Path(__file__).parents[2]
+
+
+async def tiny_app(scope, receive, send):  # type: ignore[no-untyped-def]
+    """The upstream of the worker-process tests: 200 for everything, /healthz included."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@dataclass
+class WorkerGateway:
+    public: int
+    admin: int
+    workers: list[dict[str, object]]
+
+
+@contextlib.contextmanager
+def worker_gateway(
+    tmp_path: Path, routes: str, *, workers: int = 2, env: dict[str, str] | None = None
+) -> Iterator[WorkerGateway]:
+    """``python -m gateway_api`` with ``workers`` processes on one port, over tiny_app."""
+    upstream_port, public, admin = free_port(), free_port(), free_port()
+    (tmp_path / "topology.toml").write_text(
+        f'[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
+        f'[[services]]\nname = "echo"\ninstances = [{{ port = {upstream_port} }}]\n'
+        f'[[services]]\nname = "auth-jwt"\ninstances = [{{ port = {upstream_port} }}]\n'
+        f'[[services]]\nname = "auth-rbac"\ninstances = [{{ port = {upstream_port} }}]\n'
+    )
+    (tmp_path / "routes.toml").write_text(routes)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "GATEWAY_"))}
+    environ.update(
+        GATEWAY_WORKERS=str(workers),
+        GATEWAY_PORT=str(public),
+        GATEWAY_ADMIN_PORT=str(admin),
+        GATEWAY_TOPOLOGY=str(tmp_path / "topology.toml"),
+        GATEWAY_ROUTES=str(tmp_path / "routes.toml"),
+        EDGE_VAR_DIR=str(tmp_path / "var"),
+        **(env or {}),
+    )
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.gateway.conftest:tiny_app", "--port",
+         str(upstream_port), "--log-level", "warning"],
+        cwd=ROOT,
+    )  # fmt: skip
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway_api"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        import httpx as _httpx
+
+        seen: list[dict[str, object]] = []
+        deadline = time.monotonic() + 90
+        with _httpx.Client(timeout=5) as client:
+            while time.monotonic() < deadline and len(seen) < workers:
+                try:
+                    seen = client.get(f"http://127.0.0.1:{admin}/cluster").json()["workers"]
+                except (_httpx.HTTPError, ValueError, KeyError):
+                    seen = []
+                if len(seen) < workers:
+                    time.sleep(0.5)
+        assert len(seen) == workers, seen
+        yield WorkerGateway(public, admin, seen)
+    finally:
+        os.killpg(gateway.pid, signal.SIGTERM)
+        gateway.wait(timeout=30)
+        upstream.terminate()
+        upstream.wait(timeout=10)

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from edgelib.backends import Backend, open_backend
 from gateway_api.ejections import EjectionBus
 from gateway_api.topology import load_topology
 from gateway_api.upstreams import Upstreams
-from tests.conftest import REDIS_URL
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("memory", id="memory"),
-        pytest.param("redis", id="redis", marks=pytest.mark.integration),
-    ]
-)
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    b = open_backend("memory://" if request.param == "memory" else REDIS_URL)
-    yield b
-    await b.close()
 
 
 def upstreams(tmp_path: Path) -> Upstreams:

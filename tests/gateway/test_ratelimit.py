@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import tomllib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from edgelib.backends import Backend, BackendError, MemoryBackend, open_backend
+from edgelib.backends import Backend, BackendError, MemoryBackend
 from gateway_api.ratelimit import RateLimit, RateLimiter, RateLimitExceeded
 from gateway_api.routing import RouteTableError, parse_routes
 from tests.conftest import REDIS_URL
-from tests.gateway.conftest import GatewayUnderTest, free_port
+from tests.gateway.conftest import GatewayUnderTest, worker_gateway
 
 ROOT = Path(__file__).parents[2]
 
@@ -106,18 +101,6 @@ async def test_old_windows_are_forgotten() -> None:
     assert limiter.snapshot() | {"buckets": 0, "windows": 0} == limiter.snapshot()
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("memory", id="memory"),
-        pytest.param("redis", id="redis", marks=pytest.mark.integration),
-    ]
-)
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    b = open_backend("memory://" if request.param == "memory" else REDIS_URL)
-    yield b
-    await b.close()
-
-
 async def test_workers_enforce_one_limit_through_the_backend(backend: Backend) -> None:
     prefix = f"test:ratelimit:{uuid.uuid4().hex}:"
     workers = [RateLimiter(backend, key_prefix=prefix) for _ in range(3)]
@@ -194,65 +177,22 @@ async def test_over_the_limit_the_gateway_answers_429_and_forwards_nothing(
 @pytest.mark.integration
 def test_two_worker_processes_share_one_limit_on_redis(tmp_path: Path) -> None:
     """GATEWAY_WORKERS=2 on Redis: connections land on both workers, one limit holds."""
-    upstream_port, public, admin = free_port(), free_port(), free_port()
-    (tmp_path / "topology.toml").write_text(
-        f'[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
-        f'[[services]]\nname = "echo"\ninstances = [{{ port = {upstream_port} }}]\n'
-        f'[[services]]\nname = "auth-jwt"\ninstances = [{{ port = {upstream_port} }}]\n'
-        f'[[services]]\nname = "auth-rbac"\ninstances = [{{ port = {upstream_port} }}]\n'
-    )
     prefix = f"/api/v1/rl{uuid.uuid4().hex[:8]}"  # its own counters in Redis
-    (tmp_path / "routes.toml").write_text(
+    routes = (
         f'[[routes]]\nprefix = "{prefix}"\nservice = "echo"\naccess = "public"\n'
         'rate_limit = "30/m"\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "GATEWAY_"))}
-    env.update(
-        GATEWAY_WORKERS="2",
-        GATEWAY_PORT=str(public),
-        GATEWAY_ADMIN_PORT=str(admin),
-        GATEWAY_TOPOLOGY=str(tmp_path / "topology.toml"),
-        GATEWAY_ROUTES=str(tmp_path / "routes.toml"),
-        EDGE_VAR_DIR=str(tmp_path / "var"),
-        EDGE_REDIS_URL=REDIS_URL,
-    )
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.gateway.test_workers:tiny_app", "--port",
-         str(upstream_port), "--log-level", "warning"],
-        cwd=ROOT,
-    )  # fmt: skip
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "gateway_api"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        with httpx.Client(timeout=5) as client:
-            deadline = time.monotonic() + 90
-            workers: list[dict[str, object]] = []
-            while time.monotonic() < deadline and len(workers) < 2:
-                try:
-                    workers = client.get(f"http://127.0.0.1:{admin}/cluster").json()["workers"]
-                except (httpx.HTTPError, ValueError, KeyError):
-                    workers = []
-                time.sleep(0.5)
-            assert len(workers) == 2, workers
+    with worker_gateway(tmp_path, routes, env={"EDGE_REDIS_URL": REDIS_URL}) as gw:
         statuses = []
         for _ in range(60):
             with httpx.Client(timeout=5) as fresh:  # new connections spread over workers
-                statuses.append(fresh.get(f"http://127.0.0.1:{public}{prefix}/x").status_code)
+                url = f"http://127.0.0.1:{gw.public}{prefix}/x"
+                statuses.append(fresh.get(url).status_code)
             time.sleep(0.03)  # a few syncs (0.1 s) happen along the way
-        allowed = statuses.count(200)
-        assert set(statuses) <= {200, 429}
-        # Per-worker counting would allow up to 60; shared counting about 30.
-        assert 30 <= allowed <= 33, statuses
-    finally:
-        os.killpg(gateway.pid, signal.SIGTERM)
-        gateway.wait(timeout=30)
-        upstream.terminate()
-        upstream.wait(timeout=10)
+    allowed = statuses.count(200)
+    assert set(statuses) <= {200, 429}
+    # Per-worker counting would allow up to 60; shared counting about 30.
+    assert 30 <= allowed <= 33, statuses
 
 
 def test_limits_apply_without_a_running_loop() -> None:

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from edgelib.backends import Backend, BackendError, MemoryBackend, RedisBackend, open_backend
-from tests.conftest import REDIS_URL
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("memory", id="memory"),
-        pytest.param("redis", id="redis", marks=pytest.mark.integration),
-    ]
-)
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    b = open_backend("memory://" if request.param == "memory" else REDIS_URL)
-    yield b
-    await b.close()
 
 
 @pytest.fixture
