@@ -83,6 +83,8 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
         '[[routes]]\nprefix = "/bench/public"\nservice = "bench"\naccess = "public"\n'
         '[[routes]]\nprefix = "/bench/private"\nservice = "bench-regional"\n'
         'scope = "regional"\naccess = "bench:read"\nrate_limit = "100000/m"\n'
+        '[[routes]]\nprefix = "/bench/authenticated"\nservice = "bench-regional"\n'
+        'scope = "regional"\naccess = "authenticated"\n'
     )
     gateway = Gateway(Settings(topology=topology, routes=routes, var_dir=tmp))
     key = Ed25519PrivateKey.generate()
@@ -111,9 +113,11 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
     )  # fmt: skip
     server = HttpServer(create_public_app(gateway), bad_request=bad_request)
     await server.start("127.0.0.1", 0)
-    path = "/bench/private/item" if route == "pipeline" else "/bench/public/item"
+    path = {"pipeline": "/bench/private/item", "authenticated": "/bench/authenticated/item"}.get(
+        route, "/bench/public/item"
+    )
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
-    if route == "pipeline":
+    if route in ("pipeline", "authenticated", "public-token"):
         request += f"Authorization: Bearer {token}\r\n".encode()
     request += b"\r\n"
     port = up_port if route == "direct" else server.port
@@ -171,9 +175,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--route",
-        choices=["direct", "public", "pipeline"],
+        choices=["direct", "public", "public-token", "authenticated", "pipeline"],
         default="pipeline",
-        help="direct: the client and upstream alone, the fixed part of the other two",
+        help="direct: the client and upstream alone (the fixed part of the others); "
+        "public-token: the public route with a bearer header; authenticated: a token "
+        "but no permission or rate limit",
     )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--serve", action="store_true", help="run the workload only")

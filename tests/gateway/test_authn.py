@@ -224,14 +224,19 @@ async def test_a_verified_header_is_known_until_revoked_or_expired(
     scope = scope_with(f"Bearer {pair['access_token']}")
     assert authn.known(scope["headers"]) is None  # never verified: the slow path decides
     identity = await authn.authenticate(scope)
-    assert authn.known(scope["headers"]) == identity
+    assert authn.known(scope["headers"]) == (identity, identity.encode().encode())
     assert authn.known(scope_with(None)["headers"]) is None
     assert authn.known(scope_with(f"Bearer {pair['access_token']}x")["headers"]) is None
+    # Same last bytes, another token: found by its suffix, refused by the whole compare.
+    forged = "Bearer forged." + pair["access_token"][-40:]
+    assert authn.known(scope_with(forged)["headers"]) is None
     # Past its validity the fast path no longer answers (verify() then says 401).
     value = scope["headers"][0][1]
-    authn._known[value] = (identity, time.time() - 1)
+    key = value[-32:]
+    whole, ident, encoded, _ = authn._known[key]
+    authn._known[key] = (whole, ident, encoded, time.time() - 1)
     assert authn.known(scope["headers"]) is None
-    authn._known[value] = (identity, time.time() + 60)
+    authn._known[key] = (whole, ident, encoded, time.time() + 60)
     authn.revoked.add(identity.session_id, time.time() + 60)
     assert authn.known(scope["headers"]) is None
     with pytest.raises(Unauthorized) as refused:

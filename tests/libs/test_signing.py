@@ -92,7 +92,7 @@ def _parse_lines(lines: bytes) -> dict[str, str]:
 
 def test_header_lines_are_the_signature_headers_as_http_lines(signer: ServiceSigner) -> None:
     identity = "sub=u1&name=ann&region=east&sid=s1&ct=web"
-    headers = _parse_lines(signer.header_lines("GET", "/api/v1/x?a=1", identity))
+    headers = _parse_lines(signer.header_lines("GET", b"/api/v1/x?a=1", identity.encode()))
     assert set(headers) == {
         "x-edge-service",
         "x-edge-timestamp",
@@ -108,13 +108,24 @@ def test_header_lines_are_the_signature_headers_as_http_lines(signer: ServiceSig
         == "sv-user"
     )
     # Another target with the same (cached) timestamp lines gets its own signature.
-    other = _parse_lines(signer.header_lines("GET", "/api/v1/y", identity))
+    other = _parse_lines(signer.header_lines("GET", b"/api/v1/y", identity.encode()))
     assert other[HEADER_SIGNATURE] != headers[HEADER_SIGNATURE]
     with pytest.raises(SignatureError):
         verifier.verify("GET", "/api/v1/x?a=1", other, None, require_body_digest=False, now=now)
 
 
 def test_header_lines_without_identity_carry_no_identity_line(signer: ServiceSigner) -> None:
-    headers = _parse_lines(signer.header_lines("DELETE", "/internal/z"))
+    headers = _parse_lines(signer.header_lines("DELETE", b"/internal/z"))
     assert HEADER_IDENTITY not in headers
     assert headers["x-edge-content-sha256"] == UNSIGNED_PAYLOAD
+
+
+def test_header_lines_sign_raw_bytes_as_services_read_them(signer: ServiceSigner) -> None:
+    # Services rebuild the target from the raw path decoded as latin-1 (edgelib.deps).
+    raw = "/api/v1/caf\u00e9?q=\u00fc".encode()
+    lines = signer.header_lines("GET", raw)
+    headers = dict(line.split(": ", 1) for line in lines.decode("latin-1").split("\r\n") if line)
+    now = float(headers["x-edge-timestamp"])
+    verifier = ServiceSigner("x", "s3cret")
+    target = raw.decode("latin-1")
+    assert verifier.verify("GET", target, headers, None, require_body_digest=False, now=now)

@@ -107,6 +107,8 @@ class AuthJwt(ControlPlaneService):
 
 #: Callers kept per verified ``Authorization`` header before the cache starts over.
 _KNOWN_CALLERS = 50_000
+#: Known callers are found by this many last bytes of their header (then compared whole).
+_KEY_BYTES = 32
 
 
 class Authenticator:
@@ -122,8 +124,10 @@ class Authenticator:
         self.verifier = verifier
         self.revoked = revoked
         self.auth_jwt = auth_jwt
-        #: Verified callers by their raw ``Authorization`` header: (identity, valid until).
-        self._known: dict[bytes, tuple[Identity, float]] = {}
+        #: Verified callers by the last bytes of their ``Authorization`` header (the
+        #: token's signature: cheap to hash): (whole header, identity, its encoded
+        #: ``x-edge-identity`` value, valid until).
+        self._known: dict[bytes, tuple[bytes, Identity, bytes, float]] = {}
 
     @classmethod
     def for_gateway(
@@ -172,24 +176,24 @@ class Authenticator:
     async def stop(self) -> None:
         await self.revoked.stop()
 
-    def known(self, headers: list[tuple[bytes, bytes]]) -> Identity | None:
-        """The caller, when this exact header was verified before and still holds.
+    def known(self, headers: list[tuple[bytes, bytes]]) -> tuple[Identity, bytes] | None:
+        """The caller and its encoded identity, when this exact header was verified before.
 
-        The per-request fast path: one dictionary lookup, the expiry and the revoked
-        set. None means "ask :meth:`authenticate`", which verifies (or refuses) the
-        token and remembers the answer; an expired or revoked caller is never
-        answered from here.
+        The per-request fast path: one dictionary lookup, a comparison of the whole
+        header, the expiry and the revoked set. None means "ask :meth:`authenticate`",
+        which verifies (or refuses) the token and remembers the answer; an expired or
+        revoked caller is never answered from here.
         """
-        value = authorization(headers)
-        if value is None:
-            return None
-        known = self._known.get(value)
-        if known is None:
-            return None
-        identity, valid_until = known
-        if time.time() > valid_until or self.revoked.is_revoked(identity.session_id):
-            return None
-        return identity
+        for name, value in headers:
+            if name == b"authorization":
+                known = self._known.get(value[-_KEY_BYTES:])
+                if known is None or known[0] != value:
+                    return None
+                _, identity, encoded, valid_until = known
+                if time.time() > valid_until or self.revoked.is_revoked(identity.session_id):
+                    return None
+                return identity, encoded
+        return None
 
     async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
         """The verified caller, or :class:`Unauthorized` with a ``WWW-Authenticate`` challenge."""
@@ -223,5 +227,7 @@ class Authenticator:
             if len(self._known) >= _KNOWN_CALLERS:
                 self._known.clear()
             # Known until the token's expiry plus the verifier's leeway, as verify() has it.
-            self._known[value] = (identity, float(claims["exp"]) + self.verifier.leeway)
+            valid_until = float(claims["exp"]) + self.verifier.leeway
+            encoded = identity.encode().encode()
+            self._known[value[-_KEY_BYTES:]] = (value, identity, encoded, valid_until)
         return identity

@@ -47,8 +47,6 @@ _NOT_COPIED = HOP_BY_HOP | {
     b"content-length",
     b"expect",
 }
-#: Encoded identity headers by identity (the same callers come back again and again).
-_IDENTITY_CACHE_SIZE = 10_000
 _HEALTH_BODY = b'{"status":"ok"}'
 _JSON = [(b"content-type", b"application/json")]
 
@@ -74,7 +72,6 @@ class Proxy:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self._identities: dict[Identity, str] = {}
         settings = gateway.settings
         self.access_log = AccessLog(
             service=settings.service_name, instance=settings.instance_id, region=settings.region
@@ -162,11 +159,16 @@ class Proxy:
         # nothing; the trace context is made current only when something may call
         # out or log (a first token, a region to look up).
         identity: Identity | None = None
+        encoded_identity = b""
         if route.access != "public":
-            identity = gateway.known_caller(scope["headers"])
-            if identity is None:
+            authn = gateway.authn
+            known = authn.known(scope["headers"]) if authn is not None else None
+            if known is None:
                 trace.attach()
                 identity = await gateway.authenticate(scope)
+                encoded_identity = identity.encode().encode()
+            else:
+                identity, encoded_identity = known
             if route.permission is not None:
                 gateway.authorize(identity, route.permission)
         client_ip = _client_ip(scope)
@@ -186,7 +188,7 @@ class Proxy:
             )
         hash_key = identity.user_id if identity is not None else client_ip
         headers, idempotency_key = self._outgoing_headers(
-            scope, request_id, identity, trace, client_ip, exchange.upgrade is not None
+            scope, request_id, encoded_identity, trace, client_ip, exchange.upgrade is not None
         )
         if exchange.upgrade is not None:
             return await tunnel_websocket(
@@ -214,14 +216,15 @@ class Proxy:
         self,
         scope: Scope,
         request_id: str,
-        identity: Identity | None,
+        identity: bytes,
         trace: TraceContext,
         client_ip: str | None,
         upgrade: bool,
     ) -> tuple[bytes, bool]:
         """Client headers minus hop-by-hop and internal ones, plus forwarding headers.
 
-        Returns the header lines and whether the client sent an ``Idempotency-Key``.
+        ``identity`` is the caller's encoded identity (empty on public routes). Returns
+        the header lines and whether the client sent an ``Idempotency-Key``.
         """
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         named: set[bytes] | None = None
@@ -241,7 +244,7 @@ class Proxy:
                 continue
             if name.startswith(b"x-edge-") or (named is not None and name in named):
                 continue
-            if name == b"authorization" and identity is not None:
+            if name == b"authorization" and identity:
                 # The gateway consumed the token: services get the signed identity,
                 # and a bearer token never reaches their logs (Envoy's jwt_authn does
                 # the same by default).
@@ -260,16 +263,11 @@ class Proxy:
         parts.append(b"traceparent: " + trace.traceparent() + b"\r\n")
         if upgrade:
             parts.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
-        if identity is not None:
-            target = scope["raw_path"].decode("latin-1")
+        if identity:
+            target: bytes = scope["raw_path"]
             if scope["query_string"]:
-                target += "?" + scope["query_string"].decode("latin-1")
-            encoded = self._identities.get(identity)
-            if encoded is None:
-                if len(self._identities) >= _IDENTITY_CACHE_SIZE:
-                    self._identities.clear()
-                encoded = self._identities[identity] = identity.encode()
-            parts.append(self.gateway.signer.header_lines(scope["method"], target, encoded))
+                target += b"?" + scope["query_string"]
+            parts.append(self.gateway.signer.header_lines(scope["method"], target, identity))
         return b"".join(parts), idempotency_key
 
 
