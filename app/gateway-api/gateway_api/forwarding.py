@@ -177,7 +177,7 @@ async def _attempt(
     """One try on one instance: the status it answered, or the problem it caused."""
     url = instance.url
     origin = client.pool(url)
-    head = request_head(method, target, url[7:].encode(), headers)
+    head = request_head(method, target, instance.host, headers)
     started = time.monotonic()
     instance.in_flight += 1
     try:
@@ -192,7 +192,7 @@ async def _attempt(
             try:
                 resp = await _send(conn, method, head, body, route, remaining, started)
                 length = resp.length
-                if length and length <= WHOLE_RESPONSE and method != "HEAD":
+                if length and length <= WHOLE_RESPONSE and method != "HEAD" and not conn.done:
                     # A small answer is read whole before any of it goes out, so an
                     # upstream dying between head and body is a failed attempt (retried
                     # when idempotent), not a truncated response.
@@ -224,7 +224,7 @@ async def _attempt(
         if status in RETRY_STATUSES:
             instance.breaker.on_failure(time.monotonic())
             instance.errors += 1
-        else:
+        elif instance.breaker.failures or instance.breaker.state != "closed":
             instance.breaker.on_success()
         await _relay(exchange, conn, resp, method, route, request_id)
         origin.release(conn)

@@ -246,6 +246,11 @@ class UpstreamConnection(asyncio.Protocol):
             await self._drain
 
     @property
+    def done(self) -> bool:
+        """The whole response has arrived (or the exchange failed)."""
+        return self._done
+
+    @property
     def body_ready(self) -> bool:
         """Some of the body (or its end) is here already: no need to wait for it."""
         return bool(self._chunks) or self._done

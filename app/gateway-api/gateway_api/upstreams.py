@@ -86,6 +86,8 @@ class CircuitBreaker:
 class Instance:
     spec: InstanceSpec
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    #: ``host:port`` as the Host header sends it (encoded once, not per request).
+    host: bytes = b""
     healthy: bool = True
     in_flight: int = 0
     served: int = 0
@@ -94,6 +96,9 @@ class Instance:
     consecutive_successes: int = 0
     last_probe: float = 0.0
     last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.host = self.spec.url.removeprefix("http://").encode()
 
     @property
     def url(self) -> str:
