@@ -46,10 +46,19 @@ access = "authenticated"
 """
 
 
+#: Ports this test process has handed out: the kernel may offer a just-closed port
+#: again, and two servers of one fixture must never be given the same one.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 async def serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
@@ -91,48 +100,52 @@ async def start_gateway(
 ) -> AsyncIterator[GatewayUnderTest]:
     states = {name: UpstreamState(name) for name in weights}
     ports = {name: free_port() for name in weights}
-    servers = [await serve(upstream_app(states[n]), ports[n]) for n in weights]
-    instances = ", ".join(f"{{ port = {ports[n]}, weight = {w} }}" for n, w in weights.items())
-    topology = tmp_path / "topology.toml"
-    topology.write_text(
-        f'[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
-        f'[[services]]\nname = "echo"\ninstances = [{instances}]\n'
-    )
-    routes = tmp_path / "routes.toml"
-    routes.write_text(ROUTES.replace("{balancing}", balancing))
-    public_port, admin_port = free_port(), free_port()
-    settings = Settings(
-        port=public_port,
-        admin_port=admin_port,
-        topology=topology,
-        routes=routes,
-        var_dir=tmp_path,
-        health_interval=0.2,
-        health_timeout=0.3,
-        unhealthy_threshold=2,
-    )
-    gateway = Gateway(settings)
-    admin_app = create_app(settings, gateway)
-    async with admin_app.router.lifespan_context(admin_app):
-        admin_server, admin_task = await serve(admin_app, admin_port)
-        public_server = HttpServer(create_public_app(gateway), bad_request=bad_request)
-        await public_server.start("127.0.0.1", public_port)
-        try:
-            yield GatewayUnderTest(
-                url=f"http://127.0.0.1:{public_port}",
-                admin=f"http://127.0.0.1:{admin_port}",
-                gateway=gateway,
-                upstreams=states,
-                routes_path=routes,
-                ports=ports,
-            )
-        finally:
-            for state in states.values():
-                state.hang = False
-            await public_server.stop(grace=1.0)
-            for server, task in [(admin_server, admin_task), *servers]:
-                server.should_exit = True
-                await task
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    try:  # whatever fails to start, what did start is shut down (no leaked sockets)
+        for n in weights:
+            servers.append(await serve(upstream_app(states[n]), ports[n]))
+        instances = ", ".join(f"{{ port = {ports[n]}, weight = {w} }}" for n, w in weights.items())
+        topology = tmp_path / "topology.toml"
+        topology.write_text(
+            f'[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
+            f'[[services]]\nname = "echo"\ninstances = [{instances}]\n'
+        )
+        routes = tmp_path / "routes.toml"
+        routes.write_text(ROUTES.replace("{balancing}", balancing))
+        public_port, admin_port = free_port(), free_port()
+        settings = Settings(
+            port=public_port,
+            admin_port=admin_port,
+            topology=topology,
+            routes=routes,
+            var_dir=tmp_path,
+            health_interval=0.2,
+            health_timeout=0.3,
+            unhealthy_threshold=2,
+        )
+        gateway = Gateway(settings)
+        admin_app = create_app(settings, gateway)
+        async with admin_app.router.lifespan_context(admin_app):
+            servers.append(await serve(admin_app, admin_port))
+            public_server = HttpServer(create_public_app(gateway), bad_request=bad_request)
+            await public_server.start("127.0.0.1", public_port)
+            try:
+                yield GatewayUnderTest(
+                    url=f"http://127.0.0.1:{public_port}",
+                    admin=f"http://127.0.0.1:{admin_port}",
+                    gateway=gateway,
+                    upstreams=states,
+                    routes_path=routes,
+                    ports=ports,
+                )
+            finally:
+                for state in states.values():
+                    state.hang = False
+                await public_server.stop(grace=1.0)
+    finally:
+        for server, task in servers:
+            server.should_exit = True
+            await task
 
 
 @pytest.fixture
