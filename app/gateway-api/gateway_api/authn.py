@@ -184,16 +184,16 @@ class Authenticator:
         which verifies (or refuses) the token and remembers the answer; an expired or
         revoked caller is never answered from here.
         """
-        for name, value in headers:
-            if name == b"authorization":
-                known = self._known.get(value[-_KEY_BYTES:])
-                if known is None or known[0] != value:
-                    return None
-                _, identity, encoded, valid_until = known
-                if time.time() > valid_until or self.revoked.is_revoked(identity.session_id):
-                    return None
-                return identity, encoded
-        return None
+        value = authorization(headers)
+        if value is None:
+            return None
+        known = self._known.get(value[-_KEY_BYTES:])
+        if known is None or known[0] != value:
+            return None
+        _, identity, encoded, valid_until = known
+        if time.time() > valid_until or self.revoked.is_revoked(identity.session_id):
+            return None
+        return identity, encoded
 
     async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
         """The verified caller, or :class:`Unauthorized` with a ``WWW-Authenticate`` challenge."""

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from edgelib.backends import Backend, BackendError
+from edgelib.backends import Backend, BackendError, follow
 from gateway_api.upstreams import Instance, Upstreams
 
 logger = logging.getLogger("gateway.ejections")
@@ -92,14 +92,4 @@ class EjectionBus:
         return False
 
     async def _listen(self) -> None:
-        while True:
-            try:
-                sub = await self.backend.subscribe(CHANNEL)
-                try:
-                    async for _, message in sub:
-                        self.apply(message)
-                finally:
-                    await sub.close()
-            except BackendError as exc:
-                logger.warning("ejections from peers unavailable", extra={"error": str(exc)})
-                await asyncio.sleep(1.0)
+        await follow(self.backend, CHANNEL, self.apply, logger=logger, what="ejections from peers")

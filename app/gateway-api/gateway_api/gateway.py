@@ -144,11 +144,6 @@ class Gateway:
             raise Unauthorized("the gateway is starting", headers={"WWW-Authenticate": "Bearer"})
         return await self.authn.authenticate(scope)
 
-    def known_caller(self, headers: list[tuple[bytes, bytes]]) -> tuple[Identity, bytes] | None:
-        """The caller and its encoded identity when its token was verified before and
-        still holds (no I/O), else None."""
-        return self.authn.known(headers) if self.authn is not None else None
-
     def authorize(self, identity: Identity, permission: Permission) -> None:
         """Allow the call or raise a 403 problem: auth-rbac's policy, embedded (authz.py)."""
         if self.authz is None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
-from edgelib.backends import Backend, BackendError
+from edgelib.backends import Backend, follow
 
 if TYPE_CHECKING:
     from edgelib.identity import Identity
@@ -67,18 +67,14 @@ class RegionResolver:
 
     async def _listen(self) -> None:
         assert self.backend is not None
-        while True:
-            try:
-                sub = await self.backend.subscribe(DIRECTORY_CHANNEL)
-                try:
-                    async for _, message in sub:
-                        self.invalidate(message.decode())
-                finally:
-                    await sub.close()
-            except BackendError as exc:
-                logger.warning("directory events unavailable", extra={"error": str(exc)})
-                self._cache.clear()  # we may have missed changes
-                await asyncio.sleep(1.0)
+        await follow(
+            self.backend,
+            DIRECTORY_CHANNEL,
+            lambda message: self.invalidate(message.decode()),
+            logger=logger,
+            what="directory events",
+            on_gap=self._cache.clear,  # changes may have been missed meanwhile
+        )
 
     def invalidate(self, user_id: str) -> None:
         """Forget one user's region ("*" forgets everyone)."""
