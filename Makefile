@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export EDGE_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export EDGE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: up down test lint typecheck unit venv bazel bazel-check bench bench-logs bench-gateway bench-tools clean help
+.PHONY: up down test lint typecheck unit venv native native-strict bazel bazel-check bench bench-logs bench-gateway bench-tools clean help
 
 help:
 	@echo "make up      start the whole stack locally (gateway on 127.0.0.1:7001)"
@@ -33,7 +33,22 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
-up: venv
+# The gateway's per-request modules compiled with mypyc (gateway_api/native.py); rebuilt
+# when one of them changes. `make up` goes on as plain Python if it cannot build (no C
+# compiler); `make test` and the benchmarks need the build (gcc is installed if absent).
+NATIVE_DIR := app/gateway-api/.native
+NATIVE_SOURCES := $(wildcard app/gateway-api/gateway_api/*.py) tools/native_build.py
+
+$(NATIVE_DIR)/manifest.json: $(NATIVE_SOURCES) $(VENV)/.synced
+	$(BIN)/python tools/native_build.py $(NATIVE_FLAGS)
+
+native: venv $(NATIVE_DIR)/manifest.json
+
+native-strict:
+	@command -v gcc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc; }
+	@$(MAKE) --no-print-directory native NATIVE_FLAGS=--strict
+
+up: venv native
 	$(BIN)/python -m edgectl up
 
 down: venv
@@ -45,12 +60,12 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy libs/edgelib
-	$(BIN)/mypy tools/edgectl $(wildcard app/*/*_*)
+	$(BIN)/mypy tools/edgectl tools/native_build.py $(wildcard app/*/*_*)
 
 unit: venv
 	$(BIN)/pytest -m "not integration and not e2e"
 
-test: venv
+test: venv native-strict
 	tools/ci/ensure-services.sh
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest
@@ -74,19 +89,19 @@ bench-tools:
 	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v redis-server >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk redis-server; }
 
-bench-gateway: venv bench-tools
+bench-gateway: venv native-strict bench-tools
 	$(BIN)/python bench/gateway_bench.py
 
 # Instructions per gateway request under callgrind: repeatable on a noisy machine, for
 # comparing two versions of the hot path (valgrind is installed if missing).
 .PHONY: bench-gateway-instructions
-bench-gateway-instructions: venv
+bench-gateway-instructions: venv native-strict
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 	for route in direct public pipeline; do $(BIN)/python bench/gateway_instructions.py --route $$route --requests 500; done
 
 # Where one gateway worker spends its CPU under wrk load (py-spy; ROUTE=public|pipeline).
 .PHONY: profile-gateway
-profile-gateway: venv bench-tools
+profile-gateway: venv native-strict bench-tools
 	$(BIN)/python bench/gateway_profile.py --route $(or $(ROUTE),pipeline)
 
 # sv-money same-region transfers/s on PostgreSQL vs the same SQL through asyncpg; see
@@ -101,4 +116,4 @@ bench-authz: venv
 	$(BIN)/python bench/authz.py --json bench/results/authz.json
 
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache $(NATIVE_DIR)

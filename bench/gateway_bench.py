@@ -292,6 +292,9 @@ def start_gateway(
 ) -> None:
     port, admin = stack.ports[name], stack.ports[name + "-admin"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "GATEWAY_"))}
+    for key in ("GATEWAY_NATIVE", "GATEWAY_NATIVE_DIR"):  # compiled or plain Python
+        if key in os.environ:
+            env[key] = os.environ[key]
     env.update(
         {
             "GATEWAY_PORT": str(port),
@@ -604,6 +607,7 @@ def measure(
             "rounds": rounds,
             "concurrency": levels,
             "gateway_workers": 1,
+            "gateway_code": native_status(),
             "pinning": "wrk+upstream on CPU 0, proxy under test on CPU 1"
             if pin_load
             else "none (fewer than 2 CPUs or no taskset)",
@@ -679,6 +683,14 @@ def checks(table: dict[str, dict[str, Any]], levels: list[int]) -> dict[str, Any
         peak = max(rss)
         out["gateway_rss_mb_per_worker"] = {"value": peak, "target": "< 150", "ok": peak < 150}
     return out
+
+
+def native_status() -> str:
+    """Whether the gateway runs its mypyc-compiled modules (gateway_api/native.py)."""
+    import gateway_api
+    from gateway_api import native
+
+    return native.status if gateway_api.NATIVE else f"plain Python: {native.status}"
 
 
 def machine() -> dict[str, Any]:

@@ -188,9 +188,12 @@ def main() -> None:
         serve(args.route, args.requests)
         return
     total = callgrind(args.route, args.requests)
+    import gateway_api  # the child imports the same way: compiled when a current build exists
+
+    code = "compiled" if gateway_api.NATIVE else "plain Python"
     sys.stdout.write(
         f"{args.route}: {total / args.requests:,.0f} instructions per request "
-        f"({args.requests} requests counted, after one to warm the caches)\n"
+        f"({args.requests} requests counted, after one to warm the caches; gateway {code})\n"
     )
 
 

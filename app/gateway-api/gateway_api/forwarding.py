@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from edgelib.problems import GatewayTimeout, PayloadTooLarge, Problem, ServiceUnavailable
@@ -16,6 +15,7 @@ from gateway_api.http_client import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway_api.problems import BadGateway, UpstreamUnreachable
 from gateway_api.server import ClientGone, Exchange
 
 if TYPE_CHECKING:
@@ -50,16 +50,6 @@ HOP_BY_HOP = frozenset(
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
 
 
-class BadGateway(Problem):
-    status_code, type_slug, title = 502, "bad-gateway", "Bad gateway"
-
-
-class UpstreamUnreachable(ServiceUnavailable):
-    """The connection failed, so nothing was sent: any method may try another instance."""
-
-    type_slug = "upstream-unreachable"
-
-
 class RequestBody:
     """The client's body: streamed once, or buffered when small enough to replay."""
 
@@ -72,19 +62,19 @@ class RequestBody:
         self.received = 0
 
     async def buffer(self) -> None:
-        self.buffered = b"".join([chunk async for chunk in self._chunks()])
+        chunks = []
+        while chunk := await self.next_chunk():
+            chunks.append(chunk)
+        self.buffered = b"".join(chunks)
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def next_chunk(self) -> bytes:
+        """The next piece of the body, ``b""`` at its end; refuses one past the limit."""
         self.started = True
-        receive = self._exchange.receive
-        while True:
-            chunk = await receive()
-            if not chunk:
-                return
-            self.received += len(chunk)
-            if self.received > self.limit:
-                raise PayloadTooLarge(f"the body exceeds this route's {self.limit} bytes")
-            yield chunk
+        chunk = await self._exchange.receive()
+        self.received += len(chunk)
+        if self.received > self.limit:
+            raise PayloadTooLarge(f"the body exceeds this route's {self.limit} bytes")
+        return chunk
 
     @property
     def replayable(self) -> bool:
@@ -186,8 +176,8 @@ async def _attempt(
                 pooled = origin.take()
                 reused = pooled is not None
                 conn = pooled or await origin.connect(min(route.connect_timeout, remaining))
-            except ConnectFailed as exc:
-                _failed(instance, f"connect: {exc.__cause__.__class__.__name__}")
+            except ConnectFailed as failure:
+                _failed(instance, f"connect: {failure.__cause__.__class__.__name__}")
                 return UpstreamUnreachable(f"{instance.spec.service} refused the connection")
             try:
                 resp = await _send(conn, method, head, body, route, remaining, started)
@@ -253,12 +243,12 @@ async def _send(
         conn.start(head + framing + body.buffered, head_request=False)
     elif body.length is not None:
         conn.start(head + b"content-length: %d\r\n\r\n" % body.length, head_request=False)
-        async for chunk in body._chunks():
+        while chunk := await body.next_chunk():
             conn.write(chunk)
             await _drain(conn, remaining, started)
     else:
         conn.start(head + b"transfer-encoding: chunked\r\n\r\n", head_request=False)
-        async for chunk in body._chunks():
+        while chunk := await body.next_chunk():
             conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             await _drain(conn, remaining, started)
         conn.write(b"0\r\n\r\n")

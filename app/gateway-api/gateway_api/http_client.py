@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httptools
+from mypy_extensions import mypyc_attr
 
 #: Pause reading from an upstream while this many body bytes wait for the client.
 HIGH_WATER = 256 * 1024
@@ -30,14 +31,17 @@ MAX_HEADER_BYTES = 64 * 1024
 SWEEP_SECONDS = 0.05
 
 
+@mypyc_attr(native_class=False)
 class UpstreamError(Exception):
     """The upstream connection failed or answered something that is not valid HTTP/1.1."""
 
 
+@mypyc_attr(native_class=False)
 class ConnectFailed(UpstreamError):
     """No connection could be made: nothing was sent."""
 
 
+@mypyc_attr(native_class=False)
 class UpstreamTimeout(UpstreamError, TimeoutError):
     """The upstream did not answer (or send more of its body) in time."""
 
@@ -106,8 +110,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._received_any = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0]
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0]
             self.leftover = data[offset:]
             if self._response is not None and self._response.status == 101:
                 self._response.upgraded = True

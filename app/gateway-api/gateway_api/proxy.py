@@ -25,6 +25,7 @@ from edgelib.problems import (
 from gateway_api.accesslog import AccessLog
 from gateway_api.forwarding import HOP_BY_HOP, RequestBody, forward
 from gateway_api.gateway import MISSING
+from gateway_api.problems import BadPath, BadRequestBody, MethodRefused, NotFound
 from gateway_api.routing import MethodNotAllowed, Route, UnsafePath, check_path
 from gateway_api.server import ClientGone, Exchange
 from gateway_api.tracecontext import TraceContext
@@ -49,22 +50,6 @@ _NOT_COPIED = HOP_BY_HOP | {
 }
 _HEALTH_BODY = b'{"status":"ok"}'
 _JSON = [(b"content-type", b"application/json")]
-
-
-class NotFound(Problem):
-    status_code, type_slug, title = 404, "no-route", "No route"
-
-
-class MethodRefused(Problem):
-    status_code, type_slug, title = 405, "method-not-allowed", "Method not allowed"
-
-
-class BadPath(Problem):
-    status_code, type_slug, title = 400, "unsafe-path", "Unsafe path"
-
-
-class BadRequestBody(Problem):
-    status_code, type_slug, title = 400, "bad-request", "Bad request"
 
 
 class Proxy:
@@ -144,8 +129,8 @@ class Proxy:
         ):
             try:
                 check_path(path, raw_path)
-            except UnsafePath as exc:
-                raise BadPath(str(exc)) from exc
+            except UnsafePath as unsafe:
+                raise BadPath(str(unsafe)) from unsafe
         try:
             route = gateway.routes.match(method, path)
         except MethodNotAllowed as exc:

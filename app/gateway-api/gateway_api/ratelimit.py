@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from edgelib.problems import TooManyRequests
+from gateway_api.problems import RateLimitExceeded
 
 if TYPE_CHECKING:
     from edgelib.backends import Backend
@@ -38,10 +38,6 @@ logger = logging.getLogger("gateway.ratelimit")
 _ACTIVE = 2.0
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
-
-
-class RateLimitExceeded(TooManyRequests):
-    type_slug, title = "rate-limited", "Rate limit exceeded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,6 +224,7 @@ class ClientConnection(asyncio.Protocol):
         #: When the connection last became idle (None while a request is in hand).
         self.idle_since: float | None = None
         self._bad: tuple[int, str] | None = None
+        self._head_too_large = False
         self._trusted_peer = False
         self._lingering = False
         #: After an upgrade, raw client bytes go here instead of the parser.
@@ -257,12 +258,13 @@ class ClientConnection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self.leftover = data[exc.args[0] :]
+        except httptools.HttpParserUpgrade as upgrade:
+            self.leftover = data[upgrade.args[0] :]
             self.pause_reading()
         except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _HeadTooLarge):
+            # The flag, not the exception's __context__: how a callback's exception is
+            # chained through httptools differs between CPython and compiled code.
+            if self._head_too_large:
                 self._refuse(431, "the request head is too large")
             else:
                 self._refuse(400, f"malformed request: {exc}")
@@ -301,6 +303,7 @@ class ClientConnection(asyncio.Protocol):
         self._url += url
         self._header_bytes += len(url)
         if self._header_bytes > MAX_HEADER_BYTES:
+            self._head_too_large = True
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -308,12 +311,13 @@ class ClientConnection(asyncio.Protocol):
             return  # a chunked body's trailers: not forwarded
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:
+            self._head_too_large = True
             raise _HeadTooLarge
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        parsed = httptools.parse_url(self._url)
+        parsed: Any = httptools.parse_url(self._url)  # stubs say bytes where llhttp gives None
         raw_path: bytes = parsed.path
         path = raw_path.decode("latin-1")
         if "%" in path:
@@ -578,7 +582,8 @@ class HttpServer:
     @property
     def port(self) -> int:
         assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        server: Any = self._server  # ``sockets`` is a list on uvloop, a tuple on asyncio
+        return int(server.sockets[0].getsockname()[1])
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let requests in flight finish (up to ``grace``), then close."""

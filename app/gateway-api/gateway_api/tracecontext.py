@@ -13,7 +13,7 @@ started and exported.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -34,7 +34,7 @@ class TraceContext:
     __slots__ = ("_span", "_token", "flags", "parent_span_id", "span_id", "trace_id")
 
     #: Set at start-up: start (and export) SDK spans instead of bare ids.
-    record_spans = False
+    record_spans: ClassVar[bool] = False
 
     def __init__(self, trace_id: str, span_id: str, flags: str, parent_span_id: str | None):
         self.trace_id = trace_id

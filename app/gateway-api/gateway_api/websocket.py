@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from edgelib.problems import GatewayTimeout, ServiceUnavailable
-from gateway_api.forwarding import BadGateway, UpstreamUnreachable, request_head
+from gateway_api.forwarding import request_head
 from gateway_api.http_client import (
     ConnectFailed,
     HttpClient,
@@ -21,6 +21,7 @@ from gateway_api.http_client import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway_api.problems import BadGateway, UpstreamUnreachable
 from gateway_api.server import Exchange, status_line
 
 if TYPE_CHECKING:

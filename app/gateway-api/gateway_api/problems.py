@@ -1,0 +1,40 @@
+"""The gateway's own refusals, as problem+json documents.
+
+Kept apart from the modules that raise them: those are compiled with mypyc
+(:mod:`gateway_api.native`), and mypyc does not keep class attributes assigned in a
+compiled subclass of a Python class, which is what every Problem subclass is.
+"""
+
+from __future__ import annotations
+
+from edgelib.problems import Problem, ServiceUnavailable, TooManyRequests
+
+
+class NotFound(Problem):
+    status_code, type_slug, title = 404, "no-route", "No route"
+
+
+class MethodRefused(Problem):
+    status_code, type_slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class BadPath(Problem):
+    status_code, type_slug, title = 400, "unsafe-path", "Unsafe path"
+
+
+class BadRequestBody(Problem):
+    status_code, type_slug, title = 400, "bad-request", "Bad request"
+
+
+class BadGateway(Problem):
+    status_code, type_slug, title = 502, "bad-gateway", "Bad gateway"
+
+
+class UpstreamUnreachable(ServiceUnavailable):
+    """The connection failed, so nothing was sent: any method may try another instance."""
+
+    type_slug = "upstream-unreachable"
+
+
+class RateLimitExceeded(TooManyRequests):
+    type_slug, title = "rate-limited", "Rate limit exceeded"

@@ -1,0 +1,78 @@
+"""The compiled hot path (gateway_api.native): used when current, never when stale."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gateway_api
+from gateway_api import native
+
+
+def _child(env: dict[str, str]) -> str:
+    """``status|server module file`` as a fresh interpreter sees them."""
+    code = (
+        "import gateway_api, gateway_api.server as s, gateway_api.native as n;"
+        "print(gateway_api.NATIVE, n.status, s.__file__, sep='|')"
+    )
+    full = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_NATIVE")}
+    full.update(env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full, check=True
+    )
+    return proc.stdout.strip()
+
+
+def test_make_test_runs_the_compiled_modules() -> None:
+    if native.check(native.build_dir()) is not None and not os.environ.get("CI"):
+        pytest.skip(f"no current native build here: {native.status}")
+    # `make test` builds it (--strict) before pytest: the suite tests what ships.
+    assert gateway_api.NATIVE, native.status
+    from gateway_api import proxy, server
+
+    assert str(server.__file__).endswith(".so")
+    assert str(proxy.__file__).endswith(".so")
+
+
+def test_manifest_names_what_is_wrong(tmp_path: Path) -> None:
+    assert native.check(tmp_path) == "no compiled build (make builds one)"
+    native.write_manifest(tmp_path)
+    assert native.check(tmp_path) is None
+    manifest = json.loads((tmp_path / native.MANIFEST).read_text())
+    manifest["modules"]["server"] = "0" * 64
+    (tmp_path / native.MANIFEST).write_text(json.dumps(manifest))
+    assert native.check(tmp_path) == "the sources changed since the build (make rebuilds it)"
+    manifest = {"interpreter": "cpython-27-os2-32", "modules": native.source_hashes()}
+    (tmp_path / native.MANIFEST).write_text(json.dumps(manifest))
+    assert "built for cpython-27-os2-32" in (native.check(tmp_path) or "")
+
+
+def test_a_stale_build_is_not_used(tmp_path: Path) -> None:
+    built = native.build_dir()
+    if native.check(built) is not None:
+        pytest.skip("needs a current native build to copy")
+    stale = tmp_path / "native"
+    shutil.copytree(built, stale)
+    manifest = json.loads((stale / native.MANIFEST).read_text())
+    manifest["modules"]["proxy"] = "0" * 64  # as if proxy.py was edited after the build
+    (stale / native.MANIFEST).write_text(json.dumps(manifest))
+
+    used, status, server_file = _child({"GATEWAY_NATIVE_DIR": str(stale)}).split("|")
+    assert (used, server_file.endswith("server.py")) == ("False", True)
+    assert "sources changed" in status
+
+    used, status, server_file = _child({"GATEWAY_NATIVE_DIR": str(built)}).split("|")
+    assert (used, server_file.endswith(".so")) == ("True", True)
+
+
+def test_gateway_native_0_runs_plain_python() -> None:
+    used, status, server_file = _child({"GATEWAY_NATIVE": "0"}).split("|")
+    assert used == "False"
+    assert status == "disabled by GATEWAY_NATIVE"
+    assert server_file.endswith("server.py")
