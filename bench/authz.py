@@ -35,9 +35,10 @@ import orjson
 
 from auth_rbac.policy.enforcer import model_text
 from edgelib.identity import Identity
-from gateway_api.authz import Authorizer, AuthzSettings, DomainRoles, PermissionDenied
-from gateway_api.config import Settings
+from gateway_api.authz import Authorizer, DomainRoles
+from gateway_api.config import AuthzSettings, Settings
 from gateway_api.gateway import Gateway
+from gateway_api.problems import PermissionDenied
 from gateway_api.routing import Permission
 
 ROOT = Path(__file__).parents[1]

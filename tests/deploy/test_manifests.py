@@ -745,8 +745,24 @@ def test_dockerfile_builds_from_the_lock_with_uv_on_python_311_slim() -> None:
     assert syncs
     for run in syncs:
         assert "--frozen" in run.split(), run
-        assert "--no-dev" in run.split(), run
+        # Only the gateway's throwaway compile environment (/opt/build, never copied to
+        # the runtime stage) has the dev tools (mypy, setuptools).
+        if "UV_PROJECT_ENVIRONMENT=/opt/build" not in run:
+            assert "--no-dev" in run.split(), run
     assert any("--no-editable" in run for run in syncs), "the runtime needs no source tree"
+    assert not any("/opt/build" in a for w, a in _instructions() if w == "COPY")
+
+
+def test_the_gateway_image_ships_its_compiled_hot_path() -> None:
+    native = [a for w, a in _instructions() if w == "RUN" and "native_build.py" in a]
+    assert len(native) == 1
+    assert "--strict" in native[0].split(), "an image without the build must fail to build"
+    assert 'if [ "${PACKAGE}" = "gateway_api" ]' in native[0]
+    directory = re.search(r"GATEWAY_NATIVE_DIR=(\S+)", native[0])
+    assert directory is not None
+    runtime = _stages()[-1]
+    assert any(w == "ENV" and f"GATEWAY_NATIVE_DIR={directory.group(1)}" in a for w, a in runtime)
+    assert directory.group(1).startswith("/opt/venv/"), "copied with the runtime venv"
 
 
 def test_dockerfile_runtime_is_non_root_with_a_healthcheck() -> None:

@@ -24,15 +24,11 @@ from edgelib.identity import Identity
 from edgelib.problems import Problem, problem_body
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
-from gateway_api.authz import (
-    Authorizer,
-    AuthRbac,
-    AuthzSettings,
-    PermissionDenied,
-    PolicyUnavailable,
-)
+from gateway_api.authz import Authorizer, AuthRbac
+from gateway_api.config import AuthzSettings
 from gateway_api.config import Settings as GatewaySettings
 from gateway_api.gateway import Gateway
+from gateway_api.problems import PermissionDenied, PolicyUnavailable
 from gateway_api.routing import Permission, load_routes
 from tests.auth_rbac.conftest import ADMIN, admin_client, fresh_pg_schema, rbac_settings
 from tests.gateway.conftest import free_port, serve

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from edgelib.signing import (
@@ -129,3 +132,16 @@ def test_header_lines_sign_raw_bytes_as_services_read_them(signer: ServiceSigner
     verifier = ServiceSigner("x", "s3cret")
     target = raw.decode("latin-1")
     assert verifier.verify("GET", target, headers, None, require_body_digest=False, now=now)
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 200])
+def test_signatures_are_standard_hmac_sha256_for_any_key_length(key_length: int) -> None:
+    # The signer keys two SHA-256 states itself (RFC 2104); it must agree with hmac,
+    # which is what any other implementation of the protocol would use.
+    key = bytes(range(256))[:key_length]
+    signer = ServiceSigner("svc", key)
+    headers = signer.sign("POST", "/a/b?c=d", b'{"x":1}', identity="sub=u1", now=1_700_000_000)
+    message = "\n".join(
+        ("POST", "/a/b?c=d", "1700000000", "svc", "sub=u1", hashlib.sha256(b'{"x":1}').hexdigest())
+    ).encode()
+    assert headers["x-edge-signature"] == hmac.new(key, message, hashlib.sha256).hexdigest()

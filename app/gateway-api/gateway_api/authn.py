@@ -16,45 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgelib.backends import Backend
 from edgelib.identity import Identity
 from edgelib.jwt import JwksCache, TokenError, TokenVerifier
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
+from gateway_api.config import AuthnSettings
 from gateway_api.control import ControlPlaneService
+from gateway_api.problems import InvalidAccessToken, SessionRevoked
 from gateway_api.sessions import RevokedSessions
 from gateway_api.topology import load_topology
 
 logger = logging.getLogger("gateway.authn")
-
-
-class AuthnSettings(BaseSettings):
-    """The gateway's token settings (``GATEWAY_*``); issuer and audience match auth-jwt's."""
-
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
-
-    jwt_issuer: str = "edge-auth"
-    jwt_audience: str = "edge"
-    #: Accepted signature algorithms (comma-separated); only asymmetric ones are allowed.
-    jwt_algorithms: str = "ES256,EdDSA"
-    jwt_leeway: float = Field(default=5.0, ge=0, le=60)
-    #: auth-jwt's base URLs (comma-separated); by default its instances in the topology.
-    auth_jwt_url: str | None = None
-    jwks_min_refetch: float = Field(default=5.0, ge=0)
-    jwks_max_age: float = Field(default=300.0, gt=0)
-    revocation_poll_interval: float = Field(default=0.5, gt=0)
-    revocation_channel: str = "edge:auth:revocations"
-
-
-class InvalidAccessToken(Unauthorized):
-    type_slug, title = "invalid-token", "Invalid access token"
-
-
-class SessionRevoked(Unauthorized):
-    type_slug, title = "session-revoked", "Session ended"
 
 
 _CHALLENGE = "Bearer"

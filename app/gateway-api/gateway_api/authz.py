@@ -31,14 +31,13 @@ import casbin
 from casbin.model import FastModel
 from casbin.rbac import RoleManager
 from casbin.util.log import disabled_logging
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgelib.backends import Backend, BackendError
 from edgelib.identity import Identity
-from edgelib.problems import Forbidden, ServiceUnavailable
 from edgelib.signing import ServiceSigner
+from gateway_api.config import AuthzSettings
 from gateway_api.control import ControlPlaneService
+from gateway_api.problems import PermissionDenied, PolicyUnavailable
 from gateway_api.routing import Permission
 from gateway_api.topology import load_topology
 
@@ -46,31 +45,6 @@ logger = logging.getLogger("gateway.authz")
 
 #: Role hops Casbin follows (its default ``max_hierarchy_level``).
 MAX_ROLE_DEPTH = 10
-
-
-class AuthzSettings(BaseSettings):
-    """The gateway's authorization settings (``GATEWAY_*``)."""
-
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
-
-    #: auth-rbac's base URLs (comma-separated); by default its instances in the topology.
-    auth_rbac_url: str | None = None
-    #: The Casbin domain route permissions are checked in.
-    authz_domain: str = "default"
-    policy_poll_interval: float = Field(default=0.5, gt=0, le=10)
-    policy_channel: str = "edge:rbac:policy"
-    #: Decisions kept per policy version; the cache starts over when it is full.
-    decision_cache_size: int = Field(default=100_000, ge=1)
-    #: Seconds the gateway's start waits for a first policy before serving anyway.
-    policy_start_wait: float = Field(default=3.0, ge=0)
-
-
-class PermissionDenied(Forbidden):
-    type_slug, title = "permission-denied", "Permission denied"
-
-
-class PolicyUnavailable(ServiceUnavailable):
-    type_slug, title = "policy-unavailable", "Authorization unavailable"
 
 
 class DomainRoles(RoleManager):  # type: ignore[misc]

@@ -3,7 +3,8 @@
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgelib.settings import ServiceSettings
 
@@ -47,3 +48,38 @@ class Settings(ServiceSettings):
 
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2
+
+
+class AuthnSettings(BaseSettings):
+    """The gateway's token settings (``GATEWAY_*``); issuer and audience match auth-jwt's."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    jwt_issuer: str = "edge-auth"
+    jwt_audience: str = "edge"
+    #: Accepted signature algorithms (comma-separated); only asymmetric ones are allowed.
+    jwt_algorithms: str = "ES256,EdDSA"
+    jwt_leeway: float = Field(default=5.0, ge=0, le=60)
+    #: auth-jwt's base URLs (comma-separated); by default its instances in the topology.
+    auth_jwt_url: str | None = None
+    jwks_min_refetch: float = Field(default=5.0, ge=0)
+    jwks_max_age: float = Field(default=300.0, gt=0)
+    revocation_poll_interval: float = Field(default=0.5, gt=0)
+    revocation_channel: str = "edge:auth:revocations"
+
+
+class AuthzSettings(BaseSettings):
+    """The gateway's authorization settings (``GATEWAY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    #: auth-rbac's base URLs (comma-separated); by default its instances in the topology.
+    auth_rbac_url: str | None = None
+    #: The Casbin domain route permissions are checked in.
+    authz_domain: str = "default"
+    policy_poll_interval: float = Field(default=0.5, gt=0, le=10)
+    policy_channel: str = "edge:rbac:policy"
+    #: Decisions kept per policy version; the cache starts over when it is full.
+    decision_cache_size: int = Field(default=100_000, ge=1)
+    #: Seconds the gateway's start waits for a first policy before serving anyway.
+    policy_start_wait: float = Field(default=3.0, ge=0)

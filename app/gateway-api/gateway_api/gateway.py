@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -12,12 +13,14 @@ from edgelib.backends import Backend
 from edgelib.identity import Identity
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
-from gateway_api.authn import Authenticator, AuthnSettings
-from gateway_api.authz import Authorizer, AuthzSettings, PolicyUnavailable
-from gateway_api.config import Settings
+from gateway_api import native
+from gateway_api.authn import Authenticator
+from gateway_api.authz import Authorizer
+from gateway_api.config import AuthnSettings, AuthzSettings, Settings
 from gateway_api.ejections import EjectionBus
 from gateway_api.health import HealthChecker
 from gateway_api.http_client import HttpClient
+from gateway_api.problems import PolicyUnavailable
 from gateway_api.ratelimit import RateLimiter
 from gateway_api.regions import RegionResolver
 from gateway_api.routes_config import ConfigRoutes
@@ -25,6 +28,8 @@ from gateway_api.routes_reload import RouteWatcher
 from gateway_api.routing import Permission, Route, RouteTable, load_routes
 from gateway_api.topology import load_topology
 from gateway_api.upstreams import RetryBudget, Upstreams
+
+logger = logging.getLogger("gateway")
 
 
 class Missing(enum.Enum):
@@ -73,6 +78,7 @@ class Gateway:
 
     async def start(self, backend: Backend | None = None) -> None:
         """Open the forwarding session and start background work; ``backend`` carries events."""
+        logger.info("gateway code", extra={"native": native.status})
         self.backend = backend
         self.limiter.backend = backend if self.settings.rate_limit_shared else None
         await self.limiter.start()

@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 
 #: The per-request path: the server, the proxy and forwarding core, and what they call
-#: on every request. authn and authz stay Python (pydantic settings classes).
+#: on every request. authz stays Python (its role manager subclasses Casbin's).
 MODULES = (
     "accesslog",
+    "authn",
     "balancing",
     "forwarding",
     "gateway",

@@ -7,7 +7,13 @@ compiled subclass of a Python class, which is what every Problem subclass is.
 
 from __future__ import annotations
 
-from edgelib.problems import Problem, ServiceUnavailable, TooManyRequests
+from edgelib.problems import (
+    Forbidden,
+    Problem,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 
 
 class NotFound(Problem):
@@ -38,3 +44,19 @@ class UpstreamUnreachable(ServiceUnavailable):
 
 class RateLimitExceeded(TooManyRequests):
     type_slug, title = "rate-limited", "Rate limit exceeded"
+
+
+class InvalidAccessToken(Unauthorized):
+    type_slug, title = "invalid-token", "Invalid access token"
+
+
+class SessionRevoked(Unauthorized):
+    type_slug, title = "session-revoked", "Session ended"
+
+
+class PermissionDenied(Forbidden):
+    type_slug, title = "permission-denied", "Permission denied"
+
+
+class PolicyUnavailable(ServiceUnavailable):
+    type_slug, title = "policy-unavailable", "Authorization unavailable"

@@ -62,14 +62,14 @@ class TraceContext:
                 ):
                     return cls(
                         parts[1].decode(),
-                        f"{_random.getrandbits(64):016x}",
+                        _random.getrandbits(64).to_bytes(8, "big").hex(),
                         parts[3].decode(),
                         parts[2].decode(),
                     )
                 break
-        return cls(
-            f"{_random.getrandbits(128):032x}", f"{_random.getrandbits(64):016x}", "01", None
-        )
+        # One draw for both ids; bytes.hex() is twice as fast as format(n, "032x").
+        ids = _random.getrandbits(192).to_bytes(24, "big").hex()
+        return cls(ids[:32], ids[32:], "01", None)
 
     def traceparent(self) -> bytes:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}".encode()
