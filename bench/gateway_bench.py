@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import os
 import shutil
@@ -488,6 +489,7 @@ def main() -> None:
     stack.ports["gateway-admin"] = free_port()
     stack.ports["gateway-redis-admin"] = free_port()
     creds = make_credentials()
+    say(f"gateway code: {native_status()}")  # as the gateways start (cached for the report)
     try:
         start_nginxes(stack, creds, pin_load, pin_srv)
         stack.start(
@@ -685,6 +687,7 @@ def checks(table: dict[str, dict[str, Any]], levels: list[int]) -> dict[str, Any
     return out
 
 
+@functools.cache
 def native_status() -> str:
     """Whether the gateway runs its mypyc-compiled modules (gateway_api/native.py)."""
     import gateway_api

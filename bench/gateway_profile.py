@@ -79,6 +79,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--redis", action="store_true", help="the gateway's backend on Redis")
+    parser.add_argument(
+        "--perf",
+        action="store_true",
+        help="sample with Linux perf instead of py-spy: C symbols, so it sees inside the "
+        "mypyc-compiled modules (py-spy sees their Python frames only with GATEWAY_NATIVE=0)",
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "redis-server"):
         if not shutil.which(tool):
@@ -112,12 +118,20 @@ def main() -> None:
         pid = stack.procs["gateway"].pid
         run_wrk(pin_load, url, args.concurrency, 2, script, None)  # warm-up
         folded = run / "gateway.folded"
-        sampler = subprocess.Popen(
-            [str(spy), "record", "--pid", str(pid), "--rate", str(args.rate),
-             "--duration", str(int(args.seconds)), "--format", "raw", "--output", str(folded),
-             "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        perf_data = run / "perf.data"
+        if args.perf:
+            sampler = subprocess.Popen(
+                ["perf", "record", "-F", str(args.rate), "-p", str(pid), "-o", str(perf_data),
+                 "--", "sleep", str(args.seconds)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        else:
+            sampler = subprocess.Popen(
+                [str(spy), "record", "--pid", str(pid), "--rate", str(args.rate),
+                 "--duration", str(int(args.seconds)), "--format", "raw", "--output",
+                 str(folded), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         result = run_wrk(pin_load, url, args.concurrency, args.seconds, script, None, pid)
         sampler.wait(timeout=args.seconds + 30)
     finally:
@@ -127,6 +141,16 @@ def main() -> None:
         f"p99 {result['p99_ms']} ms, {result['cpu_us_per_request']} us CPU/request "
         "(sampling slows the worker)"
     )
+    if args.perf:
+        report = subprocess.run(
+            ["perf", "report", "-i", str(perf_data), "--stdio", "--no-children",
+             "--sort", "dso,symbol", "--percent-limit", "0.4"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        lines = [ln for ln in report.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+        say("\n".join(lines[: args.top]))
+        say(f"perf data: {perf_data.relative_to(ROOT)}")
+        return
     say(summarize(folded, args.top))
     say(f"folded stacks: {folded.relative_to(ROOT)}")
 
