@@ -121,7 +121,7 @@ def main() -> None:
         perf_data = run / "perf.data"
         if args.perf:
             sampler = subprocess.Popen(
-                ["perf", "record", "-F", str(args.rate), "-p", str(pid), "-o", str(perf_data),
+                ["perf", "record", "-g", "-F", str(args.rate), "-p", str(pid), "-o", str(perf_data),
                  "--", "sleep", str(args.seconds)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             )  # fmt: skip
