@@ -756,7 +756,7 @@ def test_dockerfile_builds_from_the_lock_with_uv_on_python_311_slim() -> None:
 def test_the_gateway_image_ships_its_compiled_hot_path() -> None:
     native = [a for w, a in _instructions() if w == "RUN" and "native_build.py" in a]
     assert len(native) == 1
-    assert "--strict" in native[0].split(), "an image without the build must fail to build"
+    assert re.search(r"native_build\.py --strict\b", native[0]), "no image without the build"
     assert 'if [ "${PACKAGE}" = "gateway_api" ]' in native[0]
     directory = re.search(r"GATEWAY_NATIVE_DIR=(\S+)", native[0])
     assert directory is not None
