@@ -27,7 +27,8 @@ PACKAGE = ROOT / "app" / "gateway-api" / "gateway_api"
 
 
 def _native() -> ModuleType:
-    sys.path.insert(0, str(PACKAGE.parent))
+    if str(PACKAGE.parent) not in sys.path:
+        sys.path.insert(0, str(PACKAGE.parent))
     from gateway_api import native
 
     return native

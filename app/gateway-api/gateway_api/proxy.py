@@ -8,7 +8,6 @@ the raw request head, streams bodies both ways through the forwarding core
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -28,14 +27,13 @@ from gateway_api.gateway import MISSING
 from gateway_api.problems import BadPath, BadRequestBody, MethodRefused, NotFound
 from gateway_api.routing import MethodNotAllowed, Route, UnsafePath, check_path
 from gateway_api.server import ClientGone, Exchange
-from gateway_api.tracecontext import TraceContext
+from gateway_api.tracecontext import TraceContext, random_hex
 from gateway_api.websocket import tunnel_websocket
 
 if TYPE_CHECKING:
     from gateway_api.gateway import Gateway
 
 Scope = MutableMapping[str, Any]
-_random = random.Random()
 
 #: Request headers never copied upstream as the client sent them.
 _NOT_COPIED = HOP_BY_HOP | {
@@ -293,8 +291,7 @@ def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
             return str(value.decode())
-    # Unique, not secret: no need for the OS's random source on every request.
-    return _random.getrandbits(128).to_bytes(16, "big").hex()  # twice as fast as :032x
+    return random_hex(16)
 
 
 def _problem(exchange: Exchange, exc: Problem, request_id: str) -> None:

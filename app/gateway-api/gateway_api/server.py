@@ -303,16 +303,14 @@ class ClientConnection(asyncio.Protocol):
         self._url += url
         self._header_bytes += len(url)
         if self._header_bytes > MAX_HEADER_BYTES:
-            self._head_too_large = True
-            raise _HeadTooLarge
+            raise self._too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._parsing is not None:
             return  # a chunked body's trailers: not forwarded
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:
-            self._head_too_large = True
-            raise _HeadTooLarge
+            raise self._too_large()
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -375,6 +373,10 @@ class ClientConnection(asyncio.Protocol):
             exchange._body_done = True
             self._parsing = None
             self._wake()
+
+    def _too_large(self) -> _HeadTooLarge:
+        self._head_too_large = True  # read back in data_received (see there)
+        return _HeadTooLarge()
 
     # -- flow control ---------------------------------------------------------------
 

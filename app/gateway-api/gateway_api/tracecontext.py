@@ -24,6 +24,15 @@ _tracer = trace.get_tracer("gateway-api")
 _random = random.Random()
 
 
+def random_hex(nbytes: int) -> str:
+    """``nbytes`` random bytes as lowercase hex: trace, span and request ids.
+
+    Unique, not secret: no OS entropy per request; ``bytes.hex()`` costs half of
+    ``format(n, "032x")``.
+    """
+    return _random.getrandbits(nbytes * 8).to_bytes(nbytes, "big").hex()
+
+
 def _valid_hex(value: bytes, length: int) -> bool:
     return len(value) == length and _HEX.issuperset(value) and value.strip(b"0") != b""
 
@@ -62,13 +71,12 @@ class TraceContext:
                 ):
                     return cls(
                         parts[1].decode(),
-                        _random.getrandbits(64).to_bytes(8, "big").hex(),
+                        random_hex(8),
                         parts[3].decode(),
                         parts[2].decode(),
                     )
                 break
-        # One draw for both ids; bytes.hex() is twice as fast as format(n, "032x").
-        ids = _random.getrandbits(192).to_bytes(24, "big").hex()
+        ids = random_hex(24)  # one draw for both ids
         return cls(ids[:32], ids[32:], "01", None)
 
     def traceparent(self) -> bytes:
