@@ -12,6 +12,10 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 HEADER_SERVICE = "x-edge-service"
 HEADER_TIMESTAMP = "x-edge-timestamp"
@@ -25,9 +29,6 @@ INTERNAL_HEADERS = frozenset(
 )
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-_UNSIGNED_BYTES = UNSIGNED_PAYLOAD.encode()
-_SIGNATURE_LINE = HEADER_SIGNATURE.encode() + b": "
-_IDENTITY_LINE = HEADER_IDENTITY.encode() + b": "
 #: SHA-256's block size, and the HMAC pads (RFC 2104) as byte translation tables.
 _BLOCK = 64
 _IPAD = bytes(b ^ 0x36 for b in range(256))
@@ -44,30 +45,39 @@ def body_digest(body: bytes | None) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def keyed_states(secret: bytes | str) -> tuple[_Hash, _Hash]:
+    """HMAC-SHA256's inner and outer SHA-256 states keyed with ``secret`` (RFC 2104).
+
+    Copying these two per signature costs three quarters of copying OpenSSL's HMAC
+    context (which holds three); the gateway signs every request it forwards with them
+    (``gateway_api.signing``).
+    """
+    key = secret.encode() if isinstance(secret, str) else secret
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+
+
+def signed_message(
+    method: str, target: str, timestamp: str, caller: str, identity: str, digest: str
+) -> str:
+    """What a signature covers, one field a line (``ServiceSigner`` and the gateway agree)."""
+    return "\n".join((method.upper(), target, timestamp, caller, identity, digest))
+
+
 class ServiceSigner:
     """Signs outgoing requests as ``service`` and verifies incoming ones."""
 
     def __init__(self, service: str, secret: bytes | str, *, max_skew: float = 30.0) -> None:
         self.service = service
-        key = secret.encode() if isinstance(secret, str) else secret
-        # HMAC-SHA256 (RFC 2104) from two SHA-256 states keyed once, copied per signature:
-        # the gateway signs every forwarded request, and copying two hash states costs
-        # three quarters of copying OpenSSL's HMAC context (which holds three).
-        if len(key) > _BLOCK:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
-        self._outer = hashlib.sha256(key.translate(_OPAD))
+        self._inner, self._outer = keyed_states(secret)
         self.max_skew = max_skew
-        # header_lines() reuses the encoded lines that change once a second: (second,
-        # timestamp, lines), replaced as one tuple so that threads never mix two seconds.
-        self._stamp: tuple[int, bytes, bytes] = (-1, b"", b"")
-        self._service_bytes = service.encode()
 
     def _mac(
         self, method: str, target: str, timestamp: str, caller: str, identity: str, digest: str
     ) -> str:
-        message = "\n".join((method.upper(), target, timestamp, caller, identity, digest))
+        message = signed_message(method, target, timestamp, caller, identity, digest)
         return self._hmac(message.encode())
 
     def _hmac(self, message: bytes) -> str:
@@ -98,46 +108,6 @@ class ServiceSigner:
         if identity:
             headers[HEADER_IDENTITY] = identity
         return headers
-
-    def header_lines(self, method: str, target: bytes, identity: bytes = b"") -> bytes:
-        """:meth:`sign` for a request whose body is not digested, as HTTP/1.1 header lines.
-
-        The gateway's forwarding path signs every request it passes on; this gives the
-        same headers as ``sign(method, target.decode("latin-1"), None, identity=...)``,
-        already encoded (``name: value\\r\\n`` each), from the request's raw bytes, reusing
-        the lines that change once a second.
-        """
-        second = int(time.time())
-        stamp = self._stamp
-        if stamp[0] != second:
-            timestamp = str(second)
-            stamp = self._stamp = (
-                second,
-                timestamp.encode(),
-                (
-                    f"{HEADER_SERVICE}: {self.service}\r\n"
-                    f"{HEADER_TIMESTAMP}: {timestamp}\r\n"
-                    f"{HEADER_CONTENT_DIGEST}: {UNSIGNED_PAYLOAD}\r\n"
-                ).encode(),
-            )
-        if target.isascii() and identity.isascii():
-            # The signed message as bytes, as _mac() would encode it (ASCII is the same
-            # in latin-1 and UTF-8): no str round trip per request.
-            signature = self._hmac(
-                b"\n".join(
-                    (method.upper().encode(), target, stamp[1], self._service_bytes, identity,
-                     _UNSIGNED_BYTES)
-                )
-            )  # fmt: skip
-        else:
-            signature = self._mac(
-                method, target.decode("latin-1"), stamp[1].decode(), self.service,
-                identity.decode("latin-1"), UNSIGNED_PAYLOAD,
-            )  # fmt: skip
-        lines = stamp[2] + _SIGNATURE_LINE + signature.encode() + b"\r\n"
-        if identity:
-            lines += _IDENTITY_LINE + identity + b"\r\n"
-        return lines
 
     def verify(
         self,

@@ -87,53 +87,6 @@ def test_signature_is_not_accepted_for_another_caller_name(signer: ServiceSigner
     assert HEADER_SIGNATURE in headers
 
 
-def _parse_lines(lines: bytes) -> dict[str, str]:
-    assert lines.endswith(b"\r\n")
-    pairs = [line.split(": ", 1) for line in lines.decode().split("\r\n") if line]
-    return {name: value for name, value in pairs}
-
-
-def test_header_lines_are_the_signature_headers_as_http_lines(signer: ServiceSigner) -> None:
-    identity = "sub=u1&name=ann&region=east&sid=s1&ct=web"
-    headers = _parse_lines(signer.header_lines("GET", b"/api/v1/x?a=1", identity.encode()))
-    assert set(headers) == {
-        "x-edge-service",
-        "x-edge-timestamp",
-        "x-edge-content-sha256",
-        HEADER_SIGNATURE,
-        HEADER_IDENTITY,
-    }
-    now = float(headers["x-edge-timestamp"])
-    assert headers == signer.sign("GET", "/api/v1/x?a=1", None, identity=identity, now=now)
-    verifier = ServiceSigner("gateway-api", "s3cret")
-    assert (
-        verifier.verify("GET", "/api/v1/x?a=1", headers, None, require_body_digest=False, now=now)
-        == "sv-user"
-    )
-    # Another target with the same (cached) timestamp lines gets its own signature.
-    other = _parse_lines(signer.header_lines("GET", b"/api/v1/y", identity.encode()))
-    assert other[HEADER_SIGNATURE] != headers[HEADER_SIGNATURE]
-    with pytest.raises(SignatureError):
-        verifier.verify("GET", "/api/v1/x?a=1", other, None, require_body_digest=False, now=now)
-
-
-def test_header_lines_without_identity_carry_no_identity_line(signer: ServiceSigner) -> None:
-    headers = _parse_lines(signer.header_lines("DELETE", b"/internal/z"))
-    assert HEADER_IDENTITY not in headers
-    assert headers["x-edge-content-sha256"] == UNSIGNED_PAYLOAD
-
-
-def test_header_lines_sign_raw_bytes_as_services_read_them(signer: ServiceSigner) -> None:
-    # Services rebuild the target from the raw path decoded as latin-1 (edgelib.deps).
-    raw = "/api/v1/caf\u00e9?q=\u00fc".encode()
-    lines = signer.header_lines("GET", raw)
-    headers = dict(line.split(": ", 1) for line in lines.decode("latin-1").split("\r\n") if line)
-    now = float(headers["x-edge-timestamp"])
-    verifier = ServiceSigner("x", "s3cret")
-    target = raw.decode("latin-1")
-    assert verifier.verify("GET", target, headers, None, require_body_digest=False, now=now)
-
-
 @pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 200])
 def test_signatures_are_standard_hmac_sha256_for_any_key_length(key_length: int) -> None:
     # The signer keys two SHA-256 states itself (RFC 2104); it must agree with hmac,

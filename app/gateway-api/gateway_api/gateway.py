@@ -26,6 +26,7 @@ from gateway_api.regions import RegionResolver
 from gateway_api.routes_config import ConfigRoutes
 from gateway_api.routes_reload import RouteWatcher
 from gateway_api.routing import Permission, Route, RouteTable, load_routes
+from gateway_api.signing import ForwardSigner
 from gateway_api.topology import load_topology
 from gateway_api.upstreams import RetryBudget, Upstreams
 
@@ -52,9 +53,10 @@ class Gateway:
         self.regions: RegionResolver | None = None
         self.backend: Backend | None = None
         self.upstreams = Upstreams(load_topology(settings.topology))
-        self.signer = ServiceSigner(
-            settings.service_name, settings.service_secret.get_secret_value()
-        )
+        secret = settings.service_secret.get_secret_value()
+        self.signer = ServiceSigner(settings.service_name, secret)
+        #: Signs every forwarded request (compiled; the same signatures as ``signer``).
+        self.forward_signer = ForwardSigner(settings.service_name, secret)
         self._session: aiohttp.ClientSession | None = None
         #: The forwarding core's keep-alive pools (the hot path; see http_client.py).
         self.client = HttpClient(idle_timeout=settings.upstream_idle_timeout)

@@ -36,6 +36,7 @@ MODULES = (
     "routing",
     "server",
     "sessions",
+    "signing",
     "tracecontext",
     "upstreams",
 )

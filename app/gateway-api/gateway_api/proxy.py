@@ -250,7 +250,8 @@ class Proxy:
             target: bytes = scope["raw_path"]
             if scope["query_string"]:
                 target += b"?" + scope["query_string"]
-            parts.append(self.gateway.signer.header_lines(scope["method"], target, identity))
+            signer = self.gateway.forward_signer
+            parts.append(signer.header_lines(scope["method"], target, identity))
         return b"".join(parts), idempotency_key
 
 
