@@ -90,6 +90,31 @@ def test_refused_requests_are_not_counted() -> None:
     limiter.check(limit, "ann", now + 90)
 
 
+def test_a_clock_stepping_back_counts_in_the_window_it_names() -> None:
+    limiter = RateLimiter()
+    limit = RateLimit(5, 10.0, name="r")
+    start = 1_000_000.0
+    for i in range(5):
+        limiter.check(limit, "ann", start + i)
+    limiter.check(limit, "ann", start + 19.9)  # next window: the full one barely weighs
+    with pytest.raises(RateLimitExceeded):
+        limiter.check(limit, "ann", start + 5)  # back in the first window: it is full
+
+
+def test_a_route_reloaded_with_another_period_counts_afresh() -> None:
+    limiter = RateLimiter()
+    start = 1_000_000.0
+    for _ in range(2):
+        limiter.check(RateLimit(2, 10.0, name="r"), "ann", start)
+    with pytest.raises(RateLimitExceeded):
+        limiter.check(RateLimit(2, 10.0, name="r"), "ann", start)
+    per_minute = RateLimit(2, 60.0, name="r")
+    for _ in range(2):
+        limiter.check(per_minute, "ann", start)
+    with pytest.raises(RateLimitExceeded):
+        limiter.check(per_minute, "ann", start)
+
+
 async def test_old_windows_are_forgotten() -> None:
     limiter = RateLimiter()
     limit = RateLimit(5, 1.0, name="r")

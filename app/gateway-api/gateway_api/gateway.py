@@ -154,9 +154,13 @@ class Gateway:
 
     def authorize(self, identity: Identity, permission: Permission) -> None:
         """Allow the call or raise a 403 problem: auth-rbac's policy, embedded (authz.py)."""
-        if self.authz is None:
+        authz = self.authz
+        if authz is None:
             raise PolicyUnavailable("the gateway is starting", headers={"Retry-After": "1"})
-        self.authz.authorize(identity, permission)
+        # A decision already made allows without leaving compiled code; anything else
+        # (not decided yet, a denial, no policy) goes through the authorizer.
+        if authz.decisions.get((identity.user_id, permission.obj, permission.act)) is not True:
+            authz.authorize(identity, permission)
 
     def cached_region(self, route: Route, identity: Identity | None) -> str | Missing | None:
         """:meth:`region_for` when it needs no I/O, else :data:`MISSING`."""

@@ -84,6 +84,30 @@ class _Window:
         return self.shared + self.sending + self.pending
 
 
+class _Bucket:
+    """One (route, caller): its windows by index, and the two the last check used."""
+
+    __slots__ = ("current", "index", "key", "period", "previous", "windows")
+
+    def __init__(self, key: str, period: float) -> None:
+        #: The backend's key stem: ``<route>|<caller>``.
+        self.key = key
+        self.period = period
+        self.windows: dict[int, _Window] = {}
+        #: The window index that ``current`` and ``previous`` are for (-1: look up).
+        self.index = -1
+        self.current = _Window()
+        self.previous: _Window | None = None
+
+    def move_to(self, index: int) -> None:
+        current = self.windows.get(index)
+        if current is None:
+            current = self.windows[index] = _Window()
+        self.current = current
+        self.previous = self.windows.get(index - 1)
+        self.index = index
+
+
 class RateLimiter:
     """Counts requests per (route, caller) and refuses those over the route's limit."""
 
@@ -97,9 +121,9 @@ class RateLimiter:
         self.backend = backend
         self.sync_interval = sync_interval
         self.key_prefix = key_prefix
-        #: (bucket, window index) -> counts; bucket = "<route>|<caller>".
-        self._windows: dict[tuple[str, int], _Window] = {}
-        self._periods: dict[str, float] = {}
+        #: Route (limit name) -> caller -> bucket: two lookups by strings that keep their
+        #: hash (no key built per request).
+        self._buckets: dict[str, dict[str, _Bucket]] = {}
         self._task: asyncio.Task[None] | None = None
         self.refused = 0
         self.sync_failures = 0
@@ -119,17 +143,20 @@ class RateLimiter:
 
     def check(self, limit: RateLimit, caller: str, now: float) -> None:
         """Count one request, or raise :class:`RateLimitExceeded` (then it is not counted)."""
-        bucket = limit.name + "|" + caller
         period = limit.period
         position = now / period
         index = int(position)
-        windows = self._windows
-        current = windows.get((bucket, index))
-        if current is None:
-            current = windows[(bucket, index)] = _Window()
-            self._periods[bucket] = period
+        callers = self._buckets.get(limit.name)
+        if callers is None:
+            callers = self._buckets[limit.name] = {}
+        bucket = callers.get(caller)
+        if bucket is None or bucket.period != period:  # new, or the route's period changed
+            bucket = callers[caller] = _Bucket(limit.name + "|" + caller, period)
+        if bucket.index != index:
+            bucket.move_to(index)
+        current = bucket.current
         current.seen = now
-        previous = windows.get((bucket, index - 1))
+        previous = bucket.previous
         overlap = 1.0 - (position - index)
         estimate = current.count + (previous.count * overlap if previous is not None else 0.0)
         if estimate + 1 > limit.limit + 1e-9:  # (float slack at exact window shares)
@@ -172,14 +199,21 @@ class RateLimiter:
         # What this worker counted goes out; windows asked about lately are refreshed
         # too (INCRBY 0), so a worker learns what the others counted before it decides.
         active = now - _ACTIVE
-        batch = [(key, w) for key, w in self._windows.items() if w.pending or w.seen >= active]
-        for _, window in batch:
+        batch = [
+            (bucket, index, window)
+            for callers in self._buckets.values()
+            for bucket in callers.values()
+            for index, window in bucket.windows.items()
+            if window.pending or window.seen >= active
+        ]
+        for _, _, window in batch:
             window.sending, window.pending = window.pending, 0
         results = await asyncio.gather(
-            *(self._send(key, window.sending) for key, window in batch), return_exceptions=True
+            *(self._send(bucket, index, window.sending) for bucket, index, window in batch),
+            return_exceptions=True,
         )
         failed = False
-        for (_, window), result in zip(batch, results, strict=True):
+        for (_, _, window), result in zip(batch, results, strict=True):
             sent, window.sending = window.sending, 0
             if isinstance(result, BaseException):
                 window.pending += sent  # counted here all the same; sent next time
@@ -191,30 +225,35 @@ class RateLimiter:
         if failed:
             self.sync_failures += 1
 
-    async def _send(self, key: tuple[str, int], amount: int) -> int:
+    async def _send(self, bucket: _Bucket, index: int, amount: int) -> int:
         assert self.backend is not None
-        bucket, index = key
-        period = self._periods.get(bucket, 60.0)
         return await self.backend.incr(
-            f"{self.key_prefix}{bucket}:{index}", amount, ttl=2 * period + 1
+            f"{self.key_prefix}{bucket.key}:{index}", amount, ttl=2 * bucket.period + 1
         )
 
     def _prune(self, now: float) -> None:
         """Forget windows that can no longer count (older than the previous one)."""
-        stale = [
-            key for key in self._windows if key[1] < int(now / self._periods.get(key[0], 60.0)) - 1
-        ]
-        for key in stale:
-            del self._windows[key]
-        if stale:
-            live = {bucket for bucket, _ in self._windows}
-            for bucket in [b for b in self._periods if b not in live]:
-                del self._periods[bucket]
+        for name, callers in list(self._buckets.items()):
+            for caller, bucket in list(callers.items()):
+                oldest = int(now / bucket.period) - 1
+                stale = [index for index in bucket.windows if index < oldest]
+                for index in stale:
+                    del bucket.windows[index]
+                if not bucket.windows:
+                    del callers[caller]
+                elif stale:
+                    bucket.index = -1  # its current or previous window may be gone
+            if not callers:
+                del self._buckets[name]
 
     def snapshot(self) -> dict[str, object]:
         return {
-            "buckets": len(self._periods),
-            "windows": len(self._windows),
+            "buckets": sum(len(callers) for callers in self._buckets.values()),
+            "windows": sum(
+                len(bucket.windows)
+                for callers in self._buckets.values()
+                for bucket in callers.values()
+            ),
             "refused": self.refused,
             "shared": self.backend is not None,
             "sync_failures": self.sync_failures,
