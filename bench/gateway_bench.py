@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -398,6 +399,27 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
+def cpu_ticks() -> dict[str, list[int]]:
+    """Each CPU's counters from /proc/stat (user nice system idle iowait irq softirq steal)."""
+    ticks: dict[str, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *values = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                ticks[name] = [int(v) for v in values[:8]]
+    return ticks
+
+
+def steal_pct(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict[str, float]:
+    """Per CPU, the share of the interval the hypervisor gave to other guests."""
+    shares = {}
+    for cpu, counters in after.items():
+        delta = [a - b for a, b in zip(counters, before.get(cpu, counters), strict=True)]
+        total = sum(delta)
+        shares[cpu] = round(100 * delta[7] / total, 1) if total > 0 and len(delta) > 7 else 0.0
+    return shares
+
+
 def rss_of(pid: int) -> int:
     """RSS in bytes of ``pid`` and of every descendant (the gateway's workers)."""
     total = 0
@@ -436,6 +458,7 @@ def run_wrk(
         str(script),
     ]
     cpu_before = cpu_seconds(cpu_pid) if cpu_pid else 0.0
+    host_before = cpu_ticks()
     proc = subprocess.Popen([*argv, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak = 0
     while proc.poll() is None:
@@ -443,6 +466,7 @@ def run_wrk(
             peak = max(peak, rss_of(rss_pid))
         time.sleep(0.25)
     cpu = cpu_seconds(cpu_pid) - cpu_before if cpu_pid else 0.0
+    steal = steal_pct(host_before, cpu_ticks())
     out = proc.stdout.read().decode() if proc.stdout else ""
     line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
@@ -463,6 +487,8 @@ def run_wrk(
         "cpu_us_per_request": round(cpu / raw["requests"] * 1e6, 1)
         if cpu_pid and raw["requests"]
         else None,
+        # CPU time the hypervisor gave other guests meanwhile: the host's noise, per CPU.
+        "steal_pct": steal,
     }
 
 
@@ -579,7 +605,8 @@ def measure(
                 say(
                     f"round {rnd + 1}/{rounds} c={c:<3} {name:<24} {result['rps']:>9.0f} req/s"
                     f"  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
-                    f"  errors {result['errors']}  cpu {result['cpu_us_per_request']} us/req",
+                    f"  errors {result['errors']}  cpu {result['cpu_us_per_request']} us/req"
+                    f"  steal {max(result['steal_pct'].values(), default=0.0)}%",
                 )
     table: dict[str, dict[str, Any]] = {}
     for name, by_c in samples.items():
@@ -590,6 +617,7 @@ def measure(
             median["rounds_rps"] = [r["rps"] for r in runs]
             median["rounds_p99_ms"] = [r["p99_ms"] for r in runs]
             median["rounds_cpu_us"] = [r["cpu_us_per_request"] for r in runs]
+            median["rounds_steal_pct"] = [max(r["steal_pct"].values(), default=0.0) for r in runs]
             cpus = sorted(x for x in median["rounds_cpu_us"] if x)
             median["cpu_us_per_request"] = cpus[len(cpus) // 2] if cpus else None
             rss = [r["rss_mb"] for r in runs if r["rss_mb"] is not None]
@@ -673,6 +701,9 @@ def checks(table: dict[str, dict[str, Any]], levels: list[int]) -> dict[str, Any
             "ok": p99 <= 5,
             "per_round": pipeline["16"]["rounds_p99_ms"],
             "nginx_proxy_c16_p99_ms": table["nginx-proxy"]["16"]["p99_ms"],
+            "nginx_proxy_per_round": table["nginx-proxy"]["16"]["rounds_p99_ms"],
+            # The hypervisor's steal (the busier CPU) while the pipeline ran, per round.
+            "steal_pct_per_round": pipeline["16"]["rounds_steal_pct"],
         }
     rss = [
         row["rss_mb"]

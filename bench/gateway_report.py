@@ -93,7 +93,12 @@ def checks_markdown(results: dict[str, Any]) -> str:
         rounds = check.get("per_round")
         per_round = ", ".join(str(r) for r in rounds) if rounds else "-"
         if key == "pipeline_c16_p99_ms":
-            per_round += f" (nginx proxy: {check['nginx_proxy_c16_p99_ms']})"
+            nginx = check.get("nginx_proxy_per_round") or [check["nginx_proxy_c16_p99_ms"]]
+            per_round += f" (nginx proxy: {', '.join(str(r) for r in nginx)}"
+            if check.get("steal_pct_per_round"):
+                steal = ", ".join(f"{r}%" for r in check["steal_pct_per_round"])
+                per_round += f"; host CPU steal: {steal}"
+            per_round += ")"
         lines.append(
             f"| {names.get(key, key)} | {check['value']} | {check['target']} |"
             f" {'yes' if check['ok'] else '**no**'} | {per_round} |"
