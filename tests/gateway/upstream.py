@@ -106,6 +106,7 @@ def upstream_app(state: UpstreamState) -> Starlette:
             Route("/api/v1/echo/stream", stream),
             Route("/api/v1/echo/upload", upload, methods=["POST", "PUT"]),
             WebSocketRoute("/api/v1/echo/ws", ws_echo),
+            WebSocketRoute("/api/v1/private/ws", ws_echo),
             Route(
                 "/api/v1/echo/{rest:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]
             ),

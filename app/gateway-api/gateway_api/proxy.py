@@ -181,6 +181,8 @@ class Proxy:
                 route=route,
                 headers=headers,
                 hash_key=hash_key,
+                session_id=identity.session_id if identity is not None else None,
+                revoked=gateway.authn.revoked if gateway.authn is not None else None,
             )
         return await forward(
             exchange,

@@ -25,6 +25,10 @@ logger = logging.getLogger("gateway.sessions")
 RevocationFeed = Callable[[float], Awaitable[Mapping[str, Any]]]
 
 
+def _nothing() -> None:
+    return None
+
+
 class RevokedSessions:
     """Session ids whose access tokens must be refused, until those tokens expire."""
 
@@ -47,6 +51,8 @@ class RevokedSessions:
         self.overlap = overlap
         self._clock = clock
         self._revoked: dict[str, float] = {}
+        #: Callbacks of live connections (WebSocket tunnels) by the session they belong to.
+        self._watchers: dict[str, list[Callable[[], None]]] = {}
         self._since = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._feed_ok: bool | None = None
@@ -62,6 +68,37 @@ class RevokedSessions:
     def add(self, session_id: str, expires: float) -> None:
         if expires > self._revoked.get(session_id, 0.0):
             self._revoked[session_id] = expires
+            for on_revoked in self._watchers.pop(session_id, []):
+                try:
+                    on_revoked()
+                except Exception:  # one broken callback must not stop the others
+                    logger.exception("revocation callback failed")
+
+    def watch(self, session_id: str, on_revoked: Callable[[], None]) -> Callable[[], None]:
+        """Call ``on_revoked`` once ``session_id`` is revoked (at once if it already is).
+
+        For connections that outlive the request that authenticated them (WebSocket
+        tunnels): they end when their session does. Returns the function that stops
+        watching (call it when the connection ends first).
+        """
+        if session_id in self._revoked:
+            on_revoked()
+            return _nothing
+        callbacks = self._watchers.setdefault(session_id, [])
+        callbacks.append(on_revoked)
+
+        def stop_watching() -> None:
+            if on_revoked in callbacks:
+                callbacks.remove(on_revoked)
+            if not callbacks and self._watchers.get(session_id) is callbacks:
+                del self._watchers[session_id]
+
+        return stop_watching
+
+    @property
+    def watched(self) -> int:
+        """Live connections waiting on their session's revocation."""
+        return sum(len(callbacks) for callbacks in self._watchers.values())
 
     def _absorb(self, entries: object) -> None:
         if not isinstance(entries, list):
@@ -142,6 +179,7 @@ class RevokedSessions:
     def snapshot(self) -> dict[str, object]:
         return {
             "revoked_sessions": len(self._revoked),
+            "watched_connections": self.watched,
             "polls": self.polls,
             "feed": {None: "unknown", True: "ok", False: "failing"}[self._feed_ok],
         }

@@ -4,11 +4,18 @@ The gateway authenticates and routes the upgrade request like any other; once th
 upstream answers ``101 Switching Protocols`` the two connections are spliced, so
 frames, extensions (permessage-deflate) and close handshakes pass untouched, as
 nginx does. Any other answer is relayed as a normal response.
+
+A tunnel opened with a caller's token ends when that caller's session is revoked
+(logout, a newer login, a revoked refresh token): both connections are closed as soon
+as the gateway learns of it (:meth:`RevokedSessions.watch`), so a logged-out user does
+not keep a live socket. The tunnel is raw bytes, so no close frame is injected (it
+could land inside a frame the upstream is sending); the client sees the TCP close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -26,7 +33,10 @@ from gateway_api.server import Exchange, status_line
 
 if TYPE_CHECKING:
     from gateway_api.routing import Route
+    from gateway_api.sessions import RevokedSessions
     from gateway_api.upstreams import Pool
+
+logger = logging.getLogger("gateway.websocket")
 
 #: Headers of a 101 answer that the client must see even though they are hop-by-hop.
 _UPGRADE_HEADERS = frozenset({b"upgrade", b"connection"})
@@ -40,8 +50,13 @@ async def tunnel_websocket(
     route: Route,
     headers: bytes,
     hash_key: str | None,
+    session_id: str | None = None,
+    revoked: RevokedSessions | None = None,
 ) -> tuple[int, str]:
-    """Relay one WebSocket session; returns (status, instance id) once it ends."""
+    """Relay one WebSocket session; returns (status, instance id) once it ends.
+
+    With ``session_id`` and ``revoked``, the tunnel closes when that session is revoked.
+    """
     instance = pool.choose(route.balancing, hash_key)
     if instance is None:
         raise ServiceUnavailable(f"no healthy instance of {pool.service}")
@@ -90,7 +105,7 @@ async def tunnel_websocket(
         head.append(b"\r\n")
         exchange.response_started = True
         conn.write(b"".join(head))
-        await _splice(exchange, upstream)
+        await _splice(exchange, upstream, session_id, revoked, route.name)
         exchange.response_done = True
         instance.served += 1
         return 101, instance.spec.id
@@ -101,8 +116,14 @@ async def tunnel_websocket(
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"upgrade"})
 
 
-async def _splice(exchange: Exchange, upstream: UpstreamConnection) -> None:
-    """Relay bytes until either side closes; then close the other."""
+async def _splice(
+    exchange: Exchange,
+    upstream: UpstreamConnection,
+    session_id: str | None,
+    revoked: RevokedSessions | None,
+    route: str,
+) -> None:
+    """Relay bytes until either side closes, or the session is revoked; then close both."""
     conn = exchange.conn
     assert upstream.transport is not None
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -122,9 +143,21 @@ async def _splice(exchange: Exchange, upstream: UpstreamConnection) -> None:
     if conn.leftover:
         upstream_transport.write(conn.leftover)
     conn.resume_reading()
+
+    def session_ended() -> None:
+        logger.info("websocket closed: its session was revoked", extra={"route": route})
+        finished()
+
+    stop_watching = (
+        revoked.watch(session_id, session_ended)
+        if revoked is not None and session_id is not None
+        else None
+    )
     try:
         await done
     finally:
+        if stop_watching is not None:
+            stop_watching()
         upstream_transport.close()
         client_transport.close()
         conn.closed = True
