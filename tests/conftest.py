@@ -11,11 +11,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from edgelib.backends import Backend, open_backend
+from tests.worker import redis_url as _own_database
 
 PG_URL = os.environ.get(
     "EDGE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("EDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: Each pytest process (xdist worker, session) gets its own database: see tests/worker.py.
+REDIS_URL = _own_database(os.environ.get("EDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 
 
 @pytest.fixture(

@@ -19,11 +19,10 @@ import httpx
 import pytest
 
 from tests.conftest import PG_URL, REDIS_URL
+from tests.worker import PORT_SHIFT
 
 ROOT = Path(__file__).parents[2]
 TOPOLOGY = ROOT / "deploy/local/topology.toml"
-#: Set EDGE_E2E_PORT_SHIFT to run two e2e sessions side by side on one machine.
-PORT_SHIFT = int(os.environ.get("EDGE_E2E_PORT_SHIFT", "10000"))
 
 
 def instance_id(service: str, port: int, region: str | None = None) -> str:

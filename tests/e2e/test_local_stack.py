@@ -133,10 +133,10 @@ def test_internal_endpoint_without_valid_signature_is_refused(
 
 @pytest.mark.parametrize(
     "instance",
-    [
-        instance_id("sv-user", 7202, "east"),
-        instance_id("sv-money", 7311, "west"),
-        instance_id("auth-jwt", 7102),
+    [  # ids without the port shift: every xdist worker must collect the same names
+        pytest.param(instance_id("sv-user", 7202, "east"), id="sv-user-east"),
+        pytest.param(instance_id("sv-money", 7311, "west"), id="sv-money-west"),
+        pytest.param(instance_id("auth-jwt", 7102), id="auth-jwt"),
     ],
 )
 def test_killed_process_is_shown_down_then_back_healthy_within_10s(
