@@ -65,10 +65,20 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -m "not integration and not e2e"
 
+# pytest-xdist workers for `make test`. Each worker takes its own 10,000 ports from
+# EDGE_E2E_PORT_SHIFT (default 10000) up, and its own Redis database: tests/worker.py.
+TEST_WORKERS ?= 2
+
+# The suite starts many Python processes (e2e stacks of 13, gateways, services). Where the
+# environment sets PYTHONDONTWRITEBYTECODE, each one compiles FastAPI, SQLAlchemy,
+# pydantic... from source again: cached bytecode halves the CPU an e2e stack takes to
+# start. The cache lives in the venv (made by then), so the work tree gets no __pycache__.
+PYTEST_BYTECODE := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache
+
 test: venv native-strict
 	tools/ci/ensure-services.sh
 	$(MAKE) --no-print-directory lint typecheck
-	$(BIN)/pytest
+	$(PYTEST_BYTECODE) $(BIN)/pytest -n $(TEST_WORKERS)
 	$(MAKE) --no-print-directory bazel
 
 bazel: venv

@@ -1,21 +1,50 @@
-"""Shared fixtures: the real PostgreSQL and Redis the integration tests use."""
+"""Shared fixtures (the real PostgreSQL and Redis the integration tests use) and hooks."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from edgelib.backends import Backend, open_backend
+from tests import scheduling
+from tests.worker import redis_url as _own_database
 
 PG_URL = os.environ.get(
     "EDGE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("EDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: Each pytest process (xdist worker, session) gets its own database: see tests/worker.py.
+REDIS_URL = _own_database(os.environ.get("EDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+
+
+# pytest-xdist (make test runs ``pytest -n 2``): whole units per worker, see tests/scheduling.py.
+# Optional hooks: the xdist ones mean nothing, and are never called, when it is not loaded.
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput[scheduling.UNITS_DIR] = str(scheduling.units_dir(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    return scheduling.UnitScheduling(config, log)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    scheduling.prepare_worker(config, items)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scheduling.remove_units_dir(config)
 
 
 @pytest.fixture(

@@ -13,17 +13,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import PG_URL, REDIS_URL
+from tests.worker import PORT_SHIFT
 
 ROOT = Path(__file__).parents[2]
 TOPOLOGY = ROOT / "deploy/local/topology.toml"
-#: Set EDGE_E2E_PORT_SHIFT to run two e2e sessions side by side on one machine.
-PORT_SHIFT = int(os.environ.get("EDGE_E2E_PORT_SHIFT", "10000"))
 
 
 def instance_id(service: str, port: int, region: str | None = None) -> str:
@@ -84,71 +84,167 @@ async def _drop_database(name: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite-memory", "postgres-redis"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    flavour: str = request.param
-    base = tmp_path_factory.mktemp(f"stack-{flavour}")
-    topology = base / "topology.toml"
-    ports = shifted_topology(topology)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
-    database = None
-    if flavour == "postgres-redis":
-        database = f"edge_e2e_{uuid.uuid4().hex[:8]}"
-        asyncio.run(_create_database(database))
-        env["EDGE_DATABASE_URL"] = PG_URL.rsplit("/", 1)[0] + "/" + database
-        env["EDGE_REDIS_URL"] = REDIS_URL
-    var_dir = base / "var"
-    log_path = base / "edgectl.log"
-    log = log_path.open("w")
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edgectl",
-            "--topology",
-            str(topology),
-            "--var-dir",
-            str(var_dir),
-            "up",
-            "--ready-timeout",
-            str(READY_TIMEOUT),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    ready = False
-    while proc.poll() is None and time.monotonic() - started < READY_TIMEOUT + 15:
-        if re.search(r"^All \d+ processes ready", log_path.read_text(), re.M):
-            ready = True
-            break
-        time.sleep(0.2)
-    ready_seconds = time.monotonic() - started
-    try:
-        assert ready, "stack did not come up:\n" + log_path.read_text()[-4000:]
-        yield Stack(
-            flavour=flavour,
-            var_dir=var_dir,
-            public=f"http://127.0.0.1:{ports['public']}",
-            admin=f"http://127.0.0.1:{ports['admin']}",
-            ports=ports,
-            ready_seconds=ready_seconds,
+@dataclass
+class _Running:
+    stack: Stack
+    proc: subprocess.Popen[bytes]
+    log: IO[str]
+    database: str | None
+
+
+class Stacks:
+    """This session's stacks: each started when a test first needs it, and stopped after
+    the last test in a row that does (not at the end of the session: an idle stack's
+    13 processes keep polling, and on PostgreSQL keep their connections)."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self._running: dict[str, _Running] = {}
+
+    def get(self, flavour: str) -> Stack:
+        if flavour not in self._running:
+            self._running[flavour] = self._start(flavour)
+        return self._running[flavour].stack
+
+    def _start(self, flavour: str) -> _Running:
+        base = self.tmp_path_factory.mktemp(f"stack-{flavour}")
+        topology = base / "topology.toml"
+        ports = shifted_topology(topology)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+        database = None
+        if flavour == "postgres-redis":
+            database = f"edge_e2e_{uuid.uuid4().hex[:8]}"
+            asyncio.run(_create_database(database))
+            env["EDGE_DATABASE_URL"] = PG_URL.rsplit("/", 1)[0] + "/" + database
+            env["EDGE_REDIS_URL"] = REDIS_URL
+        var_dir = base / "var"
+        log_path = base / "edgectl.log"
+        log = log_path.open("w")
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edgectl",
+                "--topology",
+                str(topology),
+                "--var-dir",
+                str(var_dir),
+                "up",
+                "--ready-timeout",
+                str(READY_TIMEOUT),
+            ],
+            cwd=ROOT,
             env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-    finally:
-        proc.send_signal(signal.SIGTERM)
+        running = _Running(
+            Stack(
+                flavour=flavour,
+                var_dir=var_dir,
+                public=f"http://127.0.0.1:{ports['public']}",
+                admin=f"http://127.0.0.1:{ports['admin']}",
+                ports=ports,
+                ready_seconds=0.0,
+                env=env,
+            ),
+            proc,
+            log,
+            database,
+        )
+        ready = False
+        while proc.poll() is None and time.monotonic() - started < READY_TIMEOUT + 15:
+            if re.search(r"^All \d+ processes ready", log_path.read_text(), re.M):
+                ready = True
+                break
+            time.sleep(0.2)
+        running.stack.ready_seconds = time.monotonic() - started
+        if not ready:
+            self._stop(running)
+            pytest.fail(_not_ready_report(log_path.read_text(), var_dir / "log"))
+        return running
+
+    def stop(self, flavour: str) -> None:
+        running = self._running.pop(flavour, None)
+        if running is not None:
+            self._stop(running)
+
+    def stop_all(self) -> None:
+        for flavour in list(self._running):
+            self.stop(flavour)
+
+    @staticmethod
+    def _stop(running: _Running) -> None:
+        running.proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            running.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        if database:
-            asyncio.run(_drop_database(database))
+            running.proc.kill()
+            running.proc.wait()
+        running.log.close()
+        if running.database:
+            asyncio.run(_drop_database(running.database))
+
+
+def _not_ready_report(edgectl_log: str, log_dir: Path) -> str:
+    """edgectl's output, and the errors of every instance it restarted or waited for."""
+    report = ["stack did not come up:", edgectl_log[-4000:]]
+    named = set(re.findall(r"edgectl: (\S+) exited with", edgectl_log))
+    waited = re.search(r"not ready after \S+: (.+?) \(see", edgectl_log)
+    if waited:
+        named.update(name.strip() for name in waited.group(1).split(","))
+    for name in sorted(named):
+        path = log_dir / f"{name}.log"
+        if path.exists():
+            lines = path.read_text().splitlines()
+            # A startup failure is an error line holding the whole traceback: its end
+            # names the exception.
+            errors = [f"...{line[-800:]}" for line in lines if '"level":"error"' in line]
+            report += [f"--- {path}: last errors, then last lines", *errors[-4:], *lines[-3:]]
+    return "\n".join(report)
+
+
+_STACKS = pytest.StashKey[Stacks]()
+
+
+@pytest.fixture(scope="session")
+def stacks(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stacks]:
+    request.config.stash[_STACKS] = stacks = Stacks(tmp_path_factory)
+    try:
+        yield stacks
+    finally:
+        stacks.stop_all()
+        del request.config.stash[_STACKS]
+
+
+@pytest.fixture(scope="session", params=["sqlite-memory", "postgres-redis"])
+def stack_flavour(request: pytest.FixtureRequest) -> str:
+    """Session-scoped, so pytest runs the tests of one flavour one after another."""
+    return str(request.param)
+
+
+@pytest.fixture
+def stack(stack_flavour: str, stacks: Stacks) -> Stack:
+    """A real local stack (``edgectl up``) on this worker's shifted ports."""
+    return stacks.get(stack_flavour)
+
+
+def _flavour(item: pytest.Item | None) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("stack_flavour")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last test of a run of tests on one stack (its own fixtures torn down by
+    now), stop that stack; a later test that wants it again starts it again."""
+    flavour = _flavour(item)
+    stacks = item.config.stash.get(_STACKS, None)
+    if flavour is not None and stacks is not None and _flavour(nextitem) != flavour:
+        stacks.stop(flavour)
 
 
 @pytest.fixture

@@ -24,11 +24,11 @@ from tests.sv_config.processes import (
     Operator,
     Process,
     base_env,
-    free_port,
     probe_process,
     sv_config_process,
     wait_for,
 )
+from tests.worker import free_port
 
 # Setting up real processes on a busy 2-core machine can take well over the default.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

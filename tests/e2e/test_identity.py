@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
 from tests.e2e.conftest import PORT_SHIFT, ROOT, Stack
 from tests.token_forgery import bad_tokens, current_key
+from tests.worker import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -254,16 +254,10 @@ class SecondGateway:
     admin: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def second_gateway(stack: Stack, client: httpx.Client) -> Iterator[SecondGateway]:
     """Another gateway process in front of the same stack (same topology, same backends)."""
-    public, admin = _free_port(), _free_port()
+    public, admin = free_port(), free_port()
     env = {
         **stack.env,
         "GATEWAY_HOST": "127.0.0.1",

@@ -29,7 +29,8 @@ from aiohttp import web
 from edgelib.identity import Identity
 from sv_notice.config import Settings
 from tests.conftest import PG_URL, REDIS_URL
-from tests.sv_notice.conftest import ADMIN, SERVICE, cleanup, free_port, gateway_headers
+from tests.sv_notice.conftest import ADMIN, SERVICE, cleanup, gateway_headers
+from tests.worker import free_port
 
 pytestmark = pytest.mark.e2e
 measured = logging.getLogger("tests.measured")

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from gateway_api.main import create_app, create_public_app
 from gateway_api.proxy import bad_request
 from gateway_api.server import HttpServer
 from tests.gateway.upstream import UpstreamState, upstream_app
+from tests.worker import free_port
 
 ROUTES = """
 [defaults]
@@ -44,21 +44,6 @@ prefix = "/api/v1/private"
 service = "echo"
 access = "authenticated"
 """
-
-
-#: Ports this test process has handed out: the kernel may offer a just-closed port
-#: again, and two servers of one fixture must never be given the same one.
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 async def serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:

@@ -31,7 +31,8 @@ from gateway_api.gateway import Gateway
 from gateway_api.problems import PermissionDenied, PolicyUnavailable
 from gateway_api.routing import Permission, load_routes
 from tests.auth_rbac.conftest import ADMIN, admin_client, fresh_pg_schema, rbac_settings
-from tests.gateway.conftest import free_port, serve
+from tests.gateway.conftest import serve
+from tests.worker import free_port
 
 ROUTES = Path(__file__).parents[2] / "app/gateway-api/gateway_api/routes.toml"
 SIGNER = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)

@@ -10,15 +10,21 @@ from edgelib.backends import Backend, open_backend
 from gateway_api.ejections import EjectionBus
 from gateway_api.topology import load_topology
 from gateway_api.upstreams import Upstreams
+from tests.worker import free_port
 
 
 def upstreams(tmp_path: Path) -> Upstreams:
+    """The same two instances on every call for one test (nothing listens on them)."""
     topology = tmp_path / "topology.toml"
-    topology.write_text(
-        '[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
-        '[[services]]\nname = "sv-user"\nregion = "east"\n'
-        "instances = [{ port = 17301 }, { port = 17302 }]\n"
-    )
+    if not topology.exists():
+        # Ports of this worker's own: the instance ids, which the ejection messages on the
+        # shared Redis channel carry, are then nobody else's.
+        first, second = free_port(), free_port()
+        topology.write_text(
+            '[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
+            '[[services]]\nname = "sv-user"\nregion = "east"\n'
+            f"instances = [{{ port = {first} }}, {{ port = {second} }}]\n"
+        )
     return Upstreams(load_topology(topology))
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from gateway_api.http_client import HttpClient, UpstreamError
 from gateway_api.server import HttpServer
-from tests.gateway.conftest import GatewayUnderTest, free_port
+from tests.gateway.conftest import GatewayUnderTest
+from tests.worker import free_port
 
 
 async def exchange(gw: GatewayUnderTest, raw: bytes, timeout: float = 5) -> bytes:

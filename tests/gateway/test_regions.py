@@ -18,7 +18,8 @@ from edgelib.signing import ServiceSigner, SignatureError
 from gateway_api.regions import DIRECTORY_CHANNEL, RegionResolver
 from gateway_api.topology import InstanceSpec
 from gateway_api.upstreams import Instance, Pool
-from tests.gateway.conftest import free_port, serve
+from tests.gateway.conftest import serve
+from tests.worker import free_port
 
 SECRET = "regions-test-secret"
 ALICE = Identity("u-alice", "alice", "east", "s1", "web")  # the token says east

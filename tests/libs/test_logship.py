@@ -33,7 +33,8 @@ from edgelib.signing import ServiceSigner
 from sv_log.config import Settings as LogSettings
 from sv_log.main import create_app as create_sv_log
 from tests.helpers import running
-from tests.sv_log.conftest import free_port, query, serving
+from tests.sv_log.conftest import query, serving
+from tests.worker import free_port
 
 
 def dropped(reason: str) -> float:

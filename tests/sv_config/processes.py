@@ -1,15 +1,13 @@
 """Real processes for the config tests: sv-config, probe services and a gateway.
 
-Ports come from 28000-28999 so that these processes never meet the e2e stacks that
-other sessions run (their topology ports are shifted by ``EDGE_E2E_PORT_SHIFT``).
+Ports come from this pytest process's own block (tests/worker.py), so these processes
+never meet the e2e stacks or another worker's servers.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,28 +21,11 @@ import orjson
 from edgelib.identity import Identity
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
+from tests.worker import free_port
 
 ROOT = Path(__file__).parents[2]
 GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
 OPERATOR = Identity("u-ops", "ops", "east", "s-ops", "web")
-PORT_RANGE = (28000, 29000)
-_taken: set[int] = set()
-
-
-def free_port() -> int:
-    """A free loopback port in 28000-28999, not handed out before in this test session."""
-    for _ in range(200):
-        port = random.randrange(*PORT_RANGE)
-        if port in _taken:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _taken.add(port)
-        return port
-    raise RuntimeError("no free port in 28000-28999")
 
 
 def base_env(var_dir: Path) -> dict[str, str]:

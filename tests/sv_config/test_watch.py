@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,8 @@ from sv_config.main import create_app
 from tests.conftest import PG_URL, REDIS_URL
 from tests.helpers import running
 from tests.sv_config.conftest import Caller, drop_schema, watch
-from tests.sv_config.processes import free_port
 from tests.sv_config.test_namespaces import problem
+from tests.worker import free_port
 
 
 async def first_release(alice: Caller) -> int:
@@ -132,7 +133,7 @@ async def test_a_publish_on_one_instance_wakes_watchers_of_another_through_redis
     first = Settings(
         var_dir=tmp_path,
         database_url=PG_URL,
-        database_schema="t_watch_" + tmp_path.name[-8:].replace("-", "_").lower(),
+        database_schema=f"t_watch_{uuid.uuid4().hex[:12]}",
         redis_url=REDIS_URL,
         watch_fallback_interval=60,  # so only pub/sub can be what wakes the watcher
         instance_id="sv-config-1",

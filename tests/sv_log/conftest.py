@@ -31,17 +31,12 @@ from sv_log.config import Settings
 from sv_log.main import create_app
 from tests.conftest import PG_URL
 from tests.helpers import running
+from tests.worker import free_port
 
 SERVICE = ServiceSigner("sv-user", DEV_SERVICE_SECRET)
 GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
 READER = Identity("u-1", "ops", "east", "s-1", "web")
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

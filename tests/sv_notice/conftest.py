@@ -4,8 +4,6 @@ PostgreSQL with Redis (backend and Redis Streams queue); plus real receivers for
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +28,7 @@ from sv_notice.config import Settings
 from sv_notice.main import create_app
 from tests.conftest import PG_URL, REDIS_URL
 from tests.helpers import running
+from tests.worker import free_port
 
 GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
 SERVICE = ServiceSigner("sv-money", DEV_SERVICE_SECRET)
@@ -45,19 +44,6 @@ TRANSFER_VARS = {
 
 def new_user(name: str = "alice") -> Identity:
     return Identity(str(uuid.uuid4()), name, "east", uuid.uuid4().hex[:8], "web")
-
-
-def free_port(low: int = 20000, high: int = 39999) -> int:
-    """A free loopback port in 2xxxx/3xxxx (the range our test servers keep to)."""
-    for _ in range(200):
-        port = random.randint(low, high)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def gateway_headers(method: str, target: str, identity: Identity) -> dict[str, str]:

@@ -15,11 +15,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.sv_notice.conftest import (
     TRANSFER_VARS,
-    free_port,
     new_user,
     open_notice,
     settings_for,
 )
+from tests.worker import free_port
 
 SMTP_USER = "edge-mailer"
 SMTP_PASSWORD = "smtp-pass-Zq81-never-logged"

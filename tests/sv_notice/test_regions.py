@@ -12,11 +12,11 @@ from edgelib.identity import Identity
 from sv_notice.main import create_app
 from tests.sv_notice.conftest import (
     ADMIN,
-    free_port,
     gateway_headers,
     serving,
     settings_for,
 )
+from tests.worker import free_port
 
 WEST_USER = Identity(str(uuid.uuid4()), "wendy", "west", "s-w", "web")
 EAST_USER = Identity(str(uuid.uuid4()), "erin", "east", "s-e", "web")
