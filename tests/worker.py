@@ -13,7 +13,11 @@ process owns one block of 10,000 ports, starting at its port shift:
   above the default shift of 10000 (so a plain run keeps database 15).
 
 Sessions run side by side need shifts at least ``10000 * workers`` apart (10000 and
-30000 with two workers each).
+30000 with two workers each). Blocks above 32767 lie in Linux's ephemeral port range
+(``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 here), where the kernel also
+picks the local ports of client connections and of servers bound to port 0: a stack
+port can then be taken when an instance (re)starts ("address already in use"). The
+default shift keeps two workers' blocks (10000-29999) clear of it.
 """
 
 from __future__ import annotations
