@@ -1,4 +1,4 @@
-"""``edgectl up | down | migrate``: the local stack's command line."""
+"""``edgectl up | down | migrate | generate | new-service``: the platform's command line."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from edgectl.processes import PACKAGES, process_specs
+from edgectl.processes import process_specs
+from edgectl.registry import DEFAULT_REGISTRY, load_registry
 from edgectl.supervisor import supervise
-from gateway_api.topology import load_topology
+from edgelib.topology import load_topology
 
 DEFAULT_TOPOLOGY = Path("deploy/local/topology.toml")
 
@@ -22,7 +23,7 @@ DEFAULT_TOPOLOGY = Path("deploy/local/topology.toml")
 def _up(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
     var_dir = args.var_dir
-    specs = process_specs(topology, args.topology, var_dir)
+    specs = process_specs(load_registry(args.registry), topology, args.topology, var_dir)
     gw = topology.gateway
     return asyncio.run(
         supervise(
@@ -62,8 +63,9 @@ def _down(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     """Apply every database-owning service's migrations (profiles other than local)."""
+    registry = load_registry(args.registry)
     topology = load_topology(args.topology)
-    specs = process_specs(topology, args.topology, args.var_dir)
+    specs = process_specs(registry, topology, args.topology, args.var_dir)
     done: set[tuple[str, str | None]] = set()
     for spec in specs:
         key = (spec.service, spec.region)
@@ -73,7 +75,9 @@ def _migrate(args: argparse.Namespace) -> int:
         env = {**os.environ, **spec.env}
         print(f"migrating {spec.service} {spec.region or ''}".rstrip())  # noqa: T201
         subprocess.run(
-            [sys.executable, "-m", PACKAGES[spec.service], "migrate"], env=env, check=True
+            [sys.executable, "-m", registry.service(spec.service).package, "migrate"],
+            env=env,
+            check=True,
         )
     return 0
 
@@ -81,6 +85,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="edgectl")
     parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    parser.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
     parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("EDGE_VAR_DIR", "var")))
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole stack and supervise it")
