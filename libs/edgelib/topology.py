@@ -17,8 +17,11 @@ registry it is generated from (``make generate``); this module only reads the re
     region = "east"          # absent for a global service
     instances = [{ port = 7201, weight = 3 }, { url = "http://sv-user-east:7110" }]
 
-An instance gives a local ``port`` (on ``host``) or a full ``url``. Everything is checked
-when the file is read: :class:`TopologyError` names the first problem.
+An instance gives a local ``port`` (on ``host``) or a full ``url``. Its id (in
+``/cluster``, logs and metrics, and the key balancers keep their state under) is
+``<service>[-<region>]-<port>``, or the ``id`` it gives: two instances that listen on the
+same port of different hosts need one. Everything is checked when the file is read:
+:class:`TopologyError` names the first problem.
 """
 
 from __future__ import annotations
@@ -53,10 +56,14 @@ class InstanceSpec:
     url: str
     weight: int = 1
     port: int | None = None
+    #: The ``id`` the topology gives, if any.
+    name: str | None = None
 
     @property
     def id(self) -> str:
         """Stable instance name: service, region and port (``sv-user-east-7201``)."""
+        if self.name:
+            return self.name
         suffix = f"-{self.region}" if self.region else ""
         return f"{self.service}{suffix}-{self.port or self.url.rsplit(':', 1)[-1]}"
 
@@ -119,7 +126,9 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
     seen: set[str] = set()
     for inst in instances:
         if inst.id in seen:
-            raise TopologyError(f"{inst.service}: instance {inst.id} is listed twice")
+            raise TopologyError(
+                f"{inst.service}: two instances have the id {inst.id}; give each its own `id`"
+            )
         seen.add(inst.id)
     return Topology(gateway, regions, tuple(instances))
 
@@ -188,4 +197,7 @@ def _instance(service: str, region: str | None, host: str, raw: Mapping[str, Any
     weight = raw.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
         raise TopologyError(f"{service}: weight must be at least 1")
-    return InstanceSpec(service, region, url.rstrip("/"), weight, port)
+    name = raw.get("id")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TopologyError(f"{service}: an instance id must be a non-empty string")
+    return InstanceSpec(service, region, url.rstrip("/"), weight, port, name)

@@ -127,10 +127,13 @@ def compose_topology(registry: Registry) -> str:
 
     def urls(svc: Service, region: str | None) -> list[str]:
         local = svc.local[region]
-        return [
-            _entry(f'url = "{url}"', inst.weight)
-            for url, inst in zip(_compose_urls(svc, region), local, strict=True)
-        ]
+        found = []
+        for i, inst in enumerate(local):
+            name = container(svc, region, i, len(local))
+            # Containers of one pool share a port: the container names them apart.
+            named = f', id = "{name}"' if len(local) > 1 else ""
+            found.append(_entry(f'url = "http://{name}:{svc.port}"{named}', inst.weight))
+        return found
 
     return _topology(
         registry,
