@@ -793,6 +793,33 @@ def test_dockerfile_runtime_is_non_root_with_a_healthcheck() -> None:
         assert facts(service).port > 0
 
 
+def _image_env() -> dict[str, str]:
+    """ENV of the runtime stage, as name -> value."""
+    env: dict[str, str] = {}
+    for word, args in _stages()[-1]:
+        if word == "ENV":
+            for pair in args.split():
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def test_images_default_to_a_non_local_profile() -> None:
+    """A container refuses the development secrets unless compose or k8s say otherwise."""
+    from pydantic import ValidationError
+
+    profile = _image_env()["EDGE_PROFILE"]
+    assert profile == "prod"
+    for service in SERVICES:
+        settings = importlib.import_module(f"{SERVICES[service]}.config").Settings
+        with pytest.raises(ValidationError, match="still has its development default"):
+            settings(profile=profile)
+    # Compose chooses its profile on every container, and the base's edge-config its own.
+    for name, svc in _edge_services().items():
+        assert svc["environment"]["EDGE_PROFILE"] == "${EDGE_PROFILE:-dev}", name
+    assert "EDGE_PROFILE=prod" in (K8S / "base" / "edge.env").read_text().splitlines()
+
+
 def test_dockerfile_runs_python_m_package() -> None:
     runtime = _stages()[-1]
     entrypoint = json.loads(next(a for w, a in runtime if w == "ENTRYPOINT"))
