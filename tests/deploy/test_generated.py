@@ -197,13 +197,13 @@ def test_edgectl_gives_each_service_its_registered_peers() -> None:
     money = specs["sv-money-east-7211"]
     assert money.argv[-2:] == ["-m", "sv_money"]
     assert money.env["SV_MONEY_PEERS"] == (
-        '{"east": "http://127.0.0.1:7211", "west": "http://127.0.0.1:7311"}'
+        '{"east":"http://127.0.0.1:7211","west":"http://127.0.0.1:7311"}'
     )
     assert money.env["SV_MONEY_SV_REGION_URL"] == "http://127.0.0.1:7101"
     jwt = specs["auth-jwt-7102"]
     assert jwt.env["AUTH_JWT_ADMIN_REGION"] == "east"
     assert (
-        '"east": "http://127.0.0.1:7201,http://127.0.0.1:7202"' in jwt.env["AUTH_JWT_SV_USER_URLS"]
+        '"east":"http://127.0.0.1:7201,http://127.0.0.1:7202"' in jwt.env["AUTH_JWT_SV_USER_URLS"]
     )
-    assert specs["sv-region-7101"].env["SV_REGION_REGIONS"] == '["east", "west"]'
+    assert specs["sv-region-7101"].env["SV_REGION_REGIONS"] == '["east","west"]'
     assert specs["gateway-api"].argv[-2:] == ["-m", "gateway_api"]

@@ -95,8 +95,8 @@ def test_the_new_service_is_registered_and_every_list_names_it(copy: Path) -> No
 @pytest.mark.timeout(300)
 def test_the_new_service_passes_its_tests_lint_and_types(copy: Path) -> None:
     # Its own tests, and its migrations up, down and up again on SQLite and PostgreSQL.
-    tests = run_in(copy, str(BIN / "pytest"), "-p", "no:xdist", "-o", "addopts=--strict-markers",
-                   "-q", "-p", "no:cacheprovider", "tests/sv_foo",
+    pytest = [str(BIN / "pytest"), "-p", "no:xdist", "-o", "addopts=--strict-markers", "-q"]
+    tests = run_in(copy, *pytest, "-p", "no:cacheprovider", "tests/sv_foo",
                    "tests/integration/test_migrations.py", "-k", "sv_foo or sv-foo or every")  # fmt: skip
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert " passed" in tests.stdout

@@ -16,13 +16,12 @@ compare it with the tree (:func:`stale`).
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from edgectl.registry import Registry, Service, load_registry
+from edgectl.registry import Registry, Service, load_registry, peer_settings
 
 MARK = "generated from deploy/services.toml by make generate — do not edit"
 HEADER = f"# {MARK[0].upper()}{MARK[1:]}."
@@ -188,29 +187,6 @@ def k8s_topology(registry: Registry) -> str:
 # --- peers: the same settings for edgectl, compose and Kubernetes ----------------------------
 
 
-def peer_settings(
-    registry: Registry, urls: Callable[[Service, str | None], list[str]]
-) -> list[tuple[str, str]]:
-    """(setting, value) for every service's peers and region facts, in registry order."""
-    found: list[tuple[str, str]] = []
-    for svc in registry.services:
-        for setting, peer_name in svc.peers.items():
-            peer = registry.service(peer_name)
-            if peer.regional:
-                by_region = {r: ",".join(urls(peer, r)) for r in registry.regions}
-                found.append((setting, json.dumps(by_region, separators=(",", ":"))))
-            else:
-                found.append((setting, ",".join(urls(peer, None))))
-        for setting, fact in svc.env.items():
-            value = registry.regions[0] if fact == "first-region" else list(registry.regions)
-            found.append((setting, value if isinstance(value, str) else _json(value)))
-    return found
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def _compose_urls(svc: Service, region: str | None) -> list[str]:
     n = len(svc.local[region])
     return [f"http://{container(svc, region, i, n)}:{svc.port}" for i in range(n)]
@@ -255,7 +231,7 @@ def ci_matrix(registry: Registry) -> list[str]:
 
 def compose_peers(registry: Registry) -> list[str]:
     lines = []
-    for setting, value in peer_settings(registry, _compose_urls):
+    for setting, value in peer_settings(registry, _compose_urls, registry.regions):
         quoted = f"'{value}'" if value.startswith(("{", "[")) else value
         lines.append(f"{setting}: {quoted}")
     return lines
@@ -327,7 +303,10 @@ def edge_env_migrations(registry: Registry) -> list[str]:
 
 
 def edge_env_peers(registry: Registry) -> list[str]:
-    return [f"{setting}={value}" for setting, value in peer_settings(registry, _k8s_urls)]
+    return [
+        f"{setting}={value}"
+        for setting, value in peer_settings(registry, _k8s_urls, registry.regions)
+    ]
 
 
 def overlay_images(overlay_name: str) -> Block:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgectl.registry import Registry, RegistryError
+from edgectl.registry import Registry, RegistryError, Service, peer_settings
 from edgelib.topology import Topology
 
 
@@ -35,21 +34,14 @@ class ProcessSpec:
 
 
 def peer_env(registry: Registry, topology: Topology, service: str) -> dict[str, str]:
-    """Where a service finds the peers it calls (deploy/services.toml), from the topology."""
-    svc = registry.service(service)
-    env: dict[str, str] = {}
-    for setting, peer in svc.peers.items():
-        if registry.service(peer).regional:
-            by_region = {r: ",".join(topology.urls(peer, r)) for r in topology.regions}
-            env[setting] = json.dumps({r: urls for r, urls in by_region.items() if urls})
-        else:
-            env[setting] = ",".join(topology.urls(peer))
-    for setting, fact in svc.env.items():
-        if fact == "regions":
-            env[setting] = json.dumps(list(topology.regions))
-        elif topology.regions:  # first-region
-            env[setting] = topology.regions[0]
-    return {name: value for name, value in env.items() if value and value != "{}"}
+    """The peer settings (deploy/services.toml) of ``service``, with the topology's URLs."""
+    prefix = registry.service(service).prefix
+
+    def urls(peer: Service, region: str | None) -> list[str]:
+        return topology.urls(peer.name, region)
+
+    settings = peer_settings(registry, urls, topology.regions)
+    return {name: value for name, value in settings if name.startswith(prefix)}
 
 
 def process_specs(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,41 @@ class Registry:
     def packages(self) -> dict[str, str]:
         """Service name -> Python package."""
         return {s.name: s.package for s in self.services}
+
+
+def peer_settings(
+    registry: Registry,
+    urls: Callable[[Service, str | None], list[str]],
+    regions: Sequence[str],
+) -> list[tuple[str, str]]:
+    """(setting, value) of every service's ``peers`` and ``env``, in registry order.
+
+    ``urls`` gives a pool's base URLs where the settings are used (local ports, compose
+    containers, Kubernetes Services). A global peer's value is its URLs comma-separated; a
+    regional peer's is JSON ``{region: "url,url"}`` over the regions that have any. A
+    setting with nothing to say is left out.
+    """
+    found: list[tuple[str, str]] = []
+    for svc in registry.services:
+        for setting, peer_name in svc.peers.items():
+            peer = registry.service(peer_name)
+            if peer.regional:
+                by_region = {r: ",".join(urls(peer, r)) for r in regions}
+                filled = {r: u for r, u in by_region.items() if u}
+                value = _json(filled) if filled else ""
+            else:
+                value = ",".join(urls(peer, None))
+            found.append((setting, value))
+        for setting, fact in svc.env.items():
+            if fact == "first-region":
+                found.append((setting, regions[0] if regions else ""))
+            else:
+                found.append((setting, _json(list(regions))))
+    return [(setting, value) for setting, value in found if value]
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def env_prefix(name: str) -> str:
