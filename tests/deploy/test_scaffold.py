@@ -87,32 +87,37 @@ def test_the_new_service_is_registered_and_every_list_names_it(copy: Path) -> No
     regional = yaml.safe_load((copy / "deploy/k8s/base/regional/kustomization.yaml").read_text())
     assert "sv-foo.yaml" in regional["resources"]
     ack = yaml.safe_load((copy / "deploy/k8s/overlays/ack/kustomization.yaml").read_text())
-    assert {"name": "edge/sv-foo", "newName": "registry.cn-hangzhou.aliyuncs.com/edge/sv-foo",
-            "newTag": "0.1.0"} in ack["images"]  # fmt: skip
+    image = {"name": "edge/sv-foo", "newTag": "0.1.0"}
+    image["newName"] = "registry.cn-hangzhou.aliyuncs.com/edge/sv-foo"
+    assert image in ack["images"]
     assert (copy / "doc/services/sv-foo.md").is_file()
+
+
+def pytest_in(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest in one process on the copy (its own pyproject and conftest)."""
+    options = ["-p", "no:xdist", "-p", "no:cacheprovider", "-o", "addopts=--strict-markers"]
+    return run_in(copy, str(BIN / "pytest"), *options, "-q", *args)
 
 
 @pytest.mark.timeout(300)
 def test_the_new_service_passes_its_tests_lint_and_types(copy: Path) -> None:
     # Its own tests, and its migrations up, down and up again on SQLite and PostgreSQL.
-    pytest = [str(BIN / "pytest"), "-p", "no:xdist", "-o", "addopts=--strict-markers", "-q"]
-    tests = run_in(copy, *pytest, "-p", "no:cacheprovider", "tests/sv_foo",
-                   "tests/integration/test_migrations.py", "-k", "sv_foo or sv-foo or every")  # fmt: skip
+    migrations = "tests/integration/test_migrations.py"
+    tests = pytest_in(copy, "tests/sv_foo", migrations, "-k", "sv_foo or sv-foo or every")
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert " passed" in tests.stdout
     lint = run_in(copy, str(BIN / "ruff"), "check", "--no-cache", "app/sv-foo", "tests/sv_foo")
     assert lint.returncode == 0, lint.stdout
     form = run_in(copy, str(BIN / "ruff"), "format", "--no-cache", "--check", "app/sv-foo")
     assert form.returncode == 0, form.stdout
-    types = run_in(copy, str(BIN / "mypy"), "--cache-dir", str(copy / ".mypy_cache"),
-                   "app/sv-foo/sv_foo")  # fmt: skip
+    cache = str(copy / ".mypy_cache")
+    types = run_in(copy, str(BIN / "mypy"), "--cache-dir", cache, "app/sv-foo/sv_foo")
     assert types.returncode == 0, types.stdout
 
 
 @pytest.mark.timeout(300)
 def test_the_deployment_tests_pass_with_the_new_service(copy: Path) -> None:
-    done = run_in(copy, str(BIN / "pytest"), "-p", "no:xdist", "-o", "addopts=--strict-markers",
-                  "-q", "-p", "no:cacheprovider", "tests/deploy/test_manifests.py")  # fmt: skip
+    done = pytest_in(copy, "tests/deploy/test_manifests.py")
     assert done.returncode == 0, done.stdout[-4000:]
 
 
