@@ -99,6 +99,7 @@ def pytest_in(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_in(copy, str(BIN / "pytest"), *options, "-q", *args)
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_the_new_service_passes_its_tests_lint_and_types(copy: Path) -> None:
     # Its own tests, and its migrations up, down and up again on SQLite and PostgreSQL.
