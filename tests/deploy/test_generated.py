@@ -172,6 +172,11 @@ def test_the_registry_lists_the_platform() -> None:
         (lambda r: _service(r, "sv-log").update(plane="edge"), "plane must be one of"),
         (lambda r: _service(r, "sv-log").update(name="sv_log"), "does not match"),
         (lambda r: r["regions"].append({"name": "east"}), "each once"),
+        (lambda r: r["regions"].append("north"), "a [[regions]] entry must be a table"),
+        (
+            lambda r: _service(r, "sv-log").update(peers=["sv-region"]),
+            "sv-log: peers must be a table",
+        ),
         (
             lambda r: _service(r, "auth-jwt")["env"].update(AUTH_JWT_X="everything"),
             "env.AUTH_JWT_X",

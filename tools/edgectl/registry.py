@@ -147,21 +147,39 @@ def load_registry(path: Path = DEFAULT_REGISTRY) -> Registry:
 
 def parse_registry(raw: Mapping[str, Any]) -> Registry:
     """Typed, checked values from a parsed registry document."""
-    regions = tuple(_str(r.get("name"), "a region's name", REGION) for r in raw.get("regions", []))
+    regions = tuple(
+        _str(_table(r, "a [[regions]] entry").get("name"), "a region's name", REGION)
+        for r in _list(raw.get("regions", []), "[[regions]]")
+    )
     if not regions or len(set(regions)) != len(regions):
         raise RegistryError("regions must be listed, each once")
-    services = tuple(_service(s, regions) for s in raw.get("services", []))
+    services = tuple(
+        _service(_table(s, "a [[services]] entry"), regions)
+        for s in _list(raw.get("services", []), "[[services]]")
+    )
     registry = Registry(
-        host=_str(raw.get("local", {}).get("host", "127.0.0.1"), "[local] host"),
+        host=_str(_table(raw.get("local", {}), "[local]").get("host", "127.0.0.1"), "[local] host"),
         regions=regions,
         services=services,
         overlays=tuple(
             Overlay(name, _str(o.get("tag"), f"overlay {name}: tag"), o.get("image_registry"))
-            for name, o in raw.get("overlays", {}).items()
+            for name, o in _table(raw.get("overlays", {}), "[overlays]").items()
         ),
     )
     _check_whole(registry)
     return registry
+
+
+def _table(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise RegistryError(f"{what} must be a table")
+    return value
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise RegistryError(f"{what} must be an array of tables")
+    return value
 
 
 def _str(value: object, what: str, pattern: re.Pattern[str] | None = None) -> str:
@@ -214,11 +232,11 @@ def _service(raw: Mapping[str, Any], regions: tuple[str, ...]) -> Service:
         for region in table:
             if region not in regions:
                 raise RegistryError(f"{name}: local.{region}: no such region")
-    env = dict(raw.get("env", {}))
+    env = dict(_table(raw.get("env", {}), f"{name}: env"))
     for key, fact in env.items():
         if fact not in REGION_FACTS:
             raise RegistryError(f"{name}: env.{key} must be one of {', '.join(REGION_FACTS)}")
-    replicas = dict(raw.get("replicas", {}))
+    replicas = dict(_table(raw.get("replicas", {}), f"{name}: replicas"))
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in replicas.values()):
         raise RegistryError(f"{name}: replicas must be positive whole numbers")
     admin_port = raw.get("admin_port")
@@ -231,7 +249,7 @@ def _service(raw: Mapping[str, Any], regions: tuple[str, ...]) -> Service:
         prefix=_str(raw.get("prefix", env_prefix(name)), f"{name}: prefix"),
         database=bool(raw.get("database", False)),
         local=local,
-        peers=dict(raw.get("peers", {})),
+        peers=dict(_table(raw.get("peers", {}), f"{name}: peers")),
         env=env,
         replicas=replicas,
         admin_port=None if admin_port is None else _port(admin_port, f"{name}: admin_port"),
