@@ -18,7 +18,7 @@ import yaml
 
 from edgectl.generate import BEGIN, BLOCKS, HEADER, MARK, GenerateError, generate, render, stale
 from edgectl.processes import process_specs
-from edgectl.registry import RegistryError, load_registry, parse_registry
+from edgectl.registry import RegistryError, default_registry, load_registry, parse_registry
 from edgelib.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +212,15 @@ def test_edgectl_gives_each_service_its_registered_peers() -> None:
     )
     assert specs["sv-region-7101"].env["SV_REGION_REGIONS"] == '["east","west"]'
     assert specs["gateway-api"].argv[-2:] == ["-m", "gateway_api"]
+
+
+def test_edgectl_finds_its_own_registry_outside_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    assert default_registry() == Path("deploy/services.toml")
+    monkeypatch.chdir(tmp_path)
+    assert default_registry() == REGISTRY_PATH
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy/services.toml").write_text(REGISTRY_PATH.read_text())
+    assert default_registry() == Path("deploy/services.toml")

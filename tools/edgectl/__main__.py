@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgectl.generate import GenerateError, generate, stale
 from edgectl.processes import process_specs
-from edgectl.registry import DEFAULT_REGISTRY, RegistryError, load_registry
+from edgectl.registry import RegistryError, default_registry, load_registry
 from edgectl.scaffold import ScaffoldError, new_service
 from edgectl.supervisor import supervise
 from edgelib.topology import TopologyError, load_topology
@@ -120,7 +120,12 @@ def _new_service(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="edgectl")
     parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
-    parser.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=default_registry(),
+        help="deploy/services.toml here, else the one of edgectl's own tree",
+    )
     parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("EDGE_VAR_DIR", "var")))
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole stack and supervise it")

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 DEFAULT_REGISTRY = Path("deploy/services.toml")
+#: The registry of the tree edgectl itself comes from (tools/edgectl/ -> the root).
+SOURCE_REGISTRY = Path(__file__).resolve().parents[2] / DEFAULT_REGISTRY
 
 Plane = Literal["gateway", "global", "regional"]
 PLANES: tuple[Plane, ...] = ("gateway", "global", "regional")
@@ -131,6 +133,11 @@ def _json(value: object) -> str:
 def env_prefix(name: str) -> str:
     """The settings prefix a service's name gives it (``sv-foo`` -> ``SV_FOO_``)."""
     return name.upper().replace("-", "_") + "_"
+
+
+def default_registry() -> Path:
+    """``deploy/services.toml`` of the working directory, else of edgectl's own tree."""
+    return DEFAULT_REGISTRY if DEFAULT_REGISTRY.is_file() else SOURCE_REGISTRY
 
 
 def load_registry(path: Path = DEFAULT_REGISTRY) -> Registry:
