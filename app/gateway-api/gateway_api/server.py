@@ -355,14 +355,14 @@ class ClientConnection(asyncio.Protocol):
         offset = 0
         max_pipelined = self.limits.max_pipelined
         while offset < size:
+            if len(self.queue) > max_pipelined:
+                self._stash = bytes(view[offset:])
+                self.pause_reading()
+                return
             step = BODY_SLICE if self._parsing is not None else HEAD_SLICE
             if not self._feed(view[offset : offset + step]):
                 return
             offset += step
-            if offset < size and len(self.queue) > max_pipelined:
-                self._stash = bytes(view[offset:])
-                self.pause_reading()
-                return
 
     def _feed(self, data: bytes | memoryview) -> bool:
         """Hand ``data`` to the parser and check the head and framing bounds.
