@@ -190,9 +190,15 @@ class WorkerGateway:
 
 @contextlib.contextmanager
 def worker_gateway(
-    tmp_path: Path, routes: str, *, workers: int = 2, env: dict[str, str] | None = None
+    tmp_path: Path,
+    routes: str,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    upstream_app: tuple[str, ...] = ("tests.gateway.conftest:tiny_app",),
 ) -> Iterator[WorkerGateway]:
-    """``python -m gateway_api`` with ``workers`` processes on one port, over tiny_app."""
+    """``python -m gateway_api`` with ``workers`` processes on one port, over tiny_app
+    (or the uvicorn app arguments ``upstream_app``)."""
     upstream_port, public, admin = free_port(), free_port(), free_port()
     (tmp_path / "topology.toml").write_text(
         f'[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
@@ -212,7 +218,7 @@ def worker_gateway(
         **(env or {}),
     )
     upstream = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.gateway.conftest:tiny_app", "--port",
+        [sys.executable, "-m", "uvicorn", *upstream_app, "--port",
          str(upstream_port), "--log-level", "warning"],
         cwd=ROOT,
     )  # fmt: skip

@@ -134,3 +134,8 @@ def upstream_app(state: UpstreamState) -> Starlette:
             Route("/internal/secret", echo),
         ]
     )
+
+
+def hostile_upstream() -> Starlette:
+    """The upstream app for a separate process (``uvicorn --factory``)."""
+    return upstream_app(UpstreamState("a"))
