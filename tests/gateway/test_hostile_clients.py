@@ -111,8 +111,7 @@ async def test_a_stalled_request_body_gets_408_within_the_body_timeout_and_frees
 ) -> None:
     reader, writer = await connect(tight)
     writer.write(
-        b"POST /api/v1/echo/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
-        + b"b" * 100
+        b"POST /api/v1/echo/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"b" * 100
     )
     await writer.drain()
     started = time.monotonic()
@@ -199,7 +198,7 @@ async def test_a_client_that_does_not_read_is_dropped_and_its_upstream_released(
     tight: GatewayUnderTest,
 ) -> None:
     state = tight.upstreams["a"]
-    reader, writer = await connect(tight, rcvbuf=4096)
+    _reader, writer = await connect(tight, rcvbuf=4096)
     writer.write(b"GET /api/v1/echo/big?mb=512 HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
     deadline = time.monotonic() + 5
@@ -213,7 +212,8 @@ async def test_a_client_that_does_not_read_is_dropped_and_its_upstream_released(
     ):
         await asyncio.sleep(0.1)
     released = time.monotonic() - started
-    assert state.streaming == 0 and (await tight.instance("a"))["in_flight"] == 0
+    assert state.streaming == 0
+    assert (await tight.instance("a"))["in_flight"] == 0
     assert released < SEND_TIMEOUT + SWEEP + 3, released
     assert tight.server is not None
     assert all(not c.current for c in tight.server.connections)
@@ -225,7 +225,7 @@ async def test_pipelined_requests_are_not_read_while_answers_wait_unread(
 ) -> None:
     """Back-pressure: the gateway takes a few requests ahead, then stops reading."""
     async for gw in start_gateway(tmp_path, {"a": 1}):  # default (60 s) send timeout
-        reader, writer = await connect(gw, rcvbuf=4096)
+        _reader, writer = await connect(gw, rcvbuf=4096)
         request = b"GET /api/v1/echo/big?mb=1 HTTP/1.1\r\nHost: x\r\n\r\n"
         writer.write(request * 200)  # 200 MiB of answers asked for at once
         await asyncio.sleep(2.0)
@@ -266,7 +266,8 @@ async def test_at_the_connection_cap_idle_connections_make_room_and_busy_ones_do
     writer.write(b"GET /api/v1/echo/x HTTP/1.1\r\nHost: x\r\n\r\n")
     assert await read_all(reader, 0.5) == b""  # refused: nothing idle to close for it
     writer.close()
-    assert tight.server is not None and tight.server.refused >= 1
+    assert tight.server is not None
+    assert tight.server.refused >= 1
     answers = [await read_all(r, 5) for r, _ in busy]  # each still gets its own answer
     assert all(a.startswith(b"HTTP/1.1 408") for a in answers)
     for _, w in busy:

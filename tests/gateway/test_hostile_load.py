@@ -175,7 +175,9 @@ def test_with_2000_idle_connections_open_another_client_is_served_with_p99_under
         assert hard >= needed, f"open-files hard limit {hard} < {needed}: raise it (ulimit -Hn)"
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     warm_up(gateway)
-    idle = [socket.create_connection(("127.0.0.1", gateway.public)) for _ in range(IDLE_CONNECTIONS)]
+    idle = [
+        socket.create_connection(("127.0.0.1", gateway.public)) for _ in range(IDLE_CONNECTIONS)
+    ]
     try:
         time.sleep(1.0)
         url = f"http://127.0.0.1:{gateway.public}/api/v1/echo/x"

@@ -88,6 +88,7 @@ class ClientLimits:
         #: Client connections one worker holds (nginx's worker_connections).
         self.max_connections = max_connections
 
+
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
 
