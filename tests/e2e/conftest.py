@@ -101,12 +101,13 @@ class Stacks:
         self.tmp_path_factory = tmp_path_factory
         self._running: dict[str, _Running] = {}
 
-    def get(self, flavour: str) -> Stack:
+    def get(self, flavour: str, env: dict[str, str] | None = None) -> Stack:
+        """The stack of ``flavour``, started with ``env`` (``EDGE_*`` settings) if not up."""
         if flavour not in self._running:
-            self._running[flavour] = self._start(flavour)
+            self._running[flavour] = self._start(flavour, env or {})
         return self._running[flavour].stack
 
-    def _start(self, flavour: str) -> _Running:
+    def _start(self, flavour: str, extra_env: dict[str, str]) -> _Running:
         base = self.tmp_path_factory.mktemp(f"stack-{flavour}")
         topology = base / "topology.toml"
         ports = shifted_topology(topology)
@@ -117,6 +118,7 @@ class Stacks:
             asyncio.run(_create_database(database))
             env["EDGE_DATABASE_URL"] = PG_URL.rsplit("/", 1)[0] + "/" + database
             env["EDGE_REDIS_URL"] = REDIS_URL
+        env.update(extra_env)
         var_dir = base / "var"
         log_path = base / "edgectl.log"
         log = log_path.open("w")
