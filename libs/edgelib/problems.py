@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from edgelib.logs import current_request_id, current_trace_id
+from edgelib.unavailable import is_unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://edge.dev/problems/"
@@ -184,7 +185,28 @@ async def _handle_http(request: Request, exc: Exception) -> Response:
     )
 
 
+#: Seconds a client should wait before retrying when a dependency is away.
+RETRY_AFTER_UNAVAILABLE = 1
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    if is_unavailable(exc):
+        # A database or Redis outage, not a bug: no traceback, and the caller may retry.
+        logger.warning(
+            "dependency unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return problem_response(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "A server this service needs is not answering; retry shortly.",
+            instance=request.url.path,
+            headers={"retry-after": str(RETRY_AFTER_UNAVAILABLE)},
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
         500,

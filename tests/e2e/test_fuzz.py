@@ -11,13 +11,11 @@ The run prints what it covered: operations per service and examples sent.
 
 from __future__ import annotations
 
-import base64
 import threading
-import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import orjson
@@ -32,18 +30,16 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
+from tests.e2e import accounts
 from tests.e2e.conftest import PORT_SHIFT, Stack, Stacks
 from tests.e2e.servers import OwnPostgres, OwnRedis
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 FLAVOUR = "fuzz"
 #: Examples per operation and caller. 10 keeps the whole run (about 110 operations,
 #: two callers) near a minute on 2 cores.
 MAX_EXAMPLES = 10
-PASSWORD = "correct-horse-battery-9"
 
 #: One instance of each service (the east one of a regional service), for its document.
 SERVICES = {
@@ -64,8 +60,33 @@ EXCLUDED = {
 }
 #: Operations that end the caller's session: each example gets a session of its own.
 SESSION_ENDING = frozenset({("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/logout-all")})
-AUTH_JWT = ServiceSigner("auth-jwt", DEV_SERVICE_SECRET)
-AUTH_RBAC = f"http://127.0.0.1:{7103 + PORT_SHIFT}"
+
+
+#: The stack under test, for :func:`server_errors_with_their_traceback`.
+_LOG_DIR: list[Path] = []
+
+
+def server_errors_with_their_traceback(
+    ctx: CheckContext, response: Response, case: Case
+) -> bool | None:
+    """No answer is a 5xx; the failure quotes the service's log lines of its trace id."""
+    if response.status_code >= 500:
+        try:
+            trace_id = str(orjson.loads(response.content).get("trace_id", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            trace_id = ""
+        logged = [
+            f"{path.name}: {line[-1500:]}"
+            for directory in _LOG_DIR
+            for path in sorted(directory.glob("*.log"))
+            for line in path.read_text(errors="replace").splitlines()
+            if trace_id and trace_id in line and '"level":"error"' in line
+        ]
+        raise AssertionError(
+            f"{response.status_code} for {case.method} {case.formatted_path}\n"
+            + "\n".join(logged[-3:])
+        )
+    return None
 
 
 def problem_json_errors(ctx: CheckContext, response: Response, case: Case) -> bool | None:
@@ -76,11 +97,13 @@ def problem_json_errors(ctx: CheckContext, response: Response, case: Case) -> bo
             f"{response.status_code} answered as {media_type or 'no content type'}"
         )
         body = orjson.loads(response.content)
-        assert isinstance(body, dict) and body.get("status") == response.status_code, body
+        assert isinstance(body, dict), body
+        assert body.get("status") == response.status_code, body
     return None
 
 
 CHECKS = [
+    server_errors_with_their_traceback,
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
@@ -129,34 +152,6 @@ class Tally:
         return "\n".join(lines)
 
 
-def _login(stack: Stack, username: str, password: str, client_type: str) -> dict[str, str]:
-    resp = httpx.post(
-        stack.public + "/api/v1/auth/login",
-        json={"username": username, "password": password, "client_type": client_type},
-        timeout=10,
-    )
-    assert resp.status_code == 200, resp.text
-    return {"authorization": f"Bearer {resp.json()['access_token']}"}
-
-
-def _grant_admin(stack: Stack, headers: dict[str, str]) -> None:
-    payload = headers["authorization"].split(".")[1]
-    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    body = orjson.dumps({"user": claims["sub"], "role": "admin"})
-    signed = {"content-type": "application/json"} | AUTH_JWT.sign(
-        "POST", "/internal/assignments", body
-    )
-    granted = httpx.post(AUTH_RBAC + "/internal/assignments", content=body, headers=signed)
-    assert granted.status_code in (200, 201), granted.text
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        probe = httpx.get(stack.public + "/api/v1/wallet/audit", headers=headers)
-        if probe.status_code != 403:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the admin role did not take effect")
-
-
 @pytest.fixture(scope="module")
 def fuzz_stack(
     stacks: Stacks, tmp_path_factory: pytest.TempPathFactory
@@ -173,8 +168,10 @@ def fuzz_stack(
         stack = stacks.get(
             FLAVOUR, env={"EDGE_DATABASE_URL": postgres.url, "EDGE_REDIS_URL": redis.url}
         )
+        _LOG_DIR.append(stack.var_dir / "log")
         yield stack, tally
-        print("\n" + tally.report())
+        _LOG_DIR.clear()
+        print("\n" + tally.report())  # noqa: T201 - the coverage is the point
     finally:
         try:
             stacks.stop(FLAVOUR)
@@ -188,20 +185,10 @@ def fuzz_stack(
 @pytest.fixture(scope="module")
 def callers(fuzz_stack: tuple[Stack, Tally]) -> dict[str, Caller]:
     stack, _ = fuzz_stack
-    password = (stack.var_dir / "admin-password").read_text().strip()
-    admin = _login(stack, "admin", password, "web")
-    _grant_admin(stack, admin)
-    username = f"fuzz{uuid.uuid4().hex[:10]}"
-    created = httpx.post(
-        stack.public + "/api/v1/users",
-        json={"username": username, "password": PASSWORD, "region": "east"},
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
-    user = _login(stack, username, PASSWORD, "web")
+    username, user = accounts.register(stack, "east", "fuzz")
     return {
-        "admin": Caller("admin", "admin", password, admin),
-        "user": Caller("user", username, PASSWORD, user),
+        "admin": Caller("admin", "admin", accounts.admin_password(stack), accounts.admin(stack)),
+        "user": Caller("user", username, accounts.PASSWORD, user),
     }
 
 
@@ -261,7 +248,7 @@ def test_every_answer_through_the_gateway_is_below_500_problem_json_and_as_docum
     headers = dict(caller.headers)
     if (case.method.upper(), case.path) in SESSION_ENDING:
         # A session of another client type, so the caller's own (web) one lives on.
-        headers = _login(fuzz_target.stack, caller.username, caller.password, "app")
+        headers = accounts.login(fuzz_target.stack, caller.username, caller.password, "app")
     response = case.call(session=fuzz_target.session, headers=headers)
     fuzz_target.tally.add(fuzz_target.service, caller.role, case, response.status_code)
     case.validate_response(response, checks=CHECKS, headers=headers)
