@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from edgelib.logs import current_request_id, current_trace_id
-from edgelib.unavailable import is_unavailable
+from edgelib.unavailable import CANDIDATE_TYPES, is_unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://edge.dev/problems/"
@@ -222,4 +222,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
+    # Registered by class, these are answered by the inner exception middleware, which
+    # does not re-raise: the connection stays open (see edgelib.unavailable).
+    for candidate in CANDIDATE_TYPES:
+        app.add_exception_handler(candidate, _handle_unexpected)
     app.add_exception_handler(Exception, _handle_unexpected)

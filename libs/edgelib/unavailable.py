@@ -31,6 +31,20 @@ _AWAY: tuple[type[BaseException], ...] = (
 )
 
 
+#: The error classes :func:`is_unavailable` may say yes to (and their bases), for handlers
+#: registered by class: Starlette's catch-all ``Exception`` handler re-raises after
+#: answering, and uvicorn then closes the connection, which the gateway may be reusing.
+CANDIDATE_TYPES: tuple[type[Exception], ...] = (
+    BackendError,
+    OSError,
+    sa.DBAPIError,
+    sa.TimeoutError,
+    pg.PostgresConnectionError,
+    pg.OperatorInterventionError,
+    pg.TooManyConnectionsError,
+    pg.InterfaceError,
+)
+
 _NETWORK_ERRNOS = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.EADDRNOTAVAIL}
 )
