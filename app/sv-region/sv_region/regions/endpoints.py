@@ -65,7 +65,11 @@ async def add_rule(
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_rule(
-    rule_id: int, catalog: CatalogDep, session: SessionDep, request: Request, user: CurrentUser
+    rule_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # the column is a PostgreSQL integer
+    catalog: CatalogDep,
+    session: SessionDep,
+    request: Request,
+    user: CurrentUser,
 ) -> Response:
     """Remove an assignment rule."""
     await catalog.delete_rule(rule_id)
