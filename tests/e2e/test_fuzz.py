@@ -212,8 +212,14 @@ def fuzz_target(
 ) -> Iterator[Target]:
     service, role = request.param
     stack, tally = fuzz_stack
+    known = callers[role]
+    # A fresh session for each service: access tokens expire, and fuzzing auth-jwt rotates
+    # its keys and may end sessions.
+    caller = Caller(
+        role, known.username, known.password, accounts.login(stack, known.username, known.password)
+    )
     with requests.Session() as session:
-        yield Target(service, callers[role], stack, tally, session)
+        yield Target(service, caller, stack, tally, session)
 
 
 @pytest.fixture

@@ -117,7 +117,11 @@ async def get_region(name: RegionName, catalog: CatalogDep, user: CurrentUser) -
     return RegionRead.model_validate(await catalog.get(name))
 
 
-@router.put("/{name}", response_model=RegionRead)
+@router.put(
+    "/{name}",
+    response_model=RegionRead,
+    responses={201: {"model": RegionRead, "description": "The region was created."}},
+)
 async def put_region(
     name: RegionName,
     body: RegionWrite,
