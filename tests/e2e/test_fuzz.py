@@ -12,6 +12,7 @@ The run prints what it covered: operations per service and examples sent.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -39,8 +40,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 FLAVOUR = "fuzz"
 #: Generated examples per operation and caller (the schema's own examples come on top);
-#: EDGE_FUZZ_EXAMPLES asks for more (a longer hunt) or fewer.
-MAX_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "10"))
+#: EDGE_FUZZ_EXAMPLES asks for more (a longer hunt: 10 took 20 min on a 2-core machine
+#: loaded by other test runs, and found nothing that 5 did not).
+MAX_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "5"))
 
 #: One instance of each service (the east one of a regional service), for its document.
 #: sv-region goes last: the regions and assignment rules it is fed decide where new
@@ -230,9 +232,14 @@ def service_schema(fuzz_target: Target) -> BaseSchema:
     """The service's own document, as its running instance serves it, aimed at the gateway."""
     port = SERVICES[fuzz_target.service] + PORT_SHIFT
     doc = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=10).json()
+    # Dropped from the document itself: the lazy schema of schemathesis 4.32 re-applies
+    # only its own filters, so ``schema.exclude()`` here would be lost.
+    doc["paths"] = {
+        path: item
+        for path, item in doc["paths"].items()
+        if not any(re.search(pattern, path) for pattern in EXCLUDED)
+    }
     schema = schemathesis.openapi.from_dict(doc)
-    for pattern in EXCLUDED:
-        schema = schema.exclude(path_regex=pattern)
     schema.config.update(base_url=fuzz_target.stack.public, request_timeout=15)
     schema.config.generation.update(max_examples=MAX_EXAMPLES)
     schema.config.phases.update(phases=["examples", "fuzzing"])
