@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 FLAVOUR = "fuzz"
 #: Generated examples per operation and caller (the schema's own examples come on top);
 #: EDGE_FUZZ_EXAMPLES asks for more (a longer hunt: 10 took 20 min on a 2-core machine
-#: loaded by other test runs, and found nothing that 5 did not).
+#: loaded by other test runs).
 MAX_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "5"))
 
 #: One instance of each service (the east one of a regional service), for its document.
