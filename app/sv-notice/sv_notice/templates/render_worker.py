@@ -31,7 +31,7 @@ def serve(memory_limit: int) -> None:
     for line in stdin:
         request = json.loads(line)
         try:
-            answer = {
+            answer: dict[str, object] = {
                 "ok": render_fields(
                     request["fields"], request["context"], max_output=request["max_output"]
                 )
