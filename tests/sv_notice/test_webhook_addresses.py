@@ -279,7 +279,7 @@ async def test_tls_names_the_url_host_not_the_address(listener: Listener) -> Non
 
 
 def test_allowing_private_webhooks_is_refused_outside_local_and_test() -> None:
-    secret = "x" * 40
+    secret = "9c1f-real-secret-from-the-vault"
     for profile in ("local", "test"):
         assert Settings(profile=profile, service_secret=secret, webhook_allow_private=True)
     with pytest.raises(ValueError, match="webhook_allow_private"):
