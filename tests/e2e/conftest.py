@@ -111,6 +111,8 @@ class Stacks:
         topology = base / "topology.toml"
         ports = shifted_topology(topology)
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+        # The tests read which instance answered; the gateway hides it unless asked.
+        env["GATEWAY_EXPOSE_INSTANCE"] = "true"
         database = None
         if flavour == "postgres-redis":
             database = f"edge_e2e_{uuid.uuid4().hex[:8]}"
