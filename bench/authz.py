@@ -35,7 +35,8 @@ import orjson
 
 from auth_rbac.policy.enforcer import model_text
 from edgelib.identity import Identity
-from gateway_api.authz import Authorizer, DomainRoles
+from edgelib.policy import DomainRoles
+from gateway_api.authz import Authorizer
 from gateway_api.config import AuthzSettings, Settings
 from gateway_api.gateway import Gateway
 from gateway_api.problems import PermissionDenied

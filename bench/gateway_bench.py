@@ -132,7 +132,8 @@ def make_credentials(users: int = 32) -> Credentials:
 
 def policy_document(users: list[str]) -> dict[str, Any]:
     """auth-rbac's ``/internal/policy`` answer: its model, and a role with bench:read."""
-    model = (ROOT / "app/auth-rbac/auth_rbac/rbac_model.conf").read_text()
+    from edgelib.policy import MODEL_TEXT as model
+
     rules = [["p", "bench-reader", "default", "bench", "read"]]
     rules += [["g", user, "bench-reader", "default"] for user in users]
     return {"version": 1, "changed": True, "model": model, "rules": rules}

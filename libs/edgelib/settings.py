@@ -8,8 +8,10 @@ PostgreSQL while a per-service variable still wins.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr, model_validator
 from pydantic.fields import FieldInfo
@@ -102,15 +104,61 @@ class ServiceSettings(BaseSettings):
         if self.profile == "local":
             return self
         for name, field in type(self).model_fields.items():
-            if _is_default_secret(getattr(self, name), field):
+            value = getattr(self, name)
+            if _is_default_secret(value, field):
                 raise InsecureSettingsError(
                     f"{name} still has its development default; set it for profile {self.profile!r}"
+                )
+            if isinstance(value, SecretStr) and is_placeholder(value.get_secret_value()):
+                raise InsecureSettingsError(
+                    f"{name} holds a placeholder, not a secret; set it for profile {self.profile!r}"
+                )
+            if (
+                isinstance(value, str)
+                and name.endswith("_url")
+                and _url_password_placeholder(value)
+            ):
+                raise InsecureSettingsError(
+                    f"{name} carries a placeholder password; set it for profile {self.profile!r}"
                 )
         return self
 
     @property
     def is_local(self) -> bool:
         return self.profile == "local"
+
+
+#: Values people leave in a secret until they mean to replace it (compared without case).
+_PLACEHOLDERS = frozenset(
+    {"secret", "password", "passwd", "changeit", "default", "example", "dummy", "none", "null",
+     "todo", "fixme", "tbd"}
+)  # fmt: skip
+#: Words that mark a value as a placeholder wherever they appear (letters and digits only);
+#: long enough that a random secret holds one by chance about once in 10^11.
+_PLACEHOLDER_MARKERS = ("changeme", "replaceme", "placeholder", "yoursecret")
+_TEMPLATE_LIKE = re.compile(r"<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|x+|\*+|\.+|-+|0+")
+#: The local profile's built-in secrets: never valid elsewhere, whichever field holds them.
+KNOWN_LOCAL_SECRETS = frozenset({DEV_SERVICE_SECRET})
+
+
+def is_placeholder(value: str) -> bool:
+    """True for an empty value, ``CHANGE-ME`` and kin, ``<your-secret>``, ``xxxx``, or a
+    known local default: values that must never protect anything outside the local profile."""
+    text = value.strip().lower()
+    if not text or text in _PLACEHOLDERS or value in KNOWN_LOCAL_SECRETS:
+        return True
+    if _TEMPLATE_LIKE.fullmatch(text):
+        return True
+    letters = re.sub(r"[^a-z0-9]", "", text)
+    return any(marker in letters for marker in _PLACEHOLDER_MARKERS)
+
+
+def _url_password_placeholder(url: str) -> bool:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return False
+    return password is not None and is_placeholder(unquote(password))
 
 
 def _is_default_secret(value: object, field: FieldInfo) -> bool:

@@ -58,3 +58,58 @@ def test_shared_value_comes_from_edge_prefix_and_service_prefix_wins(
 def test_edge_prefix_does_not_reach_service_own_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_PORT", "1234")
     assert DemoSettings().port == 7999
+
+
+PLACEHOLDERS = [
+    "CHANGE-ME",
+    "changeme",
+    "Change_Me",
+    "",
+    "   ",
+    "replace-me-before-deploy",
+    "<your-secret>",
+    "${EDGE_SERVICE_SECRET}",
+    "xxxxxxxx",
+    "secret",
+    "TODO",
+    "local-dev-service-secret-change-me",
+]
+
+
+@pytest.mark.parametrize("value", PLACEHOLDERS)
+@pytest.mark.parametrize("profile", ["dev", "test", "prod"])
+def test_other_profiles_refuse_a_placeholder_secret(
+    monkeypatch: pytest.MonkeyPatch, profile: str, value: str
+) -> None:
+    monkeypatch.setenv("EDGE_PROFILE", profile)
+    monkeypatch.setenv("DEMO_API_KEY", "a-real-api-key")
+    monkeypatch.setenv("EDGE_SERVICE_SECRET", value)
+    with pytest.raises(ValidationError, match="service_secret"):
+        DemoSettings()
+    monkeypatch.setenv("EDGE_SERVICE_SECRET", "9c1f-real-secret-from-the-vault")
+    monkeypatch.setenv("DEMO_API_KEY", value)
+    with pytest.raises(ValidationError, match="api_key"):
+        DemoSettings()
+
+
+def test_the_local_profile_still_accepts_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_SERVICE_SECRET", "CHANGE-ME")
+    assert DemoSettings().service_secret.get_secret_value() == "CHANGE-ME"
+
+
+def test_a_placeholder_password_in_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_PROFILE", "prod")
+    monkeypatch.setenv("EDGE_SERVICE_SECRET", "9c1f-real-secret-from-the-vault")
+    monkeypatch.setenv("DEMO_API_KEY", "a-real-api-key")
+    monkeypatch.setenv("EDGE_DATABASE_URL", "postgresql+asyncpg://edge:CHANGE-ME@db:5432/edge")
+    with pytest.raises(ValidationError, match="database_url carries a placeholder password"):
+        DemoSettings()
+    monkeypatch.setenv("EDGE_DATABASE_URL", "postgresql+asyncpg://edge:s3cr3t-r4nd0m@db:5432/edge")
+    assert DemoSettings().profile == "prod"
+
+
+def test_placeholder_detection_spares_real_secrets() -> None:
+    from edgelib.settings import is_placeholder
+
+    for real in ("a-real-secret", "hunter2-but-long", "Zm9vYmFyYmF6cXV4", "9f8a7c6b5d4e"):
+        assert not is_placeholder(real), real

@@ -157,8 +157,8 @@ async def cleanup(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def open_notice(settings: Settings) -> AsyncIterator[NoticeApi]:
-    app = create_app(settings)
+async def open_notice(settings: Settings, **options: Any) -> AsyncIterator[NoticeApi]:
+    app = create_app(settings, **options)
     try:
         async with running(app) as http:
             yield NoticeApi(http, app)

@@ -6,6 +6,7 @@ import pytest
 
 from sv_notice.exceptions import InvalidVariables, RenderFailed
 from sv_notice.templates import rendering
+from sv_notice.templates.renderer import TemplateRenderer
 from sv_notice.templates.service import locale_chain
 from tests.sv_notice.conftest import ADMIN, NoticeApi, new_user
 
@@ -135,18 +136,27 @@ async def test_the_sandbox_keeps_templates_away_from_python_internals(notice: No
     assert "SecurityError" in sent.json()["detail"]
 
 
-def test_rendering_checks_types_and_caps_output() -> None:
+async def test_rendering_checks_types_and_caps_output() -> None:
     declared = {"n": {"type": "integer"}, "flag": {"type": "boolean", "required": False}}
     rendering.check_values(declared, {"n": 3})
     with pytest.raises(InvalidVariables):
         rendering.check_values(declared, {"n": True})
     with pytest.raises(InvalidVariables):
         rendering.check_values(declared, {"n": 1.5})
-    assert rendering.render("{{ n }}{% if flag %}!{% endif %}", declared, {"n": 2}) == "2"
-    with pytest.raises(RenderFailed):
-        rendering.render("{% for i in range(n) %}xxxxxxxxxx{% endfor %}", declared, {"n": 10**5})
-    with pytest.raises(RenderFailed):
-        rendering.render("{{ n / 0 }}", declared, {"n": 1})
+    renderer = TemplateRenderer()
+    try:
+
+        async def render(source: str, n: int) -> str:
+            context = rendering.context_of(declared, {"n": n})
+            return (await renderer.render({"body": source}, context))["body"]
+
+        assert await render("{{ n }}{% if flag %}!{% endif %}", 2) == "2"
+        with pytest.raises(RenderFailed):
+            await render("{% for i in range(n) %}xxxxxxxxxx{% endfor %}", 10**5)
+        with pytest.raises(RenderFailed):
+            await render("{{ n / 0 }}", 1)
+    finally:
+        await renderer.aclose()
 
 
 def test_locale_chain() -> None:

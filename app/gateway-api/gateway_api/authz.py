@@ -21,19 +21,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import casbin
-from casbin.model import FastModel
-from casbin.rbac import RoleManager
-from casbin.util.log import disabled_logging
 
 from edgelib.backends import Backend, BackendError
 from edgelib.identity import Identity
+from edgelib.policy import build_enforcer
 from edgelib.signing import ServiceSigner
 from gateway_api.config import AuthzSettings
 from gateway_api.control import ControlPlaneService
@@ -42,101 +39,6 @@ from gateway_api.routing import Permission
 from gateway_api.topology import load_topology
 
 logger = logging.getLogger("gateway.authz")
-
-#: Role hops Casbin follows (its default ``max_hierarchy_level``).
-MAX_ROLE_DEPTH = 10
-
-
-class DomainRoles(RoleManager):  # type: ignore[misc]
-    """Casbin role manager for ``g = _, _, _``: exact names, per-domain adjacency sets.
-
-    pycasbin's default domain manager builds a domain's role graph in quadratic time
-    on its first use (minutes at 10,000 assignments); this one is two dictionaries.
-    auth-rbac uses the same class, so both decide alike.
-    """
-
-    def __init__(self, max_depth: int = MAX_ROLE_DEPTH) -> None:
-        self.max_depth = max_depth
-        self.matching_func = None
-        self.domain_matching_func = None
-        self._roles: dict[str, dict[str, set[str]]] = {}
-        self._users: dict[str, dict[str, set[str]]] = {}
-
-    @staticmethod
-    def _domain(domain: Sequence[str]) -> str:
-        if len(domain) > 1:
-            raise RuntimeError("error: domain should be 1 parameter")
-        return domain[0] if domain else ""
-
-    def clear(self) -> None:
-        self._roles.clear()
-        self._users.clear()
-
-    def add_link(self, name1: str, name2: str, *domain: str) -> None:
-        dom = self._domain(domain)
-        self._roles.setdefault(dom, {}).setdefault(name1, set()).add(name2)
-        self._users.setdefault(dom, {}).setdefault(name2, set()).add(name1)
-
-    def delete_link(self, name1: str, name2: str, *domain: str) -> None:
-        dom = self._domain(domain)
-        self._roles.get(dom, {}).get(name1, set()).discard(name2)
-        self._users.get(dom, {}).get(name2, set()).discard(name1)
-
-    def has_link(self, name1: str, name2: str, *domain: str) -> bool:
-        if name1 == name2:
-            return True
-        graph = self._roles.get(self._domain(domain))
-        if not graph:
-            return False
-        seen = {name1}
-        frontier = {name1}
-        for _ in range(self.max_depth - 1):
-            step: set[str] = set()
-            for name in frontier:
-                step |= graph.get(name, set())
-            if name2 in step:
-                return True
-            frontier = step - seen
-            if not frontier:
-                return False
-            seen |= frontier
-        return False
-
-    def get_roles(self, name: str, *domain: str) -> list[str]:
-        return sorted(self._roles.get(self._domain(domain), {}).get(name, ()))
-
-    def get_users(self, name: str, *domain: str) -> list[str]:
-        return sorted(self._users.get(self._domain(domain), {}).get(name, ()))
-
-    def print_roles(self) -> None:
-        pass
-
-
-def build_enforcer(model_text: str, rules: Iterable[Sequence[str]]) -> Any:
-    """A Casbin enforcer for ``model_text`` holding ``rules`` (``[ptype, v0, v1, ...]``)."""
-    # Casbin logs the model at INFO while building, and every denial at WARNING.
-    disabled_logging()
-    model = FastModel([1, 2])
-    model.load_model_from_text(model_text)
-    if model["r"]["r"].tokens[:3] != ["r_sub", "r_dom", "r_obj"] or model["p"]["p"].tokens[:3] != [
-        "p_sub",
-        "p_dom",
-        "p_obj",
-    ]:
-        raise ValueError("the model must start r and p with sub, dom, obj")
-    # Keyed on (domain, object): a decision scans that pair's rules, not every rule.
-    enforcer = casbin.FastEnforcer(model, cache_key_order=[1, 2])
-    enforcer.set_role_manager(DomainRoles())
-    seen: set[tuple[str, ...]] = set()
-    for rule in rules:
-        key = tuple(rule)
-        if len(key) < 2 or key in seen or key[0] not in ("p", "g"):
-            continue
-        seen.add(key)
-        # Model.add_policy recounts a FastPolicy on each call (quadratic over a load).
-        model[key[0]][key[0]].policy.append(list(key[1:]))
-    enforcer.build_role_links()
-    return enforcer
 
 
 @dataclass

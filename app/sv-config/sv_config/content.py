@@ -18,6 +18,7 @@ from jsonschema.exceptions import SchemaError
 from referencing.exceptions import Unresolvable
 
 from sv_config.exceptions import InvalidItem, InvalidSchema, SchemaViolation
+from sv_config.schema_references import LOCAL_ONLY, refuse_outside_references
 
 ItemType = str
 ITEM_TYPES = ("string", "integer", "number", "boolean", "object", "array", "json")
@@ -198,6 +199,7 @@ def check_schema(schema: Mapping[str, Any], *, max_bytes: int) -> None:
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         raise InvalidSchema(f"not a valid JSON Schema at {where}: {exc.message}") from exc
+    refuse_outside_references(schema, cls)
     # Resolve what an empty document reaches now, so a dangling $ref is caught early.
     violations(schema, {})
 
@@ -205,7 +207,7 @@ def check_schema(schema: Mapping[str, Any], *, max_bytes: int) -> None:
 def violations(schema: Mapping[str, Any], values: Mapping[str, Any]) -> list[dict[str, str]]:
     """Where ``values`` breaks ``schema``: a JSON pointer and a message per violation."""
     cls = _validator_class(schema)
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    validator = cls(schema, format_checker=cls.FORMAT_CHECKER, registry=LOCAL_ONLY)
     try:
         errors = sorted(validator.iter_errors(dict(values)), key=lambda e: list(map(str, e.path)))
     except Unresolvable as exc:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from edgelib.settings import ServiceSettings
+from edgelib.settings import InsecureSettingsError, ServiceSettings
+from sv_notice.templates.renderer import RenderLimits
 
 
 class Settings(ServiceSettings):
@@ -45,7 +46,8 @@ class Settings(ServiceSettings):
 
     # Webhooks.
     webhook_timeout: float = Field(default=5.0, gt=0)
-    #: Allow webhook URLs on loopback or private addresses (default: only in the local profile).
+    #: Allow webhook URLs on loopback or private addresses. Default: only in the local
+    #: profile; ``true`` is refused at start outside the local and test profiles.
     webhook_allow_private: bool | None = None
 
     # Realtime push.
@@ -55,12 +57,40 @@ class Settings(ServiceSettings):
 
     default_locale: str = "en"
 
+    # Template rendering (in worker processes: templates/renderer.py).
+    #: Seconds one render may take before its worker is killed (422 render-failed).
+    render_timeout: float = Field(default=1.0, gt=0, le=60)
+    #: Characters each rendered field (title, body) may have.
+    render_max_output: int = Field(default=20_000, ge=1, le=1_000_000)
+    #: Address-space cap of a render worker, in MiB (0: none).
+    render_memory_mb: int = Field(default=512, ge=0)
+    #: Render worker processes per instance, started on first use.
+    render_workers: int = Field(default=2, ge=1, le=16)
+
     # Peers (sends for users of another region are handed to that region's sv-notice).
     #: sv-region's base URLs (comma-separated); without it every send stays in this region.
     sv_region_url: str | None = None
     #: sv-notice of each region (JSON object): ``{"west": "http://127.0.0.1:7321"}``.
     peers: dict[str, str] = Field(default_factory=dict)
     peer_timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _private_webhooks_only_locally(self) -> Settings:
+        if self.webhook_allow_private and self.profile not in ("local", "test"):
+            raise InsecureSettingsError(
+                f"webhook_allow_private lets users aim webhooks at internal addresses; "
+                f"it is refused for profile {self.profile!r}"
+            )
+        return self
+
+    @property
+    def render_limits(self) -> RenderLimits:
+        return RenderLimits(
+            timeout=self.render_timeout,
+            max_output=self.render_max_output,
+            memory=self.render_memory_mb * 1024 * 1024,
+            workers=self.render_workers,
+        )
 
     @property
     def uses_redis_queue(self) -> bool:

@@ -31,7 +31,9 @@ def _settings(conn: HTTPConnection) -> Settings:
 
 def _templates(request: Request, session: SessionDep) -> TemplateService:
     return TemplateService(
-        TemplateRepository(session), default_locale=_settings(request).default_locale
+        TemplateRepository(session),
+        request.app.state.template_renderer,
+        default_locale=_settings(request).default_locale,
     )
 
 
@@ -40,6 +42,7 @@ def _preferences(request: Request, session: SessionDep) -> PreferenceService:
         PreferenceRepository(session),
         TemplateRepository(session),
         allow_private_webhooks=_settings(request).private_webhooks_allowed,
+        webhook_resolver=request.app.state.webhook_resolver,
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import httpx
+import httpcore
 from fastapi import FastAPI
 
 from edgelib.app import create_service_app, default_database_url, default_schema
@@ -16,12 +16,13 @@ from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
 from sv_notice.config import Settings
 from sv_notice.delivery import endpoints as delivery_endpoints
+from sv_notice.delivery.addresses import Resolver, system_resolver
 from sv_notice.delivery.channels import Channel, RealtimeChannel
 from sv_notice.delivery.dispatch import Dispatcher
 from sv_notice.delivery.email import EmailChannel, SmtpServer
 from sv_notice.delivery.queue import DeliveryQueue, MemoryQueue, RetryPolicy
 from sv_notice.delivery.redis_queue import RedisStreamQueue
-from sv_notice.delivery.webhook import WebhookChannel
+from sv_notice.delivery.webhook import WebhookChannel, webhook_pool
 from sv_notice.delivery.worker import DeliveryWorker
 from sv_notice.inbox import endpoints as inbox_endpoints
 from sv_notice.peers import Directory, NoticePeers
@@ -31,6 +32,7 @@ from sv_notice.realtime.hub import RealtimeHub
 from sv_notice.sending import endpoints as sending_endpoints
 from sv_notice.sending.routing import SendRouting
 from sv_notice.templates import endpoints as template_endpoints
+from sv_notice.templates.renderer import TemplateRenderer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -50,10 +52,12 @@ def queue_namespace(settings: Settings) -> str:
     return f"edge:notice:{settings.region or 'default'}:{digest}"
 
 
-def _channels(settings: Settings, hub: RealtimeHub, http: httpx.AsyncClient) -> dict[str, Channel]:
+def _channels(
+    settings: Settings, hub: RealtimeHub, webhooks: httpcore.AsyncConnectionPool
+) -> dict[str, Channel]:
     channels: dict[str, Channel] = {
         "realtime": RealtimeChannel(hub),
-        "webhook": WebhookChannel(http, allow_private=settings.private_webhooks_allowed),
+        "webhook": WebhookChannel(webhooks, timeout=settings.webhook_timeout),
     }
     if settings.smtp_host:
         channels["email"] = EmailChannel(
@@ -83,7 +87,10 @@ def _routing(settings: Settings, signer: ServiceSigner) -> SendRouting:
     return SendRouting(settings.region, directory, peers)
 
 
-def create_app(base: ServiceSettings | None = None) -> FastAPI:
+def create_app(
+    base: ServiceSettings | None = None, *, webhook_resolver: Resolver = system_resolver
+) -> FastAPI:
+    """sv-notice; ``webhook_resolver`` answers the addresses of webhook hosts (DNS by default)."""
     if base is not None and not isinstance(base, Settings):
         raise TypeError("sv-notice needs its own Settings")
     settings = base or Settings()
@@ -111,13 +118,16 @@ def create_app(base: ServiceSettings | None = None) -> FastAPI:
                 queue = MemoryQueue()
             await queue.start()
             stack.push_async_callback(queue.close)
-            http = httpx.AsyncClient(
+            renderer = TemplateRenderer(settings.render_limits)
+            stack.push_async_callback(renderer.aclose)
+            app.state.template_renderer = renderer
+            webhooks = webhook_pool(
                 timeout=settings.webhook_timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+                allow_private=settings.private_webhooks_allowed,
+                resolver=app.state.webhook_resolver,
             )
-            stack.push_async_callback(http.aclose)
-            channels = _channels(settings, hub, http)
+            stack.push_async_callback(webhooks.aclose)
+            channels = _channels(settings, hub, webhooks)
             dispatcher = Dispatcher(queue)
             stack.push_async_callback(dispatcher.drain)
             worker = DeliveryWorker(
@@ -150,6 +160,7 @@ def create_app(base: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         api_prefix="/api/v1/notices",
     )
+    app.state.webhook_resolver = webhook_resolver
     app.include_router(sending_endpoints.internal)
     # Fixed paths before the inbox's /{notice_id}.
     app.include_router(sending_endpoints.admin)

@@ -1,14 +1,8 @@
 """Casbin, loaded from a list of rules: one immutable snapshot per policy version.
 
-Two departures from Casbin's defaults, neither of which changes a decision:
-
-- ``FastEnforcer`` keyed on (domain, object) only scans the rules of the requested
-  domain and object, instead of every rule;
-- :class:`DomainRoles` replaces pycasbin's default domain role manager, which builds
-  each domain's role graph in quadratic time on first use (minutes at 10,000
-  assignments). Ours is two dictionaries per domain.
-
-A snapshot is never changed after it is built; a policy change builds a new one.
+The model, the role manager and the enforcer builder are :mod:`edgelib.policy`'s, the
+same the gateway uses, so both decide alike. A snapshot is never changed after it is
+built; a policy change builds a new one.
 """
 
 from __future__ import annotations
@@ -16,118 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import casbin
-from casbin.model import FastModel
-from casbin.rbac import RoleManager
-from casbin.util.log import disabled_logging
+from edgelib.policy import DEFAULT_DOMAIN, MODEL_TEXT, build_enforcer
 
-MODEL_PATH = Path(__file__).parents[1] / "rbac_model.conf"
-DEFAULT_DOMAIN = "default"
-#: Role hops Casbin follows (its default ``max_hierarchy_level``).
-MAX_ROLE_DEPTH = 10
+__all__ = ["DEFAULT_DOMAIN", "PolicySnapshot", "Rule", "model_text"]
 
 #: One stored rule: ``("p", sub, dom, obj, act)`` or ``("g", user, role, dom)``.
 Rule = tuple[str, ...]
 
 
-@cache
 def model_text() -> str:
     """The Casbin model auth-rbac enforces (also served to the gateway)."""
-    return MODEL_PATH.read_text()
-
-
-class DomainRoles(RoleManager):  # type: ignore[misc]
-    """Casbin role manager for ``g = _, _, _``: exact names, per-domain adjacency sets."""
-
-    def __init__(self, max_depth: int = MAX_ROLE_DEPTH) -> None:
-        self.max_depth = max_depth
-        # Read by Casbin's implicit-permission helpers; we never match patterns.
-        self.matching_func = None
-        self.domain_matching_func = None
-        self._roles: dict[str, dict[str, set[str]]] = {}
-        self._users: dict[str, dict[str, set[str]]] = {}
-
-    @staticmethod
-    def _domain(domain: Sequence[str]) -> str:
-        if len(domain) > 1:
-            raise RuntimeError("error: domain should be 1 parameter")
-        return domain[0] if domain else ""
-
-    def clear(self) -> None:
-        self._roles.clear()
-        self._users.clear()
-
-    def add_link(self, name1: str, name2: str, *domain: str) -> None:
-        dom = self._domain(domain)
-        self._roles.setdefault(dom, {}).setdefault(name1, set()).add(name2)
-        self._users.setdefault(dom, {}).setdefault(name2, set()).add(name1)
-
-    def delete_link(self, name1: str, name2: str, *domain: str) -> None:
-        dom = self._domain(domain)
-        self._roles.get(dom, {}).get(name1, set()).discard(name2)
-        self._users.get(dom, {}).get(name2, set()).discard(name1)
-
-    def has_link(self, name1: str, name2: str, *domain: str) -> bool:
-        """Whether ``name1`` reaches ``name2`` within Casbin's hop limit, in that domain."""
-        if name1 == name2:
-            return True
-        graph = self._roles.get(self._domain(domain))
-        if not graph:
-            return False
-        seen = {name1}
-        frontier = {name1}
-        for _ in range(self.max_depth - 1):
-            step: set[str] = set()
-            for name in frontier:
-                step |= graph.get(name, set())
-            if name2 in step:
-                return True
-            frontier = step - seen
-            if not frontier:
-                return False
-            seen |= frontier
-        return False
-
-    def get_roles(self, name: str, *domain: str) -> list[str]:
-        return sorted(self._roles.get(self._domain(domain), {}).get(name, ()))
-
-    def get_users(self, name: str, *domain: str) -> list[str]:
-        return sorted(self._users.get(self._domain(domain), {}).get(name, ()))
-
-    def print_roles(self) -> None:
-        pass
-
-
-def build_enforcer(text: str, rules: Iterable[Sequence[str]]) -> Any:
-    """A Casbin enforcer for ``text`` holding ``rules`` (``[ptype, v0, v1, ...]``)."""
-    # Casbin logs the model at INFO while building, and every denial at WARNING.
-    disabled_logging()
-    model = FastModel([1, 2])
-    model.load_model_from_text(text)
-    if model["r"]["r"].tokens[:3] != ["r_sub", "r_dom", "r_obj"] or model["p"]["p"].tokens[:3] != [
-        "p_sub",
-        "p_dom",
-        "p_obj",
-    ]:
-        raise ValueError("the model must start r and p with sub, dom, obj")
-    enforcer = casbin.FastEnforcer(model, cache_key_order=[1, 2])
-    enforcer.set_role_manager(DomainRoles())
-    seen: set[tuple[str, ...]] = set()
-    for rule in rules:
-        key = tuple(rule)
-        if key in seen:
-            continue
-        seen.add(key)
-        ptype, values = key[0], list(key[1:])
-        # Appending to the assertion directly: Model.add_policy recounts a FastPolicy on
-        # every call, which is quadratic over a full load.
-        model[ptype[0]][ptype].policy.append(values)
-    enforcer.build_role_links()
-    return enforcer
+    return MODEL_TEXT
 
 
 @dataclass(frozen=True)

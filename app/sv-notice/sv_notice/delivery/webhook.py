@@ -13,15 +13,21 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import ipaddress
 import secrets
-import socket
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 import orjson
 
+from sv_notice.delivery.addresses import (
+    BlockedAddress,
+    PinnedBackend,
+    Resolver,
+    resolve_allowed,
+    system_resolver,
+)
 from sv_notice.delivery.channels import DeliveryFailed, DeliveryJob
 from sv_notice.exceptions import InvalidWebhookUrl
 
@@ -59,9 +65,19 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now: float | No
     )
 
 
-async def check_target(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs that are not plain http(s), and, unless allowed, non-public addresses."""
+async def check_target(
+    url: str, *, allow_private: bool, resolver: Resolver = system_resolver
+) -> None:
+    """Refuse URLs that are not plain http(s), and, unless allowed, non-public addresses.
+
+    An early answer for the user; delivery checks again where it connects
+    (:class:`~sv_notice.delivery.addresses.PinnedBackend`), since DNS may answer otherwise.
+    """
     parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise InvalidWebhookUrl("the webhook URL has an invalid port") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidWebhookUrl("a webhook URL must be an absolute http or https URL")
     if parts.username or parts.password:
@@ -69,32 +85,38 @@ async def check_target(url: str, *, allow_private: bool) -> None:
     if allow_private:
         return
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, port, type=socket.SOCK_STREAM
-        )
-    except (OSError, ValueError) as exc:
+        await resolve_allowed(resolver, parts.hostname, port, allow_private=False)
+    except BlockedAddress as exc:
+        raise InvalidWebhookUrl("the webhook host resolves to a non-public address") from exc
+    except httpcore.ConnectError as exc:
         raise InvalidWebhookUrl(f"the webhook host does not resolve: {parts.hostname}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise InvalidWebhookUrl("the webhook host resolves to a non-public address")
+
+
+def webhook_pool(
+    *, timeout: float, allow_private: bool, resolver: Resolver = system_resolver, **backend: Any
+) -> httpcore.AsyncConnectionPool:
+    """The connection pool webhooks go through: pinned addresses, no proxy, no redirects."""
+    return httpcore.AsyncConnectionPool(
+        max_connections=50,
+        max_keepalive_connections=10,
+        keepalive_expiry=timeout,
+        network_backend=PinnedBackend(resolver, allow_private=allow_private, **backend),
+    )
 
 
 class WebhookChannel:
     """POSTs the notice as JSON to the user's endpoint, signed with its secret."""
 
-    def __init__(self, http: httpx.AsyncClient, *, allow_private: bool) -> None:
-        self.http = http
-        self.allow_private = allow_private
+    def __init__(self, pool: httpcore.AsyncConnectionPool, *, timeout: float) -> None:
+        self.pool = pool
+        self.timeout = timeout
 
     async def send(self, job: DeliveryJob) -> None:
         if not job.webhook_url or not job.webhook_secret:
             raise DeliveryFailed("no webhook endpoint is set", permanent=True)
-        try:
-            await check_target(job.webhook_url, allow_private=self.allow_private)
-        except InvalidWebhookUrl as exc:
-            raise DeliveryFailed(exc.detail, permanent=True) from exc
+        parts = urlsplit(job.webhook_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DeliveryFailed("the webhook URL is not an http or https URL", permanent=True)
         body = orjson.dumps({"type": "notice", "notice": job.notice.to_json()})
         timestamp = int(time.time())
         headers = {
@@ -104,15 +126,27 @@ class WebhookChannel:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature(job.webhook_secret, job.delivery_id, timestamp, body),
         }
+        phases = {"connect": self.timeout, "read": self.timeout, "write": self.timeout}
         try:
-            response = await self.http.post(job.webhook_url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
+            # One deadline for the whole attempt: a receiver dripping bytes cannot hold a worker.
+            async with asyncio.timeout(self.timeout):
+                response = await self._post(job.webhook_url, body, headers, phases)
+        except BlockedAddress as exc:
+            raise DeliveryFailed(str(exc), permanent=True) from exc
+        except (TimeoutError, httpcore.TimeoutException) as exc:
             raise DeliveryFailed(f"webhook timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
             raise DeliveryFailed(f"webhook unreachable ({type(exc).__name__})") from exc
-        if 200 <= response.status_code < 300:
+        if 200 <= response < 300:
             return
         # 410 Gone says the endpoint will never take it; anything else may recover.
-        raise DeliveryFailed(
-            f"webhook answered HTTP {response.status_code}", permanent=response.status_code == 410
-        )
+        raise DeliveryFailed(f"webhook answered HTTP {response}", permanent=response == 410)
+
+    async def _post(
+        self, url: str, body: bytes, headers: dict[str, str], phases: dict[str, float]
+    ) -> int:
+        # The status is all a delivery needs; the answer's body is never read.
+        async with self.pool.stream(
+            "POST", url, headers=list(headers.items()), content=body, extensions={"timeout": phases}
+        ) as response:
+            return response.status

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sv_notice.delivery.addresses import Resolver, system_resolver
 from sv_notice.delivery.webhook import check_target, new_secret
 from sv_notice.exceptions import CategoryNotFound, ChannelNotAllowed, CriticalCategory
 from sv_notice.models import utcnow
@@ -56,10 +57,12 @@ class PreferenceService:
         categories: TemplateRepository,
         *,
         allow_private_webhooks: bool,
+        webhook_resolver: Resolver = system_resolver,
     ) -> None:
         self.repository = repository
         self.categories = categories
         self.allow_private_webhooks = allow_private_webhooks
+        self.webhook_resolver = webhook_resolver
 
     async def contact(self, user_id: str) -> Contact:
         row = await self.repository.contact(user_id)
@@ -126,7 +129,9 @@ class PreferenceService:
 
     async def set_webhook(self, user_id: str, url: str) -> WebhookOut:
         """Point the user's webhook at ``url`` with a fresh secret, returned this once."""
-        await check_target(url, allow_private=self.allow_private_webhooks)
+        await check_target(
+            url, allow_private=self.allow_private_webhooks, resolver=self.webhook_resolver
+        )
         secret = new_secret()
         await self.repository.put_contact(
             user_id, {"webhook_url": url, "webhook_secret": secret}, utcnow()

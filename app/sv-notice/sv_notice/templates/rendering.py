@@ -1,11 +1,10 @@
-"""Templates rendered in Jinja2's sandbox, with their variables checked first.
+"""A template's variables, checked before it renders.
 
 A template declares its variables (name, type, required). Saving one refuses a
 source that uses an undeclared name; sending refuses values that are missing,
 undeclared or of the wrong type, before anything is rendered or stored. Rendering
-runs in :class:`~jinja2.sandbox.SandboxedEnvironment` with ``StrictUndefined`` and
-a cap on the output size, so a template cannot reach Python internals or flood a
-notice.
+itself happens in worker processes (:mod:`sv_notice.templates.renderer`): Jinja2's
+sandbox with ``StrictUndefined``, a deadline, and caps on output and memory.
 """
 
 from __future__ import annotations
@@ -14,19 +13,12 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError, meta
 
-from sv_notice.exceptions import InvalidTemplate, InvalidVariables, RenderFailed
+from sv_notice.exceptions import InvalidTemplate, InvalidVariables
+from sv_notice.templates.sandbox import ENV
 
 VariableType = Literal["string", "integer", "number", "boolean"]
-
-#: Longest rendered text of one field, in characters.
-MAX_OUTPUT = 20_000
-
-_ENV = SandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
-)
 
 
 def _type_ok(kind: str, value: Any) -> bool:
@@ -47,7 +39,7 @@ def _type_ok(kind: str, value: Any) -> bool:
 def referenced_names(source: str) -> set[str]:
     """Top-level names the template reads; a syntax error is an :class:`InvalidTemplate`."""
     try:
-        return set(meta.find_undeclared_variables(_ENV.parse(source)))
+        return set(meta.find_undeclared_variables(ENV.parse(source)))
     except TemplateError as exc:
         raise InvalidTemplate(f"template syntax error: {exc}") from exc
 
@@ -83,20 +75,6 @@ def check_values(declared: Mapping[str, Mapping[str, Any]], values: Mapping[str,
         raise InvalidVariables(f"template variables do not match: {summary}", errors=errors)
 
 
-def render(source: str, declared: Mapping[str, Any], values: Mapping[str, Any]) -> str:
-    """Render ``source`` in the sandbox; optional variables not given are None."""
-    context = {name: values.get(name) for name in declared}
-    try:
-        template = _ENV.from_string(source)
-        out: list[str] = []
-        size = 0
-        for chunk in template.generate(context):
-            size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise RenderFailed(f"the rendered text exceeds {MAX_OUTPUT} characters")
-            out.append(chunk)
-    except RenderFailed:
-        raise
-    except Exception as exc:  # the sandbox's SecurityError, UndefinedError, 1/0 ...
-        raise RenderFailed(f"rendering failed: {type(exc).__name__}: {exc}") from exc
-    return "".join(out).strip()
+def context_of(declared: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """What a template sees: every declared variable, None when an optional one is not given."""
+    return {name: values.get(name) for name in declared}

@@ -9,6 +9,7 @@ from typing import Any
 from sv_notice.exceptions import CategoryNotFound, NoTemplate, TemplateNotFound
 from sv_notice.models import utcnow
 from sv_notice.templates import rendering
+from sv_notice.templates.renderer import TemplateRenderer
 from sv_notice.templates.repository import TemplateRepository
 from sv_notice.templates.schemas import (
     CategoryIn,
@@ -36,8 +37,11 @@ def locale_chain(wanted: str | None, fallback: str) -> list[str]:
 
 
 class TemplateService:
-    def __init__(self, repository: TemplateRepository, *, default_locale: str = "en") -> None:
+    def __init__(
+        self, repository: TemplateRepository, renderer: TemplateRenderer, *, default_locale: str
+    ) -> None:
         self.repository = repository
+        self.renderer = renderer
         self.default_locale = default_locale
 
     async def categories(self) -> list[CategoryOut]:
@@ -91,9 +95,9 @@ class TemplateService:
             raise NoTemplate(f"category {category!r} has no template for locale {locale!r}")
         declared: dict[str, Any] = dict(row["variables"])
         rendering.check_values(declared, values)
+        out = await self.renderer.render(
+            {"title": row["title"], "body": row["body"]}, rendering.context_of(declared, values)
+        )
         return Rendered(
-            category=category,
-            locale=row["locale"],
-            title=rendering.render(row["title"], declared, values)[:255],
-            body=rendering.render(row["body"], declared, values),
+            category=category, locale=row["locale"], title=out["title"][:255], body=out["body"]
         )
