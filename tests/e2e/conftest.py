@@ -33,6 +33,15 @@ def instance_id(service: str, port: int, region: str | None = None) -> str:
 
 READY_TIMEOUT = 90.0
 
+#: Every e2e client is 127.0.0.1: the per-address request limits would let a whole
+#: suite register and log in only a few dozen times. The limits' own tests
+#: (test_account_abuse.py) start a stack with small ones.
+SUITE_LIMITS = {
+    "SV_USER_REGISTER_ADDRESS_LIMIT": "0",
+    "AUTH_JWT_LOGIN_ADDRESS_LIMIT": "0",
+    "AUTH_JWT_REFRESH_ADDRESS_LIMIT": "0",
+}
+
 
 @dataclass
 class Stack:
@@ -111,6 +120,7 @@ class Stacks:
         topology = base / "topology.toml"
         ports = shifted_topology(topology)
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+        env.update(SUITE_LIMITS)
         database = None
         if flavour == "postgres-redis":
             database = f"edge_e2e_{uuid.uuid4().hex[:8]}"
