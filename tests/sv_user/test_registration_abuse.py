@@ -92,6 +92,12 @@ async def test_only_auth_jwt_creates_bootstrap_accounts(tmp_path: Path) -> None:
         raw, headers = as_service("auth-jwt", path, {**account, "user_id": str(uuid.uuid4())})
         taken = await stack.users("east").post(path, content=raw, headers=headers)
         assert taken.status_code == 409
+        # The cross-region endpoint stores no reserved name, whoever signs.
+        peer_path = "/internal/users"
+        raw, headers = as_service("auth-jwt", peer_path, {**account, "username": "system"})
+        refused = await stack.users("east").post(peer_path, content=raw, headers=headers)
+        assert refused.status_code == 409
+        assert refused.json()["type"].endswith("/username-reserved")
 
 
 async def test_registrations_are_limited_per_address_and_per_name(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ async def create_account(
     body: AccountCreate, caller: InternalCaller, service: UserServiceDep
 ) -> UserCreated:
     """Store an account reserved by another region's registration (idempotent on user_id)."""
-    return UserCreated.model_validate(await service.create_account(body))
+    return UserCreated.model_validate(await service.store_peer_account(body))
 
 
 @internal_router.post(

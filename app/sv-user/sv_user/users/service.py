@@ -143,6 +143,13 @@ class UserService:
             raise UsernameTaken(f"the username {data.username!r} is taken")
         return await self._store(data, True, await self.passwords.hash(data.password))
 
+    async def store_peer_account(self, data: AccountCreate) -> User:
+        """An account another region's registration reserved; reserved names never come
+        this way (only the bootstrap's own endpoint creates those)."""
+        if data.username in self.reserved:
+            raise UsernameReserved(f"the username {data.username!r} is reserved")
+        return await self.create_account(data)
+
     async def create_account(
         self, data: AccountCreate, *, password_hash: str | None = None
     ) -> User:
