@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from auth_jwt.sessions.repository import SessionRepository
+from auth_jwt.sessions.tokens import refresh_token_hash
 from edgelib.backends import Backend
 from edgelib.ratelimit import RateLimited, RequestLimiter, WindowLimit
 from tests.identity_harness import IdentityStack, identity_stack
@@ -34,7 +37,9 @@ def assert_rate_limited(response_status: int, headers: dict[str, str], body: dic
     return retry_after
 
 
-async def refresh(stack: IdentityStack, token: str, where: str) -> tuple[int, dict[str, str], dict]:
+async def refresh(
+    stack: IdentityStack, token: str, where: str
+) -> tuple[int, dict[str, str], dict[str, Any]]:
     resp = await stack.auth.post(
         "/api/v1/auth/refresh", json={"refresh_token": token}, headers={"x-forwarded-for": where}
     )
@@ -74,7 +79,12 @@ async def test_refreshes_are_limited_per_account_and_per_address(tmp_path: Path)
         # The third refresh of this account within the window, from yet another address.
         status, headers, body = await refresh(stack, token, address())
         assert assert_rate_limited(status, headers, body) <= 30
-        # The refused refresh did not use the token up: it works once the account may again.
+        # The refused refresh did not use the token up.
+        database = stack.apps["auth-jwt"].state.database
+        async with database.sessions() as session:
+            row = await SessionRepository(session).refresh_token(refresh_token_hash(token))
+        assert row is not None
+        assert row.used_at is None
         # Per address: unknown tokens still count, so guessing from one address is bounded.
         where = address()
         for _ in range(3):
