@@ -372,5 +372,6 @@ def test_registration_does_not_tell_a_taken_name_by_its_timing(
         "median_hash_ms": round(m_hash * 1000, 1),
     }
     logger.info("registration timing: %s", report)
-    # Skipping the hash for a taken name would make the difference one hash.
-    assert abs(m_new - m_existing) < 0.5 * m_hash, report
+    # Skipping the hash for a taken name makes the gap at least one hash (plus the insert
+    # and the confirmation a new name costs); with it, the gap is that extra work only.
+    assert abs(m_new - m_existing) < 0.75 * m_hash, report
