@@ -44,8 +44,8 @@ READY_TIMEOUT = 150.0
 #: Small limits, so that each shows within a few requests.
 LIMITS = {
     "AUTH_JWT_LOCKOUT_FAILURES": "3",
-    "AUTH_JWT_LOCKOUT_BASE": "1",
-    "AUTH_JWT_LOCKOUT_MAX": "4",
+    "AUTH_JWT_LOCKOUT_BASE": "5",
+    "AUTH_JWT_LOCKOUT_MAX": "20",
     "AUTH_JWT_LOGIN_ADDRESS_LIMIT": "8",
     "AUTH_JWT_LOGIN_ADDRESS_WINDOW": "60",
     "SV_USER_REGISTER_ADDRESS_LIMIT": "3",
@@ -319,7 +319,7 @@ def test_login_backoff_and_rate_limits_answer_429_with_retry_after_through_the_g
     waiting = login(small, client, name, PASSWORD, attacker)
     assert waiting.status_code == 429
     assert waiting.headers["content-type"] == "application/problem+json"
-    assert int(waiting.headers["retry-after"]) == 1
+    assert 1 <= int(waiting.headers["retry-after"]) <= 5
     # The user, on their own address, is not locked out by the attacker's failures.
     assert login(small, client, name, PASSWORD, victim).status_code == 200
 
