@@ -374,5 +374,5 @@ def test_registration_does_not_tell_a_taken_name_by_its_timing(
     logger.info("registration timing: %s", report)
     # Skipping the hash for a taken name makes the gap at least one hash (plus the insert
     # and the confirmation a new name costs); with it, the gap is that extra work only
-    # (0.35 and 0.73 of a hash in two runs on a loaded machine, 5.2 without the fix).
+    # (0.35-0.73 of a hash in three runs on a loaded machine, 5.2 without the fix).
     assert abs(m_new - m_existing) < m_hash, report
