@@ -109,8 +109,7 @@ async def test_one_address_guessing_many_accounts_is_locked_out(stack: IdentityS
     await stack.register(name, PASSWORD)
     where = address()
     statuses = [
-        (await stack.login(fresh("ghost"), PASSWORD, address=where)).status_code
-        for _ in range(12)
+        (await stack.login(fresh("ghost"), PASSWORD, address=where)).status_code for _ in range(12)
     ]
     assert statuses == [401] * 11 + [429]
     # Right away (the first lock lasts LOCKOUT_BASE, 1 s): any account, from that address.

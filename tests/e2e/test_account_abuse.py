@@ -258,8 +258,10 @@ def test_an_admin_account_the_bootstrap_did_not_create_gets_no_role_on_restart(
     # The gateway takes the restarted instance back once its health check passes.
     answers: list[httpx.Response] = []
     until(
-        lambda: answers.append(login(small, client, "admin", PASSWORD, fake_address()))
-        or answers[-1].status_code != 503,
+        lambda: (
+            answers.append(login(small, client, "admin", PASSWORD, fake_address()))
+            or answers[-1].status_code != 503
+        ),
         30.0,
         "the gateway reaches the restarted auth-jwt",
     )
