@@ -102,6 +102,7 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
     )  # fmt: skip
     await verifier.keys.refresh()
     gateway.authn = Authenticator(verifier, RevokedSessions(feed, poll_interval=3600))
+    await gateway.authn.revoked.poll()  # loaded once: the gateway serves tokens only then
     gateway.authz = Authorizer(None)
     await gateway.authz.install(policy_document(["bench-user-0"]))
     now = int(time.time())

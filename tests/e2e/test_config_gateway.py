@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway_api.routes_schema import route_table_schema
 from tests.sv_config.processes import (
     Operator,
     Process,
@@ -43,33 +44,10 @@ STABLE = {
     "access": "public",
 }
 NEW = {"prefix": "/api/v1/probe/new", "service": "probe", "access": "public"}
-#: What a route table must look like; sv-config refuses releases that do not.
-ROUTES_SCHEMA = {
-    "type": "object",
-    "required": ["routes"],
-    "additionalProperties": False,
-    "properties": {
-        "defaults": {"type": "object"},
-        "routes": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["service", "access"],
-                "oneOf": [{"required": ["prefix"]}, {"required": ["path"]}],
-                "properties": {
-                    "prefix": {"type": "string", "pattern": "^/"},
-                    "path": {"type": "string", "pattern": "^/"},
-                    "service": {"type": "string", "minLength": 1},
-                    "access": {
-                        "type": "string",
-                        "pattern": "^(public|authenticated|[a-z0-9_-]+:[a-z0-9_-]+)$",
-                    },
-                },
-            },
-        },
-    },
-}
+#: What a route table must look like, as the gateway publishes it for its topology:
+#: sv-config refuses releases that do not (routes to reserved prefixes, to services the
+#: gateway does not know, without access ...).
+ROUTES_SCHEMA = route_table_schema(["sv-config", "probe"], ("/healthz", "/readyz", "/metrics"))
 
 
 @dataclass
@@ -232,6 +210,18 @@ def test_a_table_the_gateway_cannot_use_is_refused_and_the_running_one_stays(
     assert refused.status_code == 422
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["violations"][0]["pointer"] == "/routes/1"
+
+    # Least privilege: a route to /internal, or to a service outside the topology, is
+    # refused by sv-config with 422 before anything is released.
+    for route, pointer in (
+        ({"prefix": "/internal", "service": "probe", "access": "public"}, "/routes/1/prefix"),
+        ({"prefix": "/api/v1/x", "service": "auth-rbac", "access": "public"}, "/routes/1/service"),
+    ):
+        set_routes(ops, [STABLE, route])
+        refused = ops.request("POST", RELEASES, {"comment": "least privilege"})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["violations"][0]["pointer"] == pointer
+    assert routes_source(platform) == source
 
     # A table the schema accepts but the gateway refuses (a route declared twice).
     set_routes(ops, [STABLE, NEW, NEW])

@@ -40,6 +40,18 @@ access = "public"
 balancing = "{balancing}"
 
 [[routes]]
+path = "/api/v1/echo/ws"
+service = "echo"
+access = "public"
+websocket = true
+
+[[routes]]
+path = "/api/v1/private/ws"
+service = "echo"
+access = "authenticated"
+websocket = true
+
+[[routes]]
 prefix = "/api/v1/private"
 service = "echo"
 access = "authenticated"
@@ -66,6 +78,7 @@ class GatewayUnderTest:
     upstreams: dict[str, UpstreamState]
     routes_path: Path
     ports: dict[str, int]
+    server: HttpServer | None = None
 
     async def cluster(self) -> dict:  # type: ignore[type-arg]
         async with httpx.AsyncClient() as c:
@@ -81,8 +94,12 @@ class GatewayUnderTest:
 
 
 async def start_gateway(
-    tmp_path: Path, weights: dict[str, int], balancing: str = "round_robin"
+    tmp_path: Path,
+    weights: dict[str, int],
+    balancing: str = "round_robin",
+    **overrides: object,
 ) -> AsyncIterator[GatewayUnderTest]:
+    """A gateway over one tiny upstream per ``weights`` entry; ``overrides`` are settings."""
     states = {name: UpstreamState(name) for name in weights}
     ports = {name: free_port() for name in weights}
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
@@ -107,12 +124,19 @@ async def start_gateway(
             health_interval=0.2,
             health_timeout=0.3,
             unhealthy_threshold=2,
+            **overrides,  # type: ignore[arg-type]
         )
         gateway = Gateway(settings)
         admin_app = create_app(settings, gateway)
         async with admin_app.router.lifespan_context(admin_app):
             servers.append(await serve(admin_app, admin_port))
-            public_server = HttpServer(create_public_app(gateway), bad_request=bad_request)
+            public_server = HttpServer(
+                create_public_app(gateway),
+                bad_request=bad_request,
+                keep_alive_timeout=settings.keep_alive_timeout,
+                trusted_proxies=settings.trusted_proxies,
+                limits=settings.client_limits(),
+            )
             await public_server.start("127.0.0.1", public_port)
             try:
                 yield GatewayUnderTest(
@@ -122,6 +146,7 @@ async def start_gateway(
                     upstreams=states,
                     routes_path=routes,
                     ports=ports,
+                    server=public_server,
                 )
             finally:
                 for state in states.values():
@@ -165,9 +190,15 @@ class WorkerGateway:
 
 @contextlib.contextmanager
 def worker_gateway(
-    tmp_path: Path, routes: str, *, workers: int = 2, env: dict[str, str] | None = None
+    tmp_path: Path,
+    routes: str,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    upstream_app: tuple[str, ...] = ("tests.gateway.conftest:tiny_app",),
 ) -> Iterator[WorkerGateway]:
-    """``python -m gateway_api`` with ``workers`` processes on one port, over tiny_app."""
+    """``python -m gateway_api`` with ``workers`` processes on one port, over tiny_app
+    (or the uvicorn app arguments ``upstream_app``)."""
     upstream_port, public, admin = free_port(), free_port(), free_port()
     (tmp_path / "topology.toml").write_text(
         f'[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
@@ -187,7 +218,7 @@ def worker_gateway(
         **(env or {}),
     )
     upstream = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.gateway.conftest:tiny_app", "--port",
+        [sys.executable, "-m", "uvicorn", *upstream_app, "--port",
          str(upstream_port), "--log-level", "warning"],
         cwd=ROOT,
     )  # fmt: skip

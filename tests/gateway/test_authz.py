@@ -109,9 +109,15 @@ async def test_plain_user_is_denied_every_admin_route_with_403_problem_and_admin
     topology = tmp_path / "topology.toml"
     async with rbac_service(tmp_path) as rbac:
         port = rbac.url.rsplit(":", 1)[1]
+        # Every service the real table routes to is in the topology (the gateway refuses
+        # routes to others); only auth-rbac is called here.
+        services = {r.service for r in load_routes(ROUTES).routes} | {"auth-rbac"}
         topology.write_text(
             '[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
-            f'[[services]]\nname = "auth-rbac"\ninstances = [{{ port = {port} }}]\n'
+            + "".join(
+                f'[[services]]\nname = "{name}"\ninstances = [{{ port = {port} }}]\n'
+                for name in sorted(services)
+            )
         )
         gateway = Gateway(GatewaySettings(topology=topology, routes=ROUTES, var_dir=tmp_path))
         gateway.authz = Authorizer.for_gateway(topology, SIGNER, AuthzSettings(), backend=None)

@@ -359,6 +359,7 @@ async def test_authenticated_request_reaches_the_service_signed_without_the_toke
     )
     await verifier.keys.refresh()
     authn = Authenticator(verifier, RevokedSessions(feed, poll_interval=60))
+    await authn.revoked.poll()  # loaded once: authenticated routes are open
     gw.gateway.authn = authn
     now = int(time.time())
     claims = {

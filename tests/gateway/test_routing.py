@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
-from gateway_api.config import PACKAGE_DIR
+from gateway_api.config import PACKAGE_DIR, Settings
+from gateway_api.gateway import Gateway
 from gateway_api.routing import (
+    DEFAULT_METHODS,
     MethodNotAllowed,
+    RouteRules,
     RouteTableError,
     UnsafePath,
     check_path,
     load_routes,
     parse_routes,
 )
+from tests.gateway.conftest import GatewayUnderTest
 
 
 def table(*routes: str) -> dict:  # type: ignore[type-arg]
@@ -53,6 +59,76 @@ def test_route_without_access_is_refused_at_load_time() -> None:
 def test_invalid_routes_are_refused_with_a_reason(body: str, message: str) -> None:
     with pytest.raises(RouteTableError, match=message):
         parse_routes(table(body))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('prefix = "/internal"', "/internal is reserved"),
+        ('prefix = "/internal/assignments"', "/internal is reserved"),
+        ('path = "/internal/policy"', "/internal is reserved"),
+        ('prefix = "/"', "/ would cover the reserved /internal"),
+        ('path = "/healthz"', "/healthz is reserved"),
+        ('prefix = "/metrics"', "/metrics is reserved"),
+        ('prefix = "/a"\nmethods = ["GET", "TRACE"]', "never CONNECT or TRACE"),
+        ('prefix = "/a"\nmethods = ["CONNECT"]', "never CONNECT or TRACE"),
+        ('prefix = "/a"\nwebsocket = "yes"', "websocket must be true or false"),
+        ('prefix = "/a"\nmethods = ["POST"]\nwebsocket = true', "must allow GET"),
+    ],
+)
+def test_routes_to_reserved_prefixes_or_unsafe_methods_are_refused(body: str, message: str) -> None:
+    rules = RouteRules(frozenset({"s"}), ("/healthz", "/readyz", "/metrics"))
+    with pytest.raises(RouteTableError, match=message):
+        parse_routes(table(f'{body}\nservice = "s"\naccess = "public"'), rules=rules)
+
+
+def test_a_route_to_a_service_outside_the_topology_is_refused() -> None:
+    rules = RouteRules(frozenset({"sv-user"}))
+    with pytest.raises(RouteTableError, match="'auth-rbac' is not in the topology"):
+        parse_routes(table('prefix = "/a"\nservice = "auth-rbac"\naccess = "public"'), rules=rules)
+    assert parse_routes(table('prefix = "/a"\nservice = "sv-user"\naccess = "public"'), rules=rules)
+
+
+def test_a_route_without_methods_answers_the_default_ones_only() -> None:
+    routes = parse_routes(table('prefix = "/a"\nservice = "s"\naccess = "public"'))
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        assert routes.match(method, "/a/x") is not None
+    for method in ("TRACE", "CONNECT", "PROPFIND"):
+        with pytest.raises(MethodNotAllowed) as refused:
+            routes.match(method, "/a/x")
+        assert refused.value.allowed == DEFAULT_METHODS
+
+
+def test_a_gateway_does_not_start_with_a_route_it_must_refuse(tmp_path: Path) -> None:
+    topology = tmp_path / "topology.toml"
+    topology.write_text('[[regions]]\nname = "east"\n[[services]]\nname = "echo"\n'
+                        "instances = [{ port = 28001 }]\n")  # fmt: skip
+    routes = tmp_path / "routes.toml"
+    for body, message in (
+        ('prefix = "/internal"\nservice = "echo"', "reserved"),
+        ('prefix = "/api"\nservice = "sv-money"', "not in the topology"),
+    ):
+        routes.write_text(f'[[routes]]\n{body}\naccess = "public"\n')
+        with pytest.raises(RouteTableError, match=message):
+            Gateway(Settings(topology=topology, routes=routes, var_dir=tmp_path))
+
+
+async def test_a_running_gateway_keeps_its_table_when_the_file_routes_to_internal(
+    gw: GatewayUnderTest, client: httpx.AsyncClient
+) -> None:
+    """The reloaded file would open the upstream's /internal/secret: it is refused."""
+    before = gw.gateway.routes
+    original = gw.routes_path.read_text()
+    for extra in (
+        '[[routes]]\nprefix = "/internal"\nservice = "echo"\naccess = "public"\n',
+        '[[routes]]\nprefix = "/api/v1/other"\nservice = "nowhere"\naccess = "public"\n',
+    ):
+        gw.routes_path.write_text(original + extra)
+        await asyncio.sleep(1.2)  # the watcher looks every 0.5 s
+        assert gw.gateway.routes is before
+        resp = await client.get(gw.url + "/internal/secret")
+        assert resp.status_code == 404
+        assert resp.json()["type"].endswith("/no-route")
 
 
 def test_duplicate_routes_are_refused() -> None:

@@ -22,6 +22,8 @@ class UpstreamState:
     requests: int = 0
     #: Send the response head, then die before the body (the connection drops).
     truncate: bool = False
+    #: Responses of /api/v1/echo/big still being streamed.
+    streaming: int = 0
 
 
 class TruncatedResponse(Response):
@@ -67,6 +69,7 @@ def upstream_app(state: UpstreamState) -> Starlette:
             status_code=state.status,
             headers={
                 "x-upstream": state.name,
+                "x-edge-instance": f"echo-{state.name}",
                 "connection": "keep-alive, x-secret-hop",
                 "x-secret-hop": "1",
             },
@@ -83,6 +86,21 @@ def upstream_app(state: UpstreamState) -> Starlette:
                 await asyncio.sleep(0.2)
 
         return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def big(request: Request) -> Response:
+        """``mb`` MiB in 64 KiB pieces: more than a client that does not read will take."""
+        size = int(request.query_params.get("mb", "64"))
+        piece = b"x" * 65536
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            state.streaming += 1
+            try:
+                for _ in range(size * 16):
+                    yield piece
+            finally:
+                state.streaming -= 1
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
 
     async def upload(request: Request) -> Response:
         total = 0
@@ -104,6 +122,7 @@ def upstream_app(state: UpstreamState) -> Starlette:
             Route("/healthz", healthz),
             Route("/api/v1/echo/slow", slow),
             Route("/api/v1/echo/stream", stream),
+            Route("/api/v1/echo/big", big),
             Route("/api/v1/echo/upload", upload, methods=["POST", "PUT"]),
             WebSocketRoute("/api/v1/echo/ws", ws_echo),
             WebSocketRoute("/api/v1/private/ws", ws_echo),
@@ -115,3 +134,8 @@ def upstream_app(state: UpstreamState) -> Starlette:
             Route("/internal/secret", echo),
         ]
     )
+
+
+def hostile_upstream() -> Starlette:
+    """The upstream app for a separate process (``uvicorn --factory``)."""
+    return upstream_app(UpstreamState("a"))

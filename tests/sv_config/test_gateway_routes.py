@@ -58,6 +58,13 @@ def test_a_valid_release_replaces_the_table(gateway: Gateway) -> None:
         {"routes": [{**ROUTE, "methods": [1]}]},
         {"routes": [ROUTE], "defaults": []},
         {"routes": [{**ROUTE, "retries": "many"}]},
+        # Least privilege: nothing reserved, nothing outside the topology.
+        {"routes": [{**ROUTE, "prefix": "/internal"}]},
+        {"routes": [{**ROUTE, "prefix": "/internal/assignments"}]},
+        {"routes": [{**ROUTE, "prefix": "/"}]},
+        {"routes": [{**ROUTE, "prefix": "/metrics"}]},
+        {"routes": [{**ROUTE, "service": "auth-rbac"}]},
+        {"routes": [{**ROUTE, "methods": ["TRACE"]}]},
     ],
 )
 def test_an_unusable_release_is_refused_and_the_table_stays(

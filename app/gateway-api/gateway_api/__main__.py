@@ -9,7 +9,9 @@ same public port (``SO_REUSEPORT``: the kernel spreads connections over them). S
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import resource
 import signal
 
 import uvicorn
@@ -23,8 +25,29 @@ from gateway_api.server import HttpServer
 from gateway_api.tracecontext import TraceContext
 from gateway_api.workers import WorkerPool, WorkerStats, watch_parent
 
+logger = logging.getLogger("gateway")
+
+
+def raise_open_files_limit(connections: int) -> int:
+    """Lift the soft limit on open files towards the hard one, so that ``connections``
+    clients (plus upstreams and files) fit; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 1024  # a client and an upstream socket each, and some
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
+
 
 async def serve(settings: Settings, worker: int = 0) -> None:
+    open_files = raise_open_files_limit(settings.max_connections)
+    if open_files < settings.max_connections + 64:
+        logger.warning(
+            "the open-files limit is below GATEWAY_MAX_CONNECTIONS",
+            extra={"nofile": open_files, "max_connections": settings.max_connections},
+        )
     gateway = Gateway(settings)
     admin_app = create_app(settings, gateway)
     TraceContext.record_spans = bool(settings.otlp_endpoint)
@@ -60,6 +83,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             bad_request=bad_request,
             keep_alive_timeout=settings.keep_alive_timeout,
             trusted_proxies=settings.trusted_proxies,
+            limits=settings.client_limits(),
         )
         await public.start(settings.host, settings.port, reuse_port=workers > 1)
         freeze_startup_heap()  # routes, policy, keys and modules: no more full-heap walks

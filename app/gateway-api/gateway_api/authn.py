@@ -24,7 +24,7 @@ from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
 from gateway_api.config import AuthnSettings
 from gateway_api.control import ControlPlaneService
-from gateway_api.problems import InvalidAccessToken, SessionRevoked
+from gateway_api.problems import InvalidAccessToken, RevocationsUnavailable, SessionRevoked
 from gateway_api.sessions import RevokedSessions
 from gateway_api.topology import load_topology
 
@@ -177,6 +177,11 @@ class Authenticator:
             raise Unauthorized(
                 "this route needs an access token (Authorization: Bearer)",
                 headers={"WWW-Authenticate": _CHALLENGE},
+            )
+        if not self.revoked.loaded:
+            # Until the revoked sessions are known, a logged-out token would pass.
+            raise RevocationsUnavailable(
+                "the gateway has not loaded the revoked sessions yet", headers={"Retry-After": "1"}
             )
         try:
             claims = await self.verifier.verify(token)

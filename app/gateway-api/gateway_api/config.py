@@ -3,10 +3,12 @@
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgelib.settings import ServiceSettings
+from gateway_api.server import ClientLimits
+from gateway_api.trusted_proxies import parse_networks
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -18,7 +20,8 @@ class Settings(ServiceSettings):
     port: int = 7001
     admin_host: str = "127.0.0.1"
     admin_port: int = 7080
-    #: Comma-separated addresses of load balancers whose X-Forwarded-For is trusted.
+    #: Comma-separated addresses or CIDR networks of load balancers whose
+    #: X-Forwarded-For is trusted (``10.0.0.0/8, 192.0.2.7``).
     trusted_proxies: str = ""
 
     topology: Path = Path("deploy/local/topology.toml")
@@ -37,7 +40,34 @@ class Settings(ServiceSettings):
     #: (below the services' own keep-alive timeout, uvicorn's 5 s).
     upstream_idle_timeout: float = 4.0
     #: Seconds an idle client connection is kept open.
-    keep_alive_timeout: float = 30.0
+    keep_alive_timeout: float = Field(default=30.0, gt=0)
+
+    # Bounds on hostile clients (server.ClientLimits); defaults after nginx and Envoy.
+    #: Seconds from a request head's first byte to its end; then 408 (client_header_timeout).
+    client_header_timeout: float = Field(default=60.0, gt=0)
+    #: Seconds a request body may go without a byte; then 408 (client_body_timeout).
+    client_body_timeout: float = Field(default=60.0, gt=0)
+    #: Seconds a client may leave the gateway's writes unread; then it is dropped (send_timeout).
+    send_timeout: float = Field(default=60.0, gt=0)
+    #: Raw bytes of a request head; more is 431 (Envoy's max_request_headers_kb = 60).
+    max_header_bytes: int = Field(default=60 * 1024, ge=1024, le=1024 * 1024)
+    #: Header fields of a request, and trailer fields of a body; more is 431 (Envoy's 100).
+    max_headers: int = Field(default=100, ge=8, le=1000)
+    #: Requests of one connection parsed ahead of the one being answered.
+    max_pipelined: int = Field(default=4, ge=1, le=64)
+    #: Client connections per worker process (nginx's worker_connections); at the cap the
+    #: longest-idle ones are closed to make room, else new ones are refused.
+    max_connections: int = Field(default=4096, ge=1)
+    #: Seconds a WebSocket tunnel may carry no byte either way (Envoy's stream idle timeout).
+    websocket_idle_timeout: float = Field(default=300.0, gt=0)
+    #: Seconds a WebSocket tunnel may last at most; clients reconnect after it.
+    websocket_max_lifetime: float = Field(default=7200.0, gt=0)
+    #: Path prefixes no route may claim (nor a route above them, such as ``/``).
+    #: ``/internal`` is always reserved.
+    reserved_prefixes: str = "/internal,/healthz,/readyz,/metrics"
+    #: Pass the services' ``x-edge-instance`` response header on to clients. None (the
+    #: default): only in the local profile, where tests and operators read it.
+    expose_instance: bool | None = None
     #: Worker processes serving the public port (SO_REUSEPORT); 1 runs a single process.
     workers: int = 1
 
@@ -48,6 +78,36 @@ class Settings(ServiceSettings):
 
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # refuse a bad entry at start, not at the first request
+        return value
+
+    @property
+    def instance_header_exposed(self) -> bool:
+        """Whether clients see which instance answered (``x-edge-instance``)."""
+        if self.expose_instance is None:
+            return self.profile == "local"
+        return self.expose_instance
+
+    def reserved(self) -> tuple[str, ...]:
+        """The reserved path prefixes, ``/internal`` first."""
+        items = [p.strip().rstrip("/") for p in self.reserved_prefixes.split(",") if p.strip()]
+        return ("/internal", *(p for p in items if p and p != "/internal"))
+
+    def client_limits(self) -> ClientLimits:
+        """The public server's bounds on one client connection."""
+        return ClientLimits(
+            header_timeout=self.client_header_timeout,
+            body_timeout=self.client_body_timeout,
+            send_timeout=self.send_timeout,
+            max_header_bytes=self.max_header_bytes,
+            max_headers=self.max_headers,
+            max_pipelined=self.max_pipelined,
+            max_connections=self.max_connections,
+        )
 
 
 class AuthnSettings(BaseSettings):

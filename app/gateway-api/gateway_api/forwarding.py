@@ -47,7 +47,9 @@ HOP_BY_HOP = frozenset(
 )
 #: Never copied from an upstream's answer: hop-by-hop, framing (set by the gateway's
 #: server), and the request id (the gateway's own is sent).
-_RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
+RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
+#: The same, and which instance answered (``GATEWAY_EXPOSE_INSTANCE`` off).
+RESPONSE_DROPPED_PRIVATE = RESPONSE_DROPPED | {b"x-edge-instance"}
 
 
 class RequestBody:
@@ -98,6 +100,7 @@ async def forward(
     budget: RetryBudget,
     request_id: bytes,
     idempotency_key: bool = False,
+    response_dropped: frozenset[bytes] = RESPONSE_DROPPED_PRIVATE,
 ) -> tuple[int, str]:
     """Send the request to an instance of ``pool``; stream its answer to ``exchange``.
 
@@ -136,7 +139,7 @@ async def forward(
             break
         outcome = await _attempt(
             exchange, client, instance, route, method, target, headers, body, remaining,
-            request_id, idempotent,
+            request_id, idempotent, response_dropped,
         )  # fmt: skip
         if isinstance(outcome, int):
             return outcome, instance.spec.id
@@ -163,6 +166,7 @@ async def _attempt(
     remaining: float,
     request_id: bytes,
     idempotent: bool,
+    response_dropped: frozenset[bytes],
 ) -> int | Problem:
     """One try on one instance: the status it answered, or the problem it caused."""
     url = instance.url
@@ -216,7 +220,7 @@ async def _attempt(
             instance.errors += 1
         elif instance.breaker.failures or instance.breaker.state != "closed":
             instance.breaker.on_success()
-        await _relay(exchange, conn, resp, method, route, request_id)
+        await _relay(exchange, conn, resp, method, route, request_id, response_dropped)
         origin.release(conn)
         instance.served += 1
         return status
@@ -274,10 +278,11 @@ async def _relay(
     method: str,
     route: Route,
     request_id: bytes,
+    response_dropped: frozenset[bytes],
 ) -> None:
     """Stream the upstream's answer to the client; a failure midway drops the client."""
     status = resp.status
-    headers = response_headers(resp.headers, request_id)
+    headers = response_headers(resp.headers, request_id, response_dropped)
     if method == "HEAD" or status in (204, 304):
         exchange.start_response(status, headers, length=resp.length, body_follows=False)
         exchange.end()
@@ -315,10 +320,12 @@ def _failed(instance: Instance, reason: str) -> None:
 
 
 def response_headers(
-    raw: list[tuple[bytes, bytes]], request_id: bytes
+    raw: list[tuple[bytes, bytes]],
+    request_id: bytes,
+    response_dropped: frozenset[bytes] = RESPONSE_DROPPED_PRIVATE,
 ) -> list[tuple[bytes, bytes]]:
     """Upstream headers minus hop-by-hop ones (and those Connection names), plus the request id."""
-    dropped: frozenset[bytes] | set[bytes] = _RESPONSE_DROPPED
+    dropped: frozenset[bytes] | set[bytes] = response_dropped
     for name, value in raw:
         if name == b"connection":
             dropped = set(dropped)

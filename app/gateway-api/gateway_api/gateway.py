@@ -18,6 +18,7 @@ from gateway_api.authn import Authenticator
 from gateway_api.authz import Authorizer
 from gateway_api.config import AuthnSettings, AuthzSettings, Settings
 from gateway_api.ejections import EjectionBus
+from gateway_api.forwarding import RESPONSE_DROPPED, RESPONSE_DROPPED_PRIVATE
 from gateway_api.health import HealthChecker
 from gateway_api.http_client import HttpClient
 from gateway_api.problems import PolicyUnavailable
@@ -25,7 +26,7 @@ from gateway_api.ratelimit import RateLimiter
 from gateway_api.regions import RegionResolver
 from gateway_api.routes_config import ConfigRoutes
 from gateway_api.routes_reload import RouteWatcher
-from gateway_api.routing import Permission, Route, RouteTable, load_routes
+from gateway_api.routing import Permission, Route, RouteRules, RouteTable, load_routes
 from gateway_api.signing import ForwardSigner
 from gateway_api.topology import load_topology
 from gateway_api.upstreams import RetryBudget, Upstreams
@@ -46,13 +47,22 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.routes: RouteTable = load_routes(settings.routes)
+        topology = load_topology(settings.topology)
+        #: What any route table (file or sv-config release) may name.
+        self.route_rules = RouteRules(
+            frozenset(i.service for i in topology.instances), settings.reserved()
+        )
+        self.routes: RouteTable = load_routes(settings.routes, self.route_rules)
         self.retry_budget = RetryBudget(ratio=settings.retry_budget_ratio)
         self._route_watch: RouteWatcher | None = None
         self._route_config: ConfigRoutes | None = None
         self.regions: RegionResolver | None = None
         self.backend: Backend | None = None
-        self.upstreams = Upstreams(load_topology(settings.topology))
+        self.upstreams = Upstreams(topology)
+        #: Upstream response headers never passed on (x-edge-instance unless exposed).
+        self.response_dropped = (
+            RESPONSE_DROPPED if settings.instance_header_exposed else RESPONSE_DROPPED_PRIVATE
+        )
         secret = settings.service_secret.get_secret_value()
         self.signer = ServiceSigner(settings.service_name, secret)
         #: Signs every forwarded request (compiled; the same signatures as ``signer``).

@@ -10,7 +10,10 @@ gateway's rate (see doc/decisions.md). It does only what a reverse proxy needs:
   the client is slow);
 - strict response parsing: llhttp's, plus a refusal of conflicting framing
   (``Content-Length`` with ``Transfer-Encoding``, or two different lengths);
-- ``101 Switching Protocols`` hands the raw connection over (WebSocket tunnels).
+- ``101 Switching Protocols`` hands the raw connection over (WebSocket tunnels); a 101
+  to a request that asked for no upgrade is a broken answer (502);
+- bytes from an upstream on a connection idle in the pool (nothing was asked) discard
+  that connection: they could only be read as the answer to the next request.
 """
 
 from __future__ import annotations
@@ -86,10 +89,17 @@ class UpstreamConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._received_any = False
         self._keep_alive = False
+        self._upgrade_request = False
+        #: Idle in its pool: no request is out, so no byte may arrive.
+        self.in_pool = False
         self.deadline = 0.0
         #: After a 101, raw bytes from the upstream go here instead of the parser.
         self.tunnel_sink: Callable[[bytes], None] | None = None
         self.tunnel_closed: Callable[[], None] | None = None
+        #: After a 101, told when writes to the upstream back up (True) and drain.
+        self.tunnel_flow: Callable[[bool], None] | None = None
+        #: Reads in tunnel mode (a tunnel's idle timeout looks for them).
+        self.reads = 0
         self.leftover = b""
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -104,7 +114,13 @@ class UpstreamConnection(asyncio.Protocol):
                 pass
 
     def data_received(self, data: bytes) -> None:
+        if self.in_pool:
+            # Unasked-for bytes (a stray or smuggled answer): never reuse this connection.
+            self.in_pool = False
+            self.abort()
+            return
         if self.tunnel_sink is not None:
+            self.reads += 1
             self.tunnel_sink(data)
             return
         self._received_any = True
@@ -143,11 +159,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.tunnel_flow is not None:
+            self.tunnel_flow(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        if self.tunnel_flow is not None:
+            self.tunnel_flow(False)
 
     # -- httptools callbacks --------------------------------------------------------
 
@@ -168,6 +188,8 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             self._headers = []  # interim response (100 Continue, 103): skip it
             return
+        if status == 101 and not self._upgrade_request:
+            raise UpstreamError("101 Switching Protocols to a request that asked for none")
         length: int | None = None
         chunked = False
         for name, value in self._headers:
@@ -225,12 +247,13 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def start(self, head: bytes, *, head_request: bool) -> None:
+    def start(self, head: bytes, *, head_request: bool, upgrade: bool = False) -> None:
         """Begin a request: write its head (the body follows with :meth:`write`)."""
         if self._fresh_parser:
             self.parser = httptools.HttpResponseParser(self)
             self._fresh_parser = False
         self._head_request = head_request
+        self._upgrade_request = upgrade
         self._response = None
         self._done = False
         self._error = None
@@ -387,6 +410,7 @@ class OriginPool:
         idle = self.idle
         while idle:
             conn = idle.pop()
+            conn.in_pool = False
             if not conn.closed and now - conn.idle_since < self.idle_timeout:
                 return conn
             conn.abort()
@@ -415,6 +439,7 @@ class OriginPool:
         """Keep ``conn`` for the next request if it can carry one, else close it."""
         if conn.reusable and len(self.idle) < self.max_idle:
             conn.idle_since = self.loop.time()
+            conn.in_pool = True
             self.idle.append(conn)
         else:
             conn.abort()

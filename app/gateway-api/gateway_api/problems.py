@@ -32,6 +32,14 @@ class BadRequestBody(Problem):
     status_code, type_slug, title = 400, "bad-request", "Bad request"
 
 
+class UpgradeRefused(Problem):
+    status_code, type_slug, title = 400, "upgrade-refused", "Upgrade refused"
+
+
+class RevocationsUnavailable(ServiceUnavailable):
+    type_slug, title = "revocations-unavailable", "Sessions not verifiable yet"
+
+
 class BadGateway(Problem):
     status_code, type_slug, title = 502, "bad-gateway", "Bad gateway"
 

@@ -24,7 +24,13 @@ from edgelib.problems import (
 from gateway_api.accesslog import AccessLog
 from gateway_api.forwarding import HOP_BY_HOP, RequestBody, forward
 from gateway_api.gateway import MISSING
-from gateway_api.problems import BadPath, BadRequestBody, MethodRefused, NotFound
+from gateway_api.problems import (
+    BadPath,
+    BadRequestBody,
+    MethodRefused,
+    NotFound,
+    UpgradeRefused,
+)
 from gateway_api.routing import MethodNotAllowed, Route, UnsafePath, check_path
 from gateway_api.server import ClientGone, Exchange
 from gateway_api.tracecontext import TraceContext, random_hex
@@ -45,6 +51,9 @@ _NOT_COPIED = HOP_BY_HOP | {
     b"traceparent",
     b"content-length",
     b"expect",
+    # Client claims about the path a request took: the gateway states its own.
+    b"forwarded",
+    b"x-real-ip",
 }
 _HEALTH_BODY = b'{"status":"ok"}'
 _JSON = [(b"content-type", b"application/json")]
@@ -114,8 +123,9 @@ class Proxy:
         scope = exchange.scope
         path: str = scope["path"]
         method: str = scope["method"]
-        if exchange.upgrade is not None and exchange.upgrade != b"websocket":
-            raise BadRequestBody("only WebSocket upgrades are supported")
+        upgrade = exchange.upgrade
+        if upgrade is not None and (upgrade != b"websocket" or method != "GET"):
+            raise UpgradeRefused("only WebSocket upgrades, with GET, are supported")
         raw_path: bytes = scope["raw_path"]
         if (
             raw_path.find(b"%") >= 0  # not `in`: CPython 3.11 tries it as an int first
@@ -138,6 +148,8 @@ class Proxy:
             ) from exc
         if route is None:
             raise NotFound(f"no route serves {path}")
+        if upgrade is not None and not route.websocket:
+            raise UpgradeRefused(f"{route.name} takes no WebSocket upgrades")
         # Known callers, cached regions and cached decisions cost no I/O and log
         # nothing; the trace context is made current only when something may call
         # out or log (a first token, a region to look up).
@@ -183,6 +195,9 @@ class Proxy:
                 hash_key=hash_key,
                 session_id=identity.session_id if identity is not None else None,
                 revoked=gateway.authn.revoked if gateway.authn is not None else None,
+                idle_timeout=gateway.settings.websocket_idle_timeout,
+                max_lifetime=gateway.settings.websocket_max_lifetime,
+                response_dropped=gateway.response_dropped,
             )
         return await forward(
             exchange,
@@ -195,6 +210,7 @@ class Proxy:
             budget=gateway.retry_budget,
             request_id=request_id.encode(),
             idempotency_key=idempotency_key,
+            response_dropped=gateway.response_dropped,
         )
 
     def _outgoing_headers(
@@ -309,12 +325,16 @@ def _problem(exchange: Exchange, exc: Problem, request_id: str) -> None:
     exchange.respond(exc.status_code, headers, body, head=exchange.scope["method"] == "HEAD")
 
 
+_SERVER_REFUSALS = {
+    400: ("bad-request", "Bad request"),
+    408: ("request-timeout", "Request timeout"),
+    431: ("headers-too-large", "Request header fields too large"),
+}
+
+
 def bad_request(status: int, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The server's own refusals (malformed HTTP) as problem+json."""
-    slug = {400: "bad-request", 431: "headers-too-large"}.get(status, "internal-error")
-    title = {400: "Bad request", 431: "Request header fields too large"}.get(
-        status, "Internal error"
-    )
+    slug, title = _SERVER_REFUSALS.get(status, ("internal-error", "Internal error"))
     return [(b"content-type", PROBLEM_MEDIA_TYPE.encode())], problem_body(
         status, slug, title, detail
     )

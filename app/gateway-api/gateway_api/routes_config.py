@@ -96,7 +96,9 @@ class ConfigRoutes:
             return
         source = f"sv-config:{self.namespace}@{snapshot.cluster}#{snapshot.release}"
         try:
-            table = parse_routes(dict(snapshot.values), source=source)
+            table = parse_routes(
+                dict(snapshot.values), source=source, rules=self.gateway.route_rules
+            )
         except (RouteTableError, TypeError, ValueError, AttributeError, KeyError) as exc:
             logger.error(
                 "route table release rejected; keeping the running table",

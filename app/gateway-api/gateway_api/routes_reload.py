@@ -56,7 +56,7 @@ class RouteWatcher:
             return False
         self._stamp = stamp
         try:
-            table = load_routes(self.path)
+            table = load_routes(self.path, self.gateway.route_rules)
         except RouteTableError as exc:
             logger.error(
                 "route table rejected; keeping the previous one", extra={"error": str(exc)}

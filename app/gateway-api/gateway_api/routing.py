@@ -6,7 +6,13 @@ Every route must say who may call it, with ``access``:
 - ``"authenticated"``: any caller with a valid access token;
 - ``"<object>:<action>"``: a caller holding that permission (checked against auth-rbac).
 
-A route without ``access`` is refused when the table loads.
+A route without ``access`` is refused when the table loads, and so is a route to a
+service the topology does not know, or to a reserved prefix (``/internal`` and the
+others of ``GATEWAY_RESERVED_PREFIXES``, or ``/`` which covers them).
+
+A route answers only its ``methods``; without them, the methods of
+:data:`DEFAULT_METHODS` (never ``CONNECT`` or ``TRACE``). A route takes WebSocket
+upgrades only with ``websocket = true``, and only on ``GET``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ BALANCING_POLICIES = frozenset(
     {"round_robin", "weighted_round_robin", "random", "consistent_hash", "least_in_flight"}
 )
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: What a route without ``methods`` answers: no CONNECT (a tunnel) nor TRACE (it echoes
+#: the request, cookies and all).
+DEFAULT_METHODS = HTTP_METHODS
+#: Never routed, whatever the configuration says: the services' signed internal API.
+INTERNAL_PREFIX = "/internal"
 
 
 class RouteTableError(ValueError):
@@ -54,6 +65,10 @@ class Route:
     retries: int = 1
     max_body: int = 1_048_576
     rate_limit: RateLimit | None = None
+    #: Takes ``Upgrade: websocket`` (on GET only).
+    websocket: bool = False
+    #: The methods it answers: ``methods``, else :data:`DEFAULT_METHODS`.
+    allowed: frozenset[str] = DEFAULT_METHODS
 
     @property
     def name(self) -> str:
@@ -93,20 +108,46 @@ class RouteTable:
         for route in self.routes:
             if not route.matches_path(path):
                 continue
-            if route.methods is None or method in route.methods:
+            if method in route.allowed:
                 return route
-            allowed |= route.methods
+            allowed |= route.allowed
         if allowed:
             raise MethodNotAllowed(frozenset(allowed))
         return None
 
 
-def _route(item: dict[str, Any], defaults: dict[str, Any]) -> Route:
+class RouteRules:
+    """What the gateway's setup allows a route to name: its services, and reserved paths."""
+
+    __slots__ = ("reserved", "services")
+
+    def __init__(
+        self, services: frozenset[str] | None = None, reserved: tuple[str, ...] = ()
+    ) -> None:
+        #: The services of the topology (None: not checked, for tools that have none).
+        self.services = services
+        self.reserved = (INTERNAL_PREFIX, *(r for r in reserved if r != INTERNAL_PREFIX))
+
+    def check_target(self, where: str, target: str) -> None:
+        """Refuse a route at, under or above a reserved prefix."""
+        for reserved in self.reserved:
+            if target == reserved or target.startswith(reserved + "/"):
+                raise RouteTableError(f"route {where}: {reserved} is reserved")
+            if target == "/":
+                raise RouteTableError(f"route {where}: / would cover the reserved {reserved}")
+
+    def check_service(self, where: str, service: str) -> None:
+        if self.services is not None and service not in self.services:
+            raise RouteTableError(f"route {where}: service {service!r} is not in the topology")
+
+
+def _route(item: dict[str, Any], defaults: dict[str, Any], rules: RouteRules) -> Route:
     data = {**defaults, **item}
     where = data.get("path") or data.get("prefix") or "?"
     service = data.get("service")
-    if not service:
+    if not service or not isinstance(service, str):
         raise RouteTableError(f"route {where}: no service")
+    rules.check_service(where, service)
     prefix = data.get("prefix")
     path = data.get("path")
     if (prefix is None) == (path is None):
@@ -116,6 +157,7 @@ def _route(item: dict[str, Any], defaults: dict[str, Any]) -> Route:
         prefix is not None and target != "/" and target.endswith("/")
     ):
         raise RouteTableError(f"route {where}: must start with / and not end with /")
+    rules.check_target(where, target)
     access_value = data.get("access")
     if not access_value:
         raise RouteTableError(
@@ -136,9 +178,19 @@ def _route(item: dict[str, Any], defaults: dict[str, Any]) -> Route:
         raise RouteTableError(f"route {where}: access {access_value!r} is not valid")
     methods = data.get("methods")
     if methods is not None:
+        if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+            raise RouteTableError(f"route {where}: methods must be a list of names")
         methods = frozenset(m.upper() for m in methods)
         if not methods or not methods <= HTTP_METHODS:
-            raise RouteTableError(f"route {where}: bad methods {sorted(methods)}")
+            raise RouteTableError(
+                f"route {where}: bad methods {sorted(methods)} (allowed: "
+                f"{', '.join(sorted(HTTP_METHODS))}; never CONNECT or TRACE)"
+            )
+    websocket = data.get("websocket", False)
+    if not isinstance(websocket, bool):
+        raise RouteTableError(f"route {where}: websocket must be true or false")
+    if websocket and methods is not None and "GET" not in methods:
+        raise RouteTableError(f"route {where}: a WebSocket route must allow GET")
     scope = data.get("scope", "global")
     if scope not in ("global", "regional"):
         raise RouteTableError(f"route {where}: scope must be global or regional")
@@ -184,18 +236,29 @@ def _route(item: dict[str, Any], defaults: dict[str, Any]) -> Route:
         retries=int(numbers["retries"]),
         max_body=int(numbers["max_body"]),
         rate_limit=rate_limit,
+        websocket=websocket,
+        allowed=methods if methods is not None else DEFAULT_METHODS,
     )
 
 
-def parse_routes(raw: dict[str, Any], *, source: str = "") -> RouteTable:
-    """Build a table from parsed TOML/JSON; every error names the offending route."""
+def parse_routes(
+    raw: dict[str, Any], *, source: str = "", rules: RouteRules | None = None
+) -> RouteTable:
+    """Build a table from parsed TOML/JSON; every error names the offending route.
+
+    ``rules`` gives the topology's services and the reserved prefixes; without it only
+    ``/internal`` is reserved and any service name passes.
+    """
+    rules = rules or RouteRules()
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
         raise RouteTableError("defaults must be a table")
     items = raw.get("routes", [])
     if not isinstance(items, list) or not items:
         raise RouteTableError("the table has no routes")
-    routes = [_route(item, defaults) for item in items]
+    if not all(isinstance(item, dict) for item in items):
+        raise RouteTableError("every route must be a table")
+    routes = [_route(item, defaults, rules) for item in items]
     seen: set[tuple[str | None, str | None, frozenset[str] | None]] = set()
     for r in routes:
         key = (r.prefix, r.path, r.methods)
@@ -205,12 +268,12 @@ def parse_routes(raw: dict[str, Any], *, source: str = "") -> RouteTable:
     return RouteTable(routes, source=source)
 
 
-def load_routes(path: Path) -> RouteTable:
+def load_routes(path: Path, rules: RouteRules | None = None) -> RouteTable:
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RouteTableError(f"cannot read route table {path}: {exc}") from exc
-    return parse_routes(raw, source=str(path))
+    return parse_routes(raw, source=str(path), rules=rules)
 
 
 _FORBIDDEN_ENCODED = (b"%2f", b"%5c", b"%25", b"%00", b"%2e")

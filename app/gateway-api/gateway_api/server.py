@@ -8,6 +8,15 @@ the answer. It keeps connections alive, answers pipelined requests in order, sen
 ``100 Continue`` when a body is first read, refuses malformed or ambiguous framing
 (llhttp's strict mode) with 400, and hands ``Upgrade: websocket`` connections over as
 raw byte streams.
+
+Every client is presumed hostile, so everything a connection may hold or take is
+bounded (:class:`ClientLimits`, nginx's and Envoy's defaults): the time to send a
+request head (408) and between two reads of a body (408), the time a client may leave
+our writes unread (the connection is dropped), the raw bytes of a request head counted
+before the parser sees them (431; llhttp through httptools would otherwise accumulate
+an endless header line), the number of header and trailer fields, the requests parsed
+ahead of the one being answered, and the connections a worker holds. A connection
+whose writes are backed up is not read until they drain.
 """
 
 from __future__ import annotations
@@ -23,16 +32,62 @@ from typing import Any
 
 import httptools
 
+from gateway_api.trusted_proxies import TrustedProxies
+
 logger = logging.getLogger("gateway.server")
 
-#: Limits of a request head; past them the answer is 431.
-MAX_HEADER_BYTES = 64 * 1024
 #: Pause reading a client while this many body bytes wait for the proxy.
 BODY_HIGH_WATER = 256 * 1024
 #: How long a connection closed before its request body ended drains that body.
 LINGER_SECONDS = 2.0
-#: Pipelined requests parsed ahead of the one being answered.
-MAX_PIPELINED = 16
+#: Bytes handed to the parser at a time outside a body, and inside one: between two
+#: pieces the connection checks its limits (head size, requests parsed ahead), so a
+#: large read of tiny pipelined requests is not all parsed at once.
+HEAD_SLICE = 4096
+BODY_SLICE = 64 * 1024
+#: Idle connections closed at once to make room when a worker is at its cap (nginx's 32).
+EVICT_BATCH = 32
+
+
+class ClientLimits:
+    """What one client connection may hold or take; defaults after nginx's and Envoy's."""
+
+    __slots__ = (
+        "body_timeout",
+        "header_timeout",
+        "max_connections",
+        "max_header_bytes",
+        "max_headers",
+        "max_pipelined",
+        "send_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        header_timeout: float = 60.0,
+        body_timeout: float = 60.0,
+        send_timeout: float = 60.0,
+        max_header_bytes: int = 60 * 1024,
+        max_headers: int = 100,
+        max_pipelined: int = 4,
+        max_connections: int = 4096,
+    ) -> None:
+        #: Seconds from a request head's first byte to its end (nginx client_header_timeout).
+        self.header_timeout = header_timeout
+        #: Seconds a request body may go without a byte (nginx client_body_timeout).
+        self.body_timeout = body_timeout
+        #: Seconds our writes may stay backed up by a client that does not read (send_timeout).
+        self.send_timeout = send_timeout
+        #: Raw bytes of a request head (Envoy's max_request_headers_kb, 60).
+        self.max_header_bytes = max_header_bytes
+        #: Header fields of a request, and trailer fields of its body (Envoy's 100).
+        self.max_headers = max_headers
+        #: Requests parsed ahead of the one being answered.
+        self.max_pipelined = max_pipelined
+        #: Client connections one worker holds (nginx's worker_connections).
+        self.max_connections = max_connections
+
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
@@ -204,6 +259,7 @@ class ClientConnection(asyncio.Protocol):
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
+        self.limits = server.limits
         self.loop = server.loop
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
@@ -215,27 +271,54 @@ class ClientConnection(asyncio.Protocol):
         self._parsing: Exchange | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._header_bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._write_paused = False
+        self._write_paused_at = 0.0
         self._drain: asyncio.Future[None] | None = None
         #: When the connection last became idle (None while a request is in hand).
         self.idle_since: float | None = None
         self._bad: tuple[int, str] | None = None
-        self._head_too_large = False
+        #: Why the parser was stopped from a callback (read back in _feed).
+        self._head_error: tuple[int, str] | None = None
+        #: A request head has begun and not ended: since when, and its raw bytes so far.
+        self._head_open = False
+        self._head_since = 0.0
+        self._head_bytes = 0
+        #: Raw bytes of the body being parsed beyond its content (chunk framing,
+        #: trailers), the content so far, and its trailer fields.
+        self._framing = 0
+        self._body_total = 0
+        self._trailers = 0
+        #: Bytes read but not parsed yet: held back while enough requests are queued.
+        self._stash = b""
+        #: Reading stays paused until its owner lifts this (an upgrade being set up).
+        self._parked = False
+        #: Reads so far (the progress the sweeper looks for), and what it saw last.
+        self.reads = 0
+        self._seen_reads = 0
+        self._progress_at = 0.0
         self._trusted_peer = False
         self._lingering = False
         #: After an upgrade, raw client bytes go here instead of the parser.
         self.tunnel_sink: Callable[[bytes], None] | None = None
         self.tunnel_closed: Callable[[], None] | None = None
+        #: After an upgrade, told when writes to this client back up (True) and drain.
+        self.tunnel_flow: Callable[[bool], None] | None = None
         self.leftover = b""
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        server = self.server
+        if len(server.connections) >= self.limits.max_connections and not server.make_room():
+            # Nothing idle to close for it: refuse, as nginx does past worker_connections.
+            server.refused += 1
+            self.closed = True
+            transport.abort()  # type: ignore[attr-defined]
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -244,30 +327,78 @@ class ClientConnection(asyncio.Protocol):
                 pass
         peer = transport.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        self._trusted_peer = self.client is not None and self.client[0] in self.server.trusted
+        self._trusted_peer = self.client is not None and server.trusted.covers(self.client[0])
         local = transport.get_extra_info("sockname")
         self.server_addr = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
-        self.server.connections.add(self)
+        server.connections.add(self)
         self._arm_idle_timer()
+        self._progress_at = self.loop.time()
 
     def data_received(self, data: bytes) -> None:
+        self.reads += 1
         if self.tunnel_sink is not None:
             self.tunnel_sink(data)
             return
         if self._bad is not None or self._lingering:
             return
+        if self._stash:  # already read when reading paused: stays behind the rest
+            self._stash += data
+            return
+        if len(data) <= HEAD_SLICE:
+            self._feed(data)
+        else:
+            self._feed_slices(data)
+
+    def _feed_slices(self, data: bytes) -> None:
+        """Parse a large read piece by piece, holding back what follows a full queue."""
+        view = memoryview(data)
+        size = len(data)
+        offset = 0
+        max_pipelined = self.limits.max_pipelined
+        while offset < size:
+            if len(self.queue) > max_pipelined:
+                self._stash = bytes(view[offset:])
+                self.pause_reading()
+                return
+            step = BODY_SLICE if self._parsing is not None else HEAD_SLICE
+            if not self._feed(view[offset : offset + step]):
+                return
+            offset += step
+
+    def _feed(self, data: bytes | memoryview) -> bool:
+        """Hand ``data`` to the parser and check the head and framing bounds.
+
+        False when the connection stopped parsing (a refusal or an upgrade).
+        """
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self.leftover = data[upgrade.args[0] :]
+            self.leftover = bytes(data[upgrade.args[0] :])
+            self._parked = True
             self.pause_reading()
+            return False
         except httptools.HttpParserError as exc:
             # The flag, not the exception's __context__: how a callback's exception is
             # chained through httptools differs between CPython and compiled code.
-            if self._head_too_large:
-                self._refuse(431, "the request head is too large")
+            error = self._head_error
+            if error is not None:
+                self._refuse(error[0], error[1])
             else:
                 self._refuse(400, f"malformed request: {exc}")
+            return False
+        if self._head_open:
+            # Counted on raw bytes: a head still open after this piece holds at most all
+            # of it (more exactly: less when the head began inside it).
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(431, "the request head is too large")
+                return False
+        elif self._parsing is not None:
+            self._framing += len(data)
+            if self._framing > self.limits.max_header_bytes + self._body_total:
+                self._refuse(431, "the body's chunk framing or trailers are too large")
+                return False
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -286,34 +417,50 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._write_paused_at = self.loop.time()
+        flow = self.tunnel_flow
+        if flow is not None:
+            flow(True)
+        else:
+            # Back-pressure: a client that does not read its answers sends no more requests.
+            self.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        flow = self.tunnel_flow
+        if flow is not None:
+            flow(False)
+        elif self.current is None and self._task is None:
+            self._continue()
 
     # -- httptools callbacks --------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
-        self._header_bytes = 0
+        self._head_open = True
+        self._head_bytes = 0
+        self._head_since = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._header_bytes += len(url)
-        if self._header_bytes > MAX_HEADER_BYTES:
-            raise self._too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._parsing is not None:
-            return  # a chunked body's trailers: not forwarded
-        self._header_bytes += len(name) + len(value)
-        if self._header_bytes > MAX_HEADER_BYTES:
-            raise self._too_large()
-        self._headers.append((name.lower(), value))
+            # A chunked body's trailers: not forwarded, but counted.
+            self._trailers += 1
+            if self._trailers > self.limits.max_headers:
+                raise self._stop(431, "the body has too many trailer fields")
+            return
+        headers = self._headers
+        if len(headers) >= self.limits.max_headers:
+            raise self._stop(431, "the request has too many header fields")
+        headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self._head_open = False
         parser = self.parser
         parsed: Any = httptools.parse_url(self._url)  # stubs say bytes where llhttp gives None
         raw_path: bytes = parsed.path
@@ -340,21 +487,30 @@ class ClientConnection(asyncio.Protocol):
         if version == "1.0":
             keep_alive = any(n == b"connection" and v.lower() == b"keep-alive" for n, v in headers)
         exchange = Exchange(self, scope, keep_alive)
+        hosts = 0
         for name, value in headers:
-            if name == b"content-length":
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
                 exchange.has_body = value != b"0"
             elif name == b"transfer-encoding":
                 exchange.has_body = True
             elif name == b"expect":
                 exchange.expect_continue = value.lower() == b"100-continue"
+        if hosts != 1:
+            # RFC 9112 3.2: a request without Host, or with two, is answered 400.
+            raise self._stop(400, "a request carries exactly one Host header")
         if parser.should_upgrade():
             for name, value in headers:
                 if name == b"upgrade":
                     exchange.upgrade = value.lower()
             exchange.keep_alive = False
         self._parsing = exchange
+        self._framing = 0
+        self._body_total = 0
+        self._trailers = 0
         self.queue.append(exchange)
-        if len(self.queue) > MAX_PIPELINED:
+        if len(self.queue) > self.limits.max_pipelined:
             self.pause_reading()
         if self._task is None:
             self._task = self.loop.create_task(self._serve())
@@ -364,6 +520,9 @@ class ClientConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         exchange = self._parsing
         if exchange is not None:
+            size = len(body)
+            self._framing -= size
+            self._body_total += size
             exchange._feed(body)
             self._wake()
 
@@ -374,9 +533,9 @@ class ClientConnection(asyncio.Protocol):
             self._parsing = None
             self._wake()
 
-    def _too_large(self) -> _HeadTooLarge:
-        self._head_too_large = True  # read back in data_received (see there)
-        return _HeadTooLarge()
+    def _stop(self, status: int, detail: str) -> _HeadRefused:
+        self._head_error = (status, detail)  # read back in _feed (see there)
+        return _HeadRefused()
 
     # -- flow control ---------------------------------------------------------------
 
@@ -386,9 +545,33 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        """Read again, unless writes are backed up, enough requests wait, or it is parked."""
+        if (
+            self._reading_paused
+            and not self.closed
+            and not self._write_paused
+            and not self._parked
+            and not self._stash
+            and len(self.queue) <= self.limits.max_pipelined
+        ):
+            self._reading_paused = False
+            self._seen_reads = -1  # the body timeout counts from now, not from the pause
+            self.transport.resume_reading()
+
+    def unpark(self) -> None:
+        """An upgrade is spliced: read the client again (its bytes go to the tunnel)."""
+        self._parked = False
         if self._reading_paused and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
+
+    def _continue(self) -> None:
+        """Parse what was held back, then read again if there is room."""
+        stash = self._stash
+        if stash and not self.closed and self._bad is None:
+            self._stash = b""
+            self._feed_slices(stash)
+        self.resume_reading()
 
     def write(self, data: bytes) -> None:
         if not self.closed:
@@ -421,31 +604,77 @@ class ClientConnection(asyncio.Protocol):
             self._waiter = None
 
     def _arm_idle_timer(self) -> None:
-        # No timer per request: the server sweeps idle connections once a second.
+        # No timer per request: the server sweeps its connections once a second.
         self.idle_since = self.loop.time()
 
     def _cancel_idle_timer(self) -> None:
         self.idle_since = None
 
-    def close_if_idle(self, now: float, timeout: float) -> None:
-        since = self.idle_since
-        if since is not None and now - since > timeout and self.current is None:
-            self.transport.close()
+    def check_timeouts(self, now: float, keep_alive_timeout: float) -> None:
+        """The sweeper's look at this connection: close or refuse what took too long."""
+        limits = self.limits
+        if self._write_paused and now - self._write_paused_at > limits.send_timeout:
+            # Also when closing: a close waits for the buffer to flush, which it never will.
+            logger.info("client did not read its answers; connection dropped")
+            self.transport.abort()
             self.closed = True
+            return
+        if self.closed or self._lingering:
+            return
+        reads = self.reads
+        if reads != self._seen_reads:
+            self._seen_reads = reads
+            self._progress_at = now
+        if self._write_paused:
+            return
+        if self.tunnel_sink is not None or self._bad is not None:
+            return  # a tunnel times itself (websocket.py); a refusal is on its way
+        if self._reading_paused:
+            return  # waiting on the gateway, not on the client
+        if self._head_open:
+            if now - self._head_since > limits.header_timeout:
+                self._refuse(408, "the request head did not arrive in time")
+        elif self._parsing is not None:
+            if now - self._progress_at > limits.body_timeout:
+                self._refuse(408, "the request body stopped arriving")
+        else:
+            since = self.idle_since
+            if since is not None and self.current is None and now - since > keep_alive_timeout:
+                self.transport.close()
+                self.closed = True
 
-    def _close_lingering(self, exchange: Exchange) -> None:
+    def close_idle(self) -> None:
+        """Closed to make room for a new connection (at the worker's cap)."""
+        self.transport.close()
+        self.closed = True
+
+    @property
+    def evictable(self) -> bool:
+        """Idle between requests (or before its first): nothing is lost by closing it."""
+        return (
+            self.idle_since is not None
+            and self.current is None
+            and not self.queue
+            and not self._head_open
+            and self.tunnel_sink is None
+            and not self.closed
+        )
+
+    def _close_lingering(self, exchange: Exchange | None) -> None:
         """Close after the answer; if the client is still sending, read and drop its
         bytes for a moment first, so that the kernel does not reset the connection
         (and lose the answer) because of unread data, as nginx's lingering close."""
         if self.closed:
             return
-        if exchange.body_complete or not self.transport.can_write_eof():
+        complete = exchange is not None and exchange.body_complete
+        if complete or not self.transport.can_write_eof():
             self.transport.close()
             self.closed = True
             return
         self._lingering = True
         self.transport.write_eof()
-        self.resume_reading()
+        self._reading_paused = False
+        self.transport.resume_reading()
         self.loop.call_later(LINGER_SECONDS, self.abort)
 
     def _answer_bad(self) -> None:
@@ -458,8 +687,8 @@ class ClientConnection(asyncio.Protocol):
             + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
             + body
         )
-        self.transport.close()
-        self.closed = True
+        self._stash = b""
+        self._close_lingering(None)
 
     def _refuse(self, status: int, detail: str) -> None:
         """Malformed input: answer once everything before it is answered, then close."""
@@ -512,25 +741,32 @@ class ClientConnection(asyncio.Protocol):
                     if self.tunnel_sink is None:
                         self._close_lingering(exchange)
                     return
+                if self._write_paused:
+                    # The answer waits in our buffer: take no next request until it
+                    # drains (a client that never reads is dropped at send_timeout).
+                    try:
+                        await self.drain()
+                    except ClientGone:
+                        return
                 if not queue:
                     self._arm_idle_timer()
-                self.resume_reading()
+                self._continue()
         finally:
             self._task = None
 
 
-class _HeadTooLarge(Exception):
+class _HeadRefused(Exception):
     pass
 
 
 def _apply_forwarded(
-    scope: dict[str, Any], headers: list[tuple[bytes, bytes]], trusted: frozenset[str]
+    scope: dict[str, Any], headers: list[tuple[bytes, bytes]], trusted: TrustedProxies
 ) -> None:
     """Behind a trusted load balancer: the client and scheme it reports."""
     for name, value in headers:
         if name == b"x-forwarded-for":
             hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-            while hops and hops[-1] in trusted:
+            while hops and trusted.covers(hops[-1]):
                 hops.pop()
             if hops:
                 scope["client"] = (hops[-1], 0)
@@ -538,6 +774,10 @@ def _apply_forwarded(
             proto = value.decode("latin-1").strip().lower()
             if proto in ("http", "https"):
                 scope["scheme"] = proto
+
+
+def _idle_since(conn: ClientConnection) -> float:
+    return conn.idle_since or 0.0
 
 
 class HttpServer:
@@ -550,13 +790,19 @@ class HttpServer:
         bad_request: BadRequest,
         keep_alive_timeout: float = 30.0,
         trusted_proxies: str = "",
+        limits: ClientLimits | None = None,
     ) -> None:
         self.handler = handler
         #: Peers whose ``X-Forwarded-For``/``-Proto`` name the real client and scheme.
-        self.trusted = frozenset(p.strip() for p in trusted_proxies.split(",") if p.strip())
+        self.trusted = TrustedProxies(trusted_proxies)
         self.bad_request = bad_request
         self.keep_alive_timeout = keep_alive_timeout
+        self.limits = limits or ClientLimits()
         self.connections: set[ClientConnection] = set()
+        #: Connections refused at the cap, and idle ones closed to make room.
+        self.refused = 0
+        self.evicted = 0
+        self._refused_logged = 0
         self.loop = asyncio.get_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -575,11 +821,32 @@ class HttpServer:
         self._sweep()
 
     def _sweep(self) -> None:
-        """Close connections idle (or stuck before a request head) for too long."""
+        """Once a second: time out idle connections, slow heads and bodies, unread answers."""
         now = self.loop.time()
+        keep_alive_timeout = self.keep_alive_timeout
         for conn in list(self.connections):
-            conn.close_if_idle(now, self.keep_alive_timeout)
+            conn.check_timeouts(now, keep_alive_timeout)
+        if self.refused != self._refused_logged:
+            logger.warning(
+                "connections refused: the worker is at its cap",
+                extra={
+                    "refused": self.refused - self._refused_logged,
+                    "max_connections": self.limits.max_connections,
+                },
+            )
+            self._refused_logged = self.refused
         self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    def make_room(self) -> bool:
+        """At the cap: close the longest-idle connections (nginx does so); False if none."""
+        idle = [conn for conn in self.connections if conn.evictable]
+        if not idle:
+            return False
+        idle.sort(key=_idle_since)
+        for conn in idle[:EVICT_BATCH]:
+            conn.close_idle()
+            self.evicted += 1
+        return True
 
     @property
     def port(self) -> int:

@@ -62,6 +62,11 @@ class RevokedSessions:
     def __len__(self) -> int:
         return len(self._revoked)
 
+    @property
+    def loaded(self) -> bool:
+        """The feed has answered once: sessions revoked before this gateway started are known."""
+        return self.polls > 0
+
     def is_revoked(self, session_id: str) -> bool:
         return session_id in self._revoked
 
@@ -181,5 +186,6 @@ class RevokedSessions:
             "revoked_sessions": len(self._revoked),
             "watched_connections": self.watched,
             "polls": self.polls,
+            "loaded": self.loaded,
             "feed": {None: "unknown", True: "ok", False: "failing"}[self._feed_ok],
         }

@@ -10,6 +10,11 @@ A tunnel opened with a caller's token ends when that caller's session is revoked
 as the gateway learns of it (:meth:`RevokedSessions.watch`), so a logged-out user does
 not keep a live socket. The tunnel is raw bytes, so no close frame is injected (it
 could land inside a frame the upstream is sending); the client sees the TCP close.
+
+Flow control runs both ways: while writes to one side are backed up, the other side is
+not read, so a peer that floods a tunnel whose far end does not read fills kernel
+buffers, not the gateway's memory. A tunnel that carries no byte either way for
+``idle_timeout`` seconds, or that has lasted ``max_lifetime``, is closed.
 """
 
 from __future__ import annotations
@@ -52,10 +57,14 @@ async def tunnel_websocket(
     hash_key: str | None,
     session_id: str | None = None,
     revoked: RevokedSessions | None = None,
+    idle_timeout: float = 300.0,
+    max_lifetime: float = 7200.0,
+    response_dropped: frozenset[bytes] = frozenset(),
 ) -> tuple[int, str]:
     """Relay one WebSocket session; returns (status, instance id) once it ends.
 
     With ``session_id`` and ``revoked``, the tunnel closes when that session is revoked.
+    ``response_dropped`` names upstream headers the client must not see.
     """
     instance = pool.choose(route.balancing, hash_key)
     if instance is None:
@@ -77,6 +86,7 @@ async def tunnel_websocket(
             upstream.start(
                 request_head("GET", target, instance.url[7:].encode(), headers) + b"\r\n",
                 head_request=False,
+                upgrade=True,
             )
             resp = await upstream.response(route.read_timeout)
         except UpstreamTimeout as exc:
@@ -95,17 +105,25 @@ async def tunnel_websocket(
             while chunk := await upstream.chunk(route.read_timeout):
                 body.append(chunk)
             upstream.abort()
-            kept = [(n, v) for n, v in resp.headers if n not in _FRAMING]
+            kept = [
+                (n, v) for n, v in resp.headers if n not in _FRAMING and n not in response_dropped
+            ]
             exchange.keep_alive = False
             exchange.respond(resp.status, kept, b"".join(body))
             return resp.status, instance.spec.id
         conn = exchange.conn
         head = [status_line(101)]
-        head.extend(name + b": " + value + b"\r\n" for name, value in resp.headers)
+        head.extend(
+            name + b": " + value + b"\r\n"
+            for name, value in resp.headers
+            if name not in response_dropped or name in _UPGRADE_HEADERS
+        )
         head.append(b"\r\n")
         exchange.response_started = True
         conn.write(b"".join(head))
-        await _splice(exchange, upstream, session_id, revoked, route.name)
+        await _splice(
+            exchange, upstream, session_id, revoked, route.name, idle_timeout, max_lifetime
+        )
         exchange.response_done = True
         instance.served += 1
         return 101, instance.spec.id
@@ -122,11 +140,15 @@ async def _splice(
     session_id: str | None,
     revoked: RevokedSessions | None,
     route: str,
+    idle_timeout: float,
+    max_lifetime: float,
 ) -> None:
-    """Relay bytes until either side closes, or the session is revoked; then close both."""
+    """Relay bytes until either side closes, the session is revoked, the tunnel idles
+    too long or reaches its lifetime; then close both."""
     conn = exchange.conn
     assert upstream.transport is not None
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
 
     def finished() -> None:
         if not done.done():
@@ -134,15 +156,31 @@ async def _splice(
 
     upstream_transport = upstream.transport
     client_transport = conn.transport
+
+    def client_backed_up(paused: bool) -> None:
+        # Writes to the client wait: stop reading what the upstream sends them.
+        if paused:
+            upstream_transport.pause_reading()
+        elif not upstream.closed:
+            upstream_transport.resume_reading()
+
+    def upstream_backed_up(paused: bool) -> None:
+        if paused:
+            client_transport.pause_reading()
+        elif not conn.closed:
+            client_transport.resume_reading()
+
     conn.tunnel_sink = upstream_transport.write
     conn.tunnel_closed = finished
+    conn.tunnel_flow = client_backed_up
     upstream.tunnel_sink = client_transport.write
     upstream.tunnel_closed = finished
+    upstream.tunnel_flow = upstream_backed_up
     if upstream.leftover:
         client_transport.write(upstream.leftover)
     if conn.leftover:
         upstream_transport.write(conn.leftover)
-    conn.resume_reading()
+    conn.unpark()
 
     def session_ended() -> None:
         logger.info("websocket closed: its session was revoked", extra={"route": route})
@@ -153,11 +191,34 @@ async def _splice(
         if revoked is not None and session_id is not None
         else None
     )
+    timed_out = False
     try:
-        await done
+        started = loop.time()
+        seen = -1
+        last_activity = started
+        while not done.done():
+            now = loop.time()
+            activity = conn.reads + upstream.reads
+            if activity != seen:
+                seen, last_activity = activity, now
+            left = min(started + max_lifetime - now, last_activity + idle_timeout - now)
+            if left <= 0:
+                timed_out = True
+                reason = "its lifetime ended" if now - started >= max_lifetime else "idle"
+                logger.info(f"websocket closed: {reason}", extra={"route": route})
+                break
+            # Activity is seen when the loop looks: looking every quarter of the idle
+            # timeout closes an idle tunnel within 1.25 times it.
+            await asyncio.wait((done,), timeout=min(left, idle_timeout / 4))
     finally:
         if stop_watching is not None:
             stop_watching()
-        upstream_transport.close()
-        client_transport.close()
+        if timed_out:
+            # Nothing to flush that matters, and a peer that does not read would hold
+            # a graceful close open.
+            upstream_transport.abort()
+            client_transport.abort()
+        else:
+            upstream_transport.close()
+            client_transport.close()
         conn.closed = True
