@@ -84,9 +84,22 @@ def _topology(ports: dict[str, int]) -> str:
         + f"instances = [{{ port = {ports[name]} }}]\n"
         for name in ("sv-region", "auth-jwt", "auth-rbac", "sv-user")
     )
+    # The gateway refuses routes to services outside the topology: the ones this stack
+    # does not run are listed with an address nobody answers on (edgectl starts none).
+    absent = "\n".join(
+        f'[[services]]\nname = "{name}"\n'
+        + ('region = "east"\n' if regional else "")
+        + 'instances = [{ url = "http://127.0.0.1:9" }]\n'
+        for name, regional in (
+            ("sv-config", False),
+            ("sv-log", False),
+            ("sv-money", True),
+            ("sv-notice", True),
+        )
+    )
     return (
         f'[gateway]\nhost = "127.0.0.1"\nport = {ports["public"]}\n'
-        f'admin_port = {ports["admin"]}\n\n[[regions]]\nname = "east"\n\n{services}'
+        f'admin_port = {ports["admin"]}\n\n[[regions]]\nname = "east"\n\n{services}\n{absent}'
     )
 
 
