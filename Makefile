@@ -13,12 +13,13 @@ export UV_PYTHON_DOWNLOADS := never
 export EDGE_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export EDGE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: up down test lint typecheck unit venv native native-strict bazel bazel-check bench bench-logs bench-gateway bench-tools clean help
+.PHONY: up down test lint typecheck unit venv native native-strict generate bazel bazel-check bench bench-logs bench-gateway bench-tools clean help
 
 help:
 	@echo "make up      start the whole stack locally (gateway on 127.0.0.1:7001)"
 	@echo "make down    stop it"
 	@echo "make test    lint, type-check and run every test (needs PostgreSQL/Redis: installed if absent)"
+	@echo "make generate  rewrite every list derived from deploy/services.toml"
 	@echo "make bazel   bazel build //... offline"
 	@echo "make bench   benchmarks (not part of make test)"
 
@@ -53,6 +54,12 @@ up: venv native
 
 down: venv
 	$(BIN)/python -m edgectl down
+
+# Every list of services and regions (pyproject, BUILD, CI, compose, kustomize, topologies)
+# is written from deploy/services.toml; tests/deploy/test_generated.py fails when one is
+# stale. `edgectl new-service sv-foo` adds a service and runs this (doc/guide/).
+generate: venv
+	$(BIN)/python -m edgectl generate
 
 lint: venv
 	$(BIN)/ruff check .

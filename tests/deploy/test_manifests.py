@@ -30,15 +30,19 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from edgectl.registry import load_registry
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("minikube", "ack")
 NAMESPACE = "edge"
-REGIONS = ("east", "west")
-GATEWAY = "gateway-api"
-REGIONAL = ("sv-user", "sv-money", "sv-notice")
-GLOBAL = ("sv-region", "auth-jwt", "auth-rbac", "sv-config", "sv-log")
+#: The services and regions, from the registry every list here is generated from.
+REGISTRY = load_registry(DEPLOY / "services.toml")
+REGIONS = REGISTRY.regions
+GATEWAY = REGISTRY.gateway.name
+REGIONAL = tuple(s.name for s in REGISTRY.of_plane("regional"))
+GLOBAL = tuple(s.name for s in REGISTRY.of_plane("global"))
 ACK_REGISTRY = "registry.cn-hangzhou.aliyuncs.com/edge"
 #: The oldest Kubernetes the manifests must apply to (ACK and minikube both offer it); the
 #: newest schemas kubernetes-validate bundles are checked too, to catch removed APIs.
@@ -87,8 +91,9 @@ def facts(service: str) -> ServiceFacts:
     )
 
 
-def test_the_nine_services_are_the_ones_deployed() -> None:
-    assert len(SERVICES) == 9
+def test_the_registered_services_are_the_ones_packaged() -> None:
+    assert len(SERVICES) >= 9
+    assert SERVICES == REGISTRY.packages
     assert set(SERVICES) == {GATEWAY, *GLOBAL, *REGIONAL}
     for service, package in SERVICES.items():
         assert (ROOT / "app" / service / package / "__main__.py").is_file(), service
@@ -604,7 +609,7 @@ def _published(svc: Doc) -> list[tuple[str, int, int]]:
     return result
 
 
-def test_compose_runs_thirteen_edge_processes_plus_postgres_and_redis() -> None:
+def test_compose_runs_every_local_instance_plus_postgres_and_redis() -> None:
     edge = _edge_services()
     others = set(COMPOSE["services"]) - set(edge)
     assert others == {"postgres", "redis"}
@@ -614,12 +619,13 @@ def test_compose_runs_thirteen_edge_processes_plus_postgres_and_redis() -> None:
     for svc in edge.values():
         service = svc["build"]["args"]["SERVICE"]
         placement[(service, svc["environment"].get(f"{facts(service).prefix}REGION"))] += 1
+    # As many containers as the local stack runs processes (edgectl up).
     expected: Counter[tuple[str, str | None]] = Counter({(GATEWAY, None): 1})
-    expected.update({(s, None): 1 for s in GLOBAL})
-    expected.update({(s, r): 1 for s in REGIONAL for r in REGIONS})
-    expected[("sv-user", "east")] = 2
+    for svc in REGISTRY.services:
+        expected.update({(svc.name, r): len(instances) for r, instances in svc.local.items()})
     assert placement == expected
-    assert len(edge) == 13
+    assert expected[("sv-user", "east")] == 2
+    assert len(edge) == sum(expected.values())
 
 
 def test_compose_services_build_and_configure_themselves() -> None:
@@ -787,6 +793,33 @@ def test_dockerfile_runtime_is_non_root_with_a_healthcheck() -> None:
         assert facts(service).port > 0
 
 
+def _image_env() -> dict[str, str]:
+    """ENV of the runtime stage, as name -> value."""
+    env: dict[str, str] = {}
+    for word, args in _stages()[-1]:
+        if word == "ENV":
+            for pair in args.split():
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def test_images_default_to_a_non_local_profile() -> None:
+    """A container refuses the development secrets unless compose or k8s say otherwise."""
+    from pydantic import ValidationError
+
+    profile = _image_env()["EDGE_PROFILE"]
+    assert profile == "prod"
+    for service in SERVICES:
+        settings = importlib.import_module(f"{SERVICES[service]}.config").Settings
+        with pytest.raises(ValidationError, match="still has its development default"):
+            settings(profile=profile)
+    # Compose chooses its profile on every container, and the base's edge-config its own.
+    for name, svc in _edge_services().items():
+        assert svc["environment"]["EDGE_PROFILE"] == "${EDGE_PROFILE:-dev}", name
+    assert "EDGE_PROFILE=prod" in (K8S / "base" / "edge.env").read_text().splitlines()
+
+
 def test_dockerfile_runs_python_m_package() -> None:
     runtime = _stages()[-1]
     entrypoint = json.loads(next(a for w, a in runtime if w == "ENTRYPOINT"))
@@ -887,8 +920,11 @@ def test_ci_deploys_the_overlays_ack_only_by_hand() -> None:
     assert "kubectl apply -k" in _script(ack)
     minikube = deploys["deploy:minikube"]
     assert "kubectl apply -k deploy/k8s/overlays/minikube" in _script(minikube)
-    for name in SERVICES:
-        assert name in _script(ack), f"deploy:ack does not pin the image of {name}"
+    # Both loop over EDGE_IMAGES (<service>:<package> pairs): ack pins every image.
+    images = dict(pair.split(":") for pair in CI["variables"]["EDGE_IMAGES"].split())
+    assert images == SERVICES
+    for job in (ack, minikube):
+        assert "for pair in $EDGE_IMAGES" in _script(job)
 
 
 # --- drift: what edgectl gives each service locally, every deployment gives too ---------------
@@ -912,11 +948,11 @@ def _ignored(service: str, name: str) -> bool:
 def _local_env_names() -> dict[str, frozenset[str]]:
     """service -> names of the variables edgectl sets for it from deploy/local/topology.toml."""
     from edgectl.processes import process_specs
-    from gateway_api.topology import load_topology
+    from edgelib.topology import load_topology
 
     path = DEPLOY / "local" / "topology.toml"
     names: dict[str, set[str]] = {}
-    for spec in process_specs(load_topology(path), path, ROOT / "var"):
+    for spec in process_specs(REGISTRY, load_topology(path), path, ROOT / "var"):
         names.setdefault(spec.service, set()).update(
             n for n in spec.env if not _ignored(spec.service, n)
         )

@@ -124,6 +124,8 @@ class Stacks:
         ports = shifted_topology(topology)
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
         env.update(SUITE_LIMITS)
+        # The tests read which instance answered; the gateway hides it unless asked.
+        env["GATEWAY_EXPOSE_INSTANCE"] = "true"
         database = None
         if flavour == "postgres-redis":
             database = f"edge_e2e_{uuid.uuid4().hex[:8]}"

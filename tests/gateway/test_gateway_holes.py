@@ -134,17 +134,16 @@ async def test_client_forwarded_and_x_real_ip_headers_never_reach_the_service(
 async def test_x_edge_instance_reaches_clients_only_when_a_setting_asks(
     tmp_path: Path, gw: GatewayUnderTest, client: httpx.AsyncClient
 ) -> None:
-    # The local profile asks by default (operators and tests read it there).
-    exposed = await client.get(gw.url + "/api/v1/echo/x")
-    assert exposed.headers["x-edge-instance"] == f"echo-{exposed.headers['x-upstream']}"
-    (tmp_path / "private").mkdir()
-    async for private in start_gateway(tmp_path / "private", {"a": 1}, expose_instance=False):
-        resp = await client.get(private.url + "/api/v1/echo/x")
+    # Off by default, in every profile: the header names internal instances.
+    hidden = await client.get(gw.url + "/api/v1/echo/x")
+    assert hidden.status_code == 200
+    assert "x-edge-instance" not in hidden.headers
+    (tmp_path / "exposed").mkdir()
+    async for exposed in start_gateway(tmp_path / "exposed", {"a": 1}, expose_instance=True):
+        resp = await client.get(exposed.url + "/api/v1/echo/x")
         assert resp.status_code == 200
-        assert resp.headers["x-upstream"] == "a"
-        assert "x-edge-instance" not in resp.headers
-    production = Settings(profile="prod", service_secret="s" * 40)
-    assert production.instance_header_exposed is False
+        assert resp.headers["x-edge-instance"] == f"echo-{resp.headers['x-upstream']}"
+    assert Settings(profile="local").instance_header_exposed is False
     assert Settings(
         profile="prod", service_secret="s" * 40, expose_instance=True
     ).instance_header_exposed

@@ -1,4 +1,4 @@
-"""``edgectl up | down | migrate``: the local stack's command line."""
+"""``edgectl up | down | migrate | generate | new-service``: the platform's command line."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from edgectl.processes import PACKAGES, process_specs
+from edgectl.generate import GenerateError, generate, stale
+from edgectl.processes import process_specs
+from edgectl.registry import RegistryError, default_registry, load_registry
+from edgectl.scaffold import ScaffoldError, new_service
 from edgectl.supervisor import supervise
-from gateway_api.topology import load_topology
+from edgelib.topology import TopologyError, load_topology
 
 DEFAULT_TOPOLOGY = Path("deploy/local/topology.toml")
 
@@ -22,7 +25,7 @@ DEFAULT_TOPOLOGY = Path("deploy/local/topology.toml")
 def _up(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
     var_dir = args.var_dir
-    specs = process_specs(topology, args.topology, var_dir)
+    specs = process_specs(load_registry(args.registry), topology, args.topology, var_dir)
     gw = topology.gateway
     return asyncio.run(
         supervise(
@@ -62,8 +65,9 @@ def _down(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     """Apply every database-owning service's migrations (profiles other than local)."""
+    registry = load_registry(args.registry)
     topology = load_topology(args.topology)
-    specs = process_specs(topology, args.topology, args.var_dir)
+    specs = process_specs(registry, topology, args.topology, args.var_dir)
     done: set[tuple[str, str | None]] = set()
     for spec in specs:
         key = (spec.service, spec.region)
@@ -73,14 +77,55 @@ def _migrate(args: argparse.Namespace) -> int:
         env = {**os.environ, **spec.env}
         print(f"migrating {spec.service} {spec.region or ''}".rstrip())  # noqa: T201
         subprocess.run(
-            [sys.executable, "-m", PACKAGES[spec.service], "migrate"], env=env, check=True
+            [sys.executable, "-m", registry.service(spec.service).package, "migrate"],
+            env=env,
+            check=True,
         )
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    """Write (or with --check, only list) the files the registry makes stale."""
+    if args.check:
+        paths = stale(args.root)
+        for path in paths:
+            print(f"stale: {path}")  # noqa: T201
+        if paths:
+            print("run `make generate` and commit the result")  # noqa: T201
+        return 1 if paths else 0
+    for path in generate(args.root):
+        print(f"wrote {path}")  # noqa: T201
+    return 0
+
+
+def _new_service(args: argparse.Namespace) -> int:
+    """Scaffold a service, add it to deploy/services.toml and regenerate."""
+    try:
+        changed = new_service(
+            args.root, args.name, plane=args.plane, port=args.port, description=args.description
+        )
+    except ScaffoldError as exc:
+        print(f"edgectl: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    for path in changed:
+        print(f"wrote {path}")  # noqa: T201
+    package = args.name.replace("-", "_")
+    print(  # noqa: T201
+        f"\n{args.name} is registered. Next: `make up` starts it; "
+        f"`.venv/bin/pytest tests/{package}` runs its tests; see doc/guide/add-a-service.md."
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="edgectl")
     parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=default_registry(),
+        help="deploy/services.toml here, else the one of edgectl's own tree",
+    )
     parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("EDGE_VAR_DIR", "var")))
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole stack and supervise it")
@@ -88,10 +133,26 @@ def main(argv: list[str] | None = None) -> None:
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop a running stack").set_defaults(func=_down)
     sub.add_parser("migrate", help="apply all migrations").set_defaults(func=_migrate)
+    gen = sub.add_parser("generate", help="write every list derived from deploy/services.toml")
+    gen.add_argument("--check", action="store_true", help="only list stale files; 1 if any")
+    gen.add_argument("--root", type=Path, default=Path("."), help="the repository")
+    gen.set_defaults(func=_generate)
+    new = sub.add_parser("new-service", help="scaffold a service and register it")
+    new.add_argument("name", help="e.g. sv-foo")
+    new.add_argument("--plane", choices=["regional", "global"], default="regional")
+    new.add_argument("--port", type=int, help="default port (next free one if not given)")
+    new.add_argument("--description", default="a new Edge service")
+    new.add_argument("--root", type=Path, default=Path("."), help="the repository")
+    new.set_defaults(func=_new_service)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="edgectl: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except (RegistryError, TopologyError, GenerateError) as exc:
+        print(f"edgectl: {exc}", file=sys.stderr)  # noqa: T201
+        code = 2
+    sys.exit(code)
 
 
 if __name__ == "__main__":

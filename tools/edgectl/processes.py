@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_api.topology import Topology
-
-PACKAGES = {
-    "gateway-api": "gateway_api",
-    "sv-region": "sv_region",
-    "auth-jwt": "auth_jwt",
-    "auth-rbac": "auth_rbac",
-    "sv-config": "sv_config",
-    "sv-log": "sv_log",
-    "sv-user": "sv_user",
-    "sv-money": "sv_money",
-    "sv-notice": "sv_notice",
-}
+from edgectl.registry import Registry, RegistryError, Service, peer_settings
+from edgelib.topology import Topology
 
 
-def env_prefix(service: str) -> str:
-    return service.upper().replace("-", "_").replace("GATEWAY_API", "GATEWAY") + "_"
+def env_prefix(registry: Registry, service: str) -> str:
+    return registry.service(service).prefix
 
 
 @dataclass
@@ -45,45 +33,26 @@ class ProcessSpec:
         return self.public_url or self.ready_url.rsplit("/", 1)[0]
 
 
-def _urls(topology: Topology, service: str, region: str | None = None) -> str:
-    return ",".join(i.url for i in topology.instances if (i.service, i.region) == (service, region))
+def peer_env(registry: Registry, topology: Topology, service: str) -> dict[str, str]:
+    """The peer settings (deploy/services.toml) of ``service``, with the topology's URLs."""
+    prefix = registry.service(service).prefix
+
+    def urls(peer: Service, region: str | None) -> list[str]:
+        return topology.urls(peer.name, region)
+
+    settings = peer_settings(registry, urls, topology.regions)
+    return {name: value for name, value in settings if name.startswith(prefix)}
 
 
-def peer_env(topology: Topology, service: str) -> dict[str, str]:
-    """Where a service finds the peers it calls, from the topology."""
-    sv_users = {r: _urls(topology, "sv-user", r) for r in topology.regions}
-    sv_users = {r: urls for r, urls in sv_users.items() if urls}
-    # Where platform events go (edgelib.events): each region's sv-notice.
-    sv_notices = {r: _urls(topology, "sv-notice", r) for r in topology.regions}
-    notice_urls = json.dumps({r: urls for r, urls in sv_notices.items() if urls})
-    env: dict[str, str] = {}
-    if service == "sv-region":
-        env["SV_REGION_REGIONS"] = json.dumps(list(topology.regions))
-    elif service == "sv-user":
-        env["SV_USER_REGION_PEERS"] = json.dumps(sv_users)
-        env["SV_USER_SV_REGION_URL"] = _urls(topology, "sv-region")
-        env["SV_USER_AUTH_JWT_URL"] = _urls(topology, "auth-jwt")
-        env["SV_USER_AUTH_RBAC_URL"] = _urls(topology, "auth-rbac")
-    elif service == "sv-money":
-        sv_money = {r: _urls(topology, "sv-money", r) for r in topology.regions}
-        env["SV_MONEY_PEERS"] = json.dumps({r: urls for r, urls in sv_money.items() if urls})
-        env["SV_MONEY_SV_REGION_URL"] = _urls(topology, "sv-region")
-        env["SV_MONEY_NOTICE_URLS"] = notice_urls
-    elif service == "sv-notice":
-        env["SV_NOTICE_PEERS"] = notice_urls
-        env["SV_NOTICE_SV_REGION_URL"] = _urls(topology, "sv-region")
-    elif service == "auth-jwt":
-        env["AUTH_JWT_SV_USER_URLS"] = json.dumps(sv_users)
-        env["AUTH_JWT_SV_REGION_URL"] = _urls(topology, "sv-region")
-        env["AUTH_JWT_AUTH_RBAC_URL"] = _urls(topology, "auth-rbac")
-        env["AUTH_JWT_NOTICE_URLS"] = notice_urls
-        if topology.regions:
-            env["AUTH_JWT_ADMIN_REGION"] = topology.regions[0]
-    return {name: value for name, value in env.items() if value}
-
-
-def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> list[ProcessSpec]:
+def process_specs(
+    registry: Registry, topology: Topology, topology_path: Path, var_dir: Path
+) -> list[ProcessSpec]:
     """One spec per instance in the topology, then the gateway, in start order."""
+    unknown = sorted(set(topology.services()) - set(registry.packages))
+    if unknown:
+        raise RegistryError(
+            f"{topology_path}: not in the registry (deploy/services.toml): {', '.join(unknown)}"
+        )
     specs: list[ProcessSpec] = []
     host = topology.gateway.host
     # Every process ships its logs to sv-log (the first instance) unless told otherwise.
@@ -93,7 +62,7 @@ def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> lis
     for inst in topology.instances:
         if inst.port is None:
             continue  # remote instance (container, k8s): not ours to start
-        prefix = env_prefix(inst.service)
+        prefix = env_prefix(registry, inst.service)
         env = {
             f"{prefix}PORT": str(inst.port),
             f"{prefix}HOST": host,
@@ -103,7 +72,7 @@ def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> lis
         }
         if inst.region:
             env[f"{prefix}REGION"] = inst.region
-        env.update(peer_env(topology, inst.service))
+        env.update(peer_env(registry, topology, inst.service))
         specs.append(
             ProcessSpec(
                 name=inst.id,
@@ -111,7 +80,7 @@ def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> lis
                 region=inst.region,
                 port=inst.port,
                 ready_url=f"http://{host}:{inst.port}/readyz",
-                argv=[sys.executable, "-m", PACKAGES[inst.service]],
+                argv=[sys.executable, "-m", registry.service(inst.service).package],
                 env=env,
             )
         )
@@ -123,7 +92,7 @@ def process_specs(topology: Topology, topology_path: Path, var_dir: Path) -> lis
             region=None,
             port=gw.port,
             ready_url=f"http://127.0.0.1:{gw.admin_port}/readyz",
-            argv=[sys.executable, "-m", "gateway_api"],
+            argv=[sys.executable, "-m", registry.gateway.package],
             env={
                 "GATEWAY_HOST": gw.host,
                 "GATEWAY_PORT": str(gw.port),

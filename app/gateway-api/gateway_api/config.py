@@ -65,9 +65,9 @@ class Settings(ServiceSettings):
     #: Path prefixes no route may claim (nor a route above them, such as ``/``).
     #: ``/internal`` is always reserved.
     reserved_prefixes: str = "/internal,/healthz,/readyz,/metrics"
-    #: Pass the services' ``x-edge-instance`` response header on to clients. None (the
-    #: default): only in the local profile, where tests and operators read it.
-    expose_instance: bool | None = None
+    #: Pass the services' ``x-edge-instance`` response header on to clients (off: it
+    #: names internal instances; the e2e stacks turn it on to see who answered).
+    expose_instance: bool = False
     #: Worker processes serving the public port (SO_REUSEPORT); 1 runs a single process.
     workers: int = 1
 
@@ -88,8 +88,6 @@ class Settings(ServiceSettings):
     @property
     def instance_header_exposed(self) -> bool:
         """Whether clients see which instance answered (``x-edge-instance``)."""
-        if self.expose_instance is None:
-            return self.profile == "local"
         return self.expose_instance
 
     def reserved(self) -> tuple[str, ...]:

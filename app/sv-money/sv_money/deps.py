@@ -1,41 +1,36 @@
-"""Dependencies of sv-money's endpoints: its services, and the Idempotency-Key header."""
+"""Dependencies of sv-money's endpoints: the service each one uses, and the
+Idempotency-Key header.
+
+Each domain's endpoints depend on their own service only (``TransferServiceDep`` and so
+on, declared next to them with :func:`provided`), never on a bag of every service.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, FastAPI, Header, Request
 
-from sv_money.audit.service import AuditService
-from sv_money.crossregion.service import CrossRegionService
-from sv_money.holds.service import HoldService
 from sv_money.idempotency.exceptions import IdempotencyKeyRequired
-from sv_money.topups.service import TopupService
-from sv_money.transactions import Transactions
-from sv_money.transfers.service import TransferService
-from sv_money.wallet.service import WalletService
+
+S = TypeVar("S")
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
-    """sv-money's services, built once in the lifespan (they hold no request state)."""
-
-    transactions: Transactions
-    wallet: WalletService
-    transfers: TransferService
-    holds: HoldService
-    topups: TopupService
-    crossregion: CrossRegionService
-    audit: AuditService
+def provide(app: FastAPI, *instances: object) -> None:
+    """Make ``instances`` (built in the lifespan) what :func:`provided` answers, by type."""
+    app.state.provided = {type(instance): instance for instance in instances}
 
 
-async def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def provided(kind: type[S]) -> Callable[[Request], Awaitable[S]]:
+    """A dependency answering the app's one ``kind``, as registered by :func:`provide`."""
 
+    async def dependency(request: Request) -> S:
+        instance: S = request.app.state.provided[kind]
+        return instance
 
-ServicesDep = Annotated[Services, Depends(_services)]
+    dependency.__name__ = f"provided_{kind.__name__}"
+    return dependency
 
 
 async def _idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str:

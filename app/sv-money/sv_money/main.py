@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from sv_money.audit.service import AuditService
 from sv_money.config import Settings, url_list
 from sv_money.crossregion.endpoints import router as crossregion_router
 from sv_money.crossregion.service import CrossRegionService
-from sv_money.deps import Services
+from sv_money.deps import provide
 from sv_money.holds.endpoints import router as holds_router
 from sv_money.holds.service import HoldService
 from sv_money.idempotency.service import forget_expired
@@ -39,6 +40,23 @@ from sv_money.wallet.service import WalletService
 from sv_money.workers import HoldExpiry, OutboxRecovery, periodic
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """sv-money's services, built once in the lifespan (they hold no request state).
+
+    Each endpoint depends on its own service only (see :mod:`sv_money.deps`); this bundle
+    is for the lifespan, the workers and the command line.
+    """
+
+    transactions: Transactions
+    wallet: WalletService
+    transfers: TransferService
+    holds: HoldService
+    topups: TopupService
+    crossregion: CrossRegionService
+    audit: AuditService
 
 
 @asynccontextmanager
@@ -149,6 +167,15 @@ def create_app(
             ),
         ):
             app.state.services = services
+            provide(
+                app,
+                services.wallet,
+                services.transfers,
+                services.holds,
+                services.topups,
+                services.crossregion,
+                services.audit,
+            )
             yield
 
     app = create_service_app(

@@ -32,9 +32,10 @@ def _refusal(response: httpx.Response, peer: str) -> Exception:
     if response.status_code >= 500:
         return PeerUnavailable(f"{peer} answered {response.status_code}")
     try:
-        doc: dict[str, Any] = response.json()
+        parsed = response.json()
     except ValueError:
-        doc = {}
+        parsed = None
+    doc: dict[str, object] = parsed if isinstance(parsed, dict) else {}
     type_uri = str(doc.get("type", ""))
     slug = type_uri.removeprefix(PROBLEM_BASE) if type_uri.startswith(PROBLEM_BASE) else "refused"
     return PeerProblem(

@@ -4,27 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from edgelib.deps import CurrentUser, InternalCaller
 from sv_money.audit.schemas import AuditReport
-from sv_money.deps import ServicesDep
+from sv_money.audit.service import AuditService
+from sv_money.deps import provided
 
 router = APIRouter(prefix="/api/v1/wallet/audit", tags=["audit"])
 internal_router = APIRouter(prefix="/internal/audit", tags=["audit (internal)"])
+
+AuditServiceDep = Annotated[AuditService, Depends(provided(AuditService))]
 
 
 @router.get("", response_model=AuditReport)
 async def audit(
     admin: CurrentUser,
-    services: ServicesDep,
+    auditor: AuditServiceDep,
     region: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
 ) -> AuditReport:
     """Check the ledger of ``region`` (the caller's own region's sv-money by default)."""
-    return await services.audit.run_for(region)
+    return await auditor.run_for(region)
 
 
 @internal_router.get("", response_model=AuditReport)
-async def audit_here(caller: InternalCaller, services: ServicesDep) -> AuditReport:
+async def audit_here(caller: InternalCaller, auditor: AuditServiceDep) -> AuditReport:
     """Check this region's ledger."""
-    return await services.audit.run()
+    return await auditor.run()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, not_, or_, select
+from sqlalchemy import Table, and_, case, func, literal, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.tables import accounts, entries, holds, postings, transfers
@@ -14,7 +14,7 @@ class AuditRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def count(self, table: Any) -> int:
+    async def count(self, table: Table) -> int:
         counted = await self.conn.execute(select(func.count()).select_from(table))
         return int(counted.scalar_one())
 

@@ -10,9 +10,9 @@ different moments is read again, one transfer at a time, before it is reported.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Protocol, TypeVar
 
 from sv_money.audit.exceptions import UnknownRegion
 from sv_money.audit.repository import AuditRepository
@@ -31,6 +31,19 @@ from sv_money.transactions import Transactions
 
 #: A report lists at most this many violations (it still says when there were more).
 MAX_LISTED = 1000
+
+R = TypeVar("R", InboundRecord, OutboundRecord)
+R_co = TypeVar("R_co", covariant=True)
+
+
+class _Page(Protocol[R_co]):
+    """A page of either region's records, with where the next one starts."""
+
+    @property
+    def items(self) -> Sequence[R_co]: ...
+
+    @property
+    def next_after(self) -> str | None: ...
 
 
 class AuditService:
@@ -147,8 +160,8 @@ class AuditService:
                 )
             )
 
-    async def _pages(self, fetch: Callable[[str | None], Awaitable[Any]]) -> dict[str, Any]:
-        records: dict[str, Any] = {}
+    async def _pages(self, fetch: Callable[[str | None], Awaitable[_Page[R]]]) -> dict[str, R]:
+        records: dict[str, R] = {}
         after: str | None = None
         while True:
             page = await fetch(after)
@@ -157,18 +170,18 @@ class AuditService:
                 return records
             after = page.next_after
 
-    async def _remote(self, peer: str, path: str, params: dict[str, str | int]) -> Any:
+    async def _remote(self, peer: str, path: str, params: dict[str, str | int]) -> bytes:
         response = await self.peers.call(peer, "GET", path, params=params, bulk=True)
-        return response.json()
+        return response.content
 
-    async def _remote_one(self, peer: str, path: str) -> Any:
+    async def _remote_one(self, peer: str, path: str) -> bytes | None:
         try:
             response = await self.peers.call(peer, "GET", path, bulk=True)
         except PeerProblem as exc:
             if exc.status_code == 404:
                 return None
             raise
-        return response.json()
+        return response.content
 
     def _judge(
         self, sent: OutboundRecord | None, decided: InboundRecord | None, origin: str, payee: str
@@ -211,23 +224,25 @@ class AuditService:
             params: dict[str, str | int] = {"origin": me, "limit": 1000}
             if after:
                 params["after"] = after
-            return InboundPage.model_validate(await self._remote(peer, "/internal/inbound", params))
+            return InboundPage.model_validate_json(
+                await self._remote(peer, "/internal/inbound", params)
+            )
 
         async def remote_sent(after: str | None) -> OutboundPage:
             params: dict[str, str | int] = {"to": me, "limit": 1000}
             if after:
                 params["after"] = after
-            return OutboundPage.model_validate(
+            return OutboundPage.model_validate_json(
                 await self._remote(peer, "/internal/outbound", params)
             )
 
         async def remote_decided_one(transfer_id: str) -> InboundRecord | None:
             doc = await self._remote_one(peer, f"/internal/inbound/{transfer_id}")
-            return None if doc is None else InboundRecord.model_validate(doc)
+            return None if doc is None else InboundRecord.model_validate_json(doc)
 
         async def remote_sent_one(transfer_id: str) -> OutboundRecord | None:
             doc = await self._remote_one(peer, f"/internal/outbound/{transfer_id}")
-            return None if doc is None else OutboundRecord.model_validate(doc)
+            return None if doc is None else OutboundRecord.model_validate_json(doc)
 
         try:
             # Ours to them: their decisions are read first, then what we sent; a doubt is

@@ -1,4 +1,5 @@
-"""Bodies of the internal API between regions' sv-money."""
+"""Bodies of the internal API between regions' sv-money (the credit request itself is
+the posting core's :class:`~sv_money.posting.schemas.CreditRequest`)."""
 
 from __future__ import annotations
 
@@ -7,33 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sv_money.currencies import CURRENCY_PATTERN
-from sv_money.schemas import Amount
-
-Outcome = Literal["credited", "refused"]
-
-
-class CreditRequest(BaseModel):
-    """Credit ``payee_id`` with a transfer its payer's region has reserved.
-
-    A well-formed request this region cannot honour (a payee who does not live here, a
-    currency it does not keep) is refused for good rather than bounced, so the payer's
-    region gets an answer it can act on.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    origin_region: str = Field(max_length=32)
-    kind: Literal["transfer", "capture"] = "transfer"
-    payer_id: str = Field(max_length=64)
-    payer_username: str = Field(max_length=64)
-    payee_id: str = Field(max_length=64)
-    payee_username: str = Field(max_length=64)
-    payee_region: str = Field(max_length=32)
-    amount: Amount
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    memo: str | None = Field(default=None, max_length=140)
-    hold_id: str | None = Field(default=None, max_length=36)
+from sv_money.crossregion.records import Outcome
 
 
 class AbortRequest(BaseModel):

@@ -16,22 +16,15 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.crossregion.exceptions import TransferMismatch
-from sv_money.crossregion.repository import (
-    DONE,
-    PENDING,
-    InboundRepository,
-    OutboxRepository,
-    SentRepository,
-)
+from sv_money.crossregion.records import CREDITED, REFUSED, Decision
+from sv_money.crossregion.repository import InboundRepository
 from sv_money.crossregion.schemas import (
     AbortRequest,
     CreditOutcome,
-    CreditRequest,
     InboundPage,
     InboundRecord,
     OutboundPage,
@@ -39,36 +32,17 @@ from sv_money.crossregion.schemas import (
 )
 from sv_money.currencies import is_currency
 from sv_money.exceptions import PeerProblem, PeerUnavailable
-from sv_money.holds.repository import CAPTURED, VOIDED, HoldRepository
-from sv_money.ledger.models import FEES, AccountKey, clearing
-from sv_money.ledger.repository import LedgerRepository
-from sv_money.ledger.service import Ledger
+from sv_money.ledger.models import AccountKey, clearing
 from sv_money.notices import TransferNotices
 from sv_money.peers import MoneyPeers
+from sv_money.posting.records import COMPLETED, FAILED, VOIDED, Movement, Transfer
+from sv_money.posting.repository import OUTBOX_PENDING, OutboxRepository, TransferRepository
+from sv_money.posting.schemas import CreditRequest
+from sv_money.posting.service import Posting
 from sv_money.tables import utcnow
 from sv_money.transactions import Transactions
-from sv_money.transfers.repository import TransferRepository
 
 logger = logging.getLogger("sv_money.crossregion")
-
-CREDITED = "credited"
-REFUSED = "refused"
-
-
-async def enqueue(
-    conn: AsyncConnection, transfer_id: str, request: CreditRequest, *, grace: float
-) -> None:
-    """Record, in the caller's transaction, that ``request`` must reach the payee's region.
-
-    The worker leaves the row alone for ``grace`` seconds: the request that made it
-    delivers it itself unless it dies first.
-    """
-    await OutboxRepository(conn).add(
-        transfer_id,
-        peer_region=request.payee_region,
-        payload=request.model_dump_json(),
-        first_attempt=utcnow() + timedelta(seconds=grace),
-    )
 
 
 class CrossRegionService:
@@ -96,29 +70,29 @@ class CrossRegionService:
 
     async def deliver(self, transfer_id: str) -> bool:
         """Get the payee region's decision and settle the transfer; False if still open."""
-        row = await self.tx.read(lambda s: OutboxRepository(s).get(transfer_id))
-        if row is None or row.state != PENDING:
+        item = await self.tx.read(lambda s: OutboxRepository(s).get(transfer_id))
+        if item is None or item.state != OUTBOX_PENDING:
             return True
-        request = CreditRequest.model_validate_json(row.payload)
-        give_up = utcnow() - row.created_at > self.abort_after
+        request = CreditRequest.model_validate_json(item.payload)
+        give_up = utcnow() - item.created_at > self.abort_after
         try:
             if give_up:
                 response = await self.peers.call(
-                    row.peer_region,
+                    item.peer_region,
                     "PUT",
                     f"/internal/transfers/{transfer_id}/abort",
                     json=AbortRequest(origin_region=self.region).model_dump(),
                 )
             else:
                 response = await self.peers.call(
-                    row.peer_region,
+                    item.peer_region,
                     "PUT",
                     f"/internal/transfers/{transfer_id}",
                     json=request.model_dump(),
                 )
             outcome = CreditOutcome.model_validate(response.json())
         except (PeerUnavailable, PeerProblem, ValueError) as exc:
-            attempts = int(row.attempts) + 1
+            attempts = item.attempts + 1
             error = str(exc)[:200]
             delay = min(0.2 * 2 ** min(attempts, 10), 5.0)
             logger.warning(
@@ -127,7 +101,7 @@ class CrossRegionService:
             )
 
             async def postpone(conn: AsyncConnection) -> None:
-                await OutboxRepository(conn).set(
+                await OutboxRepository(conn).postpone(
                     transfer_id,
                     attempts=attempts,
                     next_attempt_at=utcnow() + timedelta(seconds=delay),
@@ -143,47 +117,33 @@ class CrossRegionService:
         self, conn: AsyncConnection, transfer_id: str, outcome: CreditOutcome
     ) -> None:
         """Capture (credited) or void (refused) the transfer's hold, and close the outbox row."""
-        outbox = OutboxRepository(conn)
-        row = await outbox.get(transfer_id, lock=True)
-        if row is None or row.state != PENDING:
+        posting = Posting(conn)
+        item = await posting.outbox.get(transfer_id, lock=True)
+        if item is None or item.state != OUTBOX_PENDING:
             return  # settled by someone else meanwhile
-        transfers = TransferRepository(conn)
-        holds = HoldRepository(conn)
-        transfer = await transfers.get(transfer_id, lock=True)
+        transfer = await posting.transfers.get(transfer_id, lock=True)
         assert transfer is not None
         assert transfer.hold_id is not None
-        hold = await holds.get(transfer.hold_id, lock=True)
+        hold = await posting.holds.get(transfer.hold_id, lock=True)
         assert hold is not None
-        ledger = Ledger(LedgerRepository(conn))
-        currency = transfer.currency
-        payer_key = AccountKey.user(transfer.payer_id, currency)
         if outcome.outcome == CREDITED:
-            clearing_key = AccountKey.system(clearing(transfer.payee_region), currency)
-            fees_key = AccountKey.system(FEES, currency)
-            keys = [payer_key, clearing_key] + ([fees_key] if transfer.fee else [])
-            opened = await ledger.open(*keys)
-            payer = opened[payer_key]
-            legs = [
-                (payer, -(transfer.amount + transfer.fee)),
-                (opened[clearing_key], transfer.amount),
-            ]
-            if transfer.fee:
-                legs.append((opened[fees_key], transfer.fee))
-            entry_id = await ledger.post(
-                "xregion-out", legs, transfer_id=transfer_id, release={payer: hold.captured}
+            entry_id = await posting.capture(
+                hold,
+                kind="xregion-out",
+                transfer_id=transfer_id,
+                amount=transfer.amount,
+                fee=transfer.fee,
+                to=AccountKey.system(clearing(transfer.payee_region), transfer.currency),
             )
-            await holds.set(hold.id, status=CAPTURED)
-            await transfers.set(transfer_id, status="completed", entry_id=entry_id)
+            await posting.transfers.set_status(transfer_id, COMPLETED, entry_id=entry_id)
         else:
-            opened = await ledger.open(payer_key)
-            await ledger.release(opened[payer_key], hold.captured)
-            await holds.set(hold.id, status=VOIDED)
-            await transfers.set(
+            await posting.release(hold, VOIDED)
+            await posting.transfers.set_status(
                 transfer_id,
-                status="failed",
+                FAILED,
                 failure_reason=(outcome.reason or "refused by the payee's region")[:200],
             )
-        await outbox.set(transfer_id, state=DONE)
+        await posting.outbox.close(transfer_id)
 
     async def due(self, *, limit: int = 100) -> list[str]:
         """Transfers whose delivery is due (the recovery worker's list)."""
@@ -232,32 +192,25 @@ class CrossRegionService:
                 )
             reason = self._refusal(request)
             if reason is not None:
-                await inbound.set(transfer_id, outcome=REFUSED, reason=reason)
+                await inbound.refuse(transfer_id, reason)
                 return CreditOutcome(transfer_id=transfer_id, outcome=REFUSED, reason=reason)
-            ledger = Ledger(LedgerRepository(conn))
+            posting = Posting(conn)
             clearing_key = AccountKey.system(clearing(request.origin_region), request.currency)
             payee_key = AccountKey.user(request.payee_id, request.currency)
-            opened = await ledger.open(clearing_key, payee_key)
-            entry_id = await ledger.post(
+            opened = await posting.ledger.open(clearing_key, payee_key)
+            entry_id = await posting.ledger.post(
                 "xregion-in",
                 [(opened[clearing_key], -request.amount), (opened[payee_key], request.amount)],
                 transfer_id=transfer_id,
             )
-            await inbound.set(transfer_id, entry_id=entry_id)
-            await TransferRepository(conn).add(
-                id=transfer_id,
-                kind=request.kind,
-                status="completed",
-                payer_id=request.payer_id,
-                payer_username=request.payer_username,
-                payer_region=request.origin_region,
-                payee_id=request.payee_id,
-                payee_username=request.payee_username,
-                payee_region=request.payee_region,
-                amount=request.amount,
-                currency=request.currency,
-                memo=request.memo,
-                entry_id=entry_id,
+            await inbound.set_entry(transfer_id, entry_id)
+            await posting.transfers.add(
+                Transfer.of(
+                    _received(transfer_id, request),
+                    status=COMPLETED,
+                    at=utcnow(),
+                    entry_id=entry_id,
+                )
             )
             credited_now = True
             return CreditOutcome(transfer_id=transfer_id, outcome=CREDITED)
@@ -301,13 +254,13 @@ class CrossRegionService:
 
     async def outbound_record(self, transfer_id: str) -> OutboundRecord | None:
         """This region's side of one transfer it made to another region's user."""
-        row = await self.tx.read(lambda s: SentRepository(s).get(self.region, transfer_id))
-        return None if row is None else _sent(row)
+        sent = await self.tx.read(lambda s: TransferRepository(s).sent(self.region, transfer_id))
+        return None if sent is None else _sent(sent)
 
     async def outbound_page(self, to: str, *, after: str | None, limit: int) -> OutboundPage:
         """Transfers this region made to users of region ``to``, by transfer id."""
         rows = await self.tx.read(
-            lambda s: SentRepository(s).page(self.region, to, after=after, limit=limit + 1)
+            lambda s: TransferRepository(s).sent_page(self.region, to, after=after, limit=limit + 1)
         )
         items = [_sent(r) for r in rows[:limit]]
         next_after = items[-1].transfer_id if len(rows) > limit else None
@@ -315,8 +268,8 @@ class CrossRegionService:
 
     async def inbound_record(self, transfer_id: str) -> InboundRecord | None:
         """This region's decision on one transfer from another region."""
-        row = await self.tx.read(lambda s: InboundRepository(s).get(transfer_id))
-        return None if row is None else _record(row)
+        decision = await self.tx.read(lambda s: InboundRepository(s).get(transfer_id))
+        return None if decision is None else _record(decision)
 
     async def inbound_page(self, origin: str, *, after: str | None, limit: int) -> InboundPage:
         """Decisions on transfers from ``origin``, by id (for the other region's audit)."""
@@ -328,24 +281,41 @@ class CrossRegionService:
         return InboundPage(items=items, next_after=next_after)
 
 
-def _record(row: Any) -> InboundRecord:
-    return InboundRecord(
-        transfer_id=row.transfer_id,
-        origin_region=row.origin_region,
-        outcome=row.outcome,
-        amount=row.amount,
-        currency=row.currency,
-        payee_id=row.payee_id,
+def _received(transfer_id: str, request: CreditRequest) -> Movement:
+    """The movement a credit from another region makes here."""
+    return Movement(
+        id=transfer_id,
+        kind=request.kind,
+        payer_id=request.payer_id,
+        payer_username=request.payer_username,
+        payer_region=request.origin_region,
+        payee_id=request.payee_id,
+        payee_username=request.payee_username,
+        payee_region=request.payee_region,
+        amount=request.amount,
+        currency=request.currency,
+        memo=request.memo,
     )
 
 
-def _sent(row: Any) -> OutboundRecord:
+def _record(d: Decision) -> InboundRecord:
+    return InboundRecord(
+        transfer_id=d.transfer_id,
+        origin_region=d.origin_region,
+        outcome=d.outcome,
+        amount=d.amount,
+        currency=d.currency,
+        payee_id=d.payee_id,
+    )
+
+
+def _sent(t: Transfer) -> OutboundRecord:
     return OutboundRecord(
-        transfer_id=row.id,
-        payee_region=row.payee_region,
-        status=row.status,
-        amount=row.amount,
-        currency=row.currency,
-        payee_id=row.payee_id,
-        created_at=row.created_at,
+        transfer_id=t.id,
+        payee_region=t.payee_region,
+        status=t.status,
+        amount=t.amount,
+        currency=t.currency,
+        payee_id=t.payee_id,
+        created_at=t.created_at,
     )

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Response, status
 
 from edgelib.deps import CurrentUser
-from sv_money.deps import REPLAYED_HEADER, IdempotencyKey, ServicesDep
+from sv_money.deps import REPLAYED_HEADER, IdempotencyKey, provided
 from sv_money.holds.schemas import HoldCapture, HoldCreate, HoldRead
+from sv_money.holds.service import HoldService
 
 router = APIRouter(prefix="/api/v1/wallet/holds", tags=["holds"])
 
 HoldId = Annotated[str, Path(max_length=36)]
+HoldServiceDep = Annotated[HoldService, Depends(provided(HoldService))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=HoldRead)
@@ -20,34 +22,34 @@ async def create_hold(
     body: HoldCreate,
     key: IdempotencyKey,
     caller: CurrentUser,
-    services: ServicesDep,
+    holds: HoldServiceDep,
     response: Response,
 ) -> HoldRead:
     """Reserve funds for a payee until captured, voided or expired."""
-    hold, replayed = await services.holds.create(caller, body, key)
+    hold, replayed = await holds.create(caller, body, key)
     if replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return hold
 
 
 @router.get("/{hold_id}", response_model=HoldRead)
-async def read_hold(hold_id: HoldId, caller: CurrentUser, services: ServicesDep) -> HoldRead:
+async def read_hold(hold_id: HoldId, caller: CurrentUser, holds: HoldServiceDep) -> HoldRead:
     """One of the caller's holds."""
-    return await services.holds.get(caller, hold_id)
+    return await holds.get(caller, hold_id)
 
 
 @router.post("/{hold_id}/capture", response_model=HoldRead)
 async def capture_hold(
     hold_id: HoldId,
     caller: CurrentUser,
-    services: ServicesDep,
+    holds: HoldServiceDep,
     body: Annotated[HoldCapture | None, Body()] = None,
 ) -> HoldRead:
     """Pay the payee all of the hold, or ``amount`` of it and release the rest."""
-    return await services.holds.capture(caller, hold_id, body or HoldCapture())
+    return await holds.capture(caller, hold_id, body or HoldCapture())
 
 
 @router.post("/{hold_id}/void", response_model=HoldRead)
-async def void_hold(hold_id: HoldId, caller: CurrentUser, services: ServicesDep) -> HoldRead:
+async def void_hold(hold_id: HoldId, caller: CurrentUser, holds: HoldServiceDep) -> HoldRead:
     """Release the hold's funds."""
-    return await services.holds.void(caller, hold_id)
+    return await holds.void(caller, hold_id)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sv_money.posting.records import Hold, HoldStatus
 from sv_money.schemas import Amount, Currency, Memo, Username
-
-HoldStatus = Literal["pending", "capturing", "captured", "voided", "expired"]
 
 
 class HoldCreate(BaseModel):
@@ -49,19 +47,19 @@ class HoldRead(BaseModel):
     updated_at: datetime
 
 
-def hold_read(row: Any) -> HoldRead:
-    """The public view of a ``holds`` row."""
+def hold_read(hold: Hold) -> HoldRead:
+    """The public view of a hold."""
     return HoldRead(
-        id=row.id,
-        status=row.status,
-        amount=row.amount,
-        captured=row.captured,
-        currency=row.currency,
-        to_username=row.payee_username,
-        to_region=row.payee_region,
-        memo=row.memo,
-        transfer_id=row.transfer_id,
-        expires_at=row.expires_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=hold.id,
+        status=hold.status,
+        amount=hold.amount,
+        captured=hold.captured,
+        currency=hold.currency,
+        to_username=hold.payee_username,
+        to_region=hold.payee_region,
+        memo=hold.memo,
+        transfer_id=hold.transfer_id,
+        expires_at=hold.expires_at,
+        created_at=hold.created_at,
+        updated_at=hold.updated_at,
     )

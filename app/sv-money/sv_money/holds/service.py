@@ -3,19 +3,17 @@
 A capture to a payee in another region is a cross-region transfer that starts from the
 hold: the part not captured is released at once, the rest stays reserved (status
 ``capturing``) until the payee's region has decided. Holds past their ``expires_at``
-are voided by :class:`HoldExpiryWorker` (status ``expired``) and their funds released.
+are voided by :class:`HoldExpiry` (status ``expired``) and their funds released.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
-from sv_money.crossregion.service import CrossRegionService, enqueue
 from sv_money.exceptions import AmountTooLarge
 from sv_money.holds.exceptions import (
     CaptureTooLarge,
@@ -24,26 +22,27 @@ from sv_money.holds.exceptions import (
     HoldNotFound,
     HoldTooLong,
 )
-from sv_money.holds.repository import (
-    CAPTURED,
-    CAPTURING,
-    EXPIRED,
-    PENDING,
-    VOIDED,
-    HoldRepository,
-)
 from sv_money.holds.schemas import HoldCapture, HoldCreate, HoldRead, hold_read
 from sv_money.idempotency.service import claim, fingerprint
 from sv_money.ledger.models import AccountKey
-from sv_money.ledger.repository import LedgerRepository
-from sv_money.ledger.service import Ledger
 from sv_money.peers import Directory
+from sv_money.posting.exceptions import SelfTransfer
+from sv_money.posting.records import (
+    CAPTURED,
+    CAPTURING,
+    COMPLETED,
+    EXPIRED,
+    HOLD_PENDING,
+    VOIDED,
+    Hold,
+    Movement,
+    Transfer,
+)
+from sv_money.posting.repository import HoldRepository
+from sv_money.posting.service import Delivery, Posting
 from sv_money.regions import require_home
 from sv_money.tables import utcnow
 from sv_money.transactions import Transactions
-from sv_money.transfers.exceptions import SelfTransfer
-from sv_money.transfers.repository import TransferRepository
-from sv_money.transfers.service import credit_request
 
 
 class HoldService:
@@ -51,7 +50,7 @@ class HoldService:
         self,
         tx: Transactions,
         directory: Directory,
-        crossregion: CrossRegionService,
+        delivery: Delivery,
         *,
         region: str,
         max_amount: int,
@@ -61,7 +60,7 @@ class HoldService:
     ) -> None:
         self.tx = tx
         self.directory = directory
-        self.crossregion = crossregion
+        self.delivery = delivery
         self.region = region
         self.max_amount = max_amount
         self.default_ttl = default_ttl
@@ -79,7 +78,7 @@ class HoldService:
         payee = await self.directory.lookup(body.to_username)
         if payee.user_id == caller.user_id:
             raise SelfTransfer("a hold needs two different users")
-        self.crossregion.require_reachable(payee.region)
+        self.delivery.require_reachable(payee.region)
         hold_id = str(uuid.uuid4())
         print_ = fingerprint("hold", body.model_dump())
 
@@ -89,24 +88,25 @@ class HoldService:
             )
             if earlier is not None:
                 return earlier
-            payer_key = AccountKey.user(caller.user_id, body.currency)
-            ledger = Ledger(LedgerRepository(conn))
-            payer = (await ledger.open(payer_key))[payer_key]
-            await ledger.reserve(payer, body.amount)
-            await HoldRepository(conn).add(
-                id=hold_id,
-                kind="hold",
-                status=PENDING,
-                account_id=payer.id,
-                owner_id=caller.user_id,
-                payee_id=payee.user_id,
-                payee_username=payee.username,
-                payee_region=payee.region,
-                currency=body.currency,
-                amount=body.amount,
-                captured=0,
-                memo=body.memo,
-                expires_at=utcnow() + timedelta(seconds=ttl),
+            now = utcnow()
+            await Posting(conn).reserve(
+                Hold(
+                    id=hold_id,
+                    kind="hold",
+                    status=HOLD_PENDING,
+                    owner_id=caller.user_id,
+                    payee_id=payee.user_id,
+                    payee_username=payee.username,
+                    payee_region=payee.region,
+                    currency=body.currency,
+                    amount=body.amount,
+                    captured=0,
+                    memo=body.memo,
+                    transfer_id=None,
+                    expires_at=now + timedelta(seconds=ttl),
+                    created_at=now,
+                    updated_at=now,
+                )
             )
             return None
 
@@ -114,23 +114,23 @@ class HoldService:
         return await self._read(earlier or hold_id), earlier is not None
 
     async def _read(self, hold_id: str) -> HoldRead:
-        row = await self.tx.read(lambda s: HoldRepository(s).get(hold_id))
-        assert row is not None
-        return hold_read(row)
+        hold = await self.tx.read(lambda s: HoldRepository(s).get(hold_id))
+        assert hold is not None
+        return hold_read(hold)
 
-    async def _owned(self, conn: AsyncConnection, caller: Identity, hold_id: str) -> Any:
-        row = await HoldRepository(conn).get(hold_id, lock=True)
-        if row is None or row.kind != "hold" or row.owner_id != caller.user_id:
+    async def _owned(self, conn: AsyncConnection, caller: Identity, hold_id: str) -> Hold:
+        hold = await HoldRepository(conn).get(hold_id, lock=True)
+        if hold is None or hold.kind != "hold" or hold.owner_id != caller.user_id:
             raise HoldNotFound(f"no hold {hold_id} of yours")
-        return row
+        return hold
 
     async def get(self, caller: Identity, hold_id: str) -> HoldRead:
         """One of the caller's holds."""
         require_home(caller, self.region)
-        row = await self.tx.read(lambda s: HoldRepository(s).get(hold_id))
-        if row is None or row.kind != "hold" or row.owner_id != caller.user_id:
+        hold = await self.tx.read(lambda s: HoldRepository(s).get(hold_id))
+        if hold is None or hold.kind != "hold" or hold.owner_id != caller.user_id:
             raise HoldNotFound(f"no hold {hold_id} of yours")
-        return hold_read(row)
+        return hold_read(hold)
 
     async def capture(self, caller: Identity, hold_id: str, body: HoldCapture) -> HoldRead:
         """Pay the payee all or part of the hold; asking again changes nothing."""
@@ -143,77 +143,50 @@ class HoldService:
                 if body.amount is None or body.amount == hold.captured:
                     return hold.transfer_id if hold.status == CAPTURING else None
                 raise HoldClosed(f"the hold was already captured for {hold.captured}")
-            if hold.status != PENDING:
+            if hold.status != HOLD_PENDING:
                 raise HoldClosed(f"the hold is {hold.status}")
             if hold.expires_at is not None and hold.expires_at <= utcnow():
                 raise HoldExpired("the hold has expired; its funds are being released")
             if amount > hold.amount:
                 raise CaptureTooLarge(f"the hold is for {hold.amount}")
-            values = self._transfer_values(hold, caller, amount)
+            movement = self._capture_of(hold, caller, amount)
+            posting = Posting(conn)
             if hold.payee_region == self.region:
-                await self._capture_here(conn, hold, values)
+                entry_id = await posting.capture(
+                    hold,
+                    kind="capture",
+                    transfer_id=movement.id,
+                    amount=amount,
+                    to=AccountKey.user(hold.payee_id, hold.currency),
+                )
+                written = Transfer.of(movement, status=COMPLETED, at=utcnow(), entry_id=entry_id)
+                await posting.transfers.add(written)
                 return None
-            return await self._capture_across(conn, hold, values)
+            await posting.begin_capture(hold, amount=amount, transfer_id=movement.id)
+            await posting.send(movement, origin=self.region, grace=self.delivery_grace)
+            return movement.id
 
         crossing = await self.tx.run(work)
         if crossing is not None:
-            await self.crossregion.deliver(crossing)
+            await self.delivery.deliver(crossing)
         return await self._read(hold_id)
 
-    async def _capture_here(self, conn: AsyncConnection, hold: Any, values: dict[str, Any]) -> None:
-        transfer_id, amount = values["id"], values["amount"]
-        payer_key = AccountKey.user(hold.owner_id, hold.currency)
-        payee_key = AccountKey.user(hold.payee_id, hold.currency)
-        ledger = Ledger(LedgerRepository(conn))
-        opened = await ledger.open(payer_key, payee_key)
-        payer = opened[payer_key]
-        entry_id = await ledger.post(
-            "capture",
-            [(payer, -amount), (opened[payee_key], amount)],
-            transfer_id=transfer_id,
-            release={payer: hold.amount},
+    def _capture_of(self, hold: Hold, caller: Identity, amount: int) -> Movement:
+        """The transfer a capture of ``amount`` makes."""
+        return Movement(
+            id=str(uuid.uuid4()),
+            kind="capture",
+            payer_id=hold.owner_id,
+            payer_username=caller.username,
+            payer_region=self.region,
+            payee_id=hold.payee_id,
+            payee_username=hold.payee_username,
+            payee_region=hold.payee_region,
+            amount=amount,
+            currency=hold.currency,
+            memo=hold.memo,
+            hold_id=hold.id,
         )
-        await HoldRepository(conn).set(
-            hold.id, status=CAPTURED, captured=amount, transfer_id=transfer_id
-        )
-        await TransferRepository(conn).add(**values, status="completed", entry_id=entry_id)
-
-    async def _capture_across(
-        self, conn: AsyncConnection, hold: Any, values: dict[str, Any]
-    ) -> str:
-        transfer_id: str = values["id"]
-        amount: int = values["amount"]
-        payer_key = AccountKey.user(hold.owner_id, hold.currency)
-        ledger = Ledger(LedgerRepository(conn))
-        payer = (await ledger.open(payer_key))[payer_key]
-        await ledger.release(payer, hold.amount - amount)
-        await HoldRepository(conn).set(
-            hold.id, status=CAPTURING, captured=amount, transfer_id=transfer_id
-        )
-        await TransferRepository(conn).add(**values, status="pending")
-        await enqueue(
-            conn,
-            transfer_id,
-            credit_request(values, origin=self.region),
-            grace=self.delivery_grace,
-        )
-        return transfer_id
-
-    def _transfer_values(self, hold: Any, caller: Identity, amount: int) -> dict[str, Any]:
-        return {
-            "id": str(uuid.uuid4()),
-            "kind": "capture",
-            "payer_id": hold.owner_id,
-            "payer_username": caller.username,
-            "payer_region": self.region,
-            "payee_id": hold.payee_id,
-            "payee_username": hold.payee_username,
-            "payee_region": hold.payee_region,
-            "amount": amount,
-            "currency": hold.currency,
-            "memo": hold.memo,
-            "hold_id": hold.id,
-        }
 
     async def void(self, caller: Identity, hold_id: str) -> HoldRead:
         """Release the hold's funds; asking again changes nothing."""
@@ -223,19 +196,12 @@ class HoldService:
             hold = await self._owned(conn, caller, hold_id)
             if hold.status in (VOIDED, EXPIRED):
                 return
-            if hold.status != PENDING:
+            if hold.status != HOLD_PENDING:
                 raise HoldClosed(f"the hold is {hold.status}")
-            await self._release(conn, hold, VOIDED)
+            await Posting(conn).release(hold, VOIDED)
 
         await self.tx.run(work)
         return await self._read(hold_id)
-
-    async def _release(self, conn: AsyncConnection, hold: Any, status: str) -> None:
-        payer_key = AccountKey.user(hold.owner_id, hold.currency)
-        ledger = Ledger(LedgerRepository(conn))
-        payer = (await ledger.open(payer_key))[payer_key]
-        await ledger.release(payer, hold.amount)
-        await HoldRepository(conn).set(hold.id, status=status)
 
     async def expire_due(self, *, limit: int = 100) -> int:
         """Void the pending holds whose time is up, one transaction each; how many."""
@@ -245,10 +211,14 @@ class HoldService:
 
             async def work(conn: AsyncConnection, hold_id: str = hold_id) -> bool:
                 hold = await HoldRepository(conn).get(hold_id, lock=True)
-                if hold is None or hold.status != PENDING or hold.expires_at > utcnow():
+                if hold is None or hold.status != HOLD_PENDING or _unexpired(hold):
                     return False  # captured or voided meanwhile
-                await self._release(conn, hold, EXPIRED)
+                await Posting(conn).release(hold, EXPIRED)
                 return True
 
             expired += await self.tx.run(work)
         return expired
+
+
+def _unexpired(hold: Hold) -> bool:
+    return hold.expires_at is None or hold.expires_at > utcnow()

@@ -11,8 +11,8 @@ so it may be retried with the same key once the reason is gone.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,7 +23,7 @@ from sv_money.tables import utcnow
 from sv_money.transactions import Transactions
 
 
-def fingerprint(operation: str, body: dict[str, Any]) -> str:
+def fingerprint(operation: str, body: Mapping[str, object]) -> str:
     """Digest of what was asked: the operation and its body, key order aside."""
     canonical = orjson.dumps([operation, body], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from edgelib.deps import CurrentUser, InternalCaller
-from sv_money.deps import REPLAYED_HEADER, IdempotencyKey, ServicesDep
+from sv_money.deps import REPLAYED_HEADER, IdempotencyKey, provided
+from sv_money.posting.schemas import TransferRead
 from sv_money.topups.schemas import ForwardedTopup, TopupCreate, TopupResult
-from sv_money.transfers.schemas import TransferRead
+from sv_money.topups.service import TopupService
 
 router = APIRouter(prefix="/api/v1/wallet/topups", tags=["top-ups"])
 internal_router = APIRouter(prefix="/internal/topups", tags=["top-ups (internal)"])
 
 TopupId = Annotated[str, Path(max_length=36)]
+TopupServiceDep = Annotated[TopupService, Depends(provided(TopupService))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TransferRead)
@@ -22,11 +24,11 @@ async def create_topup(
     body: TopupCreate,
     key: IdempotencyKey,
     admin: CurrentUser,
-    services: ServicesDep,
+    topups: TopupServiceDep,
     response: Response,
 ) -> TransferRead:
     """Add money to a user's wallet, in the user's own region."""
-    result = await services.topups.create(admin, body, key)
+    result = await topups.create(admin, body, key)
     if result.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return result.transfer
@@ -34,23 +36,23 @@ async def create_topup(
 
 @router.post("/{topup_id}/reversal", response_model=TransferRead)
 async def reverse_topup(
-    topup_id: TopupId, admin: CurrentUser, services: ServicesDep
+    topup_id: TopupId, admin: CurrentUser, topups: TopupServiceDep
 ) -> TransferRead:
     """Undo a top-up with a reversing entry (the user must still have the money)."""
-    return await services.topups.reverse(topup_id)
+    return await topups.reverse(topup_id)
 
 
 @internal_router.post("", status_code=status.HTTP_201_CREATED, response_model=TopupResult)
 async def apply_forwarded_topup(
-    body: ForwardedTopup, key: IdempotencyKey, caller: InternalCaller, services: ServicesDep
+    body: ForwardedTopup, key: IdempotencyKey, caller: InternalCaller, topups: TopupServiceDep
 ) -> TopupResult:
     """A top-up another region resolved to a user of this region."""
-    return await services.topups.apply_forwarded(body, key)
+    return await topups.apply_forwarded(body, key)
 
 
 @internal_router.post("/{topup_id}/reversal", response_model=TransferRead)
 async def reverse_local_topup(
-    topup_id: TopupId, caller: InternalCaller, services: ServicesDep
+    topup_id: TopupId, caller: InternalCaller, topups: TopupServiceDep
 ) -> TransferRead:
     """Reverse a top-up kept by this region."""
-    return await services.topups.reverse_here(topup_id)
+    return await topups.reverse_here(topup_id)

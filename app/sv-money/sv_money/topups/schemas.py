@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sv_money.posting.schemas import TransferRead
 from sv_money.schemas import Amount, Currency, Username
-from sv_money.transfers.schemas import TransferRead
 
 
 class TopupCreate(BaseModel):

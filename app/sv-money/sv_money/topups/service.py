@@ -15,14 +15,15 @@ from edgelib.identity import Identity
 from sv_money.exceptions import AmountTooLarge, PeerProblem, PeerUnavailable, WrongRegion
 from sv_money.idempotency.service import claim, fingerprint
 from sv_money.ledger.models import TOPUP_SOURCE, AccountKey
-from sv_money.ledger.repository import LedgerRepository
-from sv_money.ledger.service import Ledger
 from sv_money.peers import Directory, MoneyPeers, Party
+from sv_money.posting.exceptions import TransferNotFound
+from sv_money.posting.records import COMPLETED, REVERSED, Movement, Transfer
+from sv_money.posting.repository import TransferRepository
+from sv_money.posting.schemas import TransferRead, transfer_read
+from sv_money.posting.service import Posting
+from sv_money.tables import utcnow
 from sv_money.topups.schemas import ForwardedTopup, TopupCreate, TopupResult
 from sv_money.transactions import Transactions
-from sv_money.transfers.exceptions import TransferNotFound
-from sv_money.transfers.repository import TransferRepository
-from sv_money.transfers.schemas import TransferRead, transfer_read
 
 
 class TopupService:
@@ -84,30 +85,40 @@ class TopupService:
                 return earlier
             source_key = AccountKey.system(TOPUP_SOURCE, body.currency)
             user_key = AccountKey.user(party.user_id, body.currency)
-            ledger = Ledger(LedgerRepository(conn))
-            opened = await ledger.open(source_key, user_key)
-            entry_id = await ledger.post(
+            posting = Posting(conn)
+            opened = await posting.ledger.open(source_key, user_key)
+            entry_id = await posting.ledger.post(
                 "topup",
                 [(opened[source_key], -body.amount), (opened[user_key], body.amount)],
                 transfer_id=transfer_id,
             )
-            await TransferRepository(conn).add(
+            movement = Movement(
                 id=transfer_id,
                 kind="topup",
-                status="completed",
+                payer_id=None,
+                payer_username=None,
+                payer_region=None,
                 payee_id=party.user_id,
                 payee_username=party.username,
                 payee_region=party.region,
                 amount=body.amount,
                 currency=body.currency,
-                entry_id=entry_id,
                 initiated_by=admin_id,
+            )
+            await posting.transfers.add(
+                Transfer.of(movement, status=COMPLETED, at=utcnow(), entry_id=entry_id)
             )
             return None
 
         earlier = await self.tx.run(work)
-        row = await self.tx.read(lambda s: TransferRepository(s).get(earlier or transfer_id))
-        return TopupResult(transfer=transfer_read(row), replayed=earlier is not None)
+        return TopupResult(
+            transfer=await self._read(earlier or transfer_id), replayed=earlier is not None
+        )
+
+    async def _read(self, transfer_id: str) -> TransferRead:
+        found = await self.tx.read(lambda s: TransferRepository(s).get(transfer_id))
+        assert found is not None
+        return transfer_read(found)
 
     async def reverse(self, topup_id: str) -> TransferRead:
         """Undo a top-up with a reversing entry, in whichever region holds it."""
@@ -133,15 +144,15 @@ class TopupService:
         """Reverse a top-up of this region; asking again changes nothing."""
 
         async def work(conn: AsyncConnection) -> None:
-            transfers = TransferRepository(conn)
-            row = await transfers.get(topup_id, lock=True)
-            if row is None or row.kind != "topup":
+            posting = Posting(conn)
+            topup = await posting.transfers.get(topup_id, lock=True)
+            if topup is None or topup.kind != "topup":
                 raise TransferNotFound(f"no top-up {topup_id}")
-            if row.status == "reversed":
+            if topup.status == REVERSED:
                 return
-            await Ledger(LedgerRepository(conn)).reverse(row.entry_id, transfer_id=topup_id)
-            await transfers.set(topup_id, status="reversed")
+            assert topup.entry_id is not None  # a completed top-up has its entry
+            await posting.ledger.reverse(topup.entry_id, transfer_id=topup_id)
+            await posting.transfers.set_status(topup_id, REVERSED)
 
         await self.tx.run(work)
-        row = await self.tx.read(lambda s: TransferRepository(s).get(topup_id))
-        return transfer_read(row)
+        return await self._read(topup_id)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from edgelib.deps import CurrentUser
-from sv_money.deps import REPLAYED_HEADER, IdempotencyKey, ServicesDep
-from sv_money.transfers.schemas import TransferCreate, TransferPage, TransferRead
+from sv_money.deps import REPLAYED_HEADER, IdempotencyKey, provided
+from sv_money.posting.schemas import TransferRead
+from sv_money.transfers.schemas import TransferCreate, TransferPage
+from sv_money.transfers.service import TransferService
 
 router = APIRouter(prefix="/api/v1/wallet/transfers", tags=["transfers"])
+
+TransferServiceDep = Annotated[TransferService, Depends(provided(TransferService))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TransferRead)
@@ -18,11 +22,11 @@ async def create_transfer(
     body: TransferCreate,
     key: IdempotencyKey,
     caller: CurrentUser,
-    services: ServicesDep,
+    transfers: TransferServiceDep,
     response: Response,
 ) -> TransferRead:
     """Pay another user; a retry with the same Idempotency-Key returns the same transfer."""
-    transfer, replayed = await services.transfers.create(caller, body, key)
+    transfer, replayed = await transfers.create(caller, body, key)
     if replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return transfer
@@ -31,19 +35,19 @@ async def create_transfer(
 @router.get("", response_model=TransferPage)
 async def list_transfers(
     caller: CurrentUser,
-    services: ServicesDep,
+    transfers: TransferServiceDep,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> TransferPage:
     """The caller's movements, newest first; follow ``next_cursor`` for older ones."""
-    return await services.transfers.history(caller, cursor=cursor, limit=limit)
+    return await transfers.history(caller, cursor=cursor, limit=limit)
 
 
 @router.get("/{transfer_id}", response_model=TransferRead)
 async def read_transfer(
     transfer_id: Annotated[str, Path(max_length=36)],
     caller: CurrentUser,
-    services: ServicesDep,
+    transfers: TransferServiceDep,
 ) -> TransferRead:
     """One movement the caller paid or received."""
-    return await services.transfers.get(caller, transfer_id)
+    return await transfers.get(caller, transfer_id)

@@ -1,14 +1,6 @@
 """Errors of transfers, as problem+json."""
 
-from edgelib.problems import BadRequest, Conflict, NotFound, Unprocessable
-
-
-class TransferNotFound(NotFound):
-    type_slug, title = "transfer-not-found", "No such transfer"
-
-
-class SelfTransfer(Unprocessable):
-    type_slug, title = "self-transfer", "Payer and payee are the same user"
+from edgelib.problems import BadRequest, Conflict
 
 
 class BadCursor(BadRequest):

@@ -7,35 +7,30 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
 from sv_money.batching import GroupCommit
-from sv_money.crossregion.schemas import CreditRequest
-from sv_money.crossregion.service import CrossRegionService, enqueue
 from sv_money.exceptions import AmountTooLarge
-from sv_money.holds.repository import CAPTURING, HoldRepository
 from sv_money.idempotency.repository import IdempotencyRepository
 from sv_money.idempotency.service import claim, fingerprint, recall
 from sv_money.ledger.exceptions import BalanceLimit, InsufficientFunds
-from sv_money.ledger.models import FEES, Account, AccountKey, NewEntry
+from sv_money.ledger.models import AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
 from sv_money.ledger.service import Ledger
 from sv_money.notices import TransferNotices
 from sv_money.peers import Directory
+from sv_money.posting.exceptions import SelfTransfer, TransferNotFound
+from sv_money.posting.records import CAPTURING, COMPLETED, Hold, Movement, Transfer
+from sv_money.posting.repository import TransferRepository
+from sv_money.posting.schemas import TransferRead, transfer_read
+from sv_money.posting.service import Delivery, Posting, payment_keys, payment_legs
 from sv_money.regions import require_home
+from sv_money.tables import utcnow
 from sv_money.transactions import Transactions
-from sv_money.transfers.exceptions import (
-    BadCursor,
-    KeyContended,
-    SelfTransfer,
-    TransferNotFound,
-)
-from sv_money.transfers.repository import TransferRepository
-from sv_money.transfers.schemas import TransferCreate, TransferPage, TransferRead, transfer_read
+from sv_money.transfers.exceptions import BadCursor, KeyContended
+from sv_money.transfers.schemas import TransferCreate, TransferPage
 
 
 def encode_cursor(seq: int) -> str:
@@ -55,12 +50,22 @@ def decode_cursor(cursor: str) -> int:
     return seq
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A same-region transfer waiting to be booked."""
+
+    scope: str
+    key: str
+    print_: str
+    movement: Movement
+
+
 class TransferService:
     def __init__(
         self,
         tx: Transactions,
         directory: Directory,
-        crossregion: CrossRegionService,
+        delivery: Delivery,
         *,
         region: str,
         fee_bps: int,
@@ -71,12 +76,12 @@ class TransferService:
         self.notices = notices or TransferNotices(None)
         self.tx = tx
         self.directory = directory
-        self.crossregion = crossregion
+        self.delivery = delivery
         self.region = region
         self.fee_bps = fee_bps
         self.max_amount = max_amount
         self.delivery_grace = delivery_grace
-        self.batches: GroupCommit[Move, dict[str, Any] | None] = GroupCommit(
+        self.batches: GroupCommit[Move, Transfer | None] = GroupCommit(
             tx, self.book, name="transfers"
         )
 
@@ -93,43 +98,46 @@ class TransferService:
         payee = await self.directory.lookup(body.to_username)
         if payee.user_id == caller.user_id:
             raise SelfTransfer("a transfer needs two different users")
-        self.crossregion.require_reachable(payee.region)
-        transfer_id = str(uuid.uuid4())
+        self.delivery.require_reachable(payee.region)
         print_ = fingerprint("transfer", body.model_dump())
-        values: dict[str, Any] = {
-            "id": transfer_id,
-            "kind": "transfer",
-            "payer_id": caller.user_id,
-            "payer_username": caller.username,
-            "payer_region": self.region,
-            "payee_id": payee.user_id,
-            "payee_username": payee.username,
-            "payee_region": payee.region,
-            "amount": body.amount,
-            "fee": self.fee(body.amount),
-            "currency": body.currency,
-            "memo": body.memo,
-        }
-        if payee.region == self.region:
-            return await self._move(Move(caller.user_id, key, print_, values))
+        here = payee.region == self.region
+        # A transfer to another region is reserved by a hold until that region decides.
+        hold_id = None if here else str(uuid.uuid4())
+        movement = Movement(
+            id=str(uuid.uuid4()),
+            kind="transfer",
+            payer_id=caller.user_id,
+            payer_username=caller.username,
+            payer_region=self.region,
+            payee_id=payee.user_id,
+            payee_username=payee.username,
+            payee_region=payee.region,
+            amount=body.amount,
+            currency=body.currency,
+            fee=self.fee(body.amount),
+            memo=body.memo,
+            hold_id=hold_id,
+        )
+        if hold_id is None:
+            return await self._move(Move(caller.user_id, key, print_, movement))
 
         async def work(conn: AsyncConnection) -> str | None:
             earlier = await claim(
-                conn, scope=caller.user_id, key=key, print_=print_, resource_id=transfer_id
+                conn, scope=caller.user_id, key=key, print_=print_, resource_id=movement.id
             )
             if earlier is None:
-                await self._reserve(conn, values)
+                await self._send(Posting(conn), movement, caller.user_id, hold_id)
             return earlier
 
         earlier = await self.tx.run(work)
-        return await self._existing(earlier or transfer_id), earlier is not None
+        return await self._existing(earlier or movement.id), earlier is not None
 
     async def _existing(self, transfer_id: str) -> TransferRead:
         """A transfer as it is now, after a nudge if it is still crossing regions."""
-        await self.crossregion.deliver(transfer_id)
-        row = await self.tx.read(lambda conn: TransferRepository(conn).get(transfer_id))
-        assert row is not None
-        return transfer_read(row)
+        await self.delivery.deliver(transfer_id)
+        found = await self.tx.read(lambda conn: TransferRepository(conn).get(transfer_id))
+        assert found is not None
+        return transfer_read(found)
 
     async def _move(self, move: Move) -> tuple[TransferRead, bool]:
         """A same-region transfer, booked with whatever others are waiting (group commit)."""
@@ -138,15 +146,15 @@ class TransferService:
             if booked is not None:
                 # submit() returns once the batch is committed: the payee is credited.
                 self.notices.received(
-                    transfer_id=booked["id"],
-                    payee_id=booked["payee_id"],
+                    transfer_id=booked.id,
+                    payee_id=booked.payee_id,
                     region=self.region,
-                    amount=booked["amount"],
-                    currency=booked["currency"],
-                    from_username=booked["payer_username"] or "",
-                    memo=booked.get("memo"),
+                    amount=booked.amount,
+                    currency=booked.currency,
+                    from_username=booked.payer_username or "",
+                    memo=booked.memo,
                 )
-                return transfer_read(SimpleNamespace(**booked)), False
+                return transfer_read(booked), False
             # The key was taken: replay what it made (or 422 for another request).
             earlier = await self.tx.read(
                 lambda conn: recall(conn, scope=move.scope, key=move.key, print_=move.print_)
@@ -158,28 +166,26 @@ class TransferService:
 
     async def book(
         self, conn: AsyncConnection, moves: Sequence[Move]
-    ) -> list[dict[str, Any] | Exception | None]:
-        """Book same-region transfers in one transaction: per move, the transfer row written,
+    ) -> list[Transfer | Exception | None]:
+        """Book same-region transfers in one transaction: per move, the transfer written,
         None if its key was taken already, or the refusal to raise to its caller."""
-        results: list[dict[str, Any] | Exception | None] = [None] * len(moves)
+        results: list[Transfer | Exception | None] = [None] * len(moves)
         keys = IdempotencyRepository(conn)
-        claimed = await keys.insert_many(
-            [(m.scope, m.key, m.print_, m.values["id"]) for m in moves]
-        )
-        active = [i for i, m in enumerate(moves) if m.values["id"] in claimed]
+        claimed = await keys.insert_many([(m.scope, m.key, m.print_, m.movement.id) for m in moves])
+        active = [i for i, m in enumerate(moves) if m.movement.id in claimed]
         if not active:
             return results
+        touched = [_account_keys(moves[i].movement) for i in active]
         ledger = Ledger(LedgerRepository(conn))
-        opened = await ledger.open(*{k for i in active for k in _account_keys(moves[i].values)})
+        opened = await ledger.open(*{k for ks in touched for k in ks})
         planned: list[NewEntry] = []
         booked: list[int] = []
         refused: list[tuple[str, str]] = []
-        for i in active:
-            values = moves[i].values
+        for i, accounts in zip(active, touched, strict=True):
+            m = moves[i].movement
             try:
-                planned.append(
-                    ledger.plan("transfer", _legs(values, opened), transfer_id=values["id"])
-                )
+                legs = payment_legs(opened, accounts, m.amount, m.fee)
+                planned.append(ledger.plan("transfer", legs, transfer_id=m.id))
             except (InsufficientFunds, BalanceLimit) as exc:
                 results[i] = exc
                 refused.append((moves[i].scope, moves[i].key))
@@ -188,110 +194,66 @@ class TransferService:
         if refused:
             await keys.delete_many(refused)  # nothing happened under these keys
         entry_ids = await ledger.write(planned)
-        rows = await TransferRepository(conn).add_many(
-            [
-                moves[i].values | {"status": "completed", "entry_id": entry_id}
-                for i, entry_id in zip(booked, entry_ids, strict=True)
-            ]
-        )
-        for i, row in zip(booked, rows, strict=True):
-            results[i] = row
+        now = utcnow()
+        written = [
+            Transfer.of(moves[i].movement, status=COMPLETED, at=now, entry_id=entry_id)
+            for i, entry_id in zip(booked, entry_ids, strict=True)
+        ]
+        await TransferRepository(conn).add_many(written)
+        for i, transfer in zip(booked, written, strict=True):
+            results[i] = transfer
         return results
 
-    async def _reserve(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
-        """The first step of a cross-region transfer: hold the money, queue the credit."""
-        currency = values["currency"]
-        total = values["amount"] + values["fee"]
-        payer_key = AccountKey.user(values["payer_id"], currency)
-        ledger = Ledger(LedgerRepository(conn))
-        payer = (await ledger.open(payer_key))[payer_key]
-        await ledger.reserve(payer, total)
-        hold_id = str(uuid.uuid4())
-        await HoldRepository(conn).add(
-            id=hold_id,
-            kind="transfer",
-            status=CAPTURING,
-            account_id=payer.id,
-            owner_id=values["payer_id"],
-            payee_id=values["payee_id"],
-            payee_username=values["payee_username"],
-            payee_region=values["payee_region"],
-            currency=currency,
-            amount=total,
-            captured=total,
-            memo=values["memo"],
-            transfer_id=values["id"],
+    async def _send(
+        self, posting: Posting, movement: Movement, payer_id: str, hold_id: str
+    ) -> None:
+        """The first step of a cross-region transfer: hold the money, owe the credit."""
+        now = utcnow()
+        await posting.reserve(
+            Hold(
+                id=hold_id,
+                kind="transfer",
+                status=CAPTURING,
+                owner_id=payer_id,
+                payee_id=movement.payee_id,
+                payee_username=movement.payee_username,
+                payee_region=movement.payee_region,
+                currency=movement.currency,
+                amount=movement.total,
+                captured=movement.total,
+                memo=movement.memo,
+                transfer_id=movement.id,
+                expires_at=None,
+                created_at=now,
+                updated_at=now,
+            )
         )
-        await TransferRepository(conn).add(**values, status="pending", hold_id=hold_id)
-        await enqueue(
-            conn,
-            values["id"],
-            credit_request(values, origin=self.region),
-            grace=self.delivery_grace,
-        )
+        await posting.send(movement, origin=self.region, grace=self.delivery_grace)
 
     async def get(self, caller: Identity, transfer_id: str) -> TransferRead:
         """One movement the caller paid or received."""
         require_home(caller, self.region)
-        row = await self.tx.read(lambda s: TransferRepository(s).get(transfer_id))
-        if row is None or caller.user_id not in (row.payer_id, row.payee_id):
+        found = await self.tx.read(lambda s: TransferRepository(s).get(transfer_id))
+        if found is None or caller.user_id not in (found.payer_id, found.payee_id):
             raise TransferNotFound(f"no transfer {transfer_id} of yours")
-        return transfer_read(row)
+        return transfer_read(found)
 
     async def history(self, caller: Identity, *, cursor: str | None, limit: int) -> TransferPage:
         """The caller's movements, newest first, a page at a time."""
         require_home(caller, self.region)
         before = decode_cursor(cursor) if cursor else None
-        rows = await self.tx.read(
+        found = await self.tx.read(
             lambda s: TransferRepository(s).history(caller.user_id, before=before, limit=limit + 1)
         )
-        page = rows[:limit]
-        next_cursor = encode_cursor(page[-1].seq) if len(rows) > limit else None
-        return TransferPage(items=[transfer_read(r) for r in page], next_cursor=next_cursor)
+        page = found[:limit]
+        last = page[-1].seq if len(found) > limit else None
+        next_cursor = encode_cursor(last) if last is not None else None
+        return TransferPage(items=[transfer_read(t) for t in page], next_cursor=next_cursor)
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
-    """A same-region transfer waiting to be booked."""
-
-    scope: str
-    key: str
-    print_: str
-    values: dict[str, Any]
-
-
-def _account_keys(values: dict[str, Any]) -> list[AccountKey]:
-    currency = values["currency"]
-    keys = [
-        AccountKey.user(values["payer_id"], currency),
-        AccountKey.user(values["payee_id"], currency),
-    ]
-    if values["fee"]:
-        keys.append(AccountKey.system(FEES, currency))
-    return keys
-
-
-def _legs(values: dict[str, Any], opened: dict[AccountKey, Account]) -> list[tuple[Account, int]]:
-    """Payer pays amount and fee; payee gets the amount; the fee goes to ``fees``."""
-    payer, payee, *fees = (opened[k] for k in _account_keys(values))
-    legs = [(payer, -(values["amount"] + values["fee"])), (payee, values["amount"])]
-    if fees:
-        legs.append((fees[0], values["fee"]))
-    return legs
-
-
-def credit_request(values: dict[str, Any], *, origin: str) -> CreditRequest:
-    """What the payee's region is asked to credit for the transfer ``values`` describes."""
-    return CreditRequest(
-        origin_region=origin,
-        kind=values["kind"],
-        payer_id=values["payer_id"],
-        payer_username=values["payer_username"],
-        payee_id=values["payee_id"],
-        payee_username=values["payee_username"],
-        payee_region=values["payee_region"],
-        amount=values["amount"],
-        currency=values["currency"],
-        memo=values["memo"],
-        hold_id=values.get("hold_id"),
-    )
+def _account_keys(m: Movement) -> tuple[AccountKey, ...]:
+    """The payer's, the payee's and, with a fee, the ``fees`` account of a transfer."""
+    if m.payer_id is None:
+        raise ValueError("a transfer has a payer")
+    payer = AccountKey.user(m.payer_id, m.currency)
+    return payment_keys(payer, AccountKey.user(m.payee_id, m.currency), m.fee)
