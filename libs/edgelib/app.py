@@ -21,6 +21,7 @@ from edgelib.logs import configure_logging
 from edgelib.logship import HttpSink, LogShipper
 from edgelib.middleware import RequestContextMiddleware
 from edgelib.migrations import upgrade_async
+from edgelib.openapi import install_problem_openapi
 from edgelib.problems import install_problem_handlers, problem_response
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
@@ -149,6 +150,7 @@ def create_service_app(
     )
     app.state.readiness_details = {}
     install_problem_handlers(app)
+    install_problem_openapi(app)
     app.add_middleware(RequestContextMiddleware, instance=settings.instance_id)
 
     @app.get("/healthz", include_in_schema=False)

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from edgelib.logs import current_request_id, current_trace_id
+from edgelib.unavailable import CANDIDATE_TYPES, is_unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://edge.dev/problems/"
@@ -184,7 +185,28 @@ async def _handle_http(request: Request, exc: Exception) -> Response:
     )
 
 
+#: Seconds a client should wait before retrying when a dependency is away.
+RETRY_AFTER_UNAVAILABLE = 1
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    if is_unavailable(exc):
+        # A database or Redis outage, not a bug: no traceback, and the caller may retry.
+        logger.warning(
+            "dependency unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return problem_response(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "A server this service needs is not answering; retry shortly.",
+            instance=request.url.path,
+            headers={"retry-after": str(RETRY_AFTER_UNAVAILABLE)},
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
         500,
@@ -200,4 +222,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
+    # Registered by class, these are answered by the inner exception middleware, which
+    # does not re-raise: the connection stays open (see edgelib.unavailable).
+    for candidate in CANDIDATE_TYPES:
+        app.add_exception_handler(candidate, _handle_unexpected)
     app.add_exception_handler(Exception, _handle_unexpected)

@@ -273,6 +273,28 @@ async def test_get_to_hung_instance_is_retried_and_instance_ejected_then_returns
     assert circuit in ("open", "closed")
 
 
+async def test_upstream_503_with_retry_after_keeps_the_breaker_closed_so_recovery_is_at_once(
+    gw: GatewayUnderTest, client: httpx.AsyncClient
+) -> None:
+    """A service whose database is away answers 503 + Retry-After itself: every instance
+    would, so the breakers stay closed and the first request after the return is served."""
+    for state in gw.upstreams.values():
+        state.status, state.retry_after = 503, "1"
+    answers = [(await client.post(gw.url + "/api/v1/echo/x")).status_code for _ in range(8)]
+    assert answers == [503] * 8
+    assert {(await gw.instance(n))["circuit"] for n in ("a", "b")} == {"closed"}
+    for state in gw.upstreams.values():
+        state.status, state.retry_after = 200, None
+    assert (await client.post(gw.url + "/api/v1/echo/x")).status_code == 200
+
+    # Without Retry-After a 503 is the instance failing: its breaker opens.
+    for state in gw.upstreams.values():
+        state.status = 503
+    for _ in range(8):
+        await client.post(gw.url + "/api/v1/echo/x")
+    assert "open" in {(await gw.instance(n))["circuit"] for n in ("a", "b")}
+
+
 async def test_no_healthy_instance_is_503_with_retry_after(
     gw: GatewayUnderTest, client: httpx.AsyncClient
 ) -> None:

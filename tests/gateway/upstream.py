@@ -18,6 +18,8 @@ class UpstreamState:
     hang: bool = False
     fail_health: bool = False
     status: int = 200
+    #: A Retry-After header on every echo answer (with ``status`` 503: "my database is away").
+    retry_after: str | None = None
     posts: list[str] = field(default_factory=list)
     requests: int = 0
     #: Send the response head, then die before the body (the connection drops).
@@ -72,7 +74,8 @@ def upstream_app(state: UpstreamState) -> Starlette:
                 "x-edge-instance": f"echo-{state.name}",
                 "connection": "keep-alive, x-secret-hop",
                 "x-secret-hop": "1",
-            },
+            }
+            | ({"retry-after": state.retry_after} if state.retry_after else {}),
         )
 
     async def slow(request: Request) -> Response:

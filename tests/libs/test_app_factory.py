@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from edgelib.app import create_service_app
 from edgelib.deps import InternalCaller, SessionDep
@@ -56,6 +57,18 @@ def tiny_app(tmp_path: Path, *, with_db: bool = True) -> FastAPI:
     @app.get("/api/v1/tiny/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals password=hunter2")
+
+    @app.get("/api/v1/tiny/database-away")
+    async def database_away() -> None:
+        # What asyncpg raises when PostgreSQL is down, as SQLAlchemy wraps it.
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as exc:
+            raise DBAPIError("SELECT 1", None, exc, connection_invalidated=True) from exc
+
+    @app.get("/api/v1/tiny/file-missing")
+    async def file_missing() -> None:
+        raise FileNotFoundError(2, "No such file")
 
     @app.post("/internal/echo")
     async def echo(payload: dict[str, int], caller: InternalCaller) -> dict[str, object]:
@@ -131,6 +144,23 @@ async def test_unknown_route_and_method_are_problem_json(tmp_path: Path) -> None
     assert not_found.json()["type"].endswith("/not-found")
     assert wrong_method.status_code == 405
     assert wrong_method.headers["content-type"] == "application/problem+json"
+
+
+async def test_database_away_is_503_problem_with_retry_after_and_a_bug_stays_500(
+    tmp_path: Path,
+) -> None:
+    app = tiny_app(tmp_path, with_db=False)
+    # raise_app_exceptions=True: an error answered by a handler that re-raised would fail
+    # here (uvicorn closes such a connection, which the gateway may reuse: 502).
+    async with running(app) as client:
+        away = await client.get("/api/v1/tiny/database-away")
+        bug = await client.get("/api/v1/tiny/file-missing")
+    assert away.status_code == 503
+    assert away.headers["content-type"] == "application/problem+json"
+    assert away.headers["retry-after"] == "1"
+    assert away.json()["type"].endswith("/service-unavailable")
+    assert bug.status_code == 500
+    assert bug.headers["content-type"] == "application/problem+json"
 
 
 async def test_crash_is_500_problem_without_stack_trace(tmp_path: Path) -> None:

@@ -19,7 +19,10 @@ apt_install() {
 pg_up() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; }
 
 ensure_postgres() {
-  if ! command -v pg_isready >/dev/null 2>&1 || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+  # The outage and fuzzing tests (tests/e2e/servers.py) also run clusters of their own:
+  # they need the server binaries (initdb, pg_ctl), not only a running server.
+  if ! command -v pg_isready >/dev/null 2>&1 || ! ls /etc/postgresql/*/main >/dev/null 2>&1 \
+    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "ensure-services: installing PostgreSQL"
     apt_install postgresql postgresql-client
   fi

@@ -215,10 +215,13 @@ async def _attempt(
                 conn.abort()
                 raise
         status = resp.status
-        if status in RETRY_STATUSES:
+        if status in RETRY_STATUSES and not (status == 503 and _retry_after(resp.headers)):
             instance.breaker.on_failure(time.monotonic())
             instance.errors += 1
         elif instance.breaker.failures or instance.breaker.state != "closed":
+            # A 503 with Retry-After is the instance answering for a dependency that is
+            # away (its database, say): every instance would say the same, and opening
+            # the breaker would only delay the recovery by its cool-down (up to 30 s).
             instance.breaker.on_success()
         await _relay(exchange, conn, resp, method, route, request_id, response_dropped)
         origin.release(conn)
@@ -311,6 +314,13 @@ async def _relay(
         conn.abort()
         raise
     exchange.end()
+
+
+def _retry_after(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, _ in headers:
+        if name == b"retry-after":
+            return True
+    return False
 
 
 def _failed(instance: Instance, reason: str) -> None:

@@ -14,16 +14,18 @@ from edgelib.deps import CurrentUser
 router = APIRouter(tags=["keys"])
 
 
-@router.get("/.well-known/jwks.json")
+class JwkSetResponse(JSONResponse):
+    """A JSON Web Key Set, with its own media type (RFC 7517 section 8.5)."""
+
+    media_type = "application/jwk-set+json"
+
+
+@router.get("/.well-known/jwks.json", response_class=JwkSetResponse)
 async def jwks(request: Request) -> JSONResponse:
     """Public keys that verify access tokens (RFC 7517)."""
     ring: KeyRing = request.app.state.keys
     document: dict[str, Any] = await ring.jwks()
-    return JSONResponse(
-        document,
-        media_type="application/jwk-set+json",
-        headers={"cache-control": "public, max-age=60"},
-    )
+    return JwkSetResponse(document, headers={"cache-control": "public, max-age=60"})
 
 
 @router.post("/api/v1/auth/keys/rotate", response_model=RotatedKey)

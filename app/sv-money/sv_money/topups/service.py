@@ -8,6 +8,7 @@ entry. A top-up made in error is reversed by a reversing entry, never edited.
 from __future__ import annotations
 
 import uuid
+from urllib.parse import quote
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -129,7 +130,7 @@ class TopupService:
         for region in self.peers.regions:
             try:
                 response = await self.peers.call(
-                    region, "POST", f"/internal/topups/{topup_id}/reversal"
+                    region, "POST", f"/internal/topups/{quote(topup_id, safe='')}/reversal"
                 )
             except PeerProblem as exc:
                 if exc.status_code == 404:

@@ -65,7 +65,11 @@ async def add_rule(
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_rule(
-    rule_id: int, catalog: CatalogDep, session: SessionDep, request: Request, user: CurrentUser
+    rule_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # the column is a PostgreSQL integer
+    catalog: CatalogDep,
+    session: SessionDep,
+    request: Request,
+    user: CurrentUser,
 ) -> Response:
     """Remove an assignment rule."""
     await catalog.delete_rule(rule_id)
@@ -113,7 +117,11 @@ async def get_region(name: RegionName, catalog: CatalogDep, user: CurrentUser) -
     return RegionRead.model_validate(await catalog.get(name))
 
 
-@router.put("/{name}", response_model=RegionRead)
+@router.put(
+    "/{name}",
+    response_model=RegionRead,
+    responses={201: {"model": RegionRead, "description": "The region was created."}},
+)
 async def put_region(
     name: RegionName,
     body: RegionWrite,

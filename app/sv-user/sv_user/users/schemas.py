@@ -10,8 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$"
 REGION_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
-# Deliberately loose: one @, no spaces; the address is proven by a mail later, not a regex.
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
+# Deliberately loose: one @, no spaces or control characters (PostgreSQL refuses a NUL:
+# that was a 500); the address is proven by a mail later, not a regex.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,255}$"
+#: Free text shown to people: no control characters.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 PHONE_PATTERN = r"^\+[0-9 ()-]{4,24}$"
 
 Password = Field(min_length=8, max_length=128)
@@ -77,7 +80,9 @@ class ProfileUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: str | None = Field(default=None, pattern=EMAIL_PATTERN, max_length=320)
-    display_name: str | None = Field(default=None, min_length=1, max_length=64)
+    display_name: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=TEXT_PATTERN
+    )
 
 
 class PasswordChange(BaseModel):
