@@ -27,6 +27,9 @@ router = APIRouter(prefix="/api/v1/auth", tags=["sessions"])
 internal_router = APIRouter(prefix="/internal", tags=["sessions (internal)"])
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+TOO_MANY: dict[int | str, dict[str, str]] = {
+    429: {"description": "Too many attempts (problem+json, Retry-After)"}
+}
 
 
 def _service(request: Request, session: SessionDep) -> SessionService:
@@ -58,7 +61,7 @@ def client_of(request: Request) -> Client:
     )
 
 
-@router.post("/login", response_model=TokenPair)
+@router.post("/login", response_model=TokenPair, responses=TOO_MANY)
 async def login(
     body: LoginRequest, request: Request, response: Response, service: SessionServiceDep
 ) -> TokenPair:
@@ -70,7 +73,7 @@ async def login(
     return await service.login(body, client_of(request))
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, responses=TOO_MANY)
 async def refresh(
     body: RefreshRequest, request: Request, response: Response, service: SessionServiceDep
 ) -> TokenPair:

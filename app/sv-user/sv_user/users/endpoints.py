@@ -47,7 +47,12 @@ def _service(request: Request, session: SessionDep) -> UserService:
 UserServiceDep = Annotated[UserService, Depends(_service)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserCreated,
+    responses={429: {"description": "Too many registrations (problem+json, Retry-After)"}},
+)
 async def register(body: UserCreate, service: UserServiceDep, request: Request) -> UserCreated:
     """Create an account; the username is unique across all regions.
 
