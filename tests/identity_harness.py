@@ -35,6 +35,9 @@ from sv_user.config import Settings as UserSettings
 from sv_user.main import create_app as create_user_app
 
 ADMIN_PASSWORD = "admin-test-password-1"
+#: The address every in-process app sees its callers come from, and the range trusted.
+PROXY_ADDRESS = "10.0.0.2"
+PROXY_NETWORK = "10.0.0.0/8"
 GATEWAY = ServiceSigner(GATEWAY_SERVICE, DEV_SERVICE_SECRET)
 SERVICE = ServiceSigner("test-caller", DEV_SERVICE_SECRET)
 
@@ -47,7 +50,7 @@ class AppRouter(httpx.AsyncBaseTransport):
         self.down: set[str] = set()
 
     def mount(self, host: str, app: FastAPI) -> None:
-        self.apps[host] = httpx.ASGITransport(app=app, client=("10.0.0.2", 50000))
+        self.apps[host] = httpx.ASGITransport(app=app, client=(PROXY_ADDRESS, 50000))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         transport = self.apps.get(request.url.host)
@@ -144,6 +147,7 @@ async def identity_stack(
     pg_url: str | None = None,
     redis_url: str | None = None,
     auth: dict[str, Any] | None = None,
+    users: dict[str, Any] | None = None,
 ) -> AsyncIterator[IdentityStack]:
     """The four apps started, with clients; PostgreSQL and Redis when URLs are given."""
     router = AppRouter()
@@ -160,6 +164,21 @@ async def identity_stack(
         return {**common, "database_url": pg_url, "database_schema": schema}
 
     peers = {"east": "http://sv-user-east", "west": "http://sv-user-west"}
+    # The in-process apps see every caller as the transport's 10.0.0.2 (the "gateway"):
+    # its X-Forwarded-For is believed. Request rate limits are off unless a test sets
+    # them, since one module registers and logs in many times from one address.
+    user_extra: dict[str, Any] = {
+        "trusted_proxies": PROXY_NETWORK,
+        "register_address_limit": 0,
+        "register_username_limit": 0,
+        **(users or {}),
+    }
+    auth_extra: dict[str, Any] = {
+        "trusted_proxies": PROXY_NETWORK,
+        "login_address_limit": 0,
+        "refresh_address_limit": 0,
+        **(auth or {}),
+    }
     apps: dict[str, FastAPI] = {
         "sv-region": create_region_app(RegionSettings(**storage("sv-region"))),
         "auth-rbac": create_rbac_app(RbacSettings(**storage("auth-rbac"))),
@@ -171,6 +190,7 @@ async def identity_stack(
                 auth_rbac_url="http://auth-rbac",
                 region_peers=peers,
                 **storage("sv-user-east"),
+                **user_extra,
             ),
             transport=router,
         ),
@@ -182,6 +202,7 @@ async def identity_stack(
                 auth_rbac_url="http://auth-rbac",
                 region_peers=peers,
                 **storage("sv-user-west"),
+                **user_extra,
             ),
             transport=router,
         ),
@@ -190,7 +211,7 @@ async def identity_stack(
                 sv_region_url="http://sv-region",
                 sv_user_urls=peers,
                 auth_rbac_url="http://auth-rbac",
-                **{"admin_password": ADMIN_PASSWORD, **storage("auth-jwt"), **(auth or {})},
+                **{"admin_password": ADMIN_PASSWORD, **storage("auth-jwt"), **auth_extra},
             ),
             transport=router,
         ),

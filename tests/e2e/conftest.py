@@ -35,6 +35,18 @@ def instance_id(service: str, port: int, region: str | None = None) -> str:
 #: is busy with other work.
 READY_TIMEOUT = float(os.environ.get("EDGE_E2E_READY_TIMEOUT", "90"))
 
+#: Every e2e client is 127.0.0.1: the per-address request limits would let a whole
+#: suite register and log in only a few dozen times. The limits' own tests
+#: (test_account_abuse.py) start a stack with small ones.
+SUITE_LIMITS = {
+    "SV_USER_REGISTER_ADDRESS_LIMIT": "0",
+    "AUTH_JWT_LOGIN_ADDRESS_LIMIT": "0",
+    "AUTH_JWT_REFRESH_ADDRESS_LIMIT": "0",
+    # Failed logins from 127.0.0.1 add up in Redis across runs (a success no longer
+    # clears an address's count).
+    "AUTH_JWT_LOCKOUT_ADDRESS_FAILURES": "100000",
+}
+
 
 @dataclass
 class Stack:
@@ -114,6 +126,7 @@ class Stacks:
         topology = base / "topology.toml"
         ports = shifted_topology(topology)
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+        env.update(SUITE_LIMITS)
         # The tests read which instance answered; the gateway hides it unless asked.
         env["GATEWAY_EXPOSE_INSTANCE"] = "true"
         database = None

@@ -5,6 +5,11 @@ the local profile without one, a password is generated and written to
 ``<var>/admin-password`` (mode 0600). Elsewhere, without one, no admin is created.
 The account lives in sv-user like any other; auth-jwt only makes sure it exists,
 retrying until sv-region and sv-user answer, and reports ready once it does.
+
+The admin role goes only to the account the bootstrap created itself: its id is
+chosen here, stored in auth-jwt's ``bootstrap_accounts`` table before sv-user is
+asked, and sv-user creates it through an internal endpoint that only auth-jwt may
+call (``admin`` and the other privileged names are refused to public registration).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import secrets
 from pathlib import Path
 
+from auth_jwt.bootstrap_records import BootstrapRecords
 from auth_jwt.config import Settings
 from auth_jwt.peers import UserDirectory
 from auth_jwt.sessions.exceptions import CredentialCheckUnavailable
@@ -23,6 +29,7 @@ from edgelib.roles import RoleAssignmentError, RoleAssignments
 logger = logging.getLogger("auth_jwt.bootstrap")
 
 PASSWORD_FILE = "admin-password"
+ADMIN = "admin"
 
 
 def local_admin_password(var_dir: Path) -> str:
@@ -44,10 +51,17 @@ def local_admin_password(var_dir: Path) -> str:
 
 
 class AdminBootstrap:
-    def __init__(self, settings: Settings, users: UserDirectory, roles: RoleAssignments) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        users: UserDirectory,
+        roles: RoleAssignments,
+        records: BootstrapRecords,
+    ) -> None:
         self.settings = settings
         self.users = users
         self.roles = roles
+        self.records = records
         self.done = False
         self.skipped_reason: str | None = None
 
@@ -58,38 +72,59 @@ class AdminBootstrap:
             return local_admin_password(self.settings.var_dir)
         return None
 
-    async def ensure(self) -> bool:
-        """One attempt; True once the admin exists (or there is nothing to do)."""
-        username = self.settings.admin_username
-        if await self.users.region_of(username) is not None:
-            return await self._grant_admin_role(username)
-        password = self._password()
-        if password is None:
-            self.skipped_reason = "no EDGE_ADMIN_PASSWORD outside the local profile"
-            logger.warning("bootstrap admin not created: set EDGE_ADMIN_PASSWORD")
-            self.done = True
-            return True
-        region = self.settings.admin_region
-        status = await self.users.register(
-            region, {"username": username, "password": password, "region": region}
-        )
-        if status in (201, 409):
-            logger.info("bootstrap admin ready", extra={"username": username, "region": region})
-            return await self._grant_admin_role(username)
-        if 400 <= status < 500:
-            self.skipped_reason = f"sv-user refused the admin account ({status})"
-            logger.error("bootstrap admin refused", extra={"status": status})
-            self.done = True
-            return True
-        return False
+    def _skip(self, reason: str) -> bool:
+        self.skipped_reason = reason
+        self.done = True
+        return True
 
-    async def _grant_admin_role(self, username: str) -> bool:
-        """The admin holds the admin role in auth-rbac (idempotent; retried until it does)."""
-        entry = await self.users.entry_of(username)
-        if entry is None:
-            return False
+    async def ensure(self) -> bool:
+        """One attempt; True once the admin exists (or there is nothing to do).
+
+        The role goes only to the account whose id this bootstrap chose and remembered,
+        never to an account found by its name: whoever registered the name first would
+        otherwise become admin at the next restart.
+        """
+        record = await self.records.get(ADMIN)
+        if record is None or record.confirmed_at is None:
+            password = self._password()
+            if password is None:
+                logger.warning("bootstrap admin not created: set EDGE_ADMIN_PASSWORD")
+                return self._skip("no EDGE_ADMIN_PASSWORD outside the local profile")
+            if record is None:
+                record = await self.records.start(
+                    ADMIN, self.settings.admin_username.lower(), self.settings.admin_region
+                )
+            account = {
+                "user_id": record.user_id,
+                "username": record.username,
+                "password": password,
+                "region": record.region,
+            }
+            status = await self.users.create_bootstrap_account(record.region, account)
+            if status == 409:
+                # The name belongs to an account this bootstrap did not create (made
+                # before names were reserved, or by hand): it gets no role from here.
+                logger.error(
+                    "bootstrap admin name is held by another account; no role granted",
+                    extra={"username": record.username},
+                )
+                return self._skip(f"the name {record.username!r} is held by another account")
+            if 400 <= status < 500:
+                logger.error("bootstrap admin refused", extra={"status": status})
+                return self._skip(f"sv-user refused the admin account ({status})")
+            if status not in (200, 201):
+                return False
+            await self.records.confirm(ADMIN)
+            logger.info(
+                "bootstrap admin ready",
+                extra={"user_id": record.user_id, "region": record.region},
+            )
+        return await self._grant_admin_role(record.user_id)
+
+    async def _grant_admin_role(self, user_id: str) -> bool:
+        """The remembered admin holds the admin role in auth-rbac (idempotent; retried)."""
         try:
-            await self.roles.assign(str(entry["user_id"]), self.settings.admin_role)
+            await self.roles.assign(user_id, self.settings.admin_role)
         except RoleAssignmentError as exc:
             logger.info("bootstrap admin waiting for auth-rbac", extra={"error": str(exc)})
             return False

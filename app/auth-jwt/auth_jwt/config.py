@@ -5,6 +5,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from edgelib.forwarded import DEFAULT_TRUSTED_PROXIES
 from edgelib.settings import ServiceSettings
 
 DEV_KEY_PASSPHRASE = "local-dev-key-passphrase-change-me"
@@ -49,22 +50,48 @@ class Settings(ServiceSettings):
     #: sv-notice of each region (JSON object), told of sign-ins on a new client type.
     notice_urls: dict[str, str] = Field(default_factory=dict)
 
-    # Brute-force protection.
-    lockout_account_failures: int = Field(default=5, ge=1)
-    lockout_address_failures: int = Field(default=20, ge=1)
-    #: Failures are counted over this window (seconds).
-    lockout_window: float = Field(default=900.0, gt=0)
-    #: The first lockout lasts this long; each further one within a day doubles it.
+    # Brute-force protection (Keycloak-style): failures are counted per account and
+    # client address pair, so failures from elsewhere never lock a user out.
+    #: Failures of one account from one address before waits start.
+    lockout_failures: int = Field(default=5, ge=1)
+    #: The first wait; each further failure of that pair doubles it, up to ``lockout_max``.
     lockout_base: float = Field(default=5.0, gt=0)
     lockout_max: float = Field(default=900.0, gt=0)
-    #: Proxies in front of auth-jwt that append to X-Forwarded-For (the gateway: 1).
+    #: A failure count is forgotten after this long without a failure (seconds).
+    lockout_window: float = Field(default=900.0, gt=0)
+    #: Failures from one address, over any accounts, that lock the address (doubling waits).
+    lockout_address_failures: int = Field(default=20, ge=1)
+    #: Failures of one account from all addresses within the window that pause it for
+    #: ``lockout_account_wait`` seconds, except from addresses it signed in from lately.
+    lockout_account_failures: int = Field(default=50, ge=1)
+    lockout_account_wait: float = Field(default=60.0, gt=0)
+    #: How long an address that signed in to an account stays exempt from its pause.
+    lockout_known_address_ttl: float = Field(default=30 * 86400.0, gt=0)
+
+    # Request rate limits per client address and per account (0 turns one off).
+    login_address_limit: int = Field(default=60, ge=0)
+    login_address_window: float = Field(default=60.0, gt=0)
+    refresh_address_limit: int = Field(default=120, ge=0)
+    refresh_address_window: float = Field(default=60.0, gt=0)
+    refresh_account_limit: int = Field(default=30, ge=0)
+    refresh_account_window: float = Field(default=60.0, gt=0)
+
+    #: Peers whose X-Forwarded-For is believed (CIDR ranges, comma-separated): the
+    #: gateway's addresses. From any other peer the connecting address is the client.
+    trusted_proxies: str = DEFAULT_TRUSTED_PROXIES
+    #: Which entry from the end of X-Forwarded-For names the client (the gateway's: 1).
     trusted_proxy_hops: int = Field(default=1, ge=0)
 
     #: Backend pub/sub channel announcing revoked sessions to gateways.
     revocation_channel: str = "edge:auth:revocations"
 
     # The bootstrap administrator.
-    admin_username: str = "admin"
+    admin_username: str = Field(
+        default="admin",
+        validation_alias=AliasChoices(
+            "AUTH_JWT_ADMIN_USERNAME", "EDGE_ADMIN_USERNAME", "admin_username"
+        ),
+    )
     admin_region: str = "east"
     admin_password: SecretStr | None = Field(
         default=None,

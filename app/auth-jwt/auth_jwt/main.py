@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from auth_jwt.bootstrap import AdminBootstrap
+from auth_jwt.bootstrap_records import BootstrapRecords
 from auth_jwt.config import Settings, url_list
 from auth_jwt.keys.endpoints import router as keys_router
 from auth_jwt.keys.ring import KeyRing
@@ -17,11 +18,14 @@ from auth_jwt.maintenance import Maintenance
 from auth_jwt.peers import UserDirectory
 from auth_jwt.sessions.endpoints import internal_router as sessions_internal_router
 from auth_jwt.sessions.endpoints import router as sessions_router
+from auth_jwt.sessions.limits import AuthLimits
 from auth_jwt.sessions.revocations import RevocationNotices
 from auth_jwt.sessions.service import REVOCATION_MARGIN, TokenPolicy
 from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
 from edgelib.events import EventPublisher, HttpEventSink
+from edgelib.forwarded import ClientAddresses
+from edgelib.ratelimit import RequestLimiter
 from edgelib.roles import RoleAssignments
 from edgelib.settings import ServiceSettings
 
@@ -71,13 +75,11 @@ def create_app(
                 refresh_ttl=settings.refresh_ttl,
                 session_max_age=settings.session_max_age,
             )
-            app.state.lockout = {
-                "account_failures": settings.lockout_account_failures,
-                "address_failures": settings.lockout_address_failures,
-                "window": settings.lockout_window,
-                "base": settings.lockout_base,
-                "maximum": settings.lockout_max,
-            }
+            app.state.limits = AuthLimits.from_settings(settings)
+            app.state.limiter = RequestLimiter(app.state.backend, prefix="auth:limit")
+            app.state.client_addresses = ClientAddresses(
+                settings.trusted_proxies, hops=settings.trusted_proxy_hops
+            )
             app.state.events = None
             if settings.notice_urls:
                 sink = HttpEventSink(settings.notice_urls, app.state.signer, transport=transport)
@@ -86,7 +88,10 @@ def create_app(
                 app.state.backend, settings.revocation_channel
             )
             bootstrap = AdminBootstrap(
-                settings, users, RoleAssignments(client(settings.auth_rbac_url))
+                settings,
+                users,
+                RoleAssignments(client(settings.auth_rbac_url)),
+                BootstrapRecords(app.state.database),
             )
             app.state.bootstrap = bootstrap
             maintenance = Maintenance(

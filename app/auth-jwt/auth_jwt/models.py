@@ -75,3 +75,23 @@ class Revocation(Base):
     reason: Mapped[str] = mapped_column(String(32))
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class BootstrapAccount(Base):
+    """An account the bootstrap made itself, remembered by id: the only one it grants a role.
+
+    The row is written before sv-user is asked to create the account, with the id that
+    account will have, so a crash in between is retried with the same id and never
+    leaves the bootstrap trusting whoever holds the name.
+    """
+
+    __tablename__ = "bootstrap_accounts"
+
+    #: What the account is for ("admin").
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36), unique=True)
+    username: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Set once sv-user confirmed it stores the account under ``user_id``.
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -72,10 +72,11 @@ class UserDirectory:
         doc = response.json()
         return VerifiedUser(doc["id"], doc["username"], doc["region"])
 
-    async def register(self, region: str, account: dict[str, Any]) -> int:
-        """Register an account through ``region``'s sv-user; returns the HTTP status."""
+    async def create_bootstrap_account(self, region: str, account: dict[str, Any]) -> int:
+        """Have ``region``'s sv-user store the bootstrap's account under the id it chose
+        (idempotent on that id; 409 when another account holds the name)."""
         try:
-            response = await self._users(region).post("/api/v1/users", json=account)
+            response = await self._users(region).post("/internal/bootstrap-accounts", json=account)
         except ServiceCallError as exc:
             raise CredentialCheckUnavailable(f"sv-user of {region!r} is not reachable") from exc
         return response.status_code

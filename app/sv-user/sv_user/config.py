@@ -2,9 +2,10 @@
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from edgelib.forwarded import DEFAULT_TRUSTED_PROXIES
 from edgelib.settings import ServiceSettings
 
 
@@ -32,6 +33,30 @@ class Settings(ServiceSettings):
     password_memory_kib: int = Field(default=19456, ge=19456)
     password_iterations: int = Field(default=2, ge=2)
     password_parallelism: int = Field(default=1, ge=1)
+
+    #: Names nobody may register (comma-separated), nor any case or look-alike variant
+    #: of them; the bootstrap admin's name (``admin_username``) is added to them.
+    reserved_usernames: str = "admin,root,administrator,system"
+    #: The bootstrap admin's name, as auth-jwt is configured (``EDGE_ADMIN_USERNAME``).
+    admin_username: str = Field(
+        default="admin",
+        validation_alias=AliasChoices(
+            "SV_USER_ADMIN_USERNAME", "EDGE_ADMIN_USERNAME", "admin_username"
+        ),
+    )
+    #: The only service allowed to create accounts with reserved names.
+    bootstrap_caller: str = "auth-jwt"
+
+    # Registration rate limits, counted on the shared backend (0 turns one off).
+    register_address_limit: int = Field(default=30, ge=0)
+    register_address_window: float = Field(default=600.0, gt=0)
+    #: Attempts at one username (taken or not) from anywhere.
+    register_username_limit: int = Field(default=5, ge=0)
+    register_username_window: float = Field(default=600.0, gt=0)
+
+    #: Peers whose X-Forwarded-For is believed (CIDR ranges): the gateway's addresses.
+    trusted_proxies: str = DEFAULT_TRUSTED_PROXIES
+    trusted_proxy_hops: int = Field(default=1, ge=0)
 
 
 def url_list(value: str) -> list[str]:

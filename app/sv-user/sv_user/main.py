@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
+from edgelib.forwarded import ClientAddresses
+from edgelib.ratelimit import RequestLimiter, WindowLimit
 from edgelib.roles import RoleAssignments
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
@@ -16,6 +18,8 @@ from sv_user.config import Settings, url_list
 from sv_user.passwords import PasswordHashing
 from sv_user.peers import AuthSessions, DirectoryClient, RegionPeers
 from sv_user.users.endpoints import internal_router, router
+from sv_user.users.names import ReservedNames
+from sv_user.users.service import RegistrationLimits
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -60,6 +64,25 @@ def create_app(
                 memory_kib=settings.password_memory_kib,
                 iterations=settings.password_iterations,
                 parallelism=settings.password_parallelism,
+            )
+            app.state.reserved_names = ReservedNames.from_setting(
+                settings.reserved_usernames, settings.admin_username
+            )
+            app.state.limiter = RequestLimiter(app.state.backend, prefix="user:limit")
+            app.state.registration_limits = RegistrationLimits(
+                address=WindowLimit(
+                    "register-address",
+                    settings.register_address_limit,
+                    settings.register_address_window,
+                ),
+                username=WindowLimit(
+                    "register-username",
+                    settings.register_username_limit,
+                    settings.register_username_window,
+                ),
+            )
+            app.state.client_addresses = ClientAddresses(
+                settings.trusted_proxies, hops=settings.trusted_proxy_hops
             )
             yield
 

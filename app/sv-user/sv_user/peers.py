@@ -71,10 +71,17 @@ class DirectoryClient:
         *,
         phone: str | None = None,
         address: str | None = None,
+        user_id: str | None = None,
     ) -> Reservation:
         """Hold ``username`` (sv-region assigns the region when ``region`` is None,
         by its rules on ``phone`` and the client ``address``)."""
-        body = {"username": username, "region": region, "phone": phone, "client_address": address}
+        body = {
+            "username": username,
+            "region": region,
+            "phone": phone,
+            "client_address": address,
+            "user_id": user_id,
+        }
         try:
             response = await self.client.post("/internal/directory/reservations", json=body)
         except ServiceCallError as exc:

@@ -21,11 +21,15 @@ from auth_jwt.sessions.schemas import (
 )
 from auth_jwt.sessions.service import Client, SessionService
 from edgelib.deps import CurrentUser, InternalCaller
+from edgelib.forwarded import ClientAddresses
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sessions"])
 internal_router = APIRouter(prefix="/internal", tags=["sessions (internal)"])
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+TOO_MANY: dict[int | str, dict[str, str]] = {
+    429: {"description": "Too many attempts (problem+json, Retry-After)"}
+}
 
 
 def _service(request: Request, session: SessionDep) -> SessionService:
@@ -35,7 +39,9 @@ def _service(request: Request, session: SessionDep) -> SessionService:
         policy=state.token_policy,
         keys=state.keys,
         users=state.users,
-        guard=LoginGuard(state.backend, **state.lockout),
+        guard=LoginGuard(state.backend, state.limits.lockout),
+        limiter=state.limiter,
+        limits=state.limits,
         notices=state.revocation_notices,
         events=state.events,
     )
@@ -45,20 +51,17 @@ SessionServiceDep = Annotated[SessionService, Depends(_service)]
 
 
 def client_of(request: Request) -> Client:
-    """The client's address: the entry the trusted proxy (the gateway) appended, if any."""
-    hops: int = request.app.state.settings.trusted_proxy_hops
-    forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",")]
-    forwarded = [a for a in forwarded if a]
-    if hops and len(forwarded) >= hops:
-        address: str | None = forwarded[-hops]
-    else:
-        address = request.client.host if request.client else None
+    """The client's address: what the gateway appended to X-Forwarded-For when the gateway
+    is the peer (a trusted proxy), else the peer itself; see :mod:`edgelib.forwarded`."""
+    addresses: ClientAddresses = request.app.state.client_addresses
+    peer = request.client.host if request.client else None
     return Client(
-        address=address[:64] if address else None, user_agent=request.headers.get("user-agent")
+        address=addresses.resolve(peer, request.headers.get("x-forwarded-for")),
+        user_agent=request.headers.get("user-agent"),
     )
 
 
-@router.post("/login", response_model=TokenPair)
+@router.post("/login", response_model=TokenPair, responses=TOO_MANY)
 async def login(
     body: LoginRequest, request: Request, response: Response, service: SessionServiceDep
 ) -> TokenPair:
@@ -70,13 +73,13 @@ async def login(
     return await service.login(body, client_of(request))
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, responses=TOO_MANY)
 async def refresh(
-    body: RefreshRequest, response: Response, service: SessionServiceDep
+    body: RefreshRequest, request: Request, response: Response, service: SessionServiceDep
 ) -> TokenPair:
     """Exchange a refresh token for new tokens; each refresh token works once."""
     response.headers.update(NO_STORE)
-    return await service.refresh(body.refresh_token)
+    return await service.refresh(body.refresh_token, client_of(request))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)

@@ -20,6 +20,7 @@ from auth_jwt.sessions.exceptions import (
     SessionEnded,
     SessionNotFound,
 )
+from auth_jwt.sessions.limits import AuthLimits
 from auth_jwt.sessions.lockout import LoginGuard
 from auth_jwt.sessions.repository import SessionRepository
 from auth_jwt.sessions.revocations import RevocationNotices
@@ -32,6 +33,7 @@ from auth_jwt.sessions.schemas import (
 from auth_jwt.sessions.tokens import mint_access_token, new_refresh_token, refresh_token_hash
 from edgelib.events import NEW_SIGN_IN, EventPublisher, PlatformEvent
 from edgelib.identity import Identity
+from edgelib.ratelimit import RequestLimiter
 
 logger = logging.getLogger("auth_jwt.sessions")
 
@@ -65,6 +67,8 @@ class SessionService:
         keys: KeyRing,
         users: UserDirectory,
         guard: LoginGuard,
+        limiter: RequestLimiter,
+        limits: AuthLimits,
         notices: RevocationNotices,
         events: EventPublisher | None = None,
     ) -> None:
@@ -73,11 +77,16 @@ class SessionService:
         self.keys = keys
         self.users = users
         self.guard = guard
+        self.limiter = limiter
+        self.limits = limits
         self.notices = notices
         self.events = events
 
     async def login(self, request: LoginRequest, client: Client) -> TokenPair:
         """Check the credentials, end the previous session of this client type, start one."""
+        await self.limiter.hit(
+            self.limits.login_address, client.address, "logins from this address"
+        )
         await self.guard.check(request.username, client.address)
         try:
             user = await self.users.verify(request.username, request.password)
@@ -140,13 +149,20 @@ class SessionService:
             )
         )
 
-    async def refresh(self, token: str) -> TokenPair:
+    async def refresh(self, token: str, client: Client) -> TokenPair:
         """Exchange a refresh token for new tokens; a replayed one ends its session."""
+        await self.limiter.hit(
+            self.limits.refresh_address, client.address, "refreshes from this address"
+        )
         now = utcnow()
         row = await self.repository.refresh_token(refresh_token_hash(token))
         if row is None:
             raise InvalidRefreshToken("unknown refresh token")
         session = await self.repository.get(row.session_id)
+        if session is not None:
+            await self.limiter.hit(
+                self.limits.refresh_account, session.user_id, "refreshes of this account"
+            )
         if session is None or session.revoked_at is not None:
             raise SessionEnded("the session of this refresh token has ended")
         if row.used_at is not None or not await self.repository.use_refresh_token(row.id, now):

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from edgelib.deps import CurrentUser, InternalCaller, SessionDep
+from edgelib.forwarded import ClientAddresses
 from sv_user.users.repository import UserRepository
 from sv_user.users.schemas import (
     AccountCreate,
@@ -35,25 +36,37 @@ def _service(request: Request, session: SessionDep) -> UserService:
         peers=state.peers,
         sessions=state.auth_sessions,
         roles=state.roles,
+        reserved=state.reserved_names,
+        limiter=state.limiter,
+        limits=state.registration_limits,
         default_role=state.settings.default_role,
+        bootstrap_caller=state.settings.bootstrap_caller,
     )
 
 
 UserServiceDep = Annotated[UserService, Depends(_service)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserCreated,
+    responses={429: {"description": "Too many registrations (problem+json, Retry-After)"}},
+)
 async def register(body: UserCreate, service: UserServiceDep, request: Request) -> UserCreated:
-    """Create an account; the username is unique across all regions."""
+    """Create an account; the username is unique across all regions.
+
+    Privileged names (``admin``, ``root`` ... and their variants) are refused with 409.
+    """
     return await service.register(body, address=client_address(request))
 
 
 def client_address(request: Request) -> str | None:
-    """The caller's address: the last X-Forwarded-For hop, which the gateway appended."""
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded.rsplit(",", 1)[-1].strip() or None
-    return request.client.host if request.client else None
+    """The client's address: what the gateway appended to X-Forwarded-For when the gateway
+    is the peer (a trusted proxy), else the peer itself; see :mod:`edgelib.forwarded`."""
+    addresses: ClientAddresses = request.app.state.client_addresses
+    peer = request.client.host if request.client else None
+    return addresses.resolve(peer, request.headers.get("x-forwarded-for"))
 
 
 @router.get("", response_model=UserList)
@@ -96,7 +109,18 @@ async def create_account(
     body: AccountCreate, caller: InternalCaller, service: UserServiceDep
 ) -> UserCreated:
     """Store an account reserved by another region's registration (idempotent on user_id)."""
-    return UserCreated.model_validate(await service.create_account(body))
+    return UserCreated.model_validate(await service.store_peer_account(body))
+
+
+@internal_router.post(
+    "/internal/bootstrap-accounts", status_code=status.HTTP_201_CREATED, response_model=UserCreated
+)
+async def create_bootstrap_account(
+    body: AccountCreate, caller: InternalCaller, service: UserServiceDep
+) -> UserCreated:
+    """For auth-jwt's bootstrap only: its admin account under the id it chose and remembers
+    (reserved names allowed; idempotent on the id; 409 when another account holds the name)."""
+    return await service.create_bootstrap_account(caller, body)
 
 
 @internal_router.post("/internal/credentials/verify", response_model=VerifiedUser)

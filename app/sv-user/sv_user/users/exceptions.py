@@ -7,6 +7,14 @@ class UsernameTaken(Conflict):
     type_slug, title = "username-taken", "Username taken"
 
 
+class UsernameReserved(Conflict):
+    type_slug, title = "username-reserved", "Username reserved"
+
+
+class NotBootstrapCaller(Forbidden):
+    type_slug, title = "caller-not-allowed", "This service may not call this endpoint"
+
+
 class UserNotFound(NotFound):
     type_slug, title = "user-not-found", "No such user"
 

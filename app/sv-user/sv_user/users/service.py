@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
 from edgelib.identity import Identity
+from edgelib.ratelimit import RequestLimiter, WindowLimit
 from edgelib.roles import RoleAssignments
 from sv_user.models import User, utcnow
 from sv_user.passwords import PasswordHashing
 from sv_user.peers import AuthSessions, DirectoryClient, PeerUnavailable, RegionPeers
 from sv_user.users.exceptions import (
     InvalidCredentials,
+    NotBootstrapCaller,
+    UsernameReserved,
     UsernameTaken,
     UserNotFound,
     WeakPassword,
     WrongPassword,
     WrongRegion,
 )
+from sv_user.users.names import ReservedNames
 from sv_user.users.repository import UserRepository
 from sv_user.users.schemas import (
     AccountCreate,
@@ -29,6 +34,12 @@ from sv_user.users.schemas import (
 )
 
 logger = logging.getLogger("sv_user.users")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationLimits:
+    address: WindowLimit
+    username: WindowLimit
 
 
 def check_password_policy(username: str, password: str) -> None:
@@ -49,7 +60,11 @@ class UserService:
         peers: RegionPeers,
         sessions: AuthSessions,
         roles: RoleAssignments,
+        reserved: ReservedNames,
+        limiter: RequestLimiter,
+        limits: RegistrationLimits,
         default_role: str = "user",
+        bootstrap_caller: str = "auth-jwt",
     ) -> None:
         self.repository = repository
         self.region = region
@@ -58,7 +73,11 @@ class UserService:
         self.peers = peers
         self.sessions = sessions
         self.roles = roles
+        self.reserved = reserved
+        self.limiter = limiter
+        self.limits = limits
         self.default_role = default_role
+        self.bootstrap_caller = bootstrap_caller
 
     async def register(self, data: UserCreate, *, address: str | None = None) -> UserCreated:
         """Reserve the name in the directory, then store the account in its region.
@@ -66,8 +85,16 @@ class UserService:
         The account of another region is stored by that region's sv-user. A definite
         refusal releases the name; an unknown outcome leaves the reservation pending
         (it is confirmed if the account was made, or expires otherwise).
+
+        The password is hashed before the directory is asked, so a taken name costs
+        the same hash as a free one and the answer's timing does not tell them apart.
         """
+        await self.limiter.hit(self.limits.address, address, "registrations from this address")
+        await self.limiter.hit(self.limits.username, data.username, "attempts at this username")
+        if data.username in self.reserved:
+            raise UsernameReserved(f"the username {data.username!r} is reserved")
         check_password_policy(data.username, data.password)
+        password_hash = await self.passwords.hash(data.password)
         reservation = await self.directory.reserve(
             data.username, data.region, phone=data.phone, address=address
         )
@@ -80,21 +107,52 @@ class UserService:
                 "region": reservation.region,
             }
         )
+        return await self._store(account, reservation.region == self.region, password_hash)
+
+    async def _store(self, account: AccountCreate, here: bool, password_hash: str) -> UserCreated:
+        """Store a reserved account here or in its region; a definite refusal releases it."""
         try:
-            if reservation.region == self.region:
-                user = await self.create_account(account)
+            if here:
+                user = await self.create_account(account, password_hash=password_hash)
                 return UserCreated.model_validate(user)
             stored = await self.peers.create_account(
-                reservation.region, account.model_dump(mode="json")
+                account.region, account.model_dump(mode="json")
             )
             return UserCreated.model_validate(stored)
         except PeerUnavailable:
             raise
         except Exception:
-            await self.directory.release(reservation.user_id)
+            await self.directory.release(str(account.user_id))
             raise
 
-    async def create_account(self, data: AccountCreate) -> User:
+    async def create_bootstrap_account(self, caller: str, data: AccountCreate) -> UserCreated:
+        """The bootstrap's own account (a reserved name allowed), under the id it chose.
+
+        Idempotent on that id; 409 when another account holds the name, so the caller
+        never mistakes someone else's account for its own.
+        """
+        if caller != self.bootstrap_caller:
+            raise NotBootstrapCaller(f"only {self.bootstrap_caller} creates bootstrap accounts")
+        if data.region != self.region:
+            raise WrongRegion(f"this is region {self.region!r}, not {data.region!r}")
+        check_password_policy(data.username, data.password)
+        reservation = await self.directory.reserve(
+            data.username, data.region, user_id=str(data.user_id)
+        )
+        if reservation.user_id != str(data.user_id):
+            raise UsernameTaken(f"the username {data.username!r} is taken")
+        return await self._store(data, True, await self.passwords.hash(data.password))
+
+    async def store_peer_account(self, data: AccountCreate) -> User:
+        """An account another region's registration reserved; reserved names never come
+        this way (only the bootstrap's own endpoint creates those)."""
+        if data.username in self.reserved:
+            raise UsernameReserved(f"the username {data.username!r} is reserved")
+        return await self.create_account(data)
+
+    async def create_account(
+        self, data: AccountCreate, *, password_hash: str | None = None
+    ) -> User:
         """Store an account reserved in the directory, then confirm the reservation.
 
         Confirming before the commit means a failed commit can leave a name taken
@@ -114,7 +172,7 @@ class UserService:
             id=user_id,
             username=data.username,
             email=data.email,
-            password_hash=await self.passwords.hash(data.password),
+            password_hash=password_hash or await self.passwords.hash(data.password),
             region=self.region,
             created_at=now,
             updated_at=now,
