@@ -103,7 +103,7 @@ class DomainRoles(RoleManager):  # type: ignore[misc]
         return sorted(self._users.get(self._domain(domain), {}).get(name, ()))
 
     def print_roles(self) -> None:
-        pass
+        """Casbin's debug dump of the role graph; the graph is logged nowhere on purpose."""
 
 
 def build_enforcer(model_text: str, rules: Iterable[Sequence[str]]) -> Any:
