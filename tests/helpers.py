@@ -18,3 +18,28 @@ async def running(
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
+
+
+class StaticPermissions:
+    """A fixed grant table standing in for auth-rbac in one service's own tests.
+
+    The real check (``edgelib.permissions.PolicyPermissions`` asking auth-rbac) is
+    exercised in tests/libs/test_permissions.py and end to end.
+    """
+
+    def __init__(self, grants: dict[str, set[str]]) -> None:
+        self.grants = grants
+        self.asked: list[tuple[str, str]] = []
+
+    async def allowed(self, user_id: str, obj: str, act: str) -> bool:
+        self.asked.append((user_id, f"{obj}:{act}"))
+        return f"{obj}:{act}" in self.grants.get(user_id, set())
+
+
+def grant(app: FastAPI, user_id: str, *permissions: str) -> FastAPI:
+    """Let ``user_id`` hold ``permissions`` in ``app``'s own permission checks."""
+    current = getattr(app.state, "permissions", None)
+    if not isinstance(current, StaticPermissions):
+        current = app.state.permissions = StaticPermissions({})
+    current.grants.setdefault(user_id, set()).update(permissions)
+    return app

@@ -26,7 +26,9 @@ from auth_jwt.config import Settings as AuthSettings
 from auth_jwt.main import create_app as create_auth_app
 from auth_rbac.config import Settings as RbacSettings
 from auth_rbac.main import create_app as create_rbac_app
+from edgelib.client import ServiceClient
 from edgelib.identity import GATEWAY_SERVICE, Identity
+from edgelib.permissions import PolicyPermissions
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
 from sv_region.config import Settings as RegionSettings
@@ -39,7 +41,48 @@ ADMIN_PASSWORD = "admin-test-password-1"
 PROXY_ADDRESS = "10.0.0.2"
 PROXY_NETWORK = "10.0.0.0/8"
 GATEWAY = ServiceSigner(GATEWAY_SERVICE, DEV_SERVICE_SECRET)
-SERVICE = ServiceSigner("test-caller", DEV_SERVICE_SECRET)
+
+#: Which service serves a path, by prefix (the first match wins).
+_DESTINATIONS = (
+    ("/internal/users/", "auth-jwt"),  # .../sessions/revoke; POST /internal/users is sv-user's
+    ("/internal/users", "sv-user"),
+    ("/internal/credentials", "sv-user"),
+    ("/internal/revocations", "auth-jwt"),
+    ("/internal/directory", "sv-region"),
+    ("/internal/policy", "auth-rbac"),
+    ("/internal/assignments", "auth-rbac"),
+    ("/api/v1/auth", "auth-jwt"),
+    ("/api/v1/users", "sv-user"),
+    ("/api/v1/regions", "sv-region"),
+    ("/api/v1/rbac", "auth-rbac"),
+)
+#: The service that makes each internal call in the platform (the endpoint's caller list).
+_CALLERS = (
+    ("GET /internal/revocations", "gateway-api"),
+    ("GET /internal/policy", "gateway-api"),
+    ("GET /internal/directory/users/", "gateway-api"),
+    ("GET /internal/directory/usernames/", "auth-jwt"),
+    ("POST /internal/credentials/verify", "auth-jwt"),
+    ("POST /internal/users/", "sv-user"),
+    ("POST /internal/users", "sv-user"),
+    ("POST /internal/assignments", "sv-user"),
+    ("", "sv-user"),  # the directory's registration calls
+)
+
+
+def destination_of(target: str) -> str:
+    """The service that serves ``target``."""
+    path = target.split("?", 1)[0]
+    for prefix, service in _DESTINATIONS:
+        if path.startswith(prefix):
+            return service
+    raise LookupError(f"no service serves {path}")
+
+
+def caller_of(method: str, target: str) -> str:
+    """The platform service that makes ``method target`` (an allowed caller)."""
+    call = f"{method} {target.split('?', 1)[0]}"
+    return next(service for prefix, service in _CALLERS if call.startswith(prefix))
 
 
 class AppRouter(httpx.AsyncBaseTransport):
@@ -87,6 +130,12 @@ class IdentityStack:
         result: dict[str, Any] = resp.json()
         return result
 
+    async def admin_identity(self, client_type: str = "app") -> Identity:
+        """The bootstrap admin's identity, as the gateway would forward it (logs in)."""
+        resp = await self.login("admin", ADMIN_PASSWORD, client_type)
+        assert resp.status_code == 200, resp.text
+        return identity_of(resp.json()["access_token"])
+
     async def login(
         self,
         username: str,
@@ -116,12 +165,17 @@ def identity_of(access_token: str) -> Identity:
 
 def as_gateway(method: str, target: str, identity: Identity) -> dict[str, str]:
     """Headers of a request the gateway forwards for ``identity``."""
-    return GATEWAY.sign(method, target, None, identity=identity.encode())
+    return GATEWAY.sign(
+        method, target, None, destination=destination_of(target), identity=identity.encode()
+    )
 
 
-def signed(method: str, target: str, body: bytes = b"") -> dict[str, str]:
-    """Headers of a service-to-service call."""
-    return SERVICE.sign(method, target, body)
+def signed(
+    method: str, target: str, body: bytes = b"", *, caller: str | None = None
+) -> dict[str, str]:
+    """Headers of a service-to-service call, made by the service that makes it."""
+    signer = ServiceSigner(caller or caller_of(method, target), DEV_SERVICE_SECRET)
+    return signer.sign(method, target, body, destination=destination_of(target))
 
 
 async def _drop_schemas(pg_url: str, schemas: list[str]) -> None:
@@ -171,6 +225,8 @@ async def identity_stack(
         "trusted_proxies": PROXY_NETWORK,
         "register_address_limit": 0,
         "register_username_limit": 0,
+        # Nor are registrations held back to hide a taken name (test_registration_abuse).
+        "registration_min_seconds": 0,
         **(users or {}),
     }
     auth_extra: dict[str, Any] = {
@@ -216,6 +272,17 @@ async def identity_stack(
             transport=router,
         ),
     }
+    for host, app in apps.items():
+        if host != "auth-rbac":
+            # Their own admin endpoints ask this stack's auth-rbac (edgelib.permissions).
+            service = "sv-user" if host.startswith("sv-user") else host
+            app.state.permissions = PolicyPermissions(
+                ServiceClient(
+                    "http://auth-rbac",
+                    signer=ServiceSigner(service, DEV_SERVICE_SECRET).to("auth-rbac"),
+                    transport=router,
+                )
+            )
     stack = IdentityStack(router, apps)
     try:
         async with AsyncExitStack() as exits:

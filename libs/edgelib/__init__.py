@@ -6,9 +6,11 @@ from edgelib.client import ServiceCallError, ServiceClient
 from edgelib.db import Base, Database
 from edgelib.deps import BackendDep, CurrentUser, InternalCaller, OptionalUser, SessionDep
 from edgelib.identity import Identity
+from edgelib.keyring import Keyring
+from edgelib.permissions import RequirePermission
 from edgelib.problems import Problem
 from edgelib.settings import ServiceSettings
-from edgelib.signing import ServiceSigner, SignatureError
+from edgelib.signing import PeerSigner, ServiceSigner, SignatureError
 
 __all__ = [
     "Backend",
@@ -19,8 +21,11 @@ __all__ = [
     "Database",
     "Identity",
     "InternalCaller",
+    "Keyring",
     "OptionalUser",
+    "PeerSigner",
     "Problem",
+    "RequirePermission",
     "ServiceCallError",
     "ServiceClient",
     "ServiceSettings",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from edgelib.deps import InternalCaller
+from edgelib.identity import GATEWAY_SERVICE
 
 
 class About(BaseModel):
@@ -37,7 +40,10 @@ def about_router(api_prefix: str | None) -> APIRouter:
             return _about(request)
 
     @router.get("/internal/about", response_model=About, tags=["internal"])
-    async def internal_about(request: Request, caller: InternalCaller) -> About:
+    async def internal_about(
+        request: Request,
+        caller: Annotated[str, InternalCaller(allowed={GATEWAY_SERVICE})],
+    ) -> About:
         """The same, for signed service-to-service callers only."""
         return _about(request, caller)
 

@@ -16,18 +16,24 @@ from starlette.responses import Response
 
 from edgelib.about import about_router
 from edgelib.backends import Backend, open_backend
+from edgelib.client import ServiceClient
 from edgelib.db import Database
 from edgelib.logs import configure_logging
 from edgelib.logship import HttpSink, LogShipper
 from edgelib.middleware import RequestContextMiddleware
 from edgelib.migrations import upgrade_async
 from edgelib.openapi import install_problem_openapi
+from edgelib.permissions import PolicyPermissions
 from edgelib.problems import install_problem_handlers, problem_response
+from edgelib.replay import ReplayCache
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
 from edgelib.tracing import configure_tracing
 
 logger = logging.getLogger("edgelib.app")
+
+#: The policy's owner, which services ask about their admin endpoints' permissions.
+AUTH_RBAC = "auth-rbac"
 
 ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -106,12 +112,13 @@ def create_service_app(
         )
         async with AsyncExitStack() as stack:
             app.state.settings = settings
-            app.state.signer = ServiceSigner(
-                settings.service_name, settings.service_secret.get_secret_value()
+            signer = app.state.signer = ServiceSigner(
+                settings.service_name, settings.keyring(), max_skew=settings.signature_max_skew
             )
             if settings.log_url:
                 shipper = LogShipper(
-                    HttpSink(settings.log_url, app.state.signer), max_queue=settings.log_ship_queue
+                    HttpSink(settings.log_url, signer.to("sv-log")),
+                    max_queue=settings.log_ship_queue,
                 )
                 app.state.log_shipper = await stack.enter_async_context(
                     shipper.installed(
@@ -123,6 +130,22 @@ def create_service_app(
             backend = open_backend(settings.redis_url)
             stack.push_async_callback(backend.close)
             app.state.backend = backend
+            app.state.replay = ReplayCache(
+                backend, settings.service_name, max_skew=settings.signature_max_skew
+            )
+            wants_permissions = settings.service_name != AUTH_RBAC
+            if (
+                wants_permissions
+                and getattr(app.state, "permissions", None) is None
+                and signer.can_sign_for(AUTH_RBAC)
+            ):
+                permissions = PolicyPermissions(
+                    ServiceClient(settings.auth_rbac_url, signer=signer.to(AUTH_RBAC)),
+                    ttl=settings.permission_cache_ttl,
+                )
+                stack.push_async_callback(permissions.aclose)
+                stack.callback(setattr, app.state, "permissions", None)
+                app.state.permissions = permissions
             if migrations is not None:
                 if settings.is_local or settings.migrate_on_start:
                     await migrate(settings, migrations)

@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from edgelib.logs import current_request_id
-from edgelib.signing import ServiceSigner
+from edgelib.signing import PeerSigner
 from edgelib.tracing import inject_trace_headers
 
 logger = logging.getLogger("edgelib.client")
@@ -40,7 +40,7 @@ class ServiceClient:
         self,
         base_urls: str | Sequence[str],
         *,
-        signer: ServiceSigner,
+        signer: PeerSigner,
         timeout: float = 5.0,
         connect_timeout: float = 1.0,
         retries: int = 2,

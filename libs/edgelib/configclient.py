@@ -141,7 +141,7 @@ class ConfigClient:
         self.last_change_at: float | None = None
         self._http = ServiceClient(
             base_urls,
-            signer=signer,
+            signer=signer.to("sv-config"),
             timeout=wait + 10.0,
             connect_timeout=1.0,
             retries=0,

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Iterable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgelib.backends import Backend
+from edgelib.backends import Backend, BackendError
 from edgelib.db import db_session
 from edgelib.identity import GATEWAY_SERVICE, Identity, IdentityError
-from edgelib.problems import Unauthorized
-from edgelib.signing import HEADER_IDENTITY, ServiceSigner, SignatureError
+from edgelib.problems import Forbidden, ServiceUnavailable, Unauthorized
+from edgelib.replay import ReplayCache
+from edgelib.signing import (
+    HEADER_CONTENT_DIGEST,
+    HEADER_IDENTITY,
+    UNSIGNED_PAYLOAD,
+    ServiceSigner,
+    SignatureError,
+    SignedCaller,
+)
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -33,34 +41,82 @@ def request_target(request: Request) -> str:
     return target + "?" + query.decode("latin-1") if query else target
 
 
-async def internal_caller(request: Request) -> str:
-    """Name of the service that signed this request; 401 when the signature is not valid."""
-    signer: ServiceSigner = request.app.state.signer
-    body = await request.body()
+async def first_use(request: Request, caller: SignedCaller) -> None:
+    """Record the request's nonce: 401 for a replay, 503 when the cache is away.
+
+    Once per request: two dependencies verifying the same request record it once.
+    """
+    seen: set[str] = request.scope.setdefault("edge.nonces", set())
+    if caller.nonce in seen:
+        return
+    replay: ReplayCache = request.app.state.replay
     try:
-        return signer.verify(request.method, request_target(request), request.headers, body)
+        await replay.first_use(caller)
     except SignatureError as exc:
-        raise Unauthorized(
-            f"internal endpoint: {exc}", headers={"WWW-Authenticate": "EdgeService"}
+        raise Unauthorized(str(exc), headers={"WWW-Authenticate": "EdgeService"}) from exc
+    except BackendError as exc:
+        raise ServiceUnavailable(
+            "the replay cache is not answering", headers={"Retry-After": "1"}
         ) from exc
+    seen.add(caller.nonce)
 
 
-def _gateway_identity(request: Request) -> Identity | None:
+class _AllowedCaller:
+    """The dependency behind :func:`InternalCaller`: verify, check the caller, record."""
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self.allowed = allowed
+
+    async def __call__(self, request: Request) -> str:
+        signer: ServiceSigner = request.app.state.signer
+        body = await request.body()
+        try:
+            caller = signer.verify_request(
+                request.method, request_target(request), request.headers, body
+            )
+        except SignatureError as exc:
+            raise Unauthorized(
+                f"internal endpoint: {exc}", headers={"WWW-Authenticate": "EdgeService"}
+            ) from exc
+        if caller.service not in self.allowed:
+            raise Forbidden(f"{caller.service} may not call this internal endpoint")
+        await first_use(request, caller)
+        return caller.service
+
+
+def InternalCaller(*, allowed: Iterable[str]) -> Any:
+    """``Depends`` for an internal endpoint open only to the services in ``allowed``.
+
+    Use as ``caller: Annotated[str, InternalCaller(allowed={"sv-user", "auth-jwt"})]``:
+    401 when the service signature is missing, wrong, stale or replayed, 403 when it is
+    valid but its service is not in the list. The value is the calling service's name.
+    """
+    names = frozenset(allowed)
+    if not names:
+        raise ValueError("an internal endpoint lists at least one caller")
+    return Depends(_AllowedCaller(names))
+
+
+async def _gateway_identity(request: Request) -> Identity | None:
     if HEADER_IDENTITY not in request.headers:
         return None
     signer: ServiceSigner = request.app.state.signer
+    # The gateway streams bodies unsigned unless told to sign them (GATEWAY_SIGN_BODIES).
+    signed_body = request.headers.get(HEADER_CONTENT_DIGEST, UNSIGNED_PAYLOAD)
+    body = await request.body() if signed_body != UNSIGNED_PAYLOAD else None
     try:
-        caller = signer.verify(
+        caller = signer.verify_request(
             request.method,
             request_target(request),
             request.headers,
-            None,
+            body,
             require_body_digest=False,
         )
     except SignatureError as exc:
         raise Unauthorized("identity was not signed by the gateway") from exc
-    if caller != GATEWAY_SERVICE:
+    if caller.service != GATEWAY_SERVICE:
         raise Unauthorized("identity was not signed by the gateway")
+    await first_use(request, caller)
     try:
         return Identity.decode(request.headers[HEADER_IDENTITY])
     except IdentityError as exc:
@@ -69,7 +125,7 @@ def _gateway_identity(request: Request) -> Identity | None:
 
 async def current_user(request: Request) -> Identity:
     """The caller the gateway authenticated; 401 when there is none."""
-    identity = _gateway_identity(request)
+    identity = await _gateway_identity(request)
     if identity is None:
         raise Unauthorized("authentication required", headers={"WWW-Authenticate": "Bearer"})
     return identity
@@ -77,13 +133,12 @@ async def current_user(request: Request) -> Identity:
 
 async def optional_user(request: Request) -> Identity | None:
     """The authenticated caller if any (a forged identity is still refused)."""
-    return _gateway_identity(request)
+    return await _gateway_identity(request)
 
 
 # scope="function": commit before the response leaves, so a caller never acts on a
 # write that is not yet visible and a failed commit is answered as an error.
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 BackendDep = Annotated[Backend, Depends(_backend)]
-InternalCaller = Annotated[str, Depends(internal_caller)]
 CurrentUser = Annotated[Identity, Depends(current_user)]
 OptionalUser = Annotated[Identity | None, Depends(optional_user)]

@@ -122,7 +122,9 @@ class HttpEventSink:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._clients = {
-            region: ServiceClient(base, signer=signer, timeout=timeout, transport=transport)
+            region: ServiceClient(
+                base, signer=signer.to("sv-notice"), timeout=timeout, transport=transport
+            )
             for region, base in region_urls(urls).items()
         }
 

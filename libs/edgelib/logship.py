@@ -32,7 +32,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from edgelib.logs import current_request_id, current_span_id, current_trace_id, redact
-from edgelib.signing import ServiceSigner
+from edgelib.signing import PeerSigner
 
 logger = logging.getLogger("edgelib.logship")
 
@@ -108,7 +108,7 @@ class HttpSink:
     def __init__(
         self,
         base_url: str,
-        signer: ServiceSigner,
+        signer: PeerSigner,
         *,
         timeout: float = 5.0,
         connect_timeout: float = 2.0,

@@ -22,6 +22,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from edgelib.keyring import Keyring, KeyringError
+
 Profile = Literal["local", "dev", "test", "prod"]
 
 #: Values that may come from ``EDGE_<NAME>`` when the service's own variable is unset.
@@ -31,6 +33,11 @@ SHARED_FIELDS = frozenset(
         "database_url",
         "redis_url",
         "service_secret",
+        "service_keys",
+        "service_keys_file",
+        "signature_max_skew",
+        "auth_rbac_url",
+        "permission_cache_ttl",
         "otlp_endpoint",
         "log_level",
         "log_json",
@@ -73,7 +80,19 @@ class ServiceSettings(BaseSettings):
     database_schema: str | None = None
     migrate_on_start: bool = False
     redis_url: str = "memory://"
-    service_secret: SecretStr = SecretStr(DEV_SERVICE_SECRET)
+    #: The root the local profile derives every service key from when no ring is given
+    #: (the development root when unset). Outside local a service never holds a root.
+    service_secret: SecretStr | None = None
+    #: This service's keyring (JSON, ``edgelib.keyring``), inline or as a file; one of
+    #: them is required outside the local profile.
+    service_keys: SecretStr | None = None
+    service_keys_file: Path | None = None
+    #: How far a signed request's timestamp may be from now; nonces are kept twice this.
+    signature_max_skew: float = 30.0
+    #: auth-rbac, which services ask about their own admin endpoints' permissions.
+    auth_rbac_url: str = "http://127.0.0.1:7103"
+    #: How long a service keeps one permission decision (seconds).
+    permission_cache_ttl: float = 1.0
 
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
@@ -103,6 +122,10 @@ class ServiceSettings(BaseSettings):
             self.instance_id = f"{self.service_name}{suffix}-{self.port}"
         if self.profile == "local":
             return self
+        if self.service_keys is None and self.service_keys_file is None:
+            raise InsecureSettingsError(
+                f"service_keys or service_keys_file must be set for profile {self.profile!r}"
+            )
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
             if _is_default_secret(value, field):
@@ -126,6 +149,19 @@ class ServiceSettings(BaseSettings):
     @property
     def is_local(self) -> bool:
         return self.profile == "local"
+
+    def keyring(self) -> Keyring:
+        """This service's keys: the ring file or inline ring, else (local) the dev root."""
+        if self.service_keys_file is not None:
+            return Keyring.load(self.service_keys_file, service=self.service_name)
+        if self.service_keys is not None:
+            return Keyring.from_json(
+                self.service_keys.get_secret_value(), service=self.service_name
+            )
+        if not self.is_local:
+            raise KeyringError("no service keyring outside the local profile")
+        root = self.service_secret.get_secret_value() if self.service_secret else DEV_SERVICE_SECRET
+        return Keyring.from_root(root, self.service_name)
 
 
 #: Values people leave in a secret until they mean to replace it (compared without case).

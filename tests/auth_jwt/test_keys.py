@@ -20,6 +20,7 @@ from edgelib.backends import MemoryBackend
 from edgelib.db import Database
 from edgelib.jwt import JwksCache, TokenVerifier
 from tests.identity_harness import (
+    ADMIN_PASSWORD,
     IdentityStack,
     as_gateway,
     identity_of,
@@ -55,6 +56,13 @@ def verifier_for(stack: IdentityStack) -> TokenVerifier:
     )
 
 
+async def admin_login(stack: IdentityStack) -> dict[str, Any]:
+    resp = await stack.login("admin", ADMIN_PASSWORD)
+    assert resp.status_code == 200
+    body: dict[str, Any] = resp.json()
+    return body
+
+
 async def rotate(stack: IdentityStack, pair: dict[str, Any]) -> httpx.Response:
     path = "/api/v1/auth/keys/rotate"
     identity = identity_of(pair["access_token"])
@@ -79,7 +87,7 @@ async def test_rotation_signs_with_a_new_key_and_keeps_the_old_one_published(
 ) -> None:
     before = await fresh_login(stack)
     old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
-    resp = await rotate(stack, before)
+    resp = await rotate(stack, await admin_login(stack))
     assert resp.status_code == 200
     rotated = resp.json()
     assert rotated["kid"] != old_kid
@@ -92,6 +100,17 @@ async def test_rotation_signs_with_a_new_key_and_keeps_the_old_one_published(
     # Tokens signed before the rotation keep verifying until they expire.
     assert (await verifier.verify(before["access_token"]))["sub"]
     assert (await verifier.verify(after["access_token"]))["sub"]
+
+
+async def test_rotation_by_a_signed_user_without_keys_rotate_is_403(
+    stack: IdentityStack,
+) -> None:
+    # As if a wrong route table had sent a plain user's request here: auth-jwt checks
+    # keys:rotate itself.
+    resp = await rotate(stack, await fresh_login(stack))
+    assert resp.status_code == 403
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert "keys:rotate" in resp.json()["detail"]
 
 
 async def test_rotation_needs_the_gateway_identity(stack: IdentityStack) -> None:

@@ -33,7 +33,11 @@ class AsGateway(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         target = request.url.raw_path.decode("ascii")
-        request.headers.update(GATEWAY.sign(request.method, target, None, identity=self.identity))
+        request.headers.update(
+            GATEWAY.sign(
+                request.method, target, None, destination="auth-rbac", identity=self.identity
+            )
+        )
         yield request
 
 
@@ -47,7 +51,9 @@ class AsService(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         target = request.url.raw_path.decode("ascii")
-        request.headers.update(self.signer.sign(request.method, target, request.content))
+        request.headers.update(
+            self.signer.sign(request.method, target, request.content, destination="auth-rbac")
+        )
         yield request
 
 
@@ -85,7 +91,7 @@ async def fresh_pg_schema() -> AsyncIterator[str]:
 
 async def make_admin(client: httpx.AsyncClient, user: str = ADMIN) -> None:
     resp = await client.post(
-        "/internal/assignments", json={"user": user, "role": "admin"}, auth=AsService()
+        "/internal/assignments", json={"user": user, "role": "admin"}, auth=AsService("auth-jwt")
     )
     assert resp.status_code in (200, 201), resp.text
 

@@ -282,3 +282,46 @@ async def test_internal_policy_refuses_a_bad_since(api: httpx.AsyncClient) -> No
     for query in ("since=-1", "since=abc"):
         resp = await api.get(f"/internal/policy?{query}", auth=AsService("gateway-api"))
         assert_problem(resp, 422)
+
+
+async def test_sv_user_may_assign_only_the_user_role(api: httpx.AsyncClient) -> None:
+    body = {"user": "u-climber", "role": "admin"}
+    refused = await api.post("/internal/assignments", json=body, auth=AsService("sv-user"))
+    assert_problem(refused, 403, "role-not-delegated")
+    other_domain = {"user": "u-climber", "role": "user", "dom": "tenant-b"}
+    refused = await api.post("/internal/assignments", json=other_domain, auth=AsService("sv-user"))
+    assert_problem(refused, 403, "role-not-delegated")
+    roles = (await api.get("/api/v1/rbac/users/u-climber/roles")).json()
+    assert roles["roles"] == []
+    # auth-jwt hands out the bootstrap admin's role, and only that one.
+    ok = await api.post("/internal/assignments", json=body, auth=AsService("auth-jwt"))
+    assert ok.status_code == 201
+    user = {"user": "u-climber", "role": "user"}
+    refused = await api.post("/internal/assignments", json=user, auth=AsService("auth-jwt"))
+    assert_problem(refused, 403, "role-not-delegated")
+
+
+@pytest.mark.parametrize("service", ["sv-notice", "sv-money", "gateway-api", "sv-config"])
+async def test_services_not_listed_cannot_assign_roles(
+    api: httpx.AsyncClient, service: str
+) -> None:
+    body = {"user": "u-sneaky", "role": "user"}
+    resp = await api.post("/internal/assignments", json=body, auth=AsService(service))
+    assert_problem(resp, 403, "forbidden")
+    assert (await api.get("/api/v1/rbac/users/u-sneaky/roles")).json()["roles"] == []
+
+
+async def test_services_guarding_admin_endpoints_may_ask_for_a_decision(
+    api: httpx.AsyncClient,
+) -> None:
+    body = {"sub": ADMIN, "obj": "rbac", "act": "admin"}
+    decided = await api.post("/internal/enforce", json=body, auth=AsService("sv-config"))
+    assert decided.status_code == 200
+    assert decided.json()["allowed"] is True
+    plain = {"sub": "u-plain", "obj": "rbac", "act": "admin"}
+    denied = await api.post("/internal/enforce", json=plain, auth=AsService("sv-notice"))
+    assert denied.json()["allowed"] is False
+    # The gateway has the whole policy; it is not on this endpoint's list.
+    assert_problem(
+        await api.post("/internal/enforce", json=body, auth=AsService("gateway-api")), 403
+    )

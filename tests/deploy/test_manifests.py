@@ -407,8 +407,12 @@ def test_settings_reach_each_service_under_its_own_prefix(manifests: Manifests) 
             env = _env(container)
             shared = manifests.config_map("edge-config")["metadata"]["name"]
             assert {"configMapRef": {"name": shared}} in container["envFrom"]
-            for secret in ("EDGE_DATABASE_URL", "EDGE_REDIS_URL", "EDGE_SERVICE_SECRET"):
+            for secret in ("EDGE_DATABASE_URL", "EDGE_REDIS_URL"):
                 assert env[secret]["valueFrom"]["secretKeyRef"]["key"] == secret
+            # Each service reads its own keyring from its own Secret, never a shared root.
+            keys = env["EDGE_SERVICE_KEYS"]["valueFrom"]["secretKeyRef"]
+            assert keys == {"name": f"edge-keys-{_service_of(deployment)}", "key": "keys.json"}
+            assert "EDGE_SERVICE_SECRET" not in env
             if key == "containers":
                 field = env[f"{f.prefix}INSTANCE_ID"]["valueFrom"]["fieldRef"]
                 assert field["fieldPath"] == "metadata.name"
@@ -439,7 +443,10 @@ def test_references_resolve_and_secrets_are_documented(manifests: Manifests) -> 
                 if "configMapKeyRef" in ref:
                     cm = config_maps[ref["configMapKeyRef"]["name"]]
                     assert ref["configMapKeyRef"]["key"] in cm["data"], name
-                if "secretKeyRef" in ref:
+                if "secretKeyRef" in ref and var["name"] == "EDGE_SERVICE_KEYS":
+                    # The service's own keyring: its own Secret (edgectl keys render).
+                    assert ref["secretKeyRef"]["name"].startswith("edge-keys-"), name
+                elif "secretKeyRef" in ref:
                     assert ref["secretKeyRef"]["name"] == "edge-secrets", name
                     assert ref["secretKeyRef"]["key"] in documented, name
 
@@ -645,7 +652,10 @@ def test_compose_services_build_and_configure_themselves() -> None:
         assert env["EDGE_REDIS_URL"].startswith("redis://redis:6379")
         assert env["EDGE_PROFILE"] != "local"
         # Required from the operator, never a default committed here.
-        assert re.fullmatch(r"\$\{EDGE_SERVICE_SECRET:\?[^}]*\}", env["EDGE_SERVICE_SECRET"])
+        assert "EDGE_SERVICE_SECRET" not in env
+        assert env["EDGE_SERVICE_KEYS_FILE"] == f"/run/edge-keys/{service}.json"
+        mount = f"/{service}.json:/run/edge-keys/{service}.json:ro"
+        assert any(v.startswith("${EDGE_KEYS_DIR:?") and v.endswith(mount) for v in svc["volumes"])
         instance_ids.append(env[f"{f.prefix}INSTANCE_ID"])
         if f.has_migrations:
             assert env[f"{f.prefix}MIGRATE_ON_START"] == "true", name
@@ -993,6 +1003,9 @@ def test_every_deployment_gets_what_edgectl_gives_its_service(manifests: Manifes
     for deployment in manifests.of("Deployment"):
         service = _service_of(deployment)
         provided = _k8s_sources(manifests, _app(deployment))
+        if "EDGE_SERVICE_KEYS" in provided:
+            # The keyring inline from its Secret, where edgectl names a file.
+            provided["EDGE_SERVICE_KEYS_FILE"] = provided["EDGE_SERVICE_KEYS"]
         for name in sorted(_local_env_names()[service] - set(provided)):
             missing.append(f"{deployment['metadata']['name']}: {name}")
     assert not missing, (
@@ -1055,6 +1068,11 @@ class SecretField:
     required: bool
 
 
+#: Service keys are not edge-secrets values: each service reads its own keyring from its
+#: own Secret (checked above), and the root they come from stays with the deployer.
+_KEY_FIELDS = frozenset({"service_secret", "service_keys"})
+
+
 def _secret_fields() -> list[SecretField]:
     """Every SecretStr setting of every service's Settings class."""
     from pydantic import AliasChoices, SecretStr
@@ -1067,7 +1085,7 @@ def _secret_fields() -> list[SecretField]:
         settings = importlib.import_module(f"{f.package}.config").Settings
         for field_name, field in settings.model_fields.items():
             annotation = repr(field.annotation)
-            if "SecretStr" not in annotation:
+            if "SecretStr" not in annotation or field_name in _KEY_FIELDS:
                 continue
             names: list[str] = []
             alias = field.validation_alias
@@ -1092,8 +1110,8 @@ def _secret_fields() -> list[SecretField]:
 
 def test_the_secret_settings_are_found() -> None:
     fields = {(s.service, s.field): s for s in _secret_fields()}
-    assert fields[("sv-user", "service_secret")].required
-    assert "EDGE_SERVICE_SECRET" in fields[("sv-user", "service_secret")].names
+    # The root is the deployer's: no service reads it outside the local profile.
+    assert ("sv-user", "service_secret") not in fields
     assert fields[("auth-jwt", "key_passphrase")].required
 
 

@@ -9,12 +9,9 @@ import uuid
 import httpx
 import orjson
 
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
 from tests.e2e.conftest import PORT_SHIFT, Stack
 
 PASSWORD = "correct-horse-battery-9"
-AUTH_JWT = ServiceSigner("auth-jwt", DEV_SERVICE_SECRET)
 AUTH_RBAC = f"http://127.0.0.1:{7103 + PORT_SHIFT}"
 
 
@@ -42,7 +39,8 @@ def admin(stack: Stack) -> dict[str, str]:
     """The bootstrap admin's header, its admin role granted and in effect at the gateway."""
     headers = login(stack, "admin", admin_password(stack))
     body = orjson.dumps({"user": user_id(headers), "role": "admin"})
-    signed = {"content-type": "application/json"} | AUTH_JWT.sign(
+    signer = stack.signer("auth-jwt").to("auth-rbac")
+    signed = {"content-type": "application/json"} | signer.sign(
         "POST", "/internal/assignments", body
     )
     granted = httpx.post(AUTH_RBAC + "/internal/assignments", content=body, headers=signed)

@@ -30,6 +30,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher, Type
 
+from edgelib.keyring import Keyring
 from edgelib.signing import ServiceSigner
 from tests.conftest import PG_URL, REDIS_URL
 from tests.e2e.conftest import ROOT, _create_database, _drop_database
@@ -41,6 +42,10 @@ logger = logging.getLogger(__name__)
 PASSWORD = "correct horse 1"
 SECRET = secrets.token_urlsafe(32)
 READY_TIMEOUT = 150.0
+#: The registration floor (SV_USER_REGISTRATION_MIN_SECONDS) this stack keeps on: above
+#: sv-user's default (0.4 s), since a registration costs 0.6-0.9 s on this shared machine
+#: when it is loaded (load average 10 on 2 cores), and no floor hides what it is under.
+FLOOR = 1.2
 #: Small limits, so that each shows within a few requests.
 LIMITS = {
     "AUTH_JWT_LOCKOUT_FAILURES": "3",
@@ -52,6 +57,7 @@ LIMITS = {
     "SV_USER_REGISTER_ADDRESS_WINDOW": "60",
     # Attempts at one name are counted in Redis across runs ("admin" above all).
     "SV_USER_REGISTER_USERNAME_LIMIT": "1000",
+    "SV_USER_REGISTRATION_MIN_SECONDS": str(FLOOR),
 }
 
 
@@ -199,7 +205,10 @@ def fresh() -> str:
 
 def roles_of(small: SmallStack, client: httpx.Client, user_id: str) -> list[list[str]]:
     """The role assignments (Casbin ``g`` rules) of ``user_id`` in auth-rbac's policy."""
-    signer = ServiceSigner("test-caller", SECRET)
+    # The gateway is the policy's reader (auth-rbac's caller list), with the ring
+    # edgectl wrote for it.
+    ring = Keyring.load(small.var_dir / "keys" / "gateway-api.json")
+    signer = ServiceSigner("gateway-api", ring).to("auth-rbac")
     resp = client.get(
         small.url("auth-rbac") + "/internal/policy", headers=signer.sign("GET", "/internal/policy")
     )
@@ -300,6 +309,8 @@ def test_an_admin_account_the_bootstrap_did_not_create_gets_no_role_on_restart(
         "AUTH_JWT_AUTH_RBAC_URL": small.url("auth-rbac"),
         "AUTH_JWT_SV_USER_URLS": json.dumps({"east": small.url("sv-user")}),
         "AUTH_JWT_ADMIN_REGION": "east",
+        # Outside the local profile a service signs with the ring edgectl wrote for it.
+        "EDGE_SERVICE_KEYS_FILE": str(small.var_dir / "keys" / "auth-jwt.json"),
     }
     log_path = small.base / "auth-jwt-second.log"
     with log_path.open("wb") as log:
@@ -356,7 +367,7 @@ def test_login_backoff_and_rate_limits_answer_429_with_retry_after_through_the_g
 def test_registration_does_not_tell_a_taken_name_by_its_timing(
     small: SmallStack, client: httpx.Client
 ) -> None:
-    rounds = 15
+    rounds = 11
     taken = [fresh() for _ in range(rounds)]
     for name in taken:
         assert register(small, client, name).status_code == 201
@@ -382,12 +393,14 @@ def test_registration_does_not_tell_a_taken_name_by_its_timing(
     m_existing, m_new = statistics.median(existing), statistics.median(new)
     m_hash = statistics.median(hash_cost)
     report: dict[str, Any] = {
+        "gap_ms": round((m_new - m_existing) * 1000, 1),
         "median_existing_ms": round(m_existing * 1000, 1),
         "median_new_ms": round(m_new * 1000, 1),
         "median_hash_ms": round(m_hash * 1000, 1),
     }
     logger.info("registration timing: %s", report)
-    # Skipping the hash for a taken name makes the gap at least one hash (plus the insert
-    # and the confirmation a new name costs); with it, the gap is that extra work only
-    # (0.35-0.73 of a hash in three runs on a loaded machine, 5.2 without the fix).
-    assert abs(m_new - m_existing) < m_hash, report
+    # Hashing before the directory is asked left a gap of the insert and confirmation a
+    # new name costs (36-88 ms, up to 267 ms when loaded); the response floor (FLOOR)
+    # holds both answers to the same time, leaving noise only.
+    assert min(m_existing, m_new) >= FLOOR, report
+    assert abs(m_new - m_existing) < 0.025, report

@@ -17,14 +17,11 @@ import httpx
 import orjson
 import pytest
 
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
 from tests.e2e.conftest import PORT_SHIFT, Stack
 
 pytestmark = pytest.mark.e2e
 
 AUTH_RBAC = f"http://127.0.0.1:{7103 + PORT_SHIFT}"
-AUTH_JWT = ServiceSigner("auth-jwt", DEV_SERVICE_SECRET)
 PASSWORD = "correct-horse-battery-9"
 PROBLEM = "application/problem+json"
 SCHEMA = {
@@ -73,7 +70,9 @@ def as_admin(stack: Stack, client: httpx.Client) -> User:
     # Idempotent; auth-jwt's bootstrap may have made it already.
     body = orjson.dumps({"user": admin.user_id, "role": "admin"})
     headers = {"content-type": "application/json"}
-    headers.update(AUTH_JWT.sign("POST", "/internal/assignments", body))
+    headers.update(
+        stack.signer("auth-jwt").to("auth-rbac").sign("POST", "/internal/assignments", body)
+    )
     resp = client.post(AUTH_RBAC + "/internal/assignments", content=body, headers=headers)
     assert resp.status_code in (200, 201), resp.text
     return admin

@@ -26,8 +26,6 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 
 from edgelib.identity import GATEWAY_SERVICE, Identity
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
 from tests.e2e.conftest import PORT_SHIFT, ROOT, Stack
 from tests.token_forgery import bad_tokens, current_key
 from tests.worker import free_port
@@ -217,12 +215,27 @@ def test_key_rotation_keeps_old_tokens_valid_and_new_ones_verify_at_once(
     user = register(stack, client)
     before = login(stack, client, user["username"], "web")
     old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
-    # The admin call, as the gateway forwards it once auth-rbac grants keys:rotate.
+    # A gateway-signed identity without keys:rotate is refused by auth-jwt itself, as a
+    # wrong route table would bring it (least privilege: the service checks again).
     caller = Identity(user["id"], user["username"], user["region"], "ops", "web")
     path = "/api/v1/auth/keys/rotate"
-    signer = ServiceSigner(GATEWAY_SERVICE, DEV_SERVICE_SECRET)
-    rotated = client.post(
+    signer = stack.signer(GATEWAY_SERVICE).to("auth-jwt")
+    refused = client.post(
         AUTH_JWT + path, headers=signer.sign("POST", path, None, identity=caller.encode())
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    # The admin call, as the gateway forwards the bootstrap admin (who holds keys:rotate).
+    password = (stack.var_dir / "admin-password").read_text().strip()
+    admin = client.post(
+        stack.public + "/api/v1/auth/login",
+        json={"username": "admin", "password": password, "client_type": "mini"},
+    )
+    assert admin.status_code == 200, admin.text
+    claims = jwt.decode(admin.json()["access_token"], options={"verify_signature": False})
+    operator = Identity(claims["sub"], "admin", claims["region"], claims["sid"], "mini")
+    rotated = client.post(
+        AUTH_JWT + path, headers=signer.sign("POST", path, None, identity=operator.encode())
     )
     assert rotated.status_code == 200, rotated.text
     new_kid = rotated.json()["kid"]
@@ -266,6 +279,8 @@ def second_gateway(stack: Stack, client: httpx.Client) -> Iterator[SecondGateway
         "GATEWAY_INSTANCE_ID": "gateway-api-2",
         "GATEWAY_TOPOLOGY": str(stack.var_dir.parent / "topology.toml"),
         "EDGE_VAR_DIR": str(stack.var_dir),
+        # The gateway's keyring, as edgectl gives the first gateway.
+        "EDGE_SERVICE_KEYS_FILE": str(stack.var_dir / "keys" / "gateway-api.json"),
         "PYTHONUNBUFFERED": "1",
     }
     log = (stack.var_dir / "log" / "gateway-api-2.log").open("ab")

@@ -124,12 +124,14 @@ def test_internal_endpoint_without_valid_signature_is_refused(
     unsigned = client.get(inst["url"] + "/internal/about")
     assert unsigned.status_code == 401
     assert unsigned.headers["content-type"] == "application/problem+json"
-    forged = ServiceSigner("sv-money", "not-the-secret").sign("GET", "/internal/about", b"")
+    forged = ServiceSigner("gateway-api", "not-the-secret").sign(
+        "GET", "/internal/about", b"", destination="sv-user"
+    )
     assert client.get(inst["url"] + "/internal/about", headers=forged).status_code == 401
-    # The local profile's development secret is what the stack signs with.
-    secret = "local-dev-service-secret-change-me"
-    good = ServiceSigner("sv-money", secret).sign("GET", "/internal/about", b"")
-    assert client.get(inst["url"] + "/internal/about", headers=good).json()["caller"] == "sv-money"
+    # The keyring edgectl wrote for the gateway is what the stack signs with.
+    good = stack.signer("gateway-api").to("sv-user").sign("GET", "/internal/about", b"")
+    answer = client.get(inst["url"] + "/internal/about", headers=good)
+    assert answer.json()["caller"] == "gateway-api"
     # And through the gateway an internal path is not routed at all.
     assert client.get(stack.public + "/internal/about", headers=good).status_code == 404
 

@@ -17,15 +17,22 @@ import httpx
 import pytest
 
 from edgelib.identity import Identity
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
+from edgelib.signing import PeerSigner
 from tests.e2e.conftest import PORT_SHIFT, Stack, instance_id
 
 pytestmark = pytest.mark.e2e
 
 SV_LOG = f"http://127.0.0.1:{7105 + PORT_SHIFT}"
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
-AUTH_JWT = ServiceSigner("auth-jwt", DEV_SERVICE_SECRET)
+#: The stack's signers (its keyrings are written by edgectl at start), set per test.
+SIGNERS: dict[str, PeerSigner] = {}
+
+
+@pytest.fixture(autouse=True)
+def _stack_signers(stack: Stack) -> None:
+    SIGNERS["gateway"] = stack.signer("gateway-api").to("sv-log")
+    SIGNERS["auth-jwt"] = stack.signer("auth-jwt").to("auth-rbac")
+
+
 AUTH_RBAC = f"http://127.0.0.1:{7103 + PORT_SHIFT}"
 OPERATOR = Identity("u-ops", "ops", "east", "s-ops", "web")
 PASSWORD = "correct-horse-battery-9"
@@ -35,7 +42,7 @@ def logs(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
     """Query sv-log as the gateway forwards an authorised ``logs:read`` caller."""
     url = httpx.URL("/api/v1/logs/records", params=params)
     target = url.raw_path.decode()
-    headers = GATEWAY.sign("GET", target, None, identity=OPERATOR.encode())
+    headers = SIGNERS["gateway"].sign("GET", target, None, identity=OPERATOR.encode())
     resp = client.get(SV_LOG + target, headers=headers)
     assert resp.status_code == 200, resp.text
     return list(resp.json()["items"])
@@ -95,7 +102,7 @@ def _grant_admin(client: httpx.Client, headers: dict[str, str]) -> None:
     payload = headers["authorization"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     body = json.dumps({"user": claims["sub"], "role": "admin"}).encode()
-    signed = AUTH_JWT.sign("POST", "/internal/assignments", body)
+    signed = SIGNERS["auth-jwt"].sign("POST", "/internal/assignments", body)
     resp = client.post(
         AUTH_RBAC + "/internal/assignments",
         content=body,

@@ -17,8 +17,6 @@ import orjson
 import pytest
 
 from edgelib.events import TRANSFER_RECEIVED, EventPublisher, HttpEventSink, PlatformEvent
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
 from tests.e2e.conftest import PORT_SHIFT, Stack
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +27,6 @@ NOTICE_URLS = {
     "east": f"http://127.0.0.1:{7221 + PORT_SHIFT}",
     "west": f"http://127.0.0.1:{7321 + PORT_SHIFT}",
 }
-MONEY = ServiceSigner("sv-money", DEV_SERVICE_SECRET)
 
 
 def _subject(token: str) -> str:
@@ -97,7 +94,9 @@ async def test_transfer_event_reaches_clients_connected_through_the_gateway_with
             await asyncio.wait_for(_sse(lines, "ready"), 5)
 
             transfer_id = uuid.uuid4().hex
-            async with EventPublisher(HttpEventSink(NOTICE_URLS, MONEY)) as publisher:
+            async with EventPublisher(
+                HttpEventSink(NOTICE_URLS, stack.signer("sv-money"))
+            ) as publisher:
                 started = time.perf_counter()
                 publisher.publish(
                     PlatformEvent(

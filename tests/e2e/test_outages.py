@@ -23,8 +23,7 @@ import httpx
 import orjson
 import pytest
 
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
+from edgelib.signing import PeerSigner
 from tests.e2e import accounts
 from tests.e2e.conftest import PORT_SHIFT, Stack, Stacks
 from tests.e2e.servers import OwnPostgres, OwnRedis
@@ -39,7 +38,6 @@ ROUTE_TIMEOUT = 30.0
 CLIENTS = 3
 PROBLEM = "application/problem+json"
 SV_LOG = f"http://127.0.0.1:{7105 + PORT_SHIFT}"
-LOG_SIGNER = ServiceSigner("sv-money", DEV_SERVICE_SECRET)
 
 
 @dataclass
@@ -150,7 +148,7 @@ def _pay_and_read(world: World, load: Load, n: int) -> None:
             load.stop.wait(0.05)
 
 
-def _ship_logs(service: str, load: Load) -> None:
+def _ship_logs(service: str, load: Load, signer: PeerSigner) -> None:
     """Batches of records sent to sv-log's intake as a service does (signed, keyed by
     the batch's digest), each retried until acknowledged."""
     n = 0
@@ -169,7 +167,7 @@ def _ship_logs(service: str, load: Load) -> None:
             }
             while True:
                 started = time.monotonic()
-                signed = headers | LOG_SIGNER.sign("POST", "/internal/logs", body)
+                signed = headers | signer.sign("POST", "/internal/logs", body)
                 try:
                     resp: httpx.Response | Exception = client.post(
                         SV_LOG + "/internal/logs", content=body, headers=signed
@@ -195,7 +193,10 @@ def run_outage(world: World, stop: Callable[[], None], start: Callable[[], None]
         threading.Thread(target=_pay_and_read, args=(world, load, n), daemon=True)
         for n in range(CLIENTS)
     ]
-    threads.append(threading.Thread(target=_ship_logs, args=(service, load), daemon=True))
+    log_signer = world.stack.signer("sv-money").to("sv-log")
+    threads.append(
+        threading.Thread(target=_ship_logs, args=(service, load, log_signer), daemon=True)
+    )
     before = pids(world.stack)
     for thread in threads:
         thread.start()

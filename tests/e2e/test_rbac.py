@@ -23,8 +23,6 @@ import orjson
 import pytest
 
 from edgelib.identity import Identity
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
 from tests.e2e.conftest import PORT_SHIFT, READY_TIMEOUT, ROOT, Stack
 
 pytestmark = pytest.mark.e2e
@@ -33,8 +31,6 @@ ROUTES = ROOT / "app/gateway-api/gateway_api/routes.toml"
 AUTH_RBAC = f"http://127.0.0.1:{7103 + PORT_SHIFT}"
 SECOND_RBAC_PORT = 7113 + PORT_SHIFT
 PASSWORD = "correct-horse-battery-9"
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
-AUTH_JWT = ServiceSigner("auth-jwt", DEV_SERVICE_SECRET)
 PROBLEM = "application/problem+json"
 #: A request each admin permission's routes serve, where the route's own path would 404.
 CONCRETE = {
@@ -82,10 +78,12 @@ def register(stack: Stack, client: httpx.Client) -> Caller:
     return login(stack, client, username, PASSWORD)
 
 
-def internal_assign(client: httpx.Client, base: str, user: str, role: str) -> None:
+def internal_assign(stack: Stack, client: httpx.Client, base: str, user: str, role: str) -> None:
+    """As auth-jwt's bootstrap assigns the admin role (with auth-jwt's own keyring)."""
     body = orjson.dumps({"user": user, "role": role})
     headers = {"content-type": "application/json"}
-    headers.update(AUTH_JWT.sign("POST", "/internal/assignments", body))
+    signer = stack.signer("auth-jwt").to("auth-rbac")
+    headers.update(signer.sign("POST", "/internal/assignments", body))
     resp = client.post(base + "/internal/assignments", content=body, headers=headers)
     assert resp.status_code in (200, 201), resp.text
 
@@ -105,7 +103,7 @@ def admin(stack: Stack, client: httpx.Client) -> Caller:
     does it: the call is idempotent, so it is harmless once that lands)."""
     password = (stack.var_dir / "admin-password").read_text().strip()
     caller = login(stack, client, "admin", password)
-    internal_assign(client, AUTH_RBAC, caller.user_id, "admin")
+    internal_assign(stack, client, AUTH_RBAC, caller.user_id, "admin")
     wait_until(
         lambda: (
             client.get(stack.public + "/api/v1/rbac/roles", headers=caller.headers).status_code
@@ -170,6 +168,8 @@ def second_rbac(stack: Stack) -> Iterator[str]:
             "AUTH_RBAC_HOST": "127.0.0.1",
             "AUTH_RBAC_PORT": str(SECOND_RBAC_PORT),
             "AUTH_RBAC_INSTANCE_ID": f"auth-rbac-{SECOND_RBAC_PORT}",
+            # auth-rbac's keyring, as edgectl gives the first instance.
+            "EDGE_SERVICE_KEYS_FILE": str(stack.var_dir / "keys" / "auth-rbac.json"),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -199,12 +199,13 @@ def second_rbac(stack: Stack) -> Iterator[str]:
         log.close()
 
 
-def enforce_at(client: httpx.Client, base: str, admin: Caller, sub: str) -> bool:
+def enforce_at(stack: Stack, client: httpx.Client, base: str, admin: Caller, sub: str) -> bool:
     """Ask one auth-rbac instance directly, as the gateway forwards the admin."""
     body = orjson.dumps({"sub": sub, "obj": "logs", "act": "read"})
     identity = Identity(admin.user_id, "admin", "east", "s", "web").encode()
     headers = {"content-type": "application/json"}
-    headers.update(GATEWAY.sign("POST", "/api/v1/rbac/enforce", None, identity=identity))
+    signer = stack.signer("gateway-api").to("auth-rbac")
+    headers.update(signer.sign("POST", "/api/v1/rbac/enforce", None, identity=identity))
     resp = client.post(base + "/api/v1/rbac/enforce", content=body, headers=headers)
     assert resp.status_code == 200, resp.text
     allowed: bool = resp.json()["allowed"]
@@ -232,7 +233,7 @@ def test_revoking_a_role_denies_at_the_gateway_and_a_second_instance_within_1s(
         return resp.status_code == 200
 
     wait_until(gateway_allows, 1.0)
-    wait_until(lambda: enforce_at(client, second_rbac, admin, plain.user_id), 1.0)
+    wait_until(lambda: enforce_at(stack, client, second_rbac, admin, plain.user_id), 1.0)
 
     revoked = client.request("DELETE", api + "/assignments", json=assignment, headers=admin.headers)
     assert revoked.status_code == 204
@@ -242,7 +243,7 @@ def test_revoking_a_role_denies_at_the_gateway_and_a_second_instance_within_1s(
         if "gateway" not in denied_after and not gateway_allows():
             denied_after["gateway"] = time.monotonic() - started
         if "second" not in denied_after and not enforce_at(
-            client, second_rbac, admin, plain.user_id
+            stack, client, second_rbac, admin, plain.user_id
         ):
             denied_after["second"] = time.monotonic() - started
         time.sleep(0.02)

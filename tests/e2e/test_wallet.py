@@ -12,15 +12,12 @@ import httpx
 import orjson
 import pytest
 
-from edgelib.settings import DEV_SERVICE_SECRET
-from edgelib.signing import ServiceSigner
 from tests.e2e.conftest import PORT_SHIFT, Stack
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct-horse-battery-9"
 AUTH_RBAC = f"http://127.0.0.1:{7103 + PORT_SHIFT}"
-AUTH_JWT = ServiceSigner("auth-jwt", DEV_SERVICE_SECRET)
 
 
 def admin_caller(stack: Stack, client: httpx.Client) -> dict[str, str]:
@@ -32,7 +29,7 @@ def admin_caller(stack: Stack, client: httpx.Client) -> dict[str, str]:
     user_id = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
     body = orjson.dumps({"user": user_id, "role": "admin"})
     headers = {"content-type": "application/json"}
-    headers |= AUTH_JWT.sign("POST", "/internal/assignments", body)
+    headers |= stack.signer("auth-jwt").to("auth-rbac").sign("POST", "/internal/assignments", body)
     granted = client.post(AUTH_RBAC + "/internal/assignments", content=body, headers=headers)
     assert granted.status_code in (200, 201), granted.text
     deadline = time.monotonic() + 3

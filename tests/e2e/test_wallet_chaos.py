@@ -40,7 +40,7 @@ from tests.e2e.conftest import PORT_SHIFT, ROOT
 
 pytestmark = pytest.mark.e2e
 
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
+GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET).to("sv-money")
 PG_DSN = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
 DIRECTORY_PORT = 7161 + PORT_SHIFT
 MONEY_PORTS = {"east": 7261 + PORT_SHIFT, "west": 7361 + PORT_SHIFT}

@@ -360,6 +360,7 @@ async def test_authenticated_request_reaches_the_service_signed_without_the_toke
 
     from edgelib.identity import Identity
     from edgelib.jwt import JwksCache, TokenVerifier
+    from edgelib.settings import DEV_SERVICE_SECRET
     from edgelib.signing import ServiceSigner
     from gateway_api.authn import Authenticator
     from gateway_api.sessions import RevokedSessions
@@ -390,8 +391,8 @@ async def test_authenticated_request_reaches_the_service_signed_without_the_toke
         "exp": now + 300,
     }  # fmt: skip
     token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "k1", "typ": "at+jwt"})
-    secret = gw.gateway.settings.service_secret.get_secret_value()
-    services = ServiceSigner("any-service", secret)
+    secret = DEV_SERVICE_SECRET
+    services = ServiceSigner("echo", secret)  # the route's service: the destination
     for attempt in ("first (verified)", "second (known caller)"):
         resp = await client.get(
             gw.url + "/api/v1/private/x?a=1", headers={"authorization": f"Bearer {token}"}

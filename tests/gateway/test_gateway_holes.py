@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from edgelib.jwt import JwksCache, TokenVerifier
+from edgelib.keyring import Keyring
 from gateway_api.authn import Authenticator
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
@@ -145,7 +146,7 @@ async def test_x_edge_instance_reaches_clients_only_when_a_setting_asks(
         assert resp.headers["x-edge-instance"] == f"echo-{resp.headers['x-upstream']}"
     assert Settings(profile="local").instance_header_exposed is False
     assert Settings(
-        profile="prod", service_secret="s" * 40, expose_instance=True
+        profile="prod", service_keys=Keyring("gateway-api").to_json(), expose_instance=True
     ).instance_header_exposed
 
 

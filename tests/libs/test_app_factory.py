@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import pytest
 from fastapi import FastAPI
@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from edgelib.app import create_service_app
 from edgelib.deps import InternalCaller, SessionDep
 from edgelib.problems import Conflict
-from edgelib.settings import ServiceSettings
+from edgelib.settings import DEV_SERVICE_SECRET, ServiceSettings
 from edgelib.signing import ServiceSigner
 from tests.helpers import running
 
@@ -71,7 +71,9 @@ def tiny_app(tmp_path: Path, *, with_db: bool = True) -> FastAPI:
         raise FileNotFoundError(2, "No such file")
 
     @app.post("/internal/echo")
-    async def echo(payload: dict[str, int], caller: InternalCaller) -> dict[str, object]:
+    async def echo(
+        payload: dict[str, int], caller: Annotated[str, InternalCaller(allowed={"sv-user"})]
+    ) -> dict[str, object]:
         return {"caller": caller, "payload": payload}
 
     return app
@@ -209,16 +211,69 @@ async def test_internal_endpoint_refuses_unsigned_and_accepts_signed(tmp_path: P
         assert unsigned.headers["content-type"] == "application/problem+json"
 
         body = b'{"a":1}'
-        secret = app.state.settings.service_secret.get_secret_value()
-        headers = ServiceSigner("sv-user", secret).sign("POST", "/internal/echo", body)
+        secret = DEV_SERVICE_SECRET
+        headers = ServiceSigner("sv-user", secret).to("tiny").sign("POST", "/internal/echo", body)
         signed = await client.post(
             "/internal/echo", content=body, headers={**headers, "content-type": "application/json"}
         )
         assert signed.status_code == 200
         assert signed.json() == {"caller": "sv-user", "payload": {"a": 1}}
 
-        forged = ServiceSigner("sv-user", "wrong-secret").sign("POST", "/internal/echo", body)
+        forged = (
+            ServiceSigner("sv-user", "wrong-secret").to("tiny").sign("POST", "/internal/echo", body)
+        )
         resp = await client.post(
             "/internal/echo", content=body, headers={**forged, "content-type": "application/json"}
+        )
+        assert resp.status_code == 401
+
+
+async def test_a_replayed_signed_request_is_refused_inside_its_window(tmp_path: Path) -> None:
+    app = tiny_app(tmp_path, with_db=False)
+    async with running(app) as client:
+        body = b'{"a":1}'
+        secret = DEV_SERVICE_SECRET
+        signed = ServiceSigner("sv-user", secret).to("tiny").sign("POST", "/internal/echo", body)
+        headers = {**signed, "content-type": "application/json"}
+        assert (
+            await client.post("/internal/echo", content=body, headers=headers)
+        ).status_code == 200
+        replay = await client.post("/internal/echo", content=body, headers=headers)
+        assert replay.status_code == 401
+        assert replay.headers["content-type"] == "application/problem+json"
+        assert "replayed" in replay.json()["detail"]
+        # A fresh signature (a new nonce) for the same request is fine.
+        again = ServiceSigner("sv-user", secret).to("tiny").sign("POST", "/internal/echo", body)
+        resp = await client.post(
+            "/internal/echo", content=body, headers={**again, "content-type": "application/json"}
+        )
+        assert resp.status_code == 200
+
+
+async def test_a_valid_signature_from_a_caller_not_listed_is_403(tmp_path: Path) -> None:
+    app = tiny_app(tmp_path, with_db=False)
+    async with running(app) as client:
+        body = b'{"a":1}'
+        secret = DEV_SERVICE_SECRET
+        signed = ServiceSigner("sv-notice", secret).to("tiny").sign("POST", "/internal/echo", body)
+        resp = await client.post(
+            "/internal/echo", content=body, headers={**signed, "content-type": "application/json"}
+        )
+        assert resp.status_code == 403
+        assert resp.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_signature_made_for_another_destination_is_refused(tmp_path: Path) -> None:
+    app = tiny_app(tmp_path, with_db=False)
+    async with running(app) as client:
+        body = b'{"a":1}'
+        secret = DEV_SERVICE_SECRET
+        elsewhere = (
+            ServiceSigner("sv-user", secret).to("auth-rbac").sign("POST", "/internal/echo", body)
+        )
+        resp = await client.post(
+            "/internal/echo",
+            content=body,
+            headers={**elsewhere, "content-type": "application/json"},
         )
         assert resp.status_code == 401

@@ -18,7 +18,7 @@ def make_client(
 ) -> ServiceClient:
     return ServiceClient(
         urls or ["http://a.test", "http://b.test"],
-        signer=ServiceSigner("sv-user", SECRET),
+        signer=ServiceSigner("sv-user", SECRET).to("auth-jwt"),
         retries=retries,
         backoff=0.001,
         transport=httpx.MockTransport(handler),  # type: ignore[arg-type]

@@ -19,9 +19,8 @@ from edgelib.configclient import ConfigClient, ConfigRejected, ConfigSnapshot
 from edgelib.settings import DEV_SERVICE_SECRET, ServiceSettings
 from edgelib.signing import ServiceSigner
 from sv_config.config import Settings
-from sv_config.main import create_app
 from tests.helpers import running
-from tests.sv_config.conftest import Caller
+from tests.sv_config.conftest import Caller, config_app
 
 SIGNER = ServiceSigner("sv-user", DEV_SERVICE_SECRET)
 
@@ -41,7 +40,7 @@ class Switchable(httpx.AsyncBaseTransport):
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[Caller, Switchable]]:
-    app = create_app(Settings(var_dir=tmp_path / "server"))
+    app = config_app(Settings(var_dir=tmp_path / "server"))
     async with running(app) as http:
         alice = Caller(http)
         await alice.namespace("flags")

@@ -45,7 +45,11 @@ def gateway_headers(
     as_service: str = "gateway-api",
     secret: str = DEV_SERVICE_SECRET,
 ) -> dict[str, str]:
-    return ServiceSigner(as_service, secret).sign("GET", target, None, identity=identity.encode())
+    return (
+        ServiceSigner(as_service, secret)
+        .to("idt")
+        .sign("GET", target, None, identity=identity.encode())
+    )
 
 
 async def test_identity_round_trips_through_its_header() -> None:

@@ -32,8 +32,8 @@ from edgelib.settings import DEV_SERVICE_SECRET, ServiceSettings
 from edgelib.signing import ServiceSigner
 from sv_log.config import Settings as LogSettings
 from sv_log.main import create_app as create_sv_log
-from tests.helpers import running
-from tests.sv_log.conftest import query, serving
+from tests.helpers import grant, running
+from tests.sv_log.conftest import READER, query, serving
 from tests.worker import free_port
 
 
@@ -176,7 +176,7 @@ def test_record_is_encoded_as_sv_log_expects_with_secrets_redacted_and_size_capp
 async def test_http_sink_ships_signed_gzip_batches_and_fails_softly_when_down(
     tmp_path: Path,
 ) -> None:
-    signer = ServiceSigner("sv-user", DEV_SERVICE_SECRET)
+    signer = ServiceSigner("sv-user", DEV_SERVICE_SECRET).to("sv-log")
     handler = ShippingHandler(LogShipper(Recorder()), service="sv-user", instance="i", region=None)
     records = [
         handler.encode(logging.LogRecord("a", logging.INFO, "f", 1, f"via http {i}", (), None))
@@ -186,7 +186,7 @@ async def test_http_sink_ships_signed_gzip_batches_and_fails_softly_when_down(
     with pytest.raises(ShipError):
         await dead(records)
     await dead.aclose()
-    app = create_sv_log(LogSettings(var_dir=tmp_path))
+    app = grant(create_sv_log(LogSettings(var_dir=tmp_path)), READER.user_id, "logs:read")
     async with serving(app) as base:
         sink = HttpSink(base, signer)
         await sink(records)
@@ -199,7 +199,8 @@ async def test_http_sink_ships_signed_gzip_batches_and_fails_softly_when_down(
 
 class TinySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TINY_", extra="ignore")
-    service_name: ClassVar[str] = "tiny"
+    # sv-log takes batches only from the platform's services (its intake's caller list).
+    service_name: ClassVar[str] = "sv-region"
 
 
 def tiny(tmp_path: Path, log_url: str | None) -> FastAPI:
@@ -238,14 +239,17 @@ async def test_service_serves_at_full_speed_while_sv_log_is_down_then_ships_when
         assert statistics.median(down[40:]) < statistics.median(baseline[40:]) * 1.5 + 0.0005
         metrics = (await client.get("/metrics")).text
         assert 'edge_log_shipping_dropped_total{reason="queue_full"}' in metrics
-        async with serving(create_sv_log(LogSettings(var_dir=tmp_path / "log")), port):
+        log_app = grant(
+            create_sv_log(LogSettings(var_dir=tmp_path / "log")), READER.user_id, "logs:read"
+        )
+        async with serving(log_app, port):
             marker = "shipped after sv-log came back"
             backlog = shipper.pending
             logging.getLogger("tiny").warning(marker)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as log_client:
 
                 async def arrived() -> bool:
-                    page = await query(log_client, service="tiny", q="came back")
+                    page = await query(log_client, service="sv-region", q="came back")
                     return any(i["message"] == marker for i in page["items"])
 
                 deadline = time.monotonic() + 20

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -19,12 +20,23 @@ from edgelib.signing import ServiceSigner
 from sv_config.config import Settings
 from sv_config.main import create_app
 from tests.conftest import PG_URL, REDIS_URL
-from tests.helpers import running
+from tests.helpers import grant, running
 
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
-SERVICE = ServiceSigner("sv-user", DEV_SERVICE_SECRET)
+GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET).to("sv-config")
+SERVICE = ServiceSigner("sv-user", DEV_SERVICE_SECRET).to("sv-config")
 ALICE = Identity("u-alice", "alice", "east", "s-1", "web")
 BOB = Identity("u-bob", "bob", "west", "s-2", "web")
+#: A plain user: she reads, but holds neither config:edit nor config:publish.
+CAROL = Identity("u-carol", "carol", "east", "s-3", "web")
+
+
+def config_app(settings: Settings) -> FastAPI:
+    """sv-config where ALICE and BOB hold config:edit and config:publish (tests' auth-rbac)."""
+    app = create_app(settings)
+    for editor in (ALICE, BOB):
+        grant(app, editor.user_id, "config:edit", "config:publish")
+    return app
+
 
 DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
 
@@ -147,7 +159,7 @@ async def watch(
 
 @pytest.fixture
 async def sv_config(config_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(create_app(config_settings)) as client:
+    async with running(config_app(config_settings)) as client:
         yield client
 
 

@@ -39,7 +39,7 @@ def create_app(base: ServiceSettings | None = None) -> FastAPI:
     applied: list[dict[str, Any]] = []
     client = ConfigClient(
         [u.strip() for u in settings.config_url.split(",") if u.strip()],
-        signer=ServiceSigner(settings.service_name, settings.service_secret.get_secret_value()),
+        signer=ServiceSigner(settings.service_name, settings.keyring()),
         namespaces=settings.config_namespaces.split(","),
         environment=settings.profile,
         instance_id=settings.instance_id,

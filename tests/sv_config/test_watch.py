@@ -14,10 +14,9 @@ import pytest
 import uvicorn
 
 from sv_config.config import Settings
-from sv_config.main import create_app
 from tests.conftest import PG_URL, REDIS_URL
 from tests.helpers import running
-from tests.sv_config.conftest import Caller, drop_schema, watch
+from tests.sv_config.conftest import Caller, config_app, drop_schema, watch
 from tests.sv_config.test_namespaces import problem
 from tests.worker import free_port
 
@@ -140,7 +139,7 @@ async def test_a_publish_on_one_instance_wakes_watchers_of_another_through_redis
     )
     second = first.model_copy(update={"instance_id": "sv-config-2"})
     try:
-        async with running(create_app(first)) as one, running(create_app(second)) as two:
+        async with running(config_app(first)) as one, running(config_app(second)) as two:
             alice = Caller(one)
             known = await first_release(alice)
             poll = asyncio.create_task(watch(two, [{"name": "flags", "known": known}], wait=10))
@@ -162,7 +161,7 @@ async def test_without_pub_sub_the_fallback_scan_still_wakes_watchers(tmp_path: 
     url = f"sqlite+aiosqlite:///{tmp_path / 'config.db'}"
     first = Settings(var_dir=tmp_path, database_url=url, watch_fallback_interval=0.3)
     second = first.model_copy(update={"instance_id": "sv-config-2"})
-    async with running(create_app(first)) as one, running(create_app(second)) as two:
+    async with running(config_app(first)) as one, running(config_app(second)) as two:
         alice = Caller(one)
         known = await first_release(alice)
         poll = asyncio.create_task(watch(two, [{"name": "flags", "known": known}], wait=10))
@@ -176,7 +175,7 @@ async def test_without_pub_sub_the_fallback_scan_still_wakes_watchers(tmp_path: 
 
 
 async def test_stopping_sv_config_ends_waiting_watches(config_settings: Settings) -> None:
-    app = create_app(config_settings)
+    app = config_app(config_settings)
     async with running(app) as client:
         alice = Caller(client)
         known = await first_release(alice)
@@ -191,7 +190,7 @@ async def test_stopping_sv_config_ends_waiting_watches(config_settings: Settings
 
 
 async def test_a_watcher_that_hangs_up_gives_its_slot_back(config_settings: Settings) -> None:
-    app = create_app(config_settings)
+    app = config_app(config_settings)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")

@@ -30,11 +30,11 @@ from edgelib.signing import ServiceSigner
 from sv_log.config import Settings
 from sv_log.main import create_app
 from tests.conftest import PG_URL
-from tests.helpers import running
+from tests.helpers import grant, running
 from tests.worker import free_port
 
-SERVICE = ServiceSigner("sv-user", DEV_SERVICE_SECRET)
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
+SERVICE = ServiceSigner("sv-user", DEV_SERVICE_SECRET).to("sv-log")
+GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET).to("sv-log")
 READER = Identity("u-1", "ops", "east", "s-1", "web")
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -120,7 +120,7 @@ def log_settings(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
 @asynccontextmanager
 async def open_sv_log(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """sv-log running in-process on ``settings``; its PostgreSQL schema is dropped after."""
-    app = create_app(settings)
+    app = grant(create_app(settings), READER.user_id, "logs:read")
     try:
         async with running(app) as client:
             yield app, client

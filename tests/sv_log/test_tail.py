@@ -10,7 +10,8 @@ import httpx
 import orjson
 
 from sv_log.main import create_app
-from tests.sv_log.conftest import TRACE, reader, record, serving, ship
+from tests.helpers import grant
+from tests.sv_log.conftest import READER, TRACE, reader, record, serving, ship
 
 
 async def _events(lines: AsyncIterator[str], wanted: int) -> list[dict[str, Any]]:
@@ -31,7 +32,7 @@ async def _events(lines: AsyncIterator[str], wanted: int) -> list[dict[str, Any]
 
 async def test_tail_streams_matching_records_as_they_are_stored(log_settings: Any) -> None:
     async with (
-        serving(create_app(log_settings)) as base,
+        serving(grant(create_app(log_settings), READER.user_id, "logs:read")) as base,
         httpx.AsyncClient(base_url=base, timeout=5) as client,
     ):
         target = f"/api/v1/logs/tail?service=sv-user&level=error&trace_id={TRACE}"

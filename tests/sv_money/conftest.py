@@ -23,14 +23,14 @@ from edgelib.signing import ServiceSigner
 from sv_money.config import Settings
 from sv_money.main import create_app
 from tests.conftest import PG_URL
-from tests.helpers import running
+from tests.helpers import grant, running
 from tests.sv_money.directory_stub import directory_app
 
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
-PEER = ServiceSigner("sv-money", DEV_SERVICE_SECRET)
+GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET).to("sv-money")
+PEER = ServiceSigner("sv-money", DEV_SERVICE_SECRET).to("sv-money")
 REGIONS = ("east", "west")
 #: username -> home region; ``admin`` has the wallet:topup and wallet:audit permissions
-#: (which the gateway checks: sv-money only sees a signed identity).
+#: (which the gateway checks, and sv-money again on the signed identity).
 PEOPLE = {"alice": "east", "bob": "east", "erin": "east", "admin": "east"}
 PEOPLE |= {"carol": "west", "dave": "west"}
 
@@ -169,6 +169,7 @@ async def open_money(
     }
     for region, app in apps.items():
         hosts.add(f"money-{region}", app)
+        grant(app, users["admin"].user_id, "wallet:topup", "wallet:audit")
     async with AsyncExitStack() as stack:
         clients = {r: await stack.enter_async_context(running(app)) for r, app in apps.items()}
         yield Money(apps=apps, clients=clients, hosts=hosts, users=users)

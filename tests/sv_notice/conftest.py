@@ -27,11 +27,11 @@ from edgelib.signing import ServiceSigner
 from sv_notice.config import Settings
 from sv_notice.main import create_app
 from tests.conftest import PG_URL, REDIS_URL
-from tests.helpers import running
+from tests.helpers import grant, running
 from tests.worker import free_port
 
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
-SERVICE = ServiceSigner("sv-money", DEV_SERVICE_SECRET)
+GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET).to("sv-notice")
+SERVICE = ServiceSigner("sv-money", DEV_SERVICE_SECRET).to("sv-notice")
 ADMIN = Identity("admin-0001", "admin", "east", "s-admin", "web")
 
 TRANSFER_VARS = {
@@ -158,7 +158,7 @@ async def cleanup(settings: Settings) -> None:
 
 @asynccontextmanager
 async def open_notice(settings: Settings, **options: Any) -> AsyncIterator[NoticeApi]:
-    app = create_app(settings, **options)
+    app = grant(create_app(settings, **options), ADMIN.user_id, "notices:admin")
     try:
         async with running(app) as http:
             yield NoticeApi(http, app)

@@ -115,7 +115,8 @@ async def test_http_sink_posts_signed_batches_and_classifies_answers() -> None:
     request = seen[0]
     assert request.url.path == EVENTS_PATH
     assert orjson.loads(request.content)["events"][0]["id"] == event.id
-    assert SIGNER.verify("POST", EVENTS_PATH, request.headers, request.content) == "sv-money"
+    notice = ServiceSigner("sv-notice", DEV_SERVICE_SECRET)
+    assert notice.verify("POST", EVENTS_PATH, request.headers, request.content) == "sv-money"
     with pytest.raises(EventDeliveryError) as transient:
         await sink.deliver("east", [event])
     assert not transient.value.permanent

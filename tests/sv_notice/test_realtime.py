@@ -19,6 +19,7 @@ from edgelib.events import TRANSFER_RECEIVED, EventPublisher, HttpEventSink, Pla
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
 from sv_notice.main import create_app
+from tests.helpers import grant
 from tests.sv_notice.conftest import (
     TRANSFER_VARS,
     cleanup,
@@ -117,8 +118,10 @@ async def test_transfer_reaches_connected_clients_within_1s_and_stays_in_the_inb
 
 async def test_websocket_without_gateway_identity_is_refused(tmp_path: Path) -> None:
     settings = settings_for("sqlite-memory", tmp_path)
-    forged = ServiceSigner("gateway-api", "wrong-secret").sign(
-        "GET", WS, None, identity=new_user().encode()
+    forged = (
+        ServiceSigner("gateway-api", "wrong-secret")
+        .to("sv-notice")
+        .sign("GET", WS, None, identity=new_user().encode())
     )
     async with serving(create_app(settings)) as base, aiohttp.ClientSession() as session:
         for headers in ({}, forged):
@@ -130,8 +133,10 @@ async def test_websocket_without_gateway_identity_is_refused(tmp_path: Path) -> 
 async def test_sse_resumes_from_last_event_id_with_the_missed_notices(tmp_path: Path) -> None:
     settings = settings_for("sqlite-memory", tmp_path)
     user = new_user()
+    # The user sends to themself here (notices:admin), which is beside the point.
+    app = grant(create_app(settings), user.user_id, "notices:admin")
     async with (
-        serving(create_app(settings)) as base,
+        serving(app) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as http,
     ):
         ids: list[str] = []

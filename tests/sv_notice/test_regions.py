@@ -10,6 +10,7 @@ from fastapi import FastAPI, HTTPException
 
 from edgelib.identity import Identity
 from sv_notice.main import create_app
+from tests.helpers import grant
 from tests.sv_notice.conftest import (
     ADMIN,
     gateway_headers,
@@ -77,6 +78,7 @@ async def test_send_for_a_user_of_another_region_lands_in_their_region(tmp_path:
                 peer_timeout=2.0,
             )
         )
+        grant(east, ADMIN.user_id, "notices:admin")
         async with serving(east) as east_url, httpx.AsyncClient(timeout=10) as http:
             body = {"category": "general", "variables": {"title": "Hi", "body": "there"}}
             # West is down: the send cannot be placed, and says so.

@@ -279,9 +279,25 @@ async def test_tls_names_the_url_host_not_the_address(listener: Listener) -> Non
 
 
 def test_allowing_private_webhooks_is_refused_outside_local_and_test() -> None:
+    from pydantic import SecretStr
+
+    from edgelib.keyring import Keyring
+
     secret = "9c1f-real-secret-from-the-vault"
+    ring = SecretStr(
+        Keyring.derived(
+            "root", "sv-notice", destinations={"sv-log"}, callers={"gateway-api"}, kids=["k1"],
+            signing_kid="k1",
+        ).to_json()
+    )  # fmt: skip
     for profile in ("local", "test"):
-        assert Settings(profile=profile, service_secret=secret, webhook_allow_private=True)
+        assert Settings(
+            profile=profile, service_secret=secret, service_keys=ring, webhook_allow_private=True
+        )
     with pytest.raises(ValueError, match="webhook_allow_private"):
-        Settings(profile="prod", service_secret=secret, webhook_allow_private=True)
-    assert not Settings(profile="prod", service_secret=secret).private_webhooks_allowed
+        Settings(
+            profile="prod", service_secret=secret, service_keys=ring, webhook_allow_private=True
+        )
+    assert not Settings(
+        profile="prod", service_secret=secret, service_keys=ring
+    ).private_webhooks_allowed

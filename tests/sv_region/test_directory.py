@@ -17,6 +17,7 @@ from sv_region.main import create_app
 from sv_region.models import Region
 from sv_region.regions.service import choose_region
 from tests.helpers import running
+from tests.identity_harness import caller_of
 
 
 def assign_region(username: str, names: list[str]) -> str:
@@ -25,11 +26,10 @@ def assign_region(username: str, names: list[str]) -> str:
     return choose_region(username, regions, [])[0]
 
 
-CALLER = ServiceSigner("sv-user", DEV_SERVICE_SECRET)
-
-
 def signed(method: str, target: str, body: bytes) -> dict[str, str]:
-    return CALLER.sign(method, target, body)
+    """Signed by the service that makes this call in the platform (its caller list)."""
+    caller = ServiceSigner(caller_of(method, target), DEV_SERVICE_SECRET)
+    return caller.sign(method, target, body, destination="sv-region")
 
 
 @pytest.fixture

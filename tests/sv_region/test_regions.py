@@ -19,11 +19,12 @@ from edgelib.signing import ServiceSigner
 from sv_region.config import Settings
 from sv_region.main import create_app
 from sv_region.regions.events import DIRECTORY_CHANNEL, REGIONS_CHANNEL
-from tests.helpers import running
+from tests.helpers import grant, running
 
 ADMIN = Identity("u-admin", "admin", "east", "s-1", "web")
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
-SV_USER = ServiceSigner("sv-user", DEV_SERVICE_SECRET)
+GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET).to("sv-region")
+SV_USER = ServiceSigner("sv-user", DEV_SERVICE_SECRET).to("sv-region")
+PLAIN = Identity("u-plain", "plain", "east", "s-2", "web")
 
 
 @pytest.fixture
@@ -33,16 +34,16 @@ async def region_app(tmp_path: Path) -> AsyncIterator[tuple[FastAPI, httpx.Async
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'region.db'}",
         regions=["east", "west"],
     )
-    app = create_app(settings)
+    app = grant(create_app(settings), ADMIN.user_id, "regions:read", "regions:write")
     async with running(app) as client:
         yield app, client
 
 
 async def admin(
-    client: httpx.AsyncClient, method: str, path: str, body: Any = None
+    client: httpx.AsyncClient, method: str, path: str, body: Any = None, who: Identity = ADMIN
 ) -> httpx.Response:
     content = b"" if body is None else json.dumps(body).encode()
-    headers = GATEWAY.sign(method, path, None, identity=ADMIN.encode())
+    headers = GATEWAY.sign(method, path, None, identity=who.encode())
     if body is not None:
         headers["content-type"] = "application/json"
     return await client.request(method, path, content=content, headers=headers)
@@ -217,3 +218,29 @@ async def test_moving_a_user_publishes_a_directory_event(
     assert message == b"west"
     await directory_sub.close()
     await regions_sub.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/regions", None),
+        ("PUT", "/api/v1/regions/north", {"status": "active", "weight": 1}),
+        (
+            "POST",
+            "/api/v1/regions/rules",
+            {"kind": "phone_prefix", "match": "+1", "region": "west"},
+        ),
+        ("DELETE", "/api/v1/regions/west", None),
+    ],
+)
+async def test_a_signed_identity_without_the_permission_is_403_here_too(
+    region_app: tuple[FastAPI, httpx.AsyncClient], method: str, path: str, body: Any
+) -> None:
+    # The gateway would route these (a wrong route table, say); sv-region checks itself.
+    _app, client = region_app
+    resp = await admin(client, method, path, body, who=PLAIN)
+    assert resp.status_code == 403
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert "regions:" in resp.json()["detail"]
+    names = [r["name"] for r in (await admin(client, "GET", "/api/v1/regions")).json()]
+    assert names == ["east", "west"]

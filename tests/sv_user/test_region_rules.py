@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgelib.identity import Identity
 from tests.identity_harness import as_gateway, identity_stack
-
-ADMIN = Identity("u-admin", "admin", "east", "s-1", "web")
 
 
 async def test_phone_and_network_rules_place_new_users(tmp_path: Path) -> None:
     async with identity_stack(tmp_path) as stack:
+        admin = await stack.admin_identity()
         for rule in (
             {"kind": "phone_prefix", "match": "+44", "region": "west"},
             {"kind": "network", "match": "198.51.100.0/24", "region": "east"},
         ):
             content = json.dumps(rule).encode()
-            headers = as_gateway("POST", "/api/v1/regions/rules", ADMIN)
+            headers = as_gateway("POST", "/api/v1/regions/rules", admin)
             headers["content-type"] = "application/json"
             resp = await stack.region.post(
                 "/api/v1/regions/rules", content=content, headers=headers

@@ -177,11 +177,11 @@ async def test_profile_needs_an_identity_signed_by_the_gateway(stack: IdentitySt
     client = stack.users("east")
     assert (await client.get("/api/v1/users/me")).status_code == 401
     forged = ServiceSigner("gateway-api", "guessed-secret").sign(
-        "GET", "/api/v1/users/me", None, identity=identity.encode()
+        "GET", "/api/v1/users/me", None, destination="sv-user", identity=identity.encode()
     )
     assert (await client.get("/api/v1/users/me", headers=forged)).status_code == 401
     not_gateway = ServiceSigner("sv-money", "local-dev-service-secret-change-me").sign(
-        "GET", "/api/v1/users/me", None, identity=identity.encode()
+        "GET", "/api/v1/users/me", None, destination="sv-user", identity=identity.encode()
     )
     assert (await client.get("/api/v1/users/me", headers=not_gateway)).status_code == 401
 
@@ -225,7 +225,14 @@ async def test_password_change_needs_the_current_password_and_ends_other_session
 async def test_admin_listing_pages_through_the_region_by_username(stack: IdentityStack) -> None:
     for name in ["ivy", "jack", "kate", "liam"]:
         await stack.register(name, region="east")
-    identity = await login_identity(stack, "ivy")
+    plain = await login_identity(stack, "ivy")
+    # A signed identity without users:list is refused by sv-user itself (403), whatever
+    # route brought it here.
+    refused = await me(stack, plain, path="/api/v1/users?limit=2")
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    identity = await stack.admin_identity()
+    identity = Identity(identity.user_id, identity.username, "east", identity.session_id, "app")
     names: list[str] = []
     path = "/api/v1/users?limit=2"
     while True:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from edgectl.generate import GenerateError, generate, stale
+from edgectl.keys import KeyStore
 from edgectl.processes import process_specs
 from edgectl.registry import RegistryError, default_registry, load_registry
 from edgectl.scaffold import ScaffoldError, new_service
@@ -25,6 +26,8 @@ DEFAULT_TOPOLOGY = Path("deploy/local/topology.toml")
 def _up(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
     var_dir = args.var_dir
+    # Each process gets its own keyring, derived from a root only edgectl reads.
+    KeyStore(var_dir / "keys").write()
     specs = process_specs(load_registry(args.registry), topology, args.topology, var_dir)
     gw = topology.gateway
     return asyncio.run(
@@ -67,6 +70,7 @@ def _migrate(args: argparse.Namespace) -> int:
     """Apply every database-owning service's migrations (profiles other than local)."""
     registry = load_registry(args.registry)
     topology = load_topology(args.topology)
+    KeyStore(args.var_dir / "keys").write()
     specs = process_specs(registry, topology, args.topology, args.var_dir)
     done: set[tuple[str, str | None]] = set()
     for spec in specs:
@@ -117,6 +121,23 @@ def _new_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    """Rotate the service keys a step, or print them as Kubernetes Secrets."""
+    store = KeyStore(args.var_dir / "keys")
+    if args.step == "render":
+        print(store.render_secrets(args.namespace))  # noqa: T201
+        return 0
+    if args.step == "write":
+        store.write()
+    elif args.step == "add":
+        print(f"edgectl: verifiers now accept {store.add()}; restart, then promote")  # noqa: T201
+    elif args.step == "promote":
+        print(f"edgectl: signers now use {store.promote()}; restart, then retire")  # noqa: T201
+    else:
+        print(f"edgectl: retired {', '.join(store.retire()) or 'nothing'}; restart")  # noqa: T201
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="edgectl")
     parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
@@ -144,6 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     new.add_argument("--description", default="a new Edge service")
     new.add_argument("--root", type=Path, default=Path("."), help="the repository")
     new.set_defaults(func=_new_service)
+    keys = sub.add_parser("keys", help="write, rotate or render the service keyrings")
+    keys.add_argument("step", choices=["write", "add", "promote", "retire", "render"])
+    keys.add_argument("--namespace", default="edge")
+    keys.set_defaults(func=_keys)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="edgectl: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

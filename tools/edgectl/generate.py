@@ -262,8 +262,13 @@ def _compose_service(svc: Service, region: str | None, text: str) -> list[str]:
             "  <<: *service",
             f"  image: edge/{svc.name}:${{EDGE_TAG:-dev}}",
             f"  build: {{ <<: *build, args: {{ SERVICE: {svc.name}, PACKAGE: {svc.package} }} }}",
+            # Each container reads only its own keyring (edgectl keys write; doc/deploy.md).
+            "  volumes:",
+            f"    - ${{EDGE_KEYS_DIR:?set EDGE_KEYS_DIR (see doc/deploy.md)}}/{svc.name}.json"
+            f":/run/edge-keys/{svc.name}.json:ro",
             "  environment:",
             f"    <<: {merge}",
+            f"    EDGE_SERVICE_KEYS_FILE: /run/edge-keys/{svc.name}.json",
             f"    {svc.prefix}HOST: 0.0.0.0",
         ]
         if region is not None:

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgectl.keys import KeyStore
 from edgectl.registry import Registry, RegistryError, Service, peer_settings
 from edgelib.topology import Topology
 
@@ -59,6 +60,7 @@ def process_specs(
     log_url = os.environ.get("EDGE_LOG_URL") or next(
         (i.url for i in topology.instances if i.service == "sv-log"), ""
     )
+    rbac_url = ",".join(topology.urls("auth-rbac"))
     for inst in topology.instances:
         if inst.port is None:
             continue  # remote instance (container, k8s): not ours to start
@@ -69,6 +71,8 @@ def process_specs(
             f"{prefix}INSTANCE_ID": inst.id,
             "EDGE_VAR_DIR": str(var_dir),
             "EDGE_LOG_URL": log_url,
+            "EDGE_SERVICE_KEYS_FILE": str(KeyStore(var_dir / "keys").ring_path(inst.service)),
+            "EDGE_AUTH_RBAC_URL": rbac_url,
         }
         if inst.region:
             env[f"{prefix}REGION"] = inst.region
@@ -101,6 +105,7 @@ def process_specs(
                 "GATEWAY_TOPOLOGY": str(topology_path.resolve()),
                 "EDGE_VAR_DIR": str(var_dir),
                 "EDGE_LOG_URL": log_url,
+                "EDGE_SERVICE_KEYS_FILE": str(KeyStore(var_dir / "keys").ring_path("gateway-api")),
             },
             admin_url=f"http://127.0.0.1:{gw.admin_port}",
             public_url=f"http://{gw.host}:{gw.port}",

@@ -44,10 +44,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
 
-            def client(urls: str) -> ServiceClient:
+            def client(service: str, urls: str) -> ServiceClient:
                 made = ServiceClient(
                     url_list(urls),
-                    signer=app.state.signer,
+                    signer=app.state.signer.to(service),
                     timeout=settings.peer_timeout,
                     transport=transport,
                 )
@@ -55,8 +55,8 @@ def create_app(
                 return made
 
             users = UserDirectory(
-                client(settings.sv_region_url),
-                {region: client(urls) for region, urls in settings.sv_user_urls.items()},
+                client("sv-region", settings.sv_region_url),
+                {region: client("sv-user", urls) for region, urls in settings.sv_user_urls.items()},
             )
             keys = KeyRing(
                 app.state.database,
@@ -90,7 +90,7 @@ def create_app(
             bootstrap = AdminBootstrap(
                 settings,
                 users,
-                RoleAssignments(client(settings.auth_rbac_url)),
+                RoleAssignments(client("auth-rbac", settings.auth_rbac_url)),
                 BootstrapRecords(app.state.database),
             )
             app.state.bootstrap = bootstrap

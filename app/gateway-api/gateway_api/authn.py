@@ -68,6 +68,7 @@ class AuthJwt(ControlPlaneService):
     """auth-jwt as the gateway calls it: over the gateway's aiohttp session, signed."""
 
     name = "auth-jwt (topology or GATEWAY_AUTH_JWT_URL)"
+    destination = "auth-jwt"
 
     def __init__(self, base_urls: list[str], signer: ServiceSigner, *, timeout: float = 2.0):
         super().__init__(base_urls, signer, timeout=timeout)

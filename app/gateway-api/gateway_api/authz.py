@@ -59,6 +59,7 @@ class AuthRbac(ControlPlaneService):
     """auth-rbac as the gateway calls it: over the gateway's aiohttp session, signed."""
 
     name = "auth-rbac"
+    destination = "auth-rbac"
 
     def __init__(self, base_urls: list[str], signer: ServiceSigner, *, timeout: float = 5.0):
         if not base_urls:

@@ -79,6 +79,10 @@ class Settings(ServiceSettings):
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2
 
+    #: Buffer each forwarded body and sign its SHA-256; off, bodies stream unsigned
+    #: (``UNSIGNED-PAYLOAD``). Cost measured in doc/decisions.md.
+    sign_bodies: bool = False
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: str) -> str:

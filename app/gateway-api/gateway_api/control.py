@@ -19,6 +19,8 @@ class ControlPlaneService:
     """One control-plane service, reached by signed GETs with failover across its URLs."""
 
     name = "control plane"
+    #: The service's name, which its signatures are made for.
+    destination = ""
 
     def __init__(self, base_urls: list[str], signer: ServiceSigner, *, timeout: float) -> None:
         self.base_urls = [u.rstrip("/") for u in base_urls]
@@ -35,7 +37,7 @@ class ControlPlaneService:
         error: Exception | None = None
         for _ in range(len(self.base_urls)):
             base = self.base_urls[self._next % len(self.base_urls)]
-            headers = self.signer.sign("GET", target, b"")
+            headers = self.signer.sign("GET", target, b"", destination=self.destination)
             try:
                 async with self.session.get(
                     URL(base + target, encoded=True), headers=headers, timeout=self.timeout

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgelib.problems import GatewayTimeout, PayloadTooLarge, Problem, ServiceUnavailable
+from edgelib.signing import SignatureError
 from gateway_api.http_client import (
     ConnectFailed,
     HttpClient,
@@ -20,6 +22,7 @@ from gateway_api.server import ClientGone, Exchange
 
 if TYPE_CHECKING:
     from gateway_api.routing import Route
+    from gateway_api.signing import ForwardSigner
     from gateway_api.upstreams import Instance, Pool, RetryBudget
 
 logger = logging.getLogger("gateway.forward")
@@ -83,6 +86,33 @@ class RequestBody:
         return self.buffered is not None or not self.started
 
 
+def _target(scope: Any) -> bytes:
+    target: bytes = scope["raw_path"]
+    if scope["query_string"]:
+        target = target + b"?" + scope["query_string"]
+    return target
+
+
+def _signature(
+    signer: ForwardSigner,
+    method: str,
+    target: bytes,
+    service: str,
+    identity: bytes,
+    digest: bytes = b"",
+) -> bytes:
+    try:
+        return signer.header_lines(method, target, service, identity, digest)
+    except SignatureError as exc:
+        # A keyring without this destination is a deployment error, not the client's.
+        raise ServiceUnavailable(f"the gateway holds no key for {service}") from exc
+
+
+def sign_once(signer: ForwardSigner, scope: Any, service: str, identity: bytes) -> bytes:
+    """Signature lines for a request sent once (a WebSocket upgrade)."""
+    return _signature(signer, scope["method"], _target(scope), service, identity)
+
+
 def request_head(method: str, target: bytes, host: bytes, headers: bytes) -> bytes:
     """The start of an upstream request, up to (not including) its framing headers."""
     return method.encode() + b" " + target + b" HTTP/1.1\r\nhost: " + host + b"\r\n" + headers
@@ -101,22 +131,29 @@ async def forward(
     request_id: bytes,
     idempotency_key: bool = False,
     response_dropped: frozenset[bytes] = RESPONSE_DROPPED_PRIVATE,
+    signer: ForwardSigner | None = None,
+    identity: bytes = b"",
 ) -> tuple[int, str]:
     """Send the request to an instance of ``pool``; stream its answer to ``exchange``.
 
     ``headers`` are the outgoing header lines (``name: value\\r\\n`` each), without
     ``host`` or framing. Returns (status, instance id). Raises a Problem when no answer
     can be given (504 on timeout, 502 on a broken upstream, 503 when nothing is
-    eligible), only before any byte of a response has been sent.
+    eligible), only before any byte of a response has been sent. With ``signer``, each
+    attempt is signed (with ``identity``) afresh: its own nonce, so a retry on another
+    instance is not refused as a replay.
     """
     scope = exchange.scope
     method: str = scope["method"]
-    target: bytes = scope["raw_path"]
-    if scope["query_string"]:
-        target = target + b"?" + scope["query_string"]
+    target = _target(scope)
     idempotent = idempotency_key or method in IDEMPOTENT_METHODS
-    if body is not None and idempotent and (body.length or 0) <= REPLAYABLE_BODY:
-        await body.buffer()
+    digest = b""
+    if body is not None:
+        if signer is not None and signer.sign_bodies:
+            await body.buffer()
+            digest = hashlib.sha256(body.buffered or b"").hexdigest().encode()
+        elif idempotent and (body.length or 0) <= REPLAYABLE_BODY:
+            await body.buffer()
     now = time.monotonic()
     deadline = now + route.total_timeout
     budget.on_request()
@@ -137,8 +174,12 @@ async def forward(
         if remaining <= 0:
             last_problem = GatewayTimeout(f"no answer within {route.total_timeout}s")
             break
+        if signer is not None:
+            signed = headers + _signature(signer, method, target, pool.service, identity, digest)
+        else:
+            signed = headers
         outcome = await _attempt(
-            exchange, client, instance, route, method, target, headers, body, remaining,
+            exchange, client, instance, route, method, target, signed, body, remaining,
             request_id, idempotent, response_dropped,
         )  # fmt: skip
         if isinstance(outcome, int):

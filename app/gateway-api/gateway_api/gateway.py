@@ -63,10 +63,14 @@ class Gateway:
         self.response_dropped = (
             RESPONSE_DROPPED if settings.instance_header_exposed else RESPONSE_DROPPED_PRIVATE
         )
-        secret = settings.service_secret.get_secret_value()
-        self.signer = ServiceSigner(settings.service_name, secret)
+        keyring = settings.keyring()
+        self.signer = ServiceSigner(
+            settings.service_name, keyring, max_skew=settings.signature_max_skew
+        )
         #: Signs every forwarded request (compiled; the same signatures as ``signer``).
-        self.forward_signer = ForwardSigner(settings.service_name, secret)
+        self.forward_signer = ForwardSigner(
+            settings.service_name, keyring, sign_bodies=settings.sign_bodies
+        )
         self._session: aiohttp.ClientSession | None = None
         #: The forwarding core's keep-alive pools (the hot path; see http_client.py).
         self.client = HttpClient(idle_timeout=settings.upstream_idle_timeout)

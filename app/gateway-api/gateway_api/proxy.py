@@ -22,7 +22,7 @@ from edgelib.problems import (
     problem_body,
 )
 from gateway_api.accesslog import AccessLog
-from gateway_api.forwarding import HOP_BY_HOP, RequestBody, forward
+from gateway_api.forwarding import HOP_BY_HOP, RequestBody, forward, sign_once
 from gateway_api.gateway import MISSING
 from gateway_api.problems import (
     BadPath,
@@ -185,7 +185,10 @@ class Proxy:
         headers, idempotency_key = self._outgoing_headers(
             scope, request_id, encoded_identity, trace, client_ip, exchange.upgrade is not None
         )
+        signer = gateway.forward_signer if encoded_identity else None
         if exchange.upgrade is not None:
+            if signer is not None:
+                headers += sign_once(signer, scope, pool.service, encoded_identity)
             return await tunnel_websocket(
                 exchange,
                 client=gateway.client,
@@ -211,6 +214,8 @@ class Proxy:
             request_id=request_id.encode(),
             idempotency_key=idempotency_key,
             response_dropped=gateway.response_dropped,
+            signer=signer,
+            identity=encoded_identity,
         )
 
     def _outgoing_headers(
@@ -264,12 +269,8 @@ class Proxy:
         parts.append(b"traceparent: " + trace.traceparent() + b"\r\n")
         if upgrade:
             parts.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
-        if identity:
-            target: bytes = scope["raw_path"]
-            if scope["query_string"]:
-                target += b"?" + scope["query_string"]
-            signer = self.gateway.forward_signer
-            parts.append(signer.header_lines(scope["method"], target, identity))
+        # The signature (with the identity) is added per attempt by forward(): each
+        # try carries its own nonce, so a retry on another instance is not a replay.
         return b"".join(parts), idempotency_key
 
 

@@ -123,7 +123,7 @@ class RegionResolver:
         if instance is None:
             return identity.region, self.fallback_ttl
         target = f"/internal/directory/users/{identity.user_id}"
-        headers = self.signer.sign("GET", target, b"")
+        headers = self.signer.sign("GET", target, b"", destination="sv-region")
         try:
             async with self.session.get(
                 instance.url + target,

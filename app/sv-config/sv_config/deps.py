@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgelib.db import Database
+from edgelib.identity import Identity
+from edgelib.permissions import RequirePermission
 from sv_config.namespaces.service import NamespaceService
 from sv_config.outbox import take_changes
 from sv_config.refs import NamespaceRef
@@ -54,3 +56,6 @@ def _ref(environment: EnvironmentPath, cluster: ClusterPath, name: NamePath) -> 
 NamespacesDep = Annotated[NamespaceService, Depends(_namespaces)]
 ReleasesDep = Annotated[ReleaseService, Depends(_releases)]
 RefDep = Annotated[NamespaceRef, Depends(_ref)]
+#: Writes check their permission here as well as at the gateway (reads need a login).
+ConfigEditor = Annotated[Identity, RequirePermission("config:edit")]
+ConfigPublisher = Annotated[Identity, RequirePermission("config:publish")]

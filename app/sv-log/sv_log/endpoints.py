@@ -1,7 +1,8 @@
 """sv-log's routes: signed intake for services, query and live tail for operators.
 
 The public routes sit behind the gateway, which requires the ``logs:read``
-permission; here they also require the caller identity the gateway signs.
+permission; they check it here too, on the identity the gateway signs, so a wrong
+route table cannot open them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from edgelib.deps import CurrentUser, InternalCaller
+from edgelib.deps import InternalCaller
+from edgelib.identity import Identity
+from edgelib.permissions import RequirePermission
 from sv_log.schemas import (
     IntakeAccepted,
     LogFilterParams,
@@ -33,6 +36,17 @@ def _service(request: Request) -> LogService:
 
 
 LogServiceDep = Annotated[LogService, Depends(_service)]
+#: Every service ships its own logs here (edgelib.logship).
+Shipper = Annotated[
+    str,
+    InternalCaller(
+        allowed={
+            "gateway-api", "sv-region", "auth-jwt", "auth-rbac", "sv-config", "sv-log",
+            "sv-user", "sv-money", "sv-notice",
+        }
+    ),
+]  # fmt: skip
+LogReader = Annotated[Identity, RequirePermission("logs:read")]
 
 internal = APIRouter(tags=["internal"])
 public = APIRouter(prefix="/api/v1/logs", tags=["logs"])
@@ -41,7 +55,7 @@ public = APIRouter(prefix="/api/v1/logs", tags=["logs"])
 @internal.post(INTAKE_PATH, status_code=202, response_model=IntakeAccepted)
 async def intake(
     request: Request,
-    caller: InternalCaller,
+    caller: Shipper,
     service: LogServiceDep,
     content_encoding: Annotated[str | None, Header()] = None,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
@@ -57,7 +71,7 @@ async def intake(
 
 @public.get("/records", response_model=LogPage)
 async def query_records(
-    params: Annotated[LogQueryParams, Query()], user: CurrentUser, service: LogServiceDep
+    params: Annotated[LogQueryParams, Query()], user: LogReader, service: LogServiceDep
 ) -> LogPage:
     """Records matching the filters, newest first (or oldest first), a page at a time."""
     return await service.query(
@@ -74,7 +88,7 @@ async def query_records(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def tail(
-    params: Annotated[LogFilterParams, Query()], user: CurrentUser, request: Request
+    params: Annotated[LogFilterParams, Query()], user: LogReader, request: Request
 ) -> StreamingResponse:
     """Matching records as they arrive, as server-sent events (``event: log``)."""
     service: LogService = request.app.state.log_service
@@ -94,7 +108,7 @@ async def tail(
 
 
 @public.get("/retention", response_model=RetentionOut)
-async def retention(user: CurrentUser, request: Request) -> RetentionOut:
+async def retention(user: LogReader, request: Request) -> RetentionOut:
     """How many days records are kept, by default and per service."""
     settings = request.app.state.settings
     return RetentionOut(

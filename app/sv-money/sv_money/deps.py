@@ -12,6 +12,9 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Request
 
+from edgelib.deps import InternalCaller
+from edgelib.identity import Identity
+from edgelib.permissions import RequirePermission
 from sv_money.idempotency.exceptions import IdempotencyKeyRequired
 
 S = TypeVar("S")
@@ -51,3 +54,10 @@ IdempotencyKey = Annotated[str, Depends(_idempotency_key)]
 
 #: Response header marking a replayed result (same key, same request).
 REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+#: sv-money's internal endpoints are for other regions' sv-money only.
+PeerRegion = Annotated[str, InternalCaller(allowed={"sv-money"})]
+#: Admin endpoints check their permission here too, not only at the gateway.
+TopupAdmin = Annotated[Identity, RequirePermission("wallet:topup")]
+Auditor = Annotated[Identity, RequirePermission("wallet:audit")]

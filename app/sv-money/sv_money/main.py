@@ -73,18 +73,26 @@ async def open_services(
         raise ValueError("sv-money serves one region: set SV_MONEY_REGION")
     async with AsyncExitStack() as stack:
 
-        def client(urls: str, timeout: float = settings.peer_timeout) -> ServiceClient:
+        def client(
+            service: str, urls: str, timeout: float = settings.peer_timeout
+        ) -> ServiceClient:
             made = ServiceClient(
-                url_list(urls), signer=signer, timeout=timeout, retries=1, transport=transport
+                url_list(urls),
+                signer=signer.to(service),
+                timeout=timeout,
+                retries=1,
+                transport=transport,
             )
             stack.push_async_callback(made.aclose)
             return made
 
-        directory = Directory(client(settings.sv_region_url), ttl=settings.directory_cache_ttl)
+        directory = Directory(
+            client("sv-region", settings.sv_region_url), ttl=settings.directory_cache_ttl
+        )
         others = {r: u for r, u in settings.peers.items() if r != region}
         peers = MoneyPeers(
-            {r: client(u) for r, u in others.items()},
-            {r: client(u, settings.audit_timeout) for r, u in others.items()},
+            {r: client("sv-money", u) for r, u in others.items()},
+            {r: client("sv-money", u, settings.audit_timeout) for r, u in others.items()},
         )
         tx = Transactions(database)
         publisher = None

@@ -7,8 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Request, WebSocket
 from starlette.requests import HTTPConnection
 
+from edgelib.backends import BackendError
 from edgelib.deps import SessionDep
 from edgelib.identity import GATEWAY_SERVICE, Identity, IdentityError
+from edgelib.permissions import RequirePermission
+from edgelib.replay import ReplayCache
 from edgelib.signing import HEADER_IDENTITY, ServiceSigner, SignatureError
 from sv_notice.config import Settings
 from sv_notice.delivery.dispatch import Dispatcher
@@ -92,10 +95,13 @@ DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 HubDep = Annotated[RealtimeHub, Depends(_hub)]
 RoutingDep = Annotated[SendRouting, Depends(_routing)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+#: The admin endpoints check notices:admin here as well as at the gateway.
+NoticeAdmin = Annotated[Identity, RequirePermission("notices:admin")]
 
 
-def websocket_user(websocket: WebSocket) -> Identity | None:
-    """The identity the gateway signed for this WebSocket upgrade (a GET), if valid."""
+async def websocket_user(websocket: WebSocket) -> Identity | None:
+    """The identity the gateway signed for this WebSocket upgrade (a GET), if valid and
+    not a replay."""
     if HEADER_IDENTITY not in websocket.headers:
         return None
     signer: ServiceSigner = websocket.app.state.signer
@@ -104,10 +110,15 @@ def websocket_user(websocket: WebSocket) -> Identity | None:
     query: bytes = websocket.scope.get("query_string", b"")
     if query:
         target += "?" + query.decode("latin-1")
+    replay: ReplayCache = websocket.app.state.replay
     try:
-        caller = signer.verify("GET", target, websocket.headers, None, require_body_digest=False)
-        if caller != GATEWAY_SERVICE:
+        caller = signer.verify_request(
+            "GET", target, websocket.headers, None, require_body_digest=False
+        )
+        if caller.service != GATEWAY_SERVICE:
             return None
-        return Identity.decode(websocket.headers[HEADER_IDENTITY])
-    except (SignatureError, IdentityError):
+        identity = Identity.decode(websocket.headers[HEADER_IDENTITY])
+        await replay.first_use(caller)
+        return identity
+    except (SignatureError, IdentityError, BackendError):
         return None

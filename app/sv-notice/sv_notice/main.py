@@ -76,13 +76,19 @@ def _channels(
 
 
 def _routing(settings: Settings, signer: ServiceSigner) -> SendRouting:
-    def client(urls: str) -> ServiceClient:
+    def client(service: str, urls: str) -> ServiceClient:
         bases = [u.strip() for u in urls.split(",") if u.strip()]
-        return ServiceClient(bases, signer=signer, timeout=settings.peer_timeout)
+        return ServiceClient(bases, signer=signer.to(service), timeout=settings.peer_timeout)
 
-    directory = Directory(client(settings.sv_region_url)) if settings.sv_region_url else None
+    directory = (
+        Directory(client("sv-region", settings.sv_region_url)) if settings.sv_region_url else None
+    )
     peers = NoticePeers(
-        {region: client(urls) for region, urls in settings.peers.items() if urls.strip()}
+        {
+            region: client("sv-notice", urls)
+            for region, urls in settings.peers.items()
+            if urls.strip()
+        }
     )
     return SendRouting(settings.region, directory, peers)
 

@@ -53,6 +53,9 @@ class Settings(ServiceSettings):
     #: Attempts at one username (taken or not) from anywhere.
     register_username_limit: int = Field(default=5, ge=0)
     register_username_window: float = Field(default=600.0, gt=0)
+    #: Seconds a registration (201, name taken, directory refusal) takes at the least,
+    #: so a taken name is not told from a free one by its timing (0 turns it off).
+    registration_min_seconds: float = Field(default=0.4, ge=0)
 
     #: Peers whose X-Forwarded-For is believed (CIDR ranges): the gateway's addresses.
     trusted_proxies: str = DEFAULT_TRUSTED_PROXIES

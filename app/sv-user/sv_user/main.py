@@ -20,6 +20,7 @@ from sv_user.peers import AuthSessions, DirectoryClient, RegionPeers
 from sv_user.users.endpoints import internal_router, router
 from sv_user.users.names import ReservedNames
 from sv_user.users.service import RegistrationLimits
+from sv_user.users.timing import ResponseFloor
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,24 +39,27 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         signer: ServiceSigner = app.state.signer
 
-        def client(urls: str) -> ServiceClient:
+        def client(service: str, urls: str) -> ServiceClient:
             return ServiceClient(
-                url_list(urls), signer=signer, timeout=settings.peer_timeout, transport=transport
+                url_list(urls),
+                signer=signer.to(service),
+                timeout=settings.peer_timeout,
+                transport=transport,
             )
 
         async with AsyncExitStack() as stack:
-            directory = client(settings.sv_region_url)
+            directory = client("sv-region", settings.sv_region_url)
             stack.push_async_callback(directory.aclose)
-            auth = client(settings.auth_jwt_url)
+            auth = client("auth-jwt", settings.auth_jwt_url)
             stack.push_async_callback(auth.aclose)
             peers: dict[str, ServiceClient] = {}
             for region, urls in settings.region_peers.items():
                 if region != settings.region:
-                    peers[region] = client(urls)
+                    peers[region] = client("sv-user", urls)
                     stack.push_async_callback(peers[region].aclose)
             app.state.directory = DirectoryClient(directory)
             app.state.auth_sessions = AuthSessions(auth)
-            rbac = client(settings.auth_rbac_url)
+            rbac = client("auth-rbac", settings.auth_rbac_url)
             stack.push_async_callback(rbac.aclose)
             app.state.roles = RoleAssignments(rbac)
             stack.push_async_callback(app.state.roles.drain)
@@ -81,6 +85,7 @@ def create_app(
                     settings.register_username_window,
                 ),
             )
+            app.state.registration_floor = ResponseFloor(settings.registration_min_seconds)
             app.state.client_addresses = ClientAddresses(
                 settings.trusted_proxies, hops=settings.trusted_proxy_hops
             )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from auth_jwt.keys.ring import KeyRing
 from auth_jwt.keys.schemas import RotatedKey
-from edgelib.deps import CurrentUser
+from edgelib.identity import Identity
+from edgelib.permissions import RequirePermission
 
 router = APIRouter(tags=["keys"])
+#: Checked here as well as at the gateway: a wrong route table must not open it.
+KeyRotator = Annotated[Identity, RequirePermission("keys:rotate")]
 
 
 class JwkSetResponse(JSONResponse):
@@ -29,7 +32,7 @@ async def jwks(request: Request) -> JSONResponse:
 
 
 @router.post("/api/v1/auth/keys/rotate", response_model=RotatedKey)
-async def rotate(request: Request, caller: CurrentUser) -> RotatedKey:
+async def rotate(request: Request, caller: KeyRotator) -> RotatedKey:
     """Sign new tokens with a fresh key; older keys stay published until their tokens expire."""
     ring: KeyRing = request.app.state.keys
     key = await ring.rotate()

@@ -25,6 +25,9 @@ from edgelib.forwarded import ClientAddresses
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sessions"])
 internal_router = APIRouter(prefix="/internal", tags=["sessions (internal)"])
+#: Gateways poll the revocations; sv-user ends a user's sessions after a password change.
+GatewayCaller = Annotated[str, InternalCaller(allowed={"gateway-api"})]
+UserServiceCaller = Annotated[str, InternalCaller(allowed={"sv-user"})]
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 TOO_MANY: dict[int | str, dict[str, str]] = {
@@ -116,7 +119,7 @@ async def end_session(session_id: str, caller: CurrentUser, service: SessionServ
 
 @internal_router.get("/revocations", response_model=RevocationFeed)
 async def revocations(
-    caller: InternalCaller,
+    caller: GatewayCaller,
     service: SessionServiceDep,
     since: Annotated[float, Query(ge=0)] = 0.0,
 ) -> RevocationFeed:
@@ -126,7 +129,7 @@ async def revocations(
 
 @internal_router.post("/users/{user_id}/sessions/revoke", response_model=RevokedCount)
 async def revoke_user_sessions(
-    user_id: str, body: RevokeUserSessions, caller: InternalCaller, service: SessionServiceDep
+    user_id: str, body: RevokeUserSessions, caller: UserServiceCaller, service: SessionServiceDep
 ) -> RevokedCount:
     """End a user's sessions (sv-user, after a password change)."""
     count = await service.revoke_user(user_id, keep=body.except_session_id, reason=body.reason)

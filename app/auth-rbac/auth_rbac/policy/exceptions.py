@@ -48,3 +48,12 @@ class NotPolicyAdmin(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("missing permission rbac:admin")
+
+
+class RoleNotDelegated(Forbidden):
+    """A service asked to assign a role it has not been given to hand out."""
+
+    type_slug, title = "role-not-delegated", "Role not delegated"
+
+    def __init__(self, caller: str, role: str) -> None:
+        super().__init__(f"{caller} may not assign the role {role!r}.", role=role)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from edgelib.deps import CurrentUser
 from sv_config.content import values_of
-from sv_config.deps import NamespacesDep, RefDep
+from sv_config.deps import ConfigEditor, NamespacesDep, RefDep
 from sv_config.models import Release
 from sv_config.namespaces.service import DraftView, NamespaceView
 from sv_config.schemas import (
@@ -92,7 +92,7 @@ async def list_namespaces(
 
 @router.post("/namespaces", status_code=status.HTTP_201_CREATED, response_model=NamespaceOut)
 async def create_namespace(
-    body: NamespaceCreate, service: NamespacesDep, user: CurrentUser
+    body: NamespaceCreate, service: NamespacesDep, user: ConfigEditor
 ) -> NamespaceOut:
     """Create an empty namespace, with an optional JSON Schema its releases must satisfy."""
     return namespace_out(await service.create(body, user))
@@ -110,7 +110,7 @@ async def get_namespace(ref: RefDep, service: NamespacesDep, user: CurrentUser) 
 
 @router.put(NAMESPACE + "/schema", response_model=NamespaceOut)
 async def set_schema(
-    ref: RefDep, body: SchemaUpdate, service: NamespacesDep, user: CurrentUser
+    ref: RefDep, body: SchemaUpdate, service: NamespacesDep, user: ConfigEditor
 ) -> NamespaceOut:
     """Replace (or, with null, drop) the schema; refused if the running release breaks it."""
     return namespace_out(await service.set_schema(ref, body.json_schema, user))
@@ -124,21 +124,21 @@ async def get_draft(ref: RefDep, service: NamespacesDep, user: CurrentUser) -> D
 
 @router.patch(DRAFT, response_model=DraftOut)
 async def edit_draft(
-    ref: RefDep, body: DraftEdit, service: NamespacesDep, user: CurrentUser
+    ref: RefDep, body: DraftEdit, service: NamespacesDep, user: ConfigEditor
 ) -> DraftOut:
     """Set and delete several keys at once, all or nothing."""
     return draft_out(await service.edit(ref, body, user))
 
 
 @router.delete(DRAFT, response_model=DraftOut)
-async def discard_draft(ref: RefDep, service: NamespacesDep, user: CurrentUser) -> DraftOut:
+async def discard_draft(ref: RefDep, service: NamespacesDep, user: ConfigEditor) -> DraftOut:
     """Throw the draft's edits away: it becomes the current release's content again."""
     return draft_out(await service.discard(ref, user))
 
 
 @router.put(DRAFT + "/items/{key}", response_model=ItemOut)
 async def set_item(
-    ref: RefDep, key: KeyPath, body: ItemWrite, service: NamespacesDep, user: CurrentUser
+    ref: RefDep, key: KeyPath, body: ItemWrite, service: NamespacesDep, user: ConfigEditor
 ) -> ItemOut:
     """Create or change one key of the draft."""
     return ItemOut.model_validate(await service.set_item(ref, key, body, user))
@@ -146,7 +146,7 @@ async def set_item(
 
 @router.delete(DRAFT + "/items/{key}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_item(
-    ref: RefDep, key: KeyPath, service: NamespacesDep, user: CurrentUser
+    ref: RefDep, key: KeyPath, service: NamespacesDep, user: ConfigEditor
 ) -> Response:
     """Remove one key from the draft."""
     await service.delete_item(ref, key, user)

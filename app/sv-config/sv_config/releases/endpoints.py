@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from edgelib.deps import CurrentUser
 from sv_config.content import values_of
-from sv_config.deps import RefDep, ReleasesDep
+from sv_config.deps import ConfigPublisher, RefDep, ReleasesDep
 from sv_config.models import Release
 from sv_config.releases.service import GrayView
 from sv_config.schemas import (
@@ -70,7 +70,7 @@ async def list_releases(
 
 @router.post(RELEASES, status_code=status.HTTP_201_CREATED, response_model=ReleaseOut)
 async def publish(
-    ref: RefDep, body: PublishRequest, service: ReleasesDep, user: CurrentUser
+    ref: RefDep, body: PublishRequest, service: ReleasesDep, user: ConfigPublisher
 ) -> ReleaseOut:
     """Publish the draft as the next release; every client receives it within a second."""
     return release_out(await service.publish(ref, body.comment, user))
@@ -78,7 +78,7 @@ async def publish(
 
 @router.post(RELEASES + "/rollback", status_code=status.HTTP_201_CREATED, response_model=ReleaseOut)
 async def rollback(
-    ref: RefDep, body: RollbackRequest, service: ReleasesDep, user: CurrentUser
+    ref: RefDep, body: RollbackRequest, service: ReleasesDep, user: ConfigPublisher
 ) -> ReleaseOut:
     """Restore an earlier release's exact content, as a new release."""
     return release_out(await service.rollback(ref, body.to, body.comment, user))
@@ -122,7 +122,7 @@ async def get_gray(ref: RefDep, service: ReleasesDep, user: CurrentUser) -> Gray
 
 @router.post(GRAY, status_code=status.HTTP_201_CREATED, response_model=GrayOut)
 async def start_gray(
-    ref: RefDep, body: GrayRequest, service: ReleasesDep, user: CurrentUser
+    ref: RefDep, body: GrayRequest, service: ReleasesDep, user: ConfigPublisher
 ) -> GrayOut:
     """Release the draft to chosen instances (by instance id, region or label) only."""
     targets = body.targets.model_dump()
@@ -131,7 +131,7 @@ async def start_gray(
 
 @router.put(GRAY + "/targets", response_model=GrayOut)
 async def retarget_gray(
-    ref: RefDep, body: GrayTargetsUpdate, service: ReleasesDep, user: CurrentUser
+    ref: RefDep, body: GrayTargetsUpdate, service: ReleasesDep, user: ConfigPublisher
 ) -> GrayOut:
     """Change which instances run the gray release."""
     return gray_out(await service.retarget(ref, body.targets.model_dump(), user))
@@ -139,7 +139,7 @@ async def retarget_gray(
 
 @router.post(GRAY + "/promote", status_code=status.HTTP_201_CREATED, response_model=ReleaseOut)
 async def promote_gray(
-    ref: RefDep, body: PublishRequest, service: ReleasesDep, user: CurrentUser
+    ref: RefDep, body: PublishRequest, service: ReleasesDep, user: ConfigPublisher
 ) -> ReleaseOut:
     """Give the gray release's content to every client, as a new release."""
     return release_out(await service.promote(ref, body.comment, user))
@@ -147,7 +147,7 @@ async def promote_gray(
 
 @router.post(GRAY + "/abort", response_model=ReleaseOut)
 async def abort_gray(
-    ref: RefDep, body: PublishRequest, service: ReleasesDep, user: CurrentUser
+    ref: RefDep, body: PublishRequest, service: ReleasesDep, user: ConfigPublisher
 ) -> ReleaseOut:
     """End the gray release; its instances return to the current release. Returns the gray one."""
     return release_out(await service.abort(ref, body.comment, user))

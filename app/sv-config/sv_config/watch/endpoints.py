@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response, status
 
@@ -12,6 +13,16 @@ from sv_config.watch.schemas import NamespaceSnapshot, WatchRequest, WatchRespon
 from sv_config.watch.service import WatchService
 
 router = APIRouter(prefix="/internal/config", tags=["watch (internal)"])
+#: Any platform service may follow its configuration (edgelib.configclient).
+Watcher = Annotated[
+    str,
+    InternalCaller(
+        allowed={
+            "gateway-api", "sv-region", "auth-jwt", "auth-rbac", "sv-log", "sv-user",
+            "sv-money", "sv-notice",
+        }
+    ),
+]  # fmt: skip
 
 
 async def _client_gone(request: Request) -> None:
@@ -25,9 +36,7 @@ async def _client_gone(request: Request) -> None:
     response_model=WatchResponse,
     responses={304: {"description": "nothing changed while waiting"}},
 )
-async def watch(
-    body: WatchRequest, request: Request, caller: InternalCaller
-) -> WatchResponse | Response:
+async def watch(body: WatchRequest, request: Request, caller: Watcher) -> WatchResponse | Response:
     """Long poll: the namespaces whose release for this client changed, or 304 after ``wait``."""
     service: WatchService = request.app.state.watch_service
     changes: list[NamespaceSnapshot] = []

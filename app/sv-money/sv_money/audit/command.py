@@ -30,7 +30,7 @@ async def audit_command(argv: list[str], settings: Settings | None = None) -> in
         settings.database_url or default_database_url(settings),
         schema=settings.database_schema or default_schema(settings),
     )
-    signer = ServiceSigner(settings.service_name, settings.service_secret.get_secret_value())
+    signer = ServiceSigner(settings.service_name, settings.keyring())
     try:
         async with open_services(settings, database, signer) as services:
             report = await services.audit.run()

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from edgelib.deps import CurrentUser, InternalCaller
 from sv_money.audit.schemas import AuditReport
 from sv_money.audit.service import AuditService
-from sv_money.deps import provided
+from sv_money.deps import Auditor, PeerRegion, provided
 
 router = APIRouter(prefix="/api/v1/wallet/audit", tags=["audit"])
 internal_router = APIRouter(prefix="/internal/audit", tags=["audit (internal)"])
@@ -19,7 +18,7 @@ AuditServiceDep = Annotated[AuditService, Depends(provided(AuditService))]
 
 @router.get("", response_model=AuditReport)
 async def audit(
-    admin: CurrentUser,
+    admin: Auditor,
     auditor: AuditServiceDep,
     region: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
 ) -> AuditReport:
@@ -28,6 +27,6 @@ async def audit(
 
 
 @internal_router.get("", response_model=AuditReport)
-async def audit_here(caller: InternalCaller, auditor: AuditServiceDep) -> AuditReport:
+async def audit_here(caller: PeerRegion, auditor: AuditServiceDep) -> AuditReport:
     """Check this region's ledger."""
     return await auditor.run()

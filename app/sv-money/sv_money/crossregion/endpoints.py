@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from edgelib.deps import InternalCaller
 from sv_money.crossregion.exceptions import InboundNotFound, OutboundNotFound
 from sv_money.crossregion.schemas import (
     AbortRequest,
@@ -17,7 +16,7 @@ from sv_money.crossregion.schemas import (
     OutboundRecord,
 )
 from sv_money.crossregion.service import CrossRegionService
-from sv_money.deps import provided
+from sv_money.deps import PeerRegion, provided
 from sv_money.posting.schemas import CreditRequest
 
 router = APIRouter(prefix="/internal", tags=["cross-region (internal)"])
@@ -33,7 +32,7 @@ CrossRegionServiceDep = Annotated[CrossRegionService, Depends(provided(CrossRegi
 async def credit(
     transfer_id: TransferId,
     body: CreditRequest,
-    caller: InternalCaller,
+    caller: PeerRegion,
     crossregion: CrossRegionServiceDep,
 ) -> CreditOutcome:
     """Credit the payee of a transfer from another region, once; the decision is final."""
@@ -44,7 +43,7 @@ async def credit(
 async def abort(
     transfer_id: TransferId,
     body: AbortRequest,
-    caller: InternalCaller,
+    caller: PeerRegion,
     crossregion: CrossRegionServiceDep,
 ) -> CreditOutcome:
     """Decide a transfer now: refused for good unless it was credited already."""
@@ -54,7 +53,7 @@ async def abort(
 @router.get("/inbound", response_model=InboundPage)
 async def inbound_page(
     origin: Region,
-    caller: InternalCaller,
+    caller: PeerRegion,
     crossregion: CrossRegionServiceDep,
     after: After = None,
     limit: Limit = 1000,
@@ -65,7 +64,7 @@ async def inbound_page(
 
 @router.get("/inbound/{transfer_id}", response_model=InboundRecord)
 async def inbound_record(
-    transfer_id: TransferId, caller: InternalCaller, crossregion: CrossRegionServiceDep
+    transfer_id: TransferId, caller: PeerRegion, crossregion: CrossRegionServiceDep
 ) -> InboundRecord:
     """This region's decision on one transfer from another region."""
     record = await crossregion.inbound_record(transfer_id)
@@ -77,7 +76,7 @@ async def inbound_record(
 @router.get("/outbound", response_model=OutboundPage)
 async def outbound_page(
     to: Region,
-    caller: InternalCaller,
+    caller: PeerRegion,
     crossregion: CrossRegionServiceDep,
     after: After = None,
     limit: Limit = 1000,
@@ -88,7 +87,7 @@ async def outbound_page(
 
 @router.get("/outbound/{transfer_id}", response_model=OutboundRecord)
 async def outbound_record(
-    transfer_id: TransferId, caller: InternalCaller, crossregion: CrossRegionServiceDep
+    transfer_id: TransferId, caller: PeerRegion, crossregion: CrossRegionServiceDep
 ) -> OutboundRecord:
     """One transfer this region made to another region's user."""
     record = await crossregion.outbound_record(transfer_id)

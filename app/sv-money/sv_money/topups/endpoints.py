@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from edgelib.deps import CurrentUser, InternalCaller
-from sv_money.deps import REPLAYED_HEADER, IdempotencyKey, provided
+from sv_money.deps import REPLAYED_HEADER, IdempotencyKey, PeerRegion, TopupAdmin, provided
 from sv_money.posting.schemas import TransferRead
 from sv_money.topups.schemas import ForwardedTopup, TopupCreate, TopupResult
 from sv_money.topups.service import TopupService
@@ -23,7 +22,7 @@ TopupServiceDep = Annotated[TopupService, Depends(provided(TopupService))]
 async def create_topup(
     body: TopupCreate,
     key: IdempotencyKey,
-    admin: CurrentUser,
+    admin: TopupAdmin,
     topups: TopupServiceDep,
     response: Response,
 ) -> TransferRead:
@@ -36,7 +35,7 @@ async def create_topup(
 
 @router.post("/{topup_id}/reversal", response_model=TransferRead)
 async def reverse_topup(
-    topup_id: TopupId, admin: CurrentUser, topups: TopupServiceDep
+    topup_id: TopupId, admin: TopupAdmin, topups: TopupServiceDep
 ) -> TransferRead:
     """Undo a top-up with a reversing entry (the user must still have the money)."""
     return await topups.reverse(topup_id)
@@ -44,7 +43,7 @@ async def reverse_topup(
 
 @internal_router.post("", status_code=status.HTTP_201_CREATED, response_model=TopupResult)
 async def apply_forwarded_topup(
-    body: ForwardedTopup, key: IdempotencyKey, caller: InternalCaller, topups: TopupServiceDep
+    body: ForwardedTopup, key: IdempotencyKey, caller: PeerRegion, topups: TopupServiceDep
 ) -> TopupResult:
     """A top-up another region resolved to a user of this region."""
     return await topups.apply_forwarded(body, key)
@@ -52,7 +51,7 @@ async def apply_forwarded_topup(
 
 @internal_router.post("/{topup_id}/reversal", response_model=TransferRead)
 async def reverse_local_topup(
-    topup_id: TopupId, caller: InternalCaller, topups: TopupServiceDep
+    topup_id: TopupId, caller: PeerRegion, topups: TopupServiceDep
 ) -> TransferRead:
     """Reverse a top-up kept by this region."""
     return await topups.reverse_here(topup_id)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from edgelib.deps import CurrentUser, SessionDep
+from edgelib.deps import SessionDep
 from sv_notice.delivery.schemas import DeliveryOut, DeliveryPage, NoticeStatus
-from sv_notice.deps import DeliveriesDep, DispatcherDep
+from sv_notice.deps import DeliveriesDep, DispatcherDep, NoticeAdmin
 from sv_notice.schemas import Channel, DeliveryStatus, ResourceId, UserId
 
 router = APIRouter(prefix="/api/v1/notices/admin", tags=["admin"])
@@ -19,14 +19,14 @@ Cursor = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("/notices/{notice_id}", response_model=NoticeStatus)
-async def notice_status(notice_id: Id, _admin: CurrentUser, service: DeliveriesDep) -> NoticeStatus:
+async def notice_status(notice_id: Id, _admin: NoticeAdmin, service: DeliveriesDep) -> NoticeStatus:
     """A notice and the delivery status of each of its channels."""
     return await service.notice(notice_id)
 
 
 @router.get("/deliveries", response_model=DeliveryPage)
 async def deliveries(
-    _admin: CurrentUser,
+    _admin: NoticeAdmin,
     service: DeliveriesDep,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     channel: Channel | None = None,
@@ -41,14 +41,14 @@ async def deliveries(
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryOut)
-async def delivery(delivery_id: Id, _admin: CurrentUser, service: DeliveriesDep) -> DeliveryOut:
+async def delivery(delivery_id: Id, _admin: NoticeAdmin, service: DeliveriesDep) -> DeliveryOut:
     """One delivery."""
     return await service.get(delivery_id)
 
 
 @router.get("/dead-letters", response_model=DeliveryPage)
 async def dead_letters(
-    _admin: CurrentUser,
+    _admin: NoticeAdmin,
     service: DeliveriesDep,
     channel: Channel | None = None,
     limit: Limit = 50,
@@ -65,7 +65,7 @@ async def dead_letters(
 )
 async def replay(
     delivery_id: Id,
-    _admin: CurrentUser,
+    _admin: NoticeAdmin,
     service: DeliveriesDep,
     dispatcher: DispatcherDep,
     session: SessionDep,

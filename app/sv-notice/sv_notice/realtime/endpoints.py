@@ -90,7 +90,7 @@ async def stream(
 @router.websocket("/ws")
 async def websocket(websocket: WebSocket) -> None:
     """Your notices over a WebSocket: JSON messages ``{"type": "notice", "notice": ...}``."""
-    user = websocket_user(websocket)
+    user = await websocket_user(websocket)
     if user is None:
         await websocket.close(code=POLICY_VIOLATION, reason="authentication required")
         return

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgelib.deps import CurrentUser, InternalCaller, SessionDep
+from edgelib.deps import InternalCaller, SessionDep
 from edgelib.problems import Problem
 from sv_notice.delivery.dispatch import Dispatcher
 from sv_notice.delivery.schemas import NoticeStatus
 from sv_notice.delivery.service import DeliveryService
-from sv_notice.deps import DispatcherDep, RoutingDep, SenderDep, SettingsDep
+from sv_notice.deps import DispatcherDep, NoticeAdmin, RoutingDep, SenderDep, SettingsDep
 from sv_notice.peers import SEND_PATH
 from sv_notice.sending.schemas import (
     EventBatch,
@@ -25,6 +27,9 @@ EVENTS_PATH = "/internal/events"
 
 admin = APIRouter(prefix="/api/v1/notices/admin", tags=["admin"])
 internal = APIRouter(tags=["internal"])
+#: Another region's sv-notice hands over sends; auth-jwt and sv-money publish events.
+PeerRegion = Annotated[str, InternalCaller(allowed={"sv-notice"})]
+EventSource = Annotated[str, InternalCaller(allowed={"auth-jwt", "sv-money"})]
 
 
 @admin.post(
@@ -35,7 +40,7 @@ internal = APIRouter(tags=["internal"])
 )
 async def send(
     body: SendIn,
-    admin_user: CurrentUser,
+    admin_user: NoticeAdmin,
     sender: SenderDep,
     dispatcher: DispatcherDep,
     routing: RoutingDep,
@@ -65,7 +70,7 @@ async def send(
 )
 async def send_forwarded(
     body: ForwardedSend,
-    caller: InternalCaller,
+    caller: PeerRegion,
     sender: SenderDep,
     dispatcher: DispatcherDep,
     session: SessionDep,
@@ -102,7 +107,7 @@ async def _send_here(
 @internal.post(EVENTS_PATH, response_model=EventsAccepted, status_code=status.HTTP_202_ACCEPTED)
 async def intake_events(
     batch: EventBatch,
-    caller: InternalCaller,
+    caller: EventSource,
     sender: SenderDep,
     dispatcher: DispatcherDep,
     session: SessionDep,

@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from edgelib.deps import CurrentUser
-from sv_notice.deps import TemplatesDep
+from sv_notice.deps import NoticeAdmin, TemplatesDep
 from sv_notice.schemas import CategoryName, Locale
 from sv_notice.templates.schemas import (
     CategoryIn,
@@ -25,14 +24,14 @@ LocalePath = Annotated[Locale, Path()]
 
 
 @router.get("/categories", response_model=list[CategoryOut])
-async def categories(_admin: CurrentUser, service: TemplatesDep) -> list[CategoryOut]:
+async def categories(_admin: NoticeAdmin, service: TemplatesDep) -> list[CategoryOut]:
     """Every category, with its channels and whether it is critical."""
     return await service.categories()
 
 
 @router.put("/categories/{category}", response_model=CategoryOut)
 async def put_category(
-    category: CategoryPath, body: CategoryIn, _admin: CurrentUser, service: TemplatesDep
+    category: CategoryPath, body: CategoryIn, _admin: NoticeAdmin, service: TemplatesDep
 ) -> CategoryOut:
     """Create or replace a category."""
     return await service.put_category(category, body)
@@ -40,7 +39,7 @@ async def put_category(
 
 @router.get("/templates", response_model=list[TemplateOut])
 async def templates(
-    _admin: CurrentUser,
+    _admin: NoticeAdmin,
     service: TemplatesDep,
     category: Annotated[CategoryName | None, Query()] = None,
 ) -> list[TemplateOut]:
@@ -50,7 +49,7 @@ async def templates(
 
 @router.get("/templates/{category}/{locale}", response_model=TemplateOut)
 async def template(
-    category: CategoryPath, locale: LocalePath, _admin: CurrentUser, service: TemplatesDep
+    category: CategoryPath, locale: LocalePath, _admin: NoticeAdmin, service: TemplatesDep
 ) -> TemplateOut:
     """One template."""
     return await service.template(category, locale)
@@ -61,7 +60,7 @@ async def put_template(
     category: CategoryPath,
     locale: LocalePath,
     body: TemplateIn,
-    _admin: CurrentUser,
+    _admin: NoticeAdmin,
     service: TemplatesDep,
 ) -> TemplateOut:
     """Create or replace a template; it may use only the variables it declares."""
@@ -70,7 +69,7 @@ async def put_template(
 
 @router.delete("/templates/{category}/{locale}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_template(
-    category: CategoryPath, locale: LocalePath, _admin: CurrentUser, service: TemplatesDep
+    category: CategoryPath, locale: LocalePath, _admin: NoticeAdmin, service: TemplatesDep
 ) -> Response:
     """Delete a template."""
     await service.delete_template(category, locale)
@@ -82,7 +81,7 @@ async def preview(
     category: CategoryPath,
     locale: LocalePath,
     body: PreviewIn,
-    _admin: CurrentUser,
+    _admin: NoticeAdmin,
     service: TemplatesDep,
 ) -> Rendered:
     """Render a template with sample variables, checked as a send would check them."""

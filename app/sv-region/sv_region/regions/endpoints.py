@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgelib.deps import CurrentUser, SessionDep
+from edgelib.deps import SessionDep
+from edgelib.identity import Identity
+from edgelib.permissions import RequirePermission
 from sv_region.directory.repository import DirectoryRepository
 from sv_region.directory.schemas import DirectoryEntryRead
 from sv_region.directory.service import RegionDirectory
@@ -33,6 +35,9 @@ def _catalog(session: SessionDep) -> RegionCatalog:
 
 
 CatalogDep = Annotated[RegionCatalog, Depends(_catalog)]
+#: Checked here as well as at the gateway: a wrong route table must not open these.
+RegionReader = Annotated[Identity, RequirePermission("regions:read")]
+RegionWriter = Annotated[Identity, RequirePermission("regions:write")]
 
 
 class Move(BaseModel):
@@ -41,20 +46,20 @@ class Move(BaseModel):
 
 
 @router.get("", response_model=list[RegionRead])
-async def list_regions(catalog: CatalogDep, user: CurrentUser) -> list[RegionRead]:
+async def list_regions(catalog: CatalogDep, user: RegionReader) -> list[RegionRead]:
     """Every region with its status, endpoints, discovery source and weight."""
     return [RegionRead.model_validate(r) for r in await catalog.all()]
 
 
 @router.get("/rules", response_model=list[RuleRead])
-async def list_rules(catalog: CatalogDep, user: CurrentUser) -> list[RuleRead]:
+async def list_rules(catalog: CatalogDep, user: RegionReader) -> list[RuleRead]:
     """Assignment rules in the order they are tried."""
     return [RuleRead.model_validate(r) for r in await catalog.rules()]
 
 
 @router.post("/rules", response_model=RuleRead, status_code=status.HTTP_201_CREATED)
 async def add_rule(
-    body: RuleCreate, catalog: CatalogDep, session: SessionDep, request: Request, user: CurrentUser
+    body: RuleCreate, catalog: CatalogDep, session: SessionDep, request: Request, user: RegionWriter
 ) -> RuleRead:
     """Send new users whose phone prefix or client network matches to a region."""
     rule = RuleRead.model_validate(await catalog.add_rule(body))
@@ -69,7 +74,7 @@ async def delete_rule(
     catalog: CatalogDep,
     session: SessionDep,
     request: Request,
-    user: CurrentUser,
+    user: RegionWriter,
 ) -> Response:
     """Remove an assignment rule."""
     await catalog.delete_rule(rule_id)
@@ -81,7 +86,7 @@ async def delete_rule(
 @router.get("/assignment", response_model=Assignment)
 async def preview_assignment(
     catalog: CatalogDep,
-    user: CurrentUser,
+    user: RegionReader,
     username: str = Query(min_length=1, max_length=64),
     phone: str | None = Query(None, max_length=32),
     address: str | None = Query(None, max_length=64),
@@ -93,7 +98,7 @@ async def preview_assignment(
 
 @router.put("/users/{user_id}/region", response_model=DirectoryEntryRead)
 async def move_user(
-    user_id: str, body: Move, session: SessionDep, request: Request, user: CurrentUser
+    user_id: str, body: Move, session: SessionDep, request: Request, user: RegionWriter
 ) -> DirectoryEntryRead:
     """Point a user at another region; gateways drop their cached answer at once.
 
@@ -112,7 +117,7 @@ async def move_user(
 
 
 @router.get("/{name}", response_model=RegionRead)
-async def get_region(name: RegionName, catalog: CatalogDep, user: CurrentUser) -> RegionRead:
+async def get_region(name: RegionName, catalog: CatalogDep, user: RegionReader) -> RegionRead:
     """One region."""
     return RegionRead.model_validate(await catalog.get(name))
 
@@ -129,7 +134,7 @@ async def put_region(
     session: SessionDep,
     request: Request,
     response: Response,
-    user: CurrentUser,
+    user: RegionWriter,
 ) -> RegionRead:
     """Create or replace a region (201 when created)."""
     region, created = await catalog.put(name, body)
@@ -143,7 +148,7 @@ async def put_region(
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_region(
-    name: RegionName, catalog: CatalogDep, session: SessionDep, request: Request, user: CurrentUser
+    name: RegionName, catalog: CatalogDep, session: SessionDep, request: Request, user: RegionWriter
 ) -> Response:
     """Delete a region nobody lives in and no rule points at."""
     await catalog.delete(name)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from edgelib.deps import CurrentUser, InternalCaller, SessionDep
 from edgelib.forwarded import ClientAddresses
+from edgelib.identity import Identity
+from edgelib.permissions import RequirePermission
 from sv_user.users.repository import UserRepository
 from sv_user.users.schemas import (
     AccountCreate,
@@ -21,9 +24,14 @@ from sv_user.users.schemas import (
     VerifiedUser,
 )
 from sv_user.users.service import UserService
+from sv_user.users.timing import ResponseFloor
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 internal_router = APIRouter(tags=["users (internal)"])
+#: Another region's sv-user hands over the accounts it registered; auth-jwt checks logins.
+PeerRegion = Annotated[str, InternalCaller(allowed={"sv-user"})]
+Authenticator = Annotated[str, InternalCaller(allowed={"auth-jwt"})]
+UserLister = Annotated[Identity, RequirePermission("users:list")]
 
 
 def _service(request: Request, session: SessionDep) -> UserService:
@@ -47,16 +55,30 @@ def _service(request: Request, session: SessionDep) -> UserService:
 UserServiceDep = Annotated[UserService, Depends(_service)]
 
 
+async def _registration_floor(request: Request) -> AsyncIterator[None]:
+    """Hold the answer until the registration floor, the session's commit included."""
+    floor: ResponseFloor = request.app.state.registration_floor
+    async with floor.hold():
+        yield
+
+
+#: Route dependencies are entered first and so left last: after the session commits,
+#: before the response leaves (scope="function").
+RegistrationFloor = Depends(_registration_floor, scope="function")
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserCreated,
+    dependencies=[RegistrationFloor],
     responses={429: {"description": "Too many registrations (problem+json, Retry-After)"}},
 )
 async def register(body: UserCreate, service: UserServiceDep, request: Request) -> UserCreated:
     """Create an account; the username is unique across all regions.
 
     Privileged names (``admin``, ``root`` ... and their variants) are refused with 409.
+    Created or taken, the answer comes no sooner than ``SV_USER_REGISTRATION_MIN_SECONDS``.
     """
     return await service.register(body, address=client_address(request))
 
@@ -71,12 +93,12 @@ def client_address(request: Request) -> str | None:
 
 @router.get("", response_model=UserList)
 async def list_users(
-    caller: CurrentUser,
+    caller: UserLister,
     service: UserServiceDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> UserList:
-    """This region's users by username, a page at a time (the gateway checks users:list)."""
+    """This region's users by username, a page (users:list: the gateway and here check it)."""
     users, cursor = await service.list(after=after, limit=limit)
     return UserList(items=[UserRead.model_validate(u) for u in users], next=cursor)
 
@@ -106,7 +128,7 @@ async def change_password(
     "/internal/users", status_code=status.HTTP_201_CREATED, response_model=UserCreated
 )
 async def create_account(
-    body: AccountCreate, caller: InternalCaller, service: UserServiceDep
+    body: AccountCreate, caller: PeerRegion, service: UserServiceDep
 ) -> UserCreated:
     """Store an account reserved by another region's registration (idempotent on user_id)."""
     return UserCreated.model_validate(await service.store_peer_account(body))
@@ -116,7 +138,7 @@ async def create_account(
     "/internal/bootstrap-accounts", status_code=status.HTTP_201_CREATED, response_model=UserCreated
 )
 async def create_bootstrap_account(
-    body: AccountCreate, caller: InternalCaller, service: UserServiceDep
+    body: AccountCreate, caller: Authenticator, service: UserServiceDep
 ) -> UserCreated:
     """For auth-jwt's bootstrap only: its admin account under the id it chose and remembers
     (reserved names allowed; idempotent on the id; 409 when another account holds the name)."""
@@ -125,7 +147,7 @@ async def create_bootstrap_account(
 
 @internal_router.post("/internal/credentials/verify", response_model=VerifiedUser)
 async def verify_credentials(
-    body: CredentialCheck, caller: InternalCaller, service: UserServiceDep
+    body: CredentialCheck, caller: Authenticator, service: UserServiceDep
 ) -> VerifiedUser:
     """For auth-jwt: the account a username and password open, or 401."""
     return VerifiedUser.model_validate(

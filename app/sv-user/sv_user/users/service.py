@@ -87,7 +87,8 @@ class UserService:
         (it is confirmed if the account was made, or expires otherwise).
 
         The password is hashed before the directory is asked, so a taken name costs
-        the same hash as a free one and the answer's timing does not tell them apart.
+        the same hash as a free one; the route's response floor hides the rest (the
+        insert and confirmation only a free name costs).
         """
         await self.limiter.hit(self.limits.address, address, "registrations from this address")
         await self.limiter.hit(self.limits.username, data.username, "attempts at this username")
