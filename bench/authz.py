@@ -36,11 +36,15 @@ import orjson
 from auth_rbac.policy.enforcer import model_text
 from edgelib.identity import Identity
 from edgelib.policy import DomainRoles
-from gateway_api.authz import Authorizer
-from gateway_api.config import AuthzSettings, Settings
-from gateway_api.gateway import Gateway
-from gateway_api.problems import PermissionDenied
-from gateway_api.routing import Permission
+from gateway_api import native
+
+native.activate()  # an entry point: the gateway's compiled modules, as in production
+
+from gateway_api.config import AuthzSettings, Settings  # noqa: E402
+from gateway_api.gateway import Gateway  # noqa: E402
+from gateway_api.problems import PermissionDenied  # noqa: E402
+from gateway_api.routing.table import Permission  # noqa: E402
+from gateway_api.security.authz import Authorizer  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 PERMISSIONS_PER_ROLE = 5
@@ -111,7 +115,7 @@ async def bench(policies: int, users: int, rounds: int) -> dict[str, Any]:
         install_ms.append((time.perf_counter() - started) * 1000)
 
     gateway = Gateway(Settings(topology=ROOT / "deploy/local/topology.toml"))
-    gateway.authz = authorizer
+    gateway.security.authz = authorizer
     step = gateway.authorize
 
     # Steady state: a working set of 2,000 (user, permission) pairs, every one decided once,

@@ -722,10 +722,10 @@ def checks(table: dict[str, dict[str, Any]], levels: list[int]) -> dict[str, Any
 @functools.cache
 def native_status() -> str:
     """Whether the gateway runs its mypyc-compiled modules (gateway_api/native.py)."""
-    import gateway_api
     from gateway_api import native
 
-    return native.status if gateway_api.NATIVE else f"plain Python: {native.status}"
+    # What `python -m gateway_api` would use: it activates the build the same way.
+    return native.status if native.activate() else f"plain Python: {native.status}"
 
 
 def machine() -> dict[str, Any]:

@@ -59,14 +59,13 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
     from jwt.algorithms import OKPAlgorithm
 
     from edgelib.jwt import JwksCache, TokenVerifier
-    from gateway_api.authn import Authenticator
-    from gateway_api.authz import Authorizer
     from gateway_api.config import Settings
     from gateway_api.gateway import Gateway
-    from gateway_api.main import create_public_app
-    from gateway_api.proxy import bad_request
-    from gateway_api.server import HttpServer
-    from gateway_api.sessions import RevokedSessions
+    from gateway_api.proxy import bad_request, create_public_app
+    from gateway_api.security.authn import Authenticator
+    from gateway_api.security.authz import Authorizer
+    from gateway_api.security.sessions import RevokedSessions
+    from gateway_api.transport.server import HttpServer
 
     loop = asyncio.get_running_loop()
     upstream = await loop.create_server(Upstream, "127.0.0.1", 0)
@@ -101,10 +100,10 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
         algorithms=["EdDSA"],
     )  # fmt: skip
     await verifier.keys.refresh()
-    gateway.authn = Authenticator(verifier, RevokedSessions(feed, poll_interval=3600))
-    await gateway.authn.revoked.poll()  # loaded once: the gateway serves tokens only then
-    gateway.authz = Authorizer(None)
-    await gateway.authz.install(policy_document(["bench-user-0"]))
+    gateway.security.authn = Authenticator(verifier, RevokedSessions(feed, poll_interval=3600))
+    await gateway.security.authn.revoked.poll()  # loaded once: the gateway serves tokens only then
+    gateway.security.authz = Authorizer(None)
+    await gateway.security.authz.install(policy_document(["bench-user-0"]))
     now = int(time.time())
     token = jwt.encode(
         {"iss": "edge-auth", "aud": "edge", "sub": "bench-user-0",
@@ -135,7 +134,7 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
     _instrument("off")
     writer.close()
     await server.stop(grace=0)
-    gateway.client.close()
+    gateway.egress.client.close()
     upstream.close()
 
 
@@ -150,6 +149,10 @@ def _instrument(state: str) -> None:
 
 def serve(route: str, requests: int) -> None:
     import uvloop
+
+    from gateway_api import native
+
+    native.activate()  # an entry point: the compiled hot path when a current build exists
 
     with tempfile.TemporaryDirectory() as tmp:
         uvloop.run(workload(route, requests, Path(tmp)))
@@ -189,9 +192,9 @@ def main() -> None:
         serve(args.route, args.requests)
         return
     total = callgrind(args.route, args.requests)
-    import gateway_api  # the child imports the same way: compiled when a current build exists
+    from gateway_api import native  # the child activates the same way (serve)
 
-    code = "compiled" if gateway_api.NATIVE else "plain Python"
+    code = "compiled" if native.activate() else "plain Python"
     sys.stdout.write(
         f"{args.route}: {total / args.requests:,.0f} instructions per request "
         f"({args.requests} requests counted, after one to warm the caches; gateway {code})\n"

@@ -12,8 +12,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from edgelib.backends import Backend, open_backend
+from gateway_api import native as _gateway_native
 from tests import scheduling
 from tests.worker import redis_url as _own_database
+
+# The tests are an entry point: the gateway's compiled hot path is switched on here,
+# before any test module imports the gateway (gateway_api/native.py).
+_gateway_native.activate()
 
 PG_URL = os.environ.get(
     "EDGE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

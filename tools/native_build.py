@@ -3,7 +3,8 @@
     python tools/native_build.py            # best effort: plain Python if it cannot build
     python tools/native_build.py --strict   # fail when it cannot (make test, CI)
 
-The modules are :data:`gateway_api.native.MODULES`; the result goes to
+The modules are :data:`gateway_api.native.MODULES`, dotted names below ``gateway_api``
+(``transport.server``); the result goes to
 ``app/gateway-api/.native/`` (``GATEWAY_NATIVE_DIR`` to change it) with a manifest of
 the sources it was built from, which the gateway checks before using it. The sources
 are hashed before the build starts, so a file edited during the build leaves the build
@@ -40,7 +41,7 @@ def _compile(work: Path) -> None:
     from setuptools import setup
 
     native = _native()
-    paths = [str(PACKAGE / f"{name}.py") for name in native.MODULES]
+    paths = [str(native.source_path(name)) for name in native.MODULES]
     os.chdir(ROOT)  # mypy reads its settings from pyproject.toml here
     extensions = mypycify(paths, opt_level="3", group_name=native.GROUP, target_dir=str(work / "c"))
     os.chdir(work)  # setuptools must not treat the repository as the project to build

@@ -73,7 +73,7 @@ def keyed_states(secret: bytes | str) -> tuple[_Hash, _Hash]:
 
     Copying these two per signature costs three quarters of copying OpenSSL's HMAC
     context (which holds three); the gateway signs every request it forwards with them
-    (``gateway_api.signing``).
+    (``gateway_api.security.signing``).
     """
     key = secret.encode() if isinstance(secret, str) else secret
     if len(key) > _BLOCK:

@@ -15,8 +15,8 @@ import pytest
 
 from auth_rbac.policy.enforcer import PolicySnapshot, model_text
 from edgelib import policy
-from gateway_api.authz import Authorizer
 from gateway_api.config import AuthzSettings
+from gateway_api.security.authz import Authorizer
 
 #: casbin/examples/rbac_with_domains_policy.csv
 CASBIN_EXAMPLE = [
@@ -163,7 +163,7 @@ def test_malformed_rules_grant_nothing() -> None:
 
 def test_both_services_use_the_one_model_and_builder() -> None:
     import auth_rbac.policy.enforcer as rbac_enforcer
-    import gateway_api.authz as gateway_authz
+    import gateway_api.security.authz as gateway_authz
 
     assert model_text() == policy.MODEL_TEXT
     assert rbac_enforcer.build_enforcer is policy.build_enforcer

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway_api.routes_schema import route_table_schema
+from gateway_api.routing.schema import route_table_schema
 from tests.sv_config.processes import (
     Operator,
     Process,

@@ -17,11 +17,11 @@ import httpx
 import pytest
 import uvicorn
 
+from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
-from gateway_api.main import create_app, create_public_app
-from gateway_api.proxy import bad_request
-from gateway_api.server import HttpServer
+from gateway_api.proxy import bad_request, create_public_app
+from gateway_api.transport.server import HttpServer
 from tests.gateway.upstream import UpstreamState, upstream_app
 from tests.worker import free_port
 
@@ -134,7 +134,7 @@ async def start_gateway(
                 create_public_app(gateway),
                 bad_request=bad_request,
                 keep_alive_timeout=settings.keep_alive_timeout,
-                trusted_proxies=settings.trusted_proxies,
+                trusted_proxies=settings.trusted_peers(),
                 limits=settings.client_limits(),
             )
             await public_server.start("127.0.0.1", public_port)

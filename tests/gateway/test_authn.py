@@ -18,8 +18,8 @@ import pytest_asyncio
 from edgelib.backends import MemoryBackend
 from edgelib.jwt import JwksCache, TokenVerifier
 from edgelib.problems import Unauthorized
-from gateway_api.authn import Authenticator, bearer_token
-from gateway_api.sessions import RevokedSessions
+from gateway_api.security.authn import Authenticator, bearer_token
+from gateway_api.security.sessions import RevokedSessions
 from tests.identity_harness import IdentityStack, as_gateway, identity_of, identity_stack, signed
 from tests.token_forgery import bad_tokens
 

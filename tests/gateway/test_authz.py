@@ -24,12 +24,12 @@ from edgelib.identity import Identity
 from edgelib.problems import Problem, problem_body
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
-from gateway_api.authz import Authorizer, AuthRbac
 from gateway_api.config import AuthzSettings
 from gateway_api.config import Settings as GatewaySettings
 from gateway_api.gateway import Gateway
 from gateway_api.problems import PermissionDenied, PolicyUnavailable
-from gateway_api.routing import Permission, load_routes
+from gateway_api.routing.table import Permission, load_routes
+from gateway_api.security.authz import Authorizer, AuthRbac
 from tests.auth_rbac.conftest import ADMIN, admin_client, fresh_pg_schema, rbac_settings
 from tests.gateway.conftest import serve
 from tests.worker import free_port
@@ -120,9 +120,11 @@ async def test_plain_user_is_denied_every_admin_route_with_403_problem_and_admin
             )
         )
         gateway = Gateway(GatewaySettings(topology=topology, routes=ROUTES, var_dir=tmp_path))
-        gateway.authz = Authorizer.for_gateway(topology, SIGNER, AuthzSettings(), backend=None)
+        gateway.security.authz = Authorizer.for_gateway(
+            topology, SIGNER, AuthzSettings(), backend=None
+        )
         async with aiohttp.ClientSession() as session:
-            await gateway.authz.start(session)
+            await gateway.security.authz.start(session)
             try:
                 for permission in permission_routes():
                     gateway.authorize(ROOT, permission)
@@ -135,7 +137,7 @@ async def test_plain_user_is_denied_every_admin_route_with_403_problem_and_admin
                     assert doc["type"].endswith("/permission-denied")
                     assert f"{permission.obj}:{permission.act}" in doc["detail"]
             finally:
-                await gateway.authz.stop()
+                await gateway.security.authz.stop()
 
 
 async def test_revocation_reaches_the_gateway_within_1s_by_polling(tmp_path: Path) -> None:

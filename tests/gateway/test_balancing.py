@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from gateway_api.balancing import ConsistentHash, LeastInFlight, SmoothWeightedRoundRobin
+from gateway_api.routing.table import BALANCING_POLICIES
 from gateway_api.topology import InstanceSpec
-from gateway_api.upstreams import CircuitBreaker, Instance, Pool, RetryBudget
+from gateway_api.upstreams.balancing import (
+    POLICIES,
+    ConsistentHash,
+    LeastInFlight,
+    SmoothWeightedRoundRobin,
+    describe_policies,
+)
+from gateway_api.upstreams.pools import CircuitBreaker, Instance, Pool, RetryBudget
 
 
 def pool(*weights: int, policy_instances: int | None = None) -> Pool:
@@ -130,10 +138,7 @@ def test_retry_budget_allows_a_share_of_requests() -> None:
     assert not budget.try_spend()
 
 
-@pytest.mark.parametrize(
-    "policy",
-    ["round_robin", "weighted_round_robin", "random", "least_in_flight", "consistent_hash"],
-)
+@pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_every_policy_only_returns_eligible_instances(policy: str) -> None:
     p = pool(1, 2, 3)
     p.instances[1].healthy = False
@@ -141,3 +146,31 @@ def test_every_policy_only_returns_eligible_instances(policy: str) -> None:
         chosen = p.choose(policy, f"k{i}")
         assert chosen is not None
         assert chosen is not p.instances[1]
+
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_policies_are_registered_once_and_known_to_the_route_table() -> None:
+    assert set(POLICIES) == BALANCING_POLICIES
+    for name, policy in POLICIES.items():
+        assert policy.name == name
+        assert policy().choose is not None  # constructed with no argument, as pools do
+
+
+def test_the_gateway_doc_lists_the_registered_policies() -> None:
+    # The `balancing` row of the route options table is describe_policies(), exactly:
+    # a policy added to (or dropped from) the registry must be documented here.
+    doc = (ROOT / "doc/services/gateway-api.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| `balancing` |")]
+    assert len(rows) == 1, "doc/services/gateway-api.md: one `balancing` row"
+    listed = rows[0].split("|")[2].strip()
+    assert listed == describe_policies(), (
+        "doc/services/gateway-api.md is out of date with gateway_api.upstreams.balancing."
+        f"POLICIES; its `balancing` row should read: {describe_policies()}"
+    )
+    # The shipped route table's comment names them too.
+    routes = (ROOT / "app/gateway-api/gateway_api/routes.toml").read_text()
+    comment = " ".join(line.lstrip("# ") for line in routes.splitlines() if line.startswith("#"))
+    for name in POLICIES:
+        assert name in comment, f"routes.toml's comment does not name {name}"

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from edgelib.backends import Backend, open_backend
-from gateway_api.ejections import EjectionBus
 from gateway_api.topology import load_topology
-from gateway_api.upstreams import Upstreams
+from gateway_api.upstreams.ejections import EjectionBus
+from gateway_api.upstreams.pools import Upstreams
 from tests.worker import free_port
 
 

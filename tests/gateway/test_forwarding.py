@@ -362,8 +362,8 @@ async def test_authenticated_request_reaches_the_service_signed_without_the_toke
     from edgelib.jwt import JwksCache, TokenVerifier
     from edgelib.settings import DEV_SERVICE_SECRET
     from edgelib.signing import ServiceSigner
-    from gateway_api.authn import Authenticator
-    from gateway_api.sessions import RevokedSessions
+    from gateway_api.security.authn import Authenticator
+    from gateway_api.security.sessions import RevokedSessions
 
     key = Ed25519PrivateKey.generate()
     jwk = {**OKPAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1", "alg": "EdDSA"}
@@ -383,7 +383,7 @@ async def test_authenticated_request_reaches_the_service_signed_without_the_toke
     await verifier.keys.refresh()
     authn = Authenticator(verifier, RevokedSessions(feed, poll_interval=60))
     await authn.revoked.poll()  # loaded once: authenticated routes are open
-    gw.gateway.authn = authn
+    gw.gateway.security.authn = authn
     now = int(time.time())
     claims = {
         "iss": "edge-auth", "aud": "edge", "sub": "u-1", "preferred_username": "ann",

@@ -22,14 +22,14 @@ import pytest
 
 from edgelib.jwt import JwksCache, TokenVerifier
 from edgelib.keyring import Keyring
-from gateway_api.authn import Authenticator
+from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
-from gateway_api.main import create_app, create_public_app
-from gateway_api.proxy import bad_request
-from gateway_api.server import HttpServer
-from gateway_api.sessions import RevokedSessions
-from gateway_api.trusted_proxies import TrustedProxies
+from gateway_api.proxy import bad_request, create_public_app
+from gateway_api.security.authn import Authenticator
+from gateway_api.security.sessions import RevokedSessions
+from gateway_api.security.trusted_proxies import TrustedProxies
+from gateway_api.transport.server import HttpServer
 from tests.gateway.conftest import GatewayUnderTest, serve, start_gateway
 from tests.gateway.test_websocket_sessions import Issuer
 from tests.worker import free_port
@@ -172,9 +172,9 @@ async def test_authenticated_routes_answer_503_until_the_revoked_sessions_have_l
     )
     authn = Authenticator(verifier, RevokedSessions(feed, poll_interval=0.05))
     await authn.start()
-    if gw.gateway.authn is not None:
-        await gw.gateway.authn.stop()
-    gw.gateway.authn = authn
+    if gw.gateway.security.authn is not None:
+        await gw.gateway.security.authn.stop()
+    gw.gateway.security.authn = authn
     try:
         headers = {"Authorization": f"Bearer {issuer.token('s-1')}"}
         refused = await client.get(gw.url + "/api/v1/private/x", headers=headers)

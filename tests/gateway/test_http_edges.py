@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway_api.http_client import HttpClient, UpstreamError
-from gateway_api.server import HttpServer
+from gateway_api.transport.http_client import HttpClient, UpstreamError
+from gateway_api.transport.server import HttpServer
 from tests.gateway.conftest import GatewayUnderTest
 from tests.worker import free_port
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from edgelib.backends import Backend, BackendError, MemoryBackend
-from gateway_api.ratelimit import RateLimit, RateLimiter, RateLimitExceeded
-from gateway_api.routing import RouteTableError, parse_routes
+from gateway_api.routing.table import RouteTableError, parse_routes
+from gateway_api.security.ratelimit import RateLimit, RateLimiter, RateLimitExceeded
 from tests.conftest import REDIS_URL
 from tests.gateway.conftest import GatewayUnderTest, worker_gateway
 
@@ -182,7 +182,7 @@ async def test_over_the_limit_the_gateway_answers_429_and_forwards_nothing(
         '\n[[routes]]\npath = "/api/v1/echo/limited"\nservice = "echo"\naccess = "public"\n'
         'rate_limit = "3/m"\n'
     )
-    gw.gateway.routes = parse_routes(tomllib.loads(routes), source=str(gw.routes_path))
+    gw.gateway.routing.table = parse_routes(tomllib.loads(routes), source=str(gw.routes_path))
     before = sum(u.requests for u in gw.upstreams.values())
     answers = [await client.get(gw.url + "/api/v1/echo/limited") for _ in range(5)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]

@@ -15,9 +15,9 @@ from starlette.routing import Route
 from edgelib.backends import MemoryBackend
 from edgelib.identity import Identity
 from edgelib.signing import ServiceSigner, SignatureError
-from gateway_api.regions import DIRECTORY_CHANNEL, RegionResolver
 from gateway_api.topology import InstanceSpec
-from gateway_api.upstreams import Instance, Pool
+from gateway_api.upstreams.pools import Instance, Pool
+from gateway_api.upstreams.regions import DIRECTORY_CHANNEL, RegionResolver
 from tests.gateway.conftest import serve
 from tests.worker import free_port
 

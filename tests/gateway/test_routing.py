@@ -10,7 +10,7 @@ import pytest
 
 from gateway_api.config import PACKAGE_DIR, Settings
 from gateway_api.gateway import Gateway
-from gateway_api.routing import (
+from gateway_api.routing.table import (
     DEFAULT_METHODS,
     MethodNotAllowed,
     RouteRules,
@@ -117,7 +117,7 @@ async def test_a_running_gateway_keeps_its_table_when_the_file_routes_to_interna
     gw: GatewayUnderTest, client: httpx.AsyncClient
 ) -> None:
     """The reloaded file would open the upstream's /internal/secret: it is refused."""
-    before = gw.gateway.routes
+    before = gw.gateway.routing.table
     original = gw.routes_path.read_text()
     for extra in (
         '[[routes]]\nprefix = "/internal"\nservice = "echo"\naccess = "public"\n',
@@ -125,7 +125,7 @@ async def test_a_running_gateway_keeps_its_table_when_the_file_routes_to_interna
     ):
         gw.routes_path.write_text(original + extra)
         await asyncio.sleep(1.2)  # the watcher looks every 0.5 s
-        assert gw.gateway.routes is before
+        assert gw.gateway.routing.table is before
         resp = await client.get(gw.url + "/internal/secret")
         assert resp.status_code == 404
         assert resp.json()["type"].endswith("/no-route")

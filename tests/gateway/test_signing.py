@@ -17,7 +17,7 @@ from edgelib.signing import (
     ServiceSigner,
     SignatureError,
 )
-from gateway_api.signing import ForwardSigner
+from gateway_api.security.signing import ForwardSigner
 
 HEADERS = {
     "x-edge-service",

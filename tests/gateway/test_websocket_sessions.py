@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
 from edgelib.jwt import JwksCache, TokenVerifier
-from gateway_api.authn import Authenticator
-from gateway_api.sessions import RevokedSessions
+from gateway_api.security.authn import Authenticator
+from gateway_api.security.sessions import RevokedSessions
 from tests.gateway.conftest import GatewayUnderTest
 
 HANDSHAKE = (
@@ -63,9 +63,9 @@ async def issuer(gw: GatewayUnderTest) -> AsyncIterator[Issuer]:
     await verifier.keys.refresh()
     authn = Authenticator(verifier, RevokedSessions(issuer.feed, poll_interval=0.05))
     await authn.start()
-    if gw.gateway.authn is not None:  # the one wired to the (absent) auth-jwt
-        await gw.gateway.authn.stop()
-    gw.gateway.authn = authn
+    if gw.gateway.security.authn is not None:  # the one wired to the (absent) auth-jwt
+        await gw.gateway.security.authn.stop()
+    gw.gateway.security.authn = authn
     yield issuer
     await authn.stop()
 
@@ -97,8 +97,8 @@ async def test_revoking_the_session_closes_its_websocket_and_only_its_own(
     reader, writer = await open_tunnel(gw, issuer.token("s-ann"))
     other_reader, other_writer = await open_tunnel(gw, issuer.token("s-bob"))
     assert (await echo(reader, writer, b"hi")).endswith(b":hi")
-    assert gw.gateway.authn is not None
-    assert gw.gateway.authn.revoked.snapshot()["watched_connections"] == 2
+    assert gw.gateway.security.authn is not None
+    assert gw.gateway.security.authn.revoked.snapshot()["watched_connections"] == 2
 
     issuer.revocations.append({"sid": "s-ann", "exp": time.time() + 600})  # logout
     started = time.monotonic()
@@ -107,7 +107,7 @@ async def test_revoking_the_session_closes_its_websocket_and_only_its_own(
 
     # The other session's tunnel still relays, and the closed one is no longer watched.
     assert (await echo(other_reader, other_writer, b"yo")).endswith(b":yo")
-    assert gw.gateway.authn.revoked.snapshot()["watched_connections"] == 1
+    assert gw.gateway.security.authn.revoked.snapshot()["watched_connections"] == 1
     other_writer.close()
     writer.close()
     # A new upgrade with the revoked token is refused like any request.
@@ -125,14 +125,15 @@ async def test_a_tunnel_that_ends_first_stops_watching(
 ) -> None:
     reader, writer = await open_tunnel(gw, issuer.token("s-cy"))
     assert (await echo(reader, writer, b"hi")).endswith(b":hi")
-    assert gw.gateway.authn is not None
+    assert gw.gateway.security.authn is not None
     writer.close()
     deadline = time.monotonic() + 5
     while (
-        gw.gateway.authn.revoked.snapshot()["watched_connections"] and time.monotonic() < deadline
+        gw.gateway.security.authn.revoked.snapshot()["watched_connections"]
+        and time.monotonic() < deadline
     ):
         await asyncio.sleep(0.02)
-    assert gw.gateway.authn.revoked.snapshot()["watched_connections"] == 0
+    assert gw.gateway.security.authn.revoked.snapshot()["watched_connections"] == 0
 
 
 async def test_watching_a_session_already_revoked_fires_at_once_and_bad_callbacks_are_contained(

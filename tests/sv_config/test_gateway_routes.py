@@ -10,7 +10,7 @@ import pytest
 from edgelib.configclient import ConfigRejected, ConfigSnapshot
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
-from gateway_api.routes_config import ConfigRoutes, RouteSourceError, parse_source
+from gateway_api.routing.sv_config import ConfigRoutes, RouteSourceError, parse_source
 
 ROUTE = {"prefix": "/api/v1/echo", "service": "echo", "access": "public"}
 
@@ -40,11 +40,11 @@ def snapshot(release: int, values: dict[str, Any]) -> ConfigSnapshot:
 def test_a_valid_release_replaces_the_table(gateway: Gateway) -> None:
     routes = ConfigRoutes(gateway, "sv-config:gateway-routes")
     routes.apply(snapshot(3, {"routes": [ROUTE], "defaults": {"retries": 0}}))
-    assert gateway.routes.source == "sv-config:gateway-routes@default#3"
-    route = gateway.routes.match("GET", "/api/v1/echo/x")
+    assert gateway.routing.table.source == "sv-config:gateway-routes@default#3"
+    route = gateway.routing.table.match("GET", "/api/v1/echo/x")
     assert route is not None
     assert route.retries == 0
-    assert gateway.routes.match("GET", "/file") is None
+    assert gateway.routing.table.match("GET", "/file") is None
 
 
 @pytest.mark.parametrize(
@@ -70,16 +70,16 @@ def test_a_valid_release_replaces_the_table(gateway: Gateway) -> None:
 def test_an_unusable_release_is_refused_and_the_table_stays(
     gateway: Gateway, values: dict[str, Any]
 ) -> None:
-    before = gateway.routes
+    before = gateway.routing.table
     with pytest.raises(ConfigRejected):
         ConfigRoutes(gateway, "sv-config:gateway-routes").apply(snapshot(4, values))
-    assert gateway.routes is before
+    assert gateway.routing.table is before
 
 
 def test_no_release_keeps_the_file_table(gateway: Gateway) -> None:
-    before = gateway.routes
+    before = gateway.routing.table
     ConfigRoutes(gateway, "sv-config:gateway-routes").apply(snapshot(0, {}))
-    assert gateway.routes is before
+    assert gateway.routing.table is before
 
 
 def test_the_source_setting_names_an_sv_config_namespace() -> None:
@@ -96,5 +96,5 @@ async def test_without_sv_config_in_the_topology_the_file_table_serves(
     routes = ConfigRoutes(gateway, "sv-config:gateway-routes")
     await routes.start()
     assert routes.client is None
-    assert gateway.routes.match("GET", "/file") is not None
+    assert gateway.routing.table.match("GET", "/file") is not None
     await routes.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_api.routing import MethodNotAllowed, load_routes
+from gateway_api.routing.table import MethodNotAllowed, load_routes
 from sv_config.config import Settings
 from sv_config.main import create_app
 

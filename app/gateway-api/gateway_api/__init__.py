@@ -1,6 +1,5 @@
-"""Edge's gateway. Its per-request modules load compiled when a current build exists."""
+"""Edge's gateway (doc/services/gateway-api.md; layers: doc/architecture.md).
 
-from gateway_api import native as _native
-
-#: True when the mypyc-compiled hot path is in use (see :mod:`gateway_api.native`).
-NATIVE = _native.activate(__path__)
+Importing it does nothing else: the compiled hot path is switched on by the entry
+points, through :func:`gateway_api.native.activate`.
+"""

@@ -1,4 +1,9 @@
-"""Settings of the gateway, read from ``GATEWAY_*`` variables (or ``EDGE_*`` shared ones)."""
+"""Settings of the gateway, read from ``GATEWAY_*`` variables (or ``EDGE_*`` shared ones).
+
+One :class:`Settings` is made at the entry point (``python -m gateway_api``, a test, a
+benchmark) and handed to :class:`~gateway_api.gateway.Gateway`; nothing below reads the
+environment again.
+"""
 
 from pathlib import Path
 from typing import ClassVar
@@ -7,10 +12,45 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgelib.settings import ServiceSettings
-from gateway_api.server import ClientLimits
-from gateway_api.trusted_proxies import parse_networks
+from gateway_api.security.trusted_proxies import TrustedProxies, parse_networks
+from gateway_api.transport.server import ClientLimits
 
 PACKAGE_DIR = Path(__file__).parent
+
+
+class AuthnSettings(BaseSettings):
+    """The gateway's token settings (``GATEWAY_*``); issuer and audience match auth-jwt's."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    jwt_issuer: str = "edge-auth"
+    jwt_audience: str = "edge"
+    #: Accepted signature algorithms (comma-separated); only asymmetric ones are allowed.
+    jwt_algorithms: str = "ES256,EdDSA"
+    jwt_leeway: float = Field(default=5.0, ge=0, le=60)
+    #: auth-jwt's base URLs (comma-separated); by default its instances in the topology.
+    auth_jwt_url: str | None = None
+    jwks_min_refetch: float = Field(default=5.0, ge=0)
+    jwks_max_age: float = Field(default=300.0, gt=0)
+    revocation_poll_interval: float = Field(default=0.5, gt=0)
+    revocation_channel: str = "edge:auth:revocations"
+
+
+class AuthzSettings(BaseSettings):
+    """The gateway's authorization settings (``GATEWAY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    #: auth-rbac's base URLs (comma-separated); by default its instances in the topology.
+    auth_rbac_url: str | None = None
+    #: The Casbin domain route permissions are checked in.
+    authz_domain: str = "default"
+    policy_poll_interval: float = Field(default=0.5, gt=0, le=10)
+    policy_channel: str = "edge:rbac:policy"
+    #: Decisions kept per policy version; the cache starts over when it is full.
+    decision_cache_size: int = Field(default=100_000, ge=1)
+    #: Seconds the gateway's start waits for a first policy before serving anyway.
+    policy_start_wait: float = Field(default=3.0, ge=0)
 
 
 class Settings(ServiceSettings):
@@ -79,6 +119,11 @@ class Settings(ServiceSettings):
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2
 
+    #: Token checks and the embedded policy (``GATEWAY_JWT_*``, ``GATEWAY_AUTH_*_URL``,
+    #: ...): read with the rest, once, where the settings are made (the entry point).
+    authn: AuthnSettings = Field(default_factory=AuthnSettings)
+    authz: AuthzSettings = Field(default_factory=AuthzSettings)
+
     #: Buffer each forwarded body and sign its SHA-256; off, bodies stream unsigned
     #: (``UNSIGNED-PAYLOAD``). Cost measured in doc/decisions.md.
     sign_bodies: bool = False
@@ -99,6 +144,10 @@ class Settings(ServiceSettings):
         items = [p.strip().rstrip("/") for p in self.reserved_prefixes.split(",") if p.strip()]
         return ("/internal", *(p for p in items if p and p != "/internal"))
 
+    def trusted_peers(self) -> TrustedProxies:
+        """The load balancers whose ``X-Forwarded-For`` the public server believes."""
+        return TrustedProxies(self.trusted_proxies)
+
     def client_limits(self) -> ClientLimits:
         """The public server's bounds on one client connection."""
         return ClientLimits(
@@ -110,38 +159,3 @@ class Settings(ServiceSettings):
             max_pipelined=self.max_pipelined,
             max_connections=self.max_connections,
         )
-
-
-class AuthnSettings(BaseSettings):
-    """The gateway's token settings (``GATEWAY_*``); issuer and audience match auth-jwt's."""
-
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
-
-    jwt_issuer: str = "edge-auth"
-    jwt_audience: str = "edge"
-    #: Accepted signature algorithms (comma-separated); only asymmetric ones are allowed.
-    jwt_algorithms: str = "ES256,EdDSA"
-    jwt_leeway: float = Field(default=5.0, ge=0, le=60)
-    #: auth-jwt's base URLs (comma-separated); by default its instances in the topology.
-    auth_jwt_url: str | None = None
-    jwks_min_refetch: float = Field(default=5.0, ge=0)
-    jwks_max_age: float = Field(default=300.0, gt=0)
-    revocation_poll_interval: float = Field(default=0.5, gt=0)
-    revocation_channel: str = "edge:auth:revocations"
-
-
-class AuthzSettings(BaseSettings):
-    """The gateway's authorization settings (``GATEWAY_*``)."""
-
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
-
-    #: auth-rbac's base URLs (comma-separated); by default its instances in the topology.
-    auth_rbac_url: str | None = None
-    #: The Casbin domain route permissions are checked in.
-    authz_domain: str = "default"
-    policy_poll_interval: float = Field(default=0.5, gt=0, le=10)
-    policy_channel: str = "edge:rbac:policy"
-    #: Decisions kept per policy version; the cache starts over when it is full.
-    decision_cache_size: int = Field(default=100_000, ge=1)
-    #: Seconds the gateway's start waits for a first policy before serving anyway.
-    policy_start_wait: float = Field(default=3.0, ge=0)

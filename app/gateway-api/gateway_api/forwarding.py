@@ -9,21 +9,22 @@ from typing import TYPE_CHECKING, Any
 
 from edgelib.problems import GatewayTimeout, PayloadTooLarge, Problem, ServiceUnavailable
 from edgelib.signing import SignatureError
-from gateway_api.http_client import (
+from gateway_api.problems import BadGateway, UpstreamUnreachable
+from gateway_api.transport.exchange import ClientGone, Exchange
+from gateway_api.transport.http_client import (
     ConnectFailed,
     HttpClient,
     Response,
     UpstreamConnection,
     UpstreamError,
     UpstreamTimeout,
+    request_head,
 )
-from gateway_api.problems import BadGateway, UpstreamUnreachable
-from gateway_api.server import ClientGone, Exchange
 
 if TYPE_CHECKING:
-    from gateway_api.routing import Route
-    from gateway_api.signing import ForwardSigner
-    from gateway_api.upstreams import Instance, Pool, RetryBudget
+    from gateway_api.routing.table import Route
+    from gateway_api.security.signing import ForwardSigner
+    from gateway_api.upstreams.pools import Instance, Pool, RetryBudget
 
 logger = logging.getLogger("gateway.forward")
 
@@ -113,11 +114,6 @@ def sign_once(signer: ForwardSigner, scope: Any, service: str, identity: bytes) 
     return _signature(signer, scope["method"], _target(scope), service, identity)
 
 
-def request_head(method: str, target: bytes, host: bytes, headers: bytes) -> bytes:
-    """The start of an upstream request, up to (not including) its framing headers."""
-    return method.encode() + b" " + target + b" HTTP/1.1\r\nhost: " + host + b"\r\n" + headers
-
-
 async def forward(
     exchange: Exchange,
     *,
@@ -147,23 +143,15 @@ async def forward(
     method: str = scope["method"]
     target = _target(scope)
     idempotent = idempotency_key or method in IDEMPOTENT_METHODS
-    digest = b""
-    if body is not None:
-        if signer is not None and signer.sign_bodies:
-            await body.buffer()
-            digest = hashlib.sha256(body.buffered or b"").hexdigest().encode()
-        elif idempotent and (body.length or 0) <= REPLAYABLE_BODY:
-            await body.buffer()
+    digest = b"" if body is None else await _prepare_body(body, signer, idempotent)
     now = time.monotonic()
     deadline = now + route.total_timeout
     budget.on_request()
     tried: set[str] | None = None
     last_problem: Problem | None = None
     for attempt in range(1 + route.retries):
-        if attempt:
-            can_resend = body is None or body.replayable
-            if not can_resend or not budget.try_spend():
-                break
+        if attempt and not _may_retry(body, budget):
+            break
         instance = pool.choose(route.balancing, hash_key, tried)
         if instance is None:
             break
@@ -193,6 +181,22 @@ async def forward(
             headers={"Retry-After": "1"},
         )
     raise last_problem
+
+
+async def _prepare_body(body: RequestBody, signer: ForwardSigner | None, idempotent: bool) -> bytes:
+    """Buffer a body that is signed or may be resent; the SHA-256 to sign (or ``b""``)."""
+    if signer is not None and signer.sign_bodies:
+        await body.buffer()
+        return hashlib.sha256(body.buffered or b"").hexdigest().encode()
+    if idempotent and (body.length or 0) <= REPLAYABLE_BODY:
+        await body.buffer()
+    return b""
+
+
+def _may_retry(body: RequestBody | None, budget: RetryBudget) -> bool:
+    """Whether another attempt may go: the body can be resent, and the budget allows it."""
+    can_resend = body is None or body.replayable
+    return can_resend and budget.try_spend()
 
 
 async def _attempt(

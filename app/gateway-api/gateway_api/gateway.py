@@ -14,22 +14,22 @@ from edgelib.identity import Identity
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
 from gateway_api import native
-from gateway_api.authn import Authenticator
-from gateway_api.authz import Authorizer
-from gateway_api.config import AuthnSettings, AuthzSettings, Settings
-from gateway_api.ejections import EjectionBus
+from gateway_api.config import Settings
 from gateway_api.forwarding import RESPONSE_DROPPED, RESPONSE_DROPPED_PRIVATE
-from gateway_api.health import HealthChecker
-from gateway_api.http_client import HttpClient
 from gateway_api.problems import PolicyUnavailable
-from gateway_api.ratelimit import RateLimiter
-from gateway_api.regions import RegionResolver
-from gateway_api.routes_config import ConfigRoutes
-from gateway_api.routes_reload import RouteWatcher
-from gateway_api.routing import Permission, Route, RouteRules, RouteTable, load_routes
-from gateway_api.signing import ForwardSigner
-from gateway_api.topology import load_topology
-from gateway_api.upstreams import RetryBudget, Upstreams
+from gateway_api.routing.reload import RouteWatcher
+from gateway_api.routing.sv_config import ConfigRoutes
+from gateway_api.routing.table import Permission, Route, RouteRules, RouteTable, load_routes
+from gateway_api.security.authn import Authenticator
+from gateway_api.security.authz import Authorizer
+from gateway_api.security.ratelimit import RateLimiter
+from gateway_api.security.signing import ForwardSigner
+from gateway_api.topology import Topology, load_topology
+from gateway_api.transport.http_client import HttpClient
+from gateway_api.upstreams.ejections import EjectionBus
+from gateway_api.upstreams.health import HealthChecker
+from gateway_api.upstreams.pools import RetryBudget, Upstreams
+from gateway_api.upstreams.regions import RegionResolver
 
 logger = logging.getLogger("gateway")
 
@@ -42,28 +42,12 @@ class Missing(enum.Enum):
 MISSING = Missing.MISSING
 
 
-class Gateway:
-    """Built from files at construction; network resources are made in :meth:`start`."""
+class Security:
+    """Who may call what: tokens, the embedded policy, rate limits and signatures."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        topology = load_topology(settings.topology)
-        #: What any route table (file or sv-config release) may name.
-        self.route_rules = RouteRules(
-            frozenset(i.service for i in topology.instances), settings.reserved()
-        )
-        self.routes: RouteTable = load_routes(settings.routes, self.route_rules)
-        self.retry_budget = RetryBudget(ratio=settings.retry_budget_ratio)
-        self._route_watch: RouteWatcher | None = None
-        self._route_config: ConfigRoutes | None = None
-        self.regions: RegionResolver | None = None
-        self.backend: Backend | None = None
-        self.upstreams = Upstreams(topology)
-        #: Upstream response headers never passed on (x-edge-instance unless exposed).
-        self.response_dropped = (
-            RESPONSE_DROPPED if settings.instance_header_exposed else RESPONSE_DROPPED_PRIVATE
-        )
         keyring = settings.keyring()
+        #: Signs the gateway's own calls (control plane, sv-region, sv-config).
         self.signer = ServiceSigner(
             settings.service_name, keyring, max_skew=settings.signature_max_skew
         )
@@ -71,104 +55,166 @@ class Gateway:
         self.forward_signer = ForwardSigner(
             settings.service_name, keyring, sign_bodies=settings.sign_bodies
         )
-        self._session: aiohttp.ClientSession | None = None
-        #: The forwarding core's keep-alive pools (the hot path; see http_client.py).
-        self.client = HttpClient(idle_timeout=settings.upstream_idle_timeout)
-        self._health: HealthChecker | None = None
-        self.authn: Authenticator | None = None
-        self.authz: Authorizer | None = None
         #: Per-route rate limits; counts shared through the backend once started.
         self.limiter = RateLimiter(None, sync_interval=settings.rate_limit_sync_interval)
+        self.authn: Authenticator | None = None
+        self.authz: Authorizer | None = None
+
+
+class Routing:
+    """The route table in force and what keeps it current (the file, or sv-config)."""
+
+    def __init__(self, settings: Settings, topology: Topology) -> None:
+        #: What any route table (file or sv-config release) may name.
+        self.rules = RouteRules(
+            frozenset(i.service for i in topology.instances), settings.reserved()
+        )
+        #: Replaced whole by a reload: a request already routed keeps its table.
+        self.table: RouteTable = load_routes(settings.routes, self.rules)
+        self.source: RouteWatcher | ConfigRoutes | None = None
+
+
+class Egress:
+    """The way out to the services: connections, retries, health, breakers, regions."""
+
+    def __init__(self, settings: Settings) -> None:
+        #: The forwarding core's keep-alive pools (the hot path; see http_client.py).
+        self.client = HttpClient(idle_timeout=settings.upstream_idle_timeout)
+        self.retry_budget = RetryBudget(ratio=settings.retry_budget_ratio)
+        #: Upstream response headers never passed on (x-edge-instance unless exposed).
+        self.response_dropped = (
+            RESPONSE_DROPPED if settings.instance_header_exposed else RESPONSE_DROPPED_PRIVATE
+        )
+        #: aiohttp, for the gateway's own calls (health, control plane); made in start().
+        self.session: aiohttp.ClientSession | None = None
+        self.health: HealthChecker | None = None
+        self.regions: RegionResolver | None = None
         #: Breakers opened in one worker open in the others (through the backend).
         self.ejections: EjectionBus | None = None
 
+
+class Gateway:
+    """The gateway's shared state, built from injected :class:`Settings` (read once, by
+    the entry point) and the topology file; network resources are made in :meth:`start`.
+
+    Four groups, one per layer it draws on: :attr:`routing`, :attr:`security`,
+    :attr:`upstreams` (the pools) and :attr:`egress` (connections and what watches them).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        topology = load_topology(settings.topology)
+        self.routing = Routing(settings, topology)
+        self.security = Security(settings)
+        self.upstreams = Upstreams(topology)
+        self.egress = Egress(settings)
+        self.backend: Backend | None = None
+
     @property
     def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "gateway not started"
-        return self._session
+        assert self.egress.session is not None, "gateway not started"
+        return self.egress.session
 
     @property
     def health(self) -> HealthChecker:
-        assert self._health is not None, "gateway not started"
-        return self._health
+        assert self.egress.health is not None, "gateway not started"
+        return self.egress.health
 
     async def start(self, backend: Backend | None = None) -> None:
         """Open the forwarding session and start background work; ``backend`` carries events."""
         logger.info("gateway code", extra={"native": native.status})
         self.backend = backend
-        self.limiter.backend = backend if self.settings.rate_limit_shared else None
-        await self.limiter.start()
-        if backend is not None:
-            self.ejections = EjectionBus(self.upstreams, backend)
-            await self.ejections.start()
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
+        await self._start_shared_state(backend)
+        session = self.egress.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
         )
-        self._health = HealthChecker(
+        await self._start_egress(session, backend)
+        await self._start_routing()
+        await self._start_control_plane(session, backend)
+
+    async def _start_shared_state(self, backend: Backend | None) -> None:
+        limiter = self.security.limiter
+        limiter.backend = backend if self.settings.rate_limit_shared else None
+        await limiter.start()
+        if backend is not None:
+            self.egress.ejections = EjectionBus(self.upstreams, backend)
+            await self.egress.ejections.start()
+
+    async def _start_egress(self, session: aiohttp.ClientSession, backend: Backend | None) -> None:
+        settings = self.settings
+        health = self.egress.health = HealthChecker(
             self.upstreams,
-            self._session,
-            interval=self.settings.health_interval,
-            timeout=self.settings.health_timeout,
-            healthy_threshold=self.settings.healthy_threshold,
-            unhealthy_threshold=self.settings.unhealthy_threshold,
+            session,
+            interval=settings.health_interval,
+            timeout=settings.health_timeout,
+            healthy_threshold=settings.healthy_threshold,
+            unhealthy_threshold=settings.unhealthy_threshold,
         )
-        await self._health.probe_all()
-        self._health.start()
-        if self.settings.routes_source:
-            self._route_config = ConfigRoutes(self, self.settings.routes_source)
-            await self._route_config.start()
-        else:
-            self._route_watch = RouteWatcher(self, self.settings.routes)
-            self._route_watch.start()
-        self.regions = RegionResolver(
+        await health.probe_all()
+        health.start()
+        self.egress.regions = RegionResolver(
             pool=self.upstreams.pool("sv-region", None),
-            session=self._session,
-            signer=self.signer,
+            session=session,
+            signer=self.security.signer,
             backend=backend,
-            ttl=self.settings.region_cache_ttl,
+            ttl=settings.region_cache_ttl,
         )
-        await self.regions.start()
-        self.authn = Authenticator.for_gateway(
-            self.settings.topology, self.signer, AuthnSettings(), backend=backend
+
+    async def _start_routing(self) -> None:
+        if self.settings.routes_source:
+            config = ConfigRoutes(self, self.settings.routes_source)
+            self.routing.source = config
+            await config.start()
+        else:
+            watcher = RouteWatcher(self, self.settings.routes)
+            self.routing.source = watcher
+            watcher.start()
+
+    async def _start_control_plane(
+        self, session: aiohttp.ClientSession, backend: Backend | None
+    ) -> None:
+        assert self.egress.regions is not None
+        await self.egress.regions.start()
+        security, settings = self.security, self.settings
+        topology = self.upstreams.topology
+        security.authn = Authenticator.for_gateway(
+            topology, security.signer, settings.authn, backend=backend
         )
-        await self.authn.start(self._session)
-        self.authz = Authorizer.for_gateway(
-            self.settings.topology, self.signer, AuthzSettings(), backend=backend
+        await security.authn.start(session)
+        security.authz = Authorizer.for_gateway(
+            topology, security.signer, settings.authz, backend=backend
         )
-        await self.authz.start(self._session)
+        await security.authz.start(session)
 
     async def stop(self) -> None:
-        await self.limiter.stop()
-        if self.ejections is not None:
-            await self.ejections.stop()
-        if self.authz is not None:
-            await self.authz.stop()
-        if self.authn is not None:
-            await self.authn.stop()
-        if self.regions is not None:
-            await self.regions.stop()
-        if self._route_watch is not None:
-            await self._route_watch.stop()
-        if self._route_config is not None:
-            await self._route_config.stop()
-        if self._health is not None:
-            await self._health.stop()
-        if self._session is not None:
-            await self._session.close()
-        self.client.close()
+        security, egress = self.security, self.egress
+        await security.limiter.stop()
+        for part in (egress.ejections, security.authz, security.authn, egress.regions):
+            if part is not None:
+                await part.stop()
+        if self.routing.source is not None:
+            await self.routing.source.stop()
+        if egress.health is not None:
+            await egress.health.stop()
+        if egress.session is not None:
+            await egress.session.close()
+        egress.client.close()
 
     async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
         """The verified caller of a non-public route, or a 401 problem."""
-        if self.authn is None:
+        authn = self.security.authn
+        if authn is None:
             raise Unauthorized("the gateway is starting", headers={"WWW-Authenticate": "Bearer"})
-        return await self.authn.authenticate(scope)
+        return await authn.authenticate(scope)
 
-    def authorize(self, identity: Identity, permission: Permission) -> None:
-        """Allow the call or raise a 403 problem: auth-rbac's policy, embedded (authz.py)."""
-        authz = self.authz
+    def authorize(self, identity: Identity, permission: Permission | None) -> None:
+        """Allow the call or raise a 403 problem: auth-rbac's policy, embedded (authz.py).
+        A route without a permission (``access = "authenticated"``) allows any caller."""
+        if permission is None:
+            return
+        authz = self.security.authz
         if authz is None:
             raise PolicyUnavailable("the gateway is starting", headers={"Retry-After": "1"})
         # A decision already made allows without leaving compiled code; anything else
@@ -182,9 +228,10 @@ class Gateway:
             return None
         if identity is None:
             return self.settings.default_region
-        if self.regions is None:
+        regions = self.egress.regions
+        if regions is None:
             return identity.region
-        region = self.regions.cached(identity.user_id)
+        region = regions.cached(identity.user_id)
         return MISSING if region is None else region
 
     async def region_for(self, route: Route, identity: Identity | None) -> str | None:
@@ -192,20 +239,21 @@ class Gateway:
         region = self.cached_region(route, identity)
         if region is not MISSING:
             return region
-        assert self.regions is not None
+        assert self.egress.regions is not None
         assert identity is not None
-        return await self.regions.region_of(identity)
+        return await self.egress.regions.region_of(identity)
 
     def cluster(self) -> dict[str, object]:
         pools = list(self.upstreams.pools.values())
+        table = self.routing.table
         return {
             "gateway": {
                 "instance": self.settings.instance_id,
                 "public": f"http://{self.settings.host}:{self.settings.port}",
                 "admin": f"http://{self.settings.admin_host}:{self.settings.admin_port}",
             },
-            "routes": {"source": self.routes.source, "count": len(self.routes.routes)},
-            "rate_limits": self.limiter.snapshot(),
+            "routes": {"source": table.source, "count": len(table.routes)},
+            "rate_limits": self.security.limiter.snapshot(),
             "regions": list(self.upstreams.topology.regions),
             "services": [p.snapshot() for p in pools],
             "totals": {

@@ -1,6 +1,6 @@
 """The public listener's request handler: route, authenticate, authorize, forward.
 
-It runs on the gateway's own HTTP/1.1 server (:mod:`gateway_api.server`), works on
+It runs on the gateway's own HTTP/1.1 server (:mod:`gateway_api.transport.server`), works on
 the raw request head, streams bodies both ways through the forwarding core
 (:mod:`gateway_api.forwarding`), and answers every refusal with problem+json.
 """
@@ -31,13 +31,15 @@ from gateway_api.problems import (
     NotFound,
     UpgradeRefused,
 )
-from gateway_api.routing import MethodNotAllowed, Route, UnsafePath, check_path
-from gateway_api.server import ClientGone, Exchange
+from gateway_api.routing.table import MethodNotAllowed, Route, UnsafePath, check_path
 from gateway_api.tracecontext import TraceContext, random_hex
-from gateway_api.websocket import tunnel_websocket
+from gateway_api.transport.exchange import ClientGone, Exchange
+from gateway_api.transport.websocket import tunnel_websocket
 
 if TYPE_CHECKING:
     from gateway_api.gateway import Gateway
+    from gateway_api.security.signing import ForwardSigner
+    from gateway_api.upstreams.pools import Pool
 
 Scope = MutableMapping[str, Any]
 
@@ -135,12 +137,9 @@ class Proxy:
             or "\x00" in path
             or path[:1] != "/"
         ):
-            try:
-                check_path(path, raw_path)
-            except UnsafePath as unsafe:
-                raise BadPath(str(unsafe)) from unsafe
+            _check_path(path, raw_path)  # only for paths that may be unsafe
         try:
-            route = gateway.routes.match(method, path)
+            route = gateway.routing.table.match(method, path)
         except MethodNotAllowed as exc:
             raise MethodRefused(
                 f"{method} is not allowed on {path}",
@@ -156,7 +155,7 @@ class Proxy:
         identity: Identity | None = None
         encoded_identity = b""
         if route.access != "public":
-            authn = gateway.authn
+            authn = gateway.security.authn
             known = authn.known(scope["headers"]) if authn is not None else None
             if known is None:
                 trace.attach()
@@ -164,13 +163,12 @@ class Proxy:
                 encoded_identity = identity.encode().encode()
             else:
                 identity, encoded_identity = known
-            if route.permission is not None:
-                gateway.authorize(identity, route.permission)
+            gateway.authorize(identity, route.permission)
         client_ip = _client_ip(scope)
         limit = route.rate_limit
         if limit is not None:
             caller = identity.user_id if identity is not None and limit.by == "user" else None
-            gateway.limiter.check(limit, caller or client_ip or "-", time.time())
+            gateway.security.limiter.check(limit, caller or client_ip or "-", time.time())
         region = gateway.cached_region(route, identity)
         if region is MISSING:
             trace.attach()
@@ -182,40 +180,59 @@ class Proxy:
                 headers={"Retry-After": "5"},
             )
         hash_key = identity.user_id if identity is not None else client_ip
+        egress = gateway.egress
         headers, idempotency_key = self._outgoing_headers(
             scope, request_id, encoded_identity, trace, client_ip, exchange.upgrade is not None
         )
-        signer = gateway.forward_signer if encoded_identity else None
+        signer = gateway.security.forward_signer if encoded_identity else None
         if exchange.upgrade is not None:
-            if signer is not None:
-                headers += sign_once(signer, scope, pool.service, encoded_identity)
-            return await tunnel_websocket(
-                exchange,
-                client=gateway.client,
-                pool=pool,
-                route=route,
-                headers=headers,
-                hash_key=hash_key,
-                session_id=identity.session_id if identity is not None else None,
-                revoked=gateway.authn.revoked if gateway.authn is not None else None,
-                idle_timeout=gateway.settings.websocket_idle_timeout,
-                max_lifetime=gateway.settings.websocket_max_lifetime,
-                response_dropped=gateway.response_dropped,
+            return await self._tunnel(
+                exchange, route, pool, headers, hash_key, signer, identity, encoded_identity
             )
         return await forward(
             exchange,
-            client=gateway.client,
+            client=egress.client,
             pool=pool,
             route=route,
             headers=headers,
             body=_request_body(exchange, route) if exchange.has_body else None,
             hash_key=hash_key,
-            budget=gateway.retry_budget,
+            budget=egress.retry_budget,
             request_id=request_id.encode(),
             idempotency_key=idempotency_key,
-            response_dropped=gateway.response_dropped,
+            response_dropped=egress.response_dropped,
             signer=signer,
             identity=encoded_identity,
+        )
+
+    async def _tunnel(
+        self,
+        exchange: Exchange,
+        route: Route,
+        pool: Pool,
+        headers: bytes,
+        hash_key: str | None,
+        signer: ForwardSigner | None,
+        identity: Identity | None,
+        encoded_identity: bytes,
+    ) -> tuple[int, str | None]:
+        """A WebSocket upgrade: signed once, then spliced to an upstream instance."""
+        gateway = self.gateway
+        if signer is not None:
+            headers += sign_once(signer, exchange.scope, pool.service, encoded_identity)
+        authn = gateway.security.authn
+        return await tunnel_websocket(
+            exchange,
+            client=gateway.egress.client,
+            pool=pool,
+            route=route,
+            headers=headers,
+            hash_key=hash_key,
+            session_id=identity.session_id if identity is not None else None,
+            revoked=authn.revoked if authn is not None else None,
+            idle_timeout=gateway.settings.websocket_idle_timeout,
+            max_lifetime=gateway.settings.websocket_max_lifetime,
+            response_dropped=gateway.egress.response_dropped,
         )
 
     def _outgoing_headers(
@@ -272,6 +289,14 @@ class Proxy:
         # The signature (with the identity) is added per attempt by forward(): each
         # try carries its own nonce, so a retry on another instance is not a replay.
         return b"".join(parts), idempotency_key
+
+
+def _check_path(path: str, raw_path: bytes) -> None:
+    """Refuse a path that is unsafe to route (traversal, encoded separators, NUL)."""
+    try:
+        check_path(path, raw_path)
+    except UnsafePath as unsafe:
+        raise BadPath(str(unsafe)) from unsafe
 
 
 def _request_body(exchange: Exchange, route: Route) -> RequestBody | None:
@@ -339,3 +364,9 @@ def bad_request(status: int, detail: str) -> tuple[list[tuple[bytes, bytes]], by
     return [(b"content-type", PROBLEM_MEDIA_TYPE.encode())], problem_body(
         status, slug, title, detail
     )
+
+
+def create_public_app(gateway: Gateway) -> Proxy:
+    """The public listener's request handler (for
+    :class:`~gateway_api.transport.server.HttpServer`)."""
+    return Proxy(gateway)

@@ -199,7 +199,10 @@ class WorkerPool:
                 proc.terminate()
         deadline = time.monotonic() + grace
         for proc in self.procs.values():
-            while proc.poll() is None and time.monotonic() < deadline:
+            # subprocess.Popen: no awaitable exit (asyncio's child watchers are not used).
+            while proc.poll() is None:
+                if time.monotonic() >= deadline:
+                    break
                 await asyncio.sleep(0.05)
             if proc.poll() is None:
                 proc.kill()
@@ -211,7 +214,10 @@ def watch_parent(stop: asyncio.Event) -> None:
     parent = os.getppid()
 
     async def watch() -> None:
-        while os.getppid() == parent:
+        # No event tells a process its parent died (prctl's PDEATHSIG is Linux-only).
+        while True:
+            if os.getppid() != parent:
+                break
             await asyncio.sleep(0.5)
         logger.warning("worker 0 is gone; stopping")
         stop.set()

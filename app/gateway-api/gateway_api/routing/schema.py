@@ -7,7 +7,7 @@ service outside the topology, lists a method the gateway never answers, or lacks
 ``access``. The gateway checks the same again on every release it receives (and keeps
 its running table when one fails), so a namespace without this schema is still safe.
 
-``python -m gateway_api.routes_schema [--topology FILE] [--reserved /a,/b]`` prints it.
+``python -m gateway_api.routing.schema [--topology FILE] [--reserved /a,/b]`` prints it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway_api.routing import HTTP_METHODS, INTERNAL_PREFIX
+from gateway_api.routing.table import HTTP_METHODS, INTERNAL_PREFIX
 from gateway_api.topology import load_topology
 
 _ACCESS = "^(public|authenticated|[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+)$"

@@ -1,20 +1,29 @@
-"""gateway-api: ``create_app()`` builds the admin app; ``create_public_app`` the proxy."""
+"""The admin listener (loopback only by default): its app, whose lifespan starts and
+stops the shared :class:`~gateway_api.gateway.Gateway`, and ``GET /cluster``."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 
 from edgelib.app import create_service_app
-from gateway_api.admin import router as admin_router
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
-from gateway_api.proxy import Proxy
+from gateway_api.workers import with_workers
+
+router = APIRouter(tags=["admin"])
 
 
-def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> FastAPI:
+@router.get("/cluster")
+async def cluster(request: Request) -> dict[str, object]:
+    """Every upstream instance with its health, in-flight requests and counters."""
+    gateway = request.app.state.gateway
+    result: dict[str, object] = with_workers(gateway, gateway.cluster())
+    return result
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     """The admin app; its lifespan starts and stops the shared :class:`Gateway`."""
-    settings = settings or Settings()
     gw = gateway or Gateway(settings)
 
     @asynccontextmanager
@@ -32,10 +41,5 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         lifespan=lifespan,
     )
     app.state.gateway = gw
-    app.include_router(admin_router)
+    app.include_router(router)
     return app
-
-
-def create_public_app(gateway: Gateway) -> Proxy:
-    """The public listener's request handler (for :class:`~gateway_api.server.HttpServer`)."""
-    return Proxy(gateway)

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 
 from edgelib.backends import Backend, BackendError, follow
-from gateway_api.upstreams import Instance, Upstreams
+from gateway_api.upstreams.pools import Instance, Upstreams
 
 logger = logging.getLogger("gateway.ejections")
 

@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,10 +32,10 @@ from edgelib.identity import Identity
 from edgelib.policy import build_enforcer
 from edgelib.signing import ServiceSigner
 from gateway_api.config import AuthzSettings
-from gateway_api.control import ControlPlaneService
 from gateway_api.problems import PermissionDenied, PolicyUnavailable
-from gateway_api.routing import Permission
-from gateway_api.topology import load_topology
+from gateway_api.routing.table import Permission
+from gateway_api.security.control import ControlPlaneService
+from gateway_api.topology import Topology
 
 logger = logging.getLogger("gateway.authz")
 
@@ -100,7 +99,7 @@ class Authorizer:
     @classmethod
     def for_gateway(
         cls,
-        topology: Path,
+        topology: Topology,
         signer: ServiceSigner,
         settings: AuthzSettings,
         *,
@@ -110,7 +109,7 @@ class Authorizer:
         if settings.auth_rbac_url:
             urls = [u.strip() for u in settings.auth_rbac_url.split(",") if u.strip()]
         else:
-            urls = [i.url for i in load_topology(topology).instances if i.service == "auth-rbac"]
+            urls = [i.url for i in topology.instances if i.service == "auth-rbac"]
         if not urls:
             logger.warning("no auth-rbac instance known: every permission route answers 503")
             return cls(None, backend=backend, settings=settings)
@@ -212,7 +211,10 @@ class Authorizer:
             return
         self.source.session = session
         deadline = time.monotonic() + self.settings.policy_start_wait
-        while not await self.refresh() and time.monotonic() < deadline:
+        # Polls auth-rbac (a remote answer: no local event to wait on) for a short while.
+        while not await self.refresh():
+            if time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.2)
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="gateway-policy-poll"))
         if self.backend is not None:

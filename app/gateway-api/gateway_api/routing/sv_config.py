@@ -6,7 +6,7 @@ gateway follows that namespace of its own environment (``GATEWAY_PROFILE``). The
 namespace holds the route table document as JSON: a ``routes`` array and an optional
 ``defaults`` object, exactly the keys of ``routes.toml``.
 
-- A valid release replaces ``gateway.routes`` in one assignment: a request already
+- A valid release replaces ``gateway.routing.table`` in one assignment: a request already
   routed keeps the Route it matched, so nothing in flight is dropped.
 - A release that fails validation is refused (the config client keeps the running
   version and reports the refusal); the table that runs stays.
@@ -14,7 +14,7 @@ namespace holds the route table document as JSON: a ``routes`` array and an opti
 - The last accepted release is cached under ``var/config-cache/``; a gateway that starts
   while sv-config is down routes by it.
 
-The file watcher (:mod:`gateway_api.routes_reload`) is not started in this mode: the
+The file watcher (:mod:`gateway_api.routing.reload`) is not started in this mode: the
 file is only the table the gateway starts with.
 """
 
@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from edgelib.configclient import ConfigClient, ConfigRejected, ConfigSnapshot
-from gateway_api.routing import RouteTableError, parse_routes
+from gateway_api.routing.table import RouteTableError, parse_routes
 
 if TYPE_CHECKING:
     from gateway_api.gateway import Gateway
@@ -51,7 +51,7 @@ def parse_source(value: str) -> tuple[str, str | None]:
 
 
 class ConfigRoutes:
-    """Keeps ``gateway.routes`` equal to the namespace's latest valid release."""
+    """Keeps ``gateway.routing.table`` equal to the namespace's latest valid release."""
 
     def __init__(self, gateway: Gateway, source: str) -> None:
         self.gateway = gateway
@@ -70,7 +70,7 @@ class ConfigRoutes:
             return
         self.client = ConfigClient(
             urls,
-            signer=self.gateway.signer,
+            signer=self.gateway.security.signer,
             namespaces=[self.namespace],
             environment=settings.profile,
             cluster=self.cluster or settings.region or "default",
@@ -97,7 +97,7 @@ class ConfigRoutes:
         source = f"sv-config:{self.namespace}@{snapshot.cluster}#{snapshot.release}"
         try:
             table = parse_routes(
-                dict(snapshot.values), source=source, rules=self.gateway.route_rules
+                dict(snapshot.values), source=source, rules=self.gateway.routing.rules
             )
         except (RouteTableError, TypeError, ValueError, AttributeError, KeyError) as exc:
             logger.error(
@@ -105,7 +105,7 @@ class ConfigRoutes:
                 extra={"release": snapshot.release, "error": str(exc)},
             )
             raise ConfigRejected(f"release {snapshot.release}: {exc}") from exc
-        self.gateway.routes = table
+        self.gateway.routing.table = table
         logger.info(
             "route table applied",
             extra={"source": source, "routes": len(table.routes), "gray": snapshot.gray},

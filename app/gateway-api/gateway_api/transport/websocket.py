@@ -22,24 +22,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edgelib.problems import GatewayTimeout, ServiceUnavailable
-from gateway_api.forwarding import request_head
-from gateway_api.http_client import (
+from gateway_api.problems import BadGateway, UpstreamUnreachable
+from gateway_api.transport.exchange import Exchange, TunnelEnd
+from gateway_api.transport.http_client import (
     ConnectFailed,
     HttpClient,
     UpstreamConnection,
     UpstreamError,
     UpstreamTimeout,
+    request_head,
 )
-from gateway_api.problems import BadGateway, UpstreamUnreachable
-from gateway_api.server import Exchange, status_line
+from gateway_api.transport.server import status_line
 
 if TYPE_CHECKING:
-    from gateway_api.routing import Route
-    from gateway_api.sessions import RevokedSessions
-    from gateway_api.upstreams import Pool
+    from gateway_api.routing.table import Route
+    from gateway_api.security.sessions import RevokedSessions
+    from gateway_api.upstreams.pools import Pool
 
 logger = logging.getLogger("gateway.websocket")
 
@@ -146,15 +148,47 @@ async def _splice(
     """Relay bytes until either side closes, the session is revoked, the tunnel idles
     too long or reaches its lifetime; then close both."""
     conn = exchange.conn
-    assert upstream.transport is not None
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
+    upstream_transport = upstream.transport
+    assert upstream_transport is not None
+    client_transport = conn.transport
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def finished() -> None:
         if not done.done():
             done.set_result(None)
 
+    _join(conn, upstream, finished)
+
+    def session_ended() -> None:
+        logger.info("websocket closed: its session was revoked", extra={"route": route})
+        finished()
+
+    stop_watching = (
+        revoked.watch(session_id, session_ended)
+        if revoked is not None and session_id is not None
+        else None
+    )
+    timed_out = False
+    try:
+        timed_out = await _watch(done, conn, upstream, route, idle_timeout, max_lifetime)
+    finally:
+        if stop_watching is not None:
+            stop_watching()
+        if timed_out:
+            # Nothing to flush that matters, and a peer that does not read would hold
+            # a graceful close open.
+            upstream_transport.abort()
+            client_transport.abort()
+        else:
+            upstream_transport.close()
+            client_transport.close()
+        conn.closed = True
+
+
+def _join(conn: TunnelEnd, upstream: UpstreamConnection, finished: Callable[[], None]) -> None:
+    """Splice the two ends: each one's bytes go to the other, back-pressure both ways."""
     upstream_transport = upstream.transport
+    assert upstream_transport is not None
     client_transport = conn.transport
 
     def client_backed_up(paused: bool) -> None:
@@ -182,43 +216,31 @@ async def _splice(
         upstream_transport.write(conn.leftover)
     conn.unpark()
 
-    def session_ended() -> None:
-        logger.info("websocket closed: its session was revoked", extra={"route": route})
-        finished()
 
-    stop_watching = (
-        revoked.watch(session_id, session_ended)
-        if revoked is not None and session_id is not None
-        else None
-    )
-    timed_out = False
-    try:
-        started = loop.time()
-        seen = -1
-        last_activity = started
-        while not done.done():
-            now = loop.time()
-            activity = conn.reads + upstream.reads
-            if activity != seen:
-                seen, last_activity = activity, now
-            left = min(started + max_lifetime - now, last_activity + idle_timeout - now)
-            if left <= 0:
-                timed_out = True
-                reason = "its lifetime ended" if now - started >= max_lifetime else "idle"
-                logger.info(f"websocket closed: {reason}", extra={"route": route})
-                break
-            # Activity is seen when the loop looks: looking every quarter of the idle
-            # timeout closes an idle tunnel within 1.25 times it.
-            await asyncio.wait((done,), timeout=min(left, idle_timeout / 4))
-    finally:
-        if stop_watching is not None:
-            stop_watching()
-        if timed_out:
-            # Nothing to flush that matters, and a peer that does not read would hold
-            # a graceful close open.
-            upstream_transport.abort()
-            client_transport.abort()
-        else:
-            upstream_transport.close()
-            client_transport.close()
-        conn.closed = True
+async def _watch(
+    done: asyncio.Future[None],
+    conn: TunnelEnd,
+    upstream: UpstreamConnection,
+    route: str,
+    idle_timeout: float,
+    max_lifetime: float,
+) -> bool:
+    """Wait until the tunnel is done; True when it idled or outlived its lifetime."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    seen = -1
+    last_activity = started
+    while not done.done():
+        now = loop.time()
+        activity = conn.reads + upstream.reads
+        if activity != seen:
+            seen, last_activity = activity, now
+        left = min(started + max_lifetime - now, last_activity + idle_timeout - now)
+        if left <= 0:
+            reason = "its lifetime ended" if now - started >= max_lifetime else "idle"
+            logger.info(f"websocket closed: {reason}", extra={"route": route})
+            return True
+        # Activity is seen when the loop looks: looking every quarter of the idle
+        # timeout closes an idle tunnel within 1.25 times it.
+        await asyncio.wait((done,), timeout=min(left, idle_timeout / 4))
+    return False

@@ -2,6 +2,10 @@
 
 Each policy keeps its own state per pool. All work on the instances that are eligible
 right now (healthy, circuit not open, not yet tried for this request).
+
+Adding a policy is one class (``name``, ``summary``, ``choose``) and one entry in
+:data:`POLICIES`: the route table accepts its name from there, and the gateway's doc
+lists the policies as :func:`describe_policies` renders them (a test compares them).
 """
 
 from __future__ import annotations
@@ -10,13 +14,18 @@ import bisect
 import hashlib
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from gateway_api.upstreams import Instance
+    from gateway_api.upstreams.pools import Instance
 
 
 class Balancer(Protocol):
+    #: What a route's ``balancing`` names it by.
+    name: ClassVar[str]
+    #: How the gateway's doc describes it, after the name ("" when the name says it).
+    summary: ClassVar[str]
+
     def choose(
         self, pool: Sequence[Instance], eligible: Sequence[Instance], key: str | None
     ) -> Instance:
@@ -25,6 +34,9 @@ class Balancer(Protocol):
 
 
 class RoundRobin:
+    name: ClassVar[str] = "round_robin"
+    summary: ClassVar[str] = ""
+
     def __init__(self) -> None:
         self._next = 0
 
@@ -37,6 +49,9 @@ class RoundRobin:
 
 class SmoothWeightedRoundRobin:
     """nginx's smooth weighted round robin: 3:1 weights give a, a, b, a, spread out."""
+
+    name: ClassVar[str] = "weighted_round_robin"
+    summary: ClassVar[str] = "nginx's smooth WRR"
 
     def __init__(self) -> None:
         self._current: dict[str, int] = {}
@@ -60,6 +75,9 @@ class SmoothWeightedRoundRobin:
 
 
 class Random:
+    name: ClassVar[str] = "random"
+    summary: ClassVar[str] = ""
+
     def __init__(self) -> None:
         self._rng = random.Random()
 
@@ -81,6 +99,9 @@ class ConsistentHash:
     """
 
     VNODES = 160
+
+    name: ClassVar[str] = "consistent_hash"
+    summary: ClassVar[str] = "on the user id, else the client address"
 
     def __init__(self) -> None:
         self._ring_for: tuple[str, ...] = ()
@@ -119,6 +140,9 @@ class ConsistentHash:
 class LeastInFlight:
     """Power of two choices: sample two, keep the one with fewer requests in flight."""
 
+    name: ClassVar[str] = "least_in_flight"
+    summary: ClassVar[str] = "power of two choices"
+
     def __init__(self) -> None:
         self._rng = random.Random()
 
@@ -133,10 +157,16 @@ class LeastInFlight:
         return a if a.in_flight < b.in_flight else b
 
 
+#: Every policy by name: the one place a new policy is registered.
 POLICIES: dict[str, type[Balancer]] = {
-    "round_robin": RoundRobin,
-    "weighted_round_robin": SmoothWeightedRoundRobin,
-    "random": Random,
-    "consistent_hash": ConsistentHash,
-    "least_in_flight": LeastInFlight,
+    policy.name: policy
+    for policy in (RoundRobin, SmoothWeightedRoundRobin, Random, ConsistentHash, LeastInFlight)
 }
+
+
+def describe_policies() -> str:
+    """The policies as doc/services/gateway-api.md lists them (its ``balancing`` row)."""
+    return ", ".join(
+        f"`{name}` ({policy.summary})" if policy.summary else f"`{name}`"
+        for name, policy in POLICIES.items()
+    )

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway_api.balancing import POLICIES, Balancer
 from gateway_api.topology import InstanceSpec, Topology
+from gateway_api.upstreams.balancing import POLICIES, Balancer
 
 CircuitState = Literal["closed", "open", "half_open"]
 

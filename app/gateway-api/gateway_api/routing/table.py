@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway_api.ratelimit import RateLimit
+from gateway_api.security.ratelimit import RateLimit
+from gateway_api.upstreams.balancing import POLICIES
 
-BALANCING_POLICIES = frozenset(
-    {"round_robin", "weighted_round_robin", "random", "consistent_hash", "least_in_flight"}
-)
+#: What a route's ``balancing`` may name: the registry's policies.
+BALANCING_POLICIES = frozenset(POLICIES)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: What a route without ``methods`` answers: no CONNECT (a tunnel) nor TRACE (it echoes
 #: the request, cookies and all).
@@ -148,44 +148,9 @@ def _route(item: dict[str, Any], defaults: dict[str, Any], rules: RouteRules) ->
     if not service or not isinstance(service, str):
         raise RouteTableError(f"route {where}: no service")
     rules.check_service(where, service)
-    prefix = data.get("prefix")
-    path = data.get("path")
-    if (prefix is None) == (path is None):
-        raise RouteTableError(f"route {where}: give exactly one of prefix or path")
-    target = str(prefix if prefix is not None else path)
-    if not target.startswith("/") or (
-        prefix is not None and target != "/" and target.endswith("/")
-    ):
-        raise RouteTableError(f"route {where}: must start with / and not end with /")
-    rules.check_target(where, target)
-    access_value = data.get("access")
-    if not access_value:
-        raise RouteTableError(
-            f"route {where}: declares no access (public, authenticated or object:action)"
-        )
-    permission = None
-    if access_value in ("public", "authenticated"):
-        access = access_value
-    elif (
-        isinstance(access_value, str)
-        and access_value.count(":") == 1
-        and all(access_value.split(":"))
-    ):
-        access = "permission"
-        obj, act = access_value.split(":")
-        permission = Permission(obj, act)
-    else:
-        raise RouteTableError(f"route {where}: access {access_value!r} is not valid")
-    methods = data.get("methods")
-    if methods is not None:
-        if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
-            raise RouteTableError(f"route {where}: methods must be a list of names")
-        methods = frozenset(m.upper() for m in methods)
-        if not methods or not methods <= HTTP_METHODS:
-            raise RouteTableError(
-                f"route {where}: bad methods {sorted(methods)} (allowed: "
-                f"{', '.join(sorted(HTTP_METHODS))}; never CONNECT or TRACE)"
-            )
+    prefix, path = _where(data, where, rules)
+    access, permission = _access(data.get("access"), where)
+    methods = _methods(data.get("methods"), where)
     websocket = data.get("websocket", False)
     if not isinstance(websocket, bool):
         raise RouteTableError(f"route {where}: websocket must be true or false")
@@ -197,30 +162,11 @@ def _route(item: dict[str, Any], defaults: dict[str, Any], rules: RouteRules) ->
     balancing = data.get("balancing", "round_robin")
     if balancing not in BALANCING_POLICIES:
         raise RouteTableError(f"route {where}: unknown balancing {balancing!r}")
-    try:
-        numbers = {
-            "connect_timeout": float(data.get("connect_timeout", 2.0)),
-            "read_timeout": float(data.get("read_timeout", 30.0)),
-            "total_timeout": float(data.get("total_timeout", 60.0)),
-            "retries": int(data.get("retries", 1)),
-            "max_body": int(data.get("max_body", 1_048_576)),
-        }
-    except (TypeError, ValueError) as exc:
-        raise RouteTableError(f"route {where}: {exc}") from exc
-    if any(v < 0 for v in numbers.values()):
-        raise RouteTableError(f"route {where}: timeouts, retries and max_body must be >= 0")
+    numbers = _numbers(data, where)
     rate_limit = None
     if data.get("rate_limit") is not None:
-        by = data.get("rate_limit_by", "ip" if access == "public" else "user")
-        if by == "user" and access == "public":
-            raise RouteTableError(f"route {where}: a public route has no user to count by")
-        method_part = ",".join(sorted(methods)) if methods else "*"
-        try:
-            rate_limit = RateLimit.parse(
-                data["rate_limit"], by, name=f"{method_part} {path or prefix}"
-            )
-        except ValueError as exc:
-            raise RouteTableError(f"route {where}: {exc}") from exc
+        name = f"{','.join(sorted(methods)) if methods else '*'} {path or prefix}"
+        rate_limit = _rate_limit(data, where, access, name)
     return Route(
         service=service,
         prefix=prefix,
@@ -239,6 +185,80 @@ def _route(item: dict[str, Any], defaults: dict[str, Any], rules: RouteRules) ->
         websocket=websocket,
         allowed=methods if methods is not None else DEFAULT_METHODS,
     )
+
+
+def _where(data: dict[str, Any], where: str, rules: RouteRules) -> tuple[str | None, str | None]:
+    """The route's ``prefix`` or ``path`` (exactly one), checked against the rules."""
+    prefix = data.get("prefix")
+    path = data.get("path")
+    if (prefix is None) == (path is None):
+        raise RouteTableError(f"route {where}: give exactly one of prefix or path")
+    target = str(prefix if prefix is not None else path)
+    if not target.startswith("/") or (
+        prefix is not None and target != "/" and target.endswith("/")
+    ):
+        raise RouteTableError(f"route {where}: must start with / and not end with /")
+    rules.check_target(where, target)
+    return prefix, path
+
+
+def _access(
+    value: Any, where: str
+) -> tuple[Literal["public", "authenticated", "permission"], Permission | None]:
+    """``public``, ``authenticated``, or ``object:action`` (a permission to check)."""
+    if not value:
+        raise RouteTableError(
+            f"route {where}: declares no access (public, authenticated or object:action)"
+        )
+    if value in ("public", "authenticated"):
+        return value, None
+    if isinstance(value, str) and value.count(":") == 1 and all(value.split(":")):
+        obj, act = value.split(":")
+        return "permission", Permission(obj, act)
+    raise RouteTableError(f"route {where}: access {value!r} is not valid")
+
+
+def _methods(value: Any, where: str) -> frozenset[str] | None:
+    """The methods a route answers (None: every default one)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise RouteTableError(f"route {where}: methods must be a list of names")
+    methods = frozenset(m.upper() for m in value)
+    if not methods or not methods <= HTTP_METHODS:
+        raise RouteTableError(
+            f"route {where}: bad methods {sorted(methods)} (allowed: "
+            f"{', '.join(sorted(HTTP_METHODS))}; never CONNECT or TRACE)"
+        )
+    return methods
+
+
+def _numbers(data: dict[str, Any], where: str) -> dict[str, float]:
+    """Timeouts, retries and the body limit, with their defaults; none negative."""
+    try:
+        numbers = {
+            "connect_timeout": float(data.get("connect_timeout", 2.0)),
+            "read_timeout": float(data.get("read_timeout", 30.0)),
+            "total_timeout": float(data.get("total_timeout", 60.0)),
+            "retries": int(data.get("retries", 1)),
+            "max_body": int(data.get("max_body", 1_048_576)),
+        }
+    except (TypeError, ValueError) as exc:
+        raise RouteTableError(f"route {where}: {exc}") from exc
+    if any(v < 0 for v in numbers.values()):
+        raise RouteTableError(f"route {where}: timeouts, retries and max_body must be >= 0")
+    return numbers
+
+
+def _rate_limit(data: dict[str, Any], where: str, access: str, name: str) -> RateLimit:
+    """The route's ``rate_limit``, counted per ``rate_limit_by`` (user or ip)."""
+    by = data.get("rate_limit_by", "ip" if access == "public" else "user")
+    if by == "user" and access == "public":
+        raise RouteTableError(f"route {where}: a public route has no user to count by")
+    try:
+        return RateLimit.parse(data["rate_limit"], by, name=name)
+    except ValueError as exc:
+        raise RouteTableError(f"route {where}: {exc}") from exc
 
 
 def parse_routes(

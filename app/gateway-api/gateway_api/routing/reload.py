@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway_api.routing import RouteTableError, load_routes
+from gateway_api.routing.table import RouteTableError, load_routes
 
 if TYPE_CHECKING:
     from gateway_api.gateway import Gateway
@@ -56,12 +56,12 @@ class RouteWatcher:
             return False
         self._stamp = stamp
         try:
-            table = load_routes(self.path, self.gateway.route_rules)
+            table = load_routes(self.path, self.gateway.routing.rules)
         except RouteTableError as exc:
             logger.error(
                 "route table rejected; keeping the previous one", extra={"error": str(exc)}
             )
             return False
-        self.gateway.routes = table
+        self.gateway.routing.table = table
         logger.info("route table reloaded", extra={"routes": len(table.routes)})
         return True

@@ -23,7 +23,7 @@ from edgelib.backends import Backend, follow
 if TYPE_CHECKING:
     from edgelib.identity import Identity
     from edgelib.signing import ServiceSigner
-    from gateway_api.upstreams import Pool
+    from gateway_api.upstreams.pools import Pool
 
 logger = logging.getLogger("gateway.regions")
 

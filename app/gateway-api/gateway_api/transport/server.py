@@ -2,7 +2,8 @@
 
 Not uvicorn: the gateway's request path is the product, and an ASGI server spends a
 large share of a small request on building and dispatching messages (see
-doc/decisions.md for the numbers). This server hands the proxy an :class:`Exchange`
+doc/decisions.md for the numbers). This server hands the proxy an exchange (its
+:class:`HttpExchange`, the :class:`~gateway_api.transport.exchange.Exchange` contract)
 with the request head as an ASGI-like ``scope`` and lets it stream the body and write
 the answer. It keeps connections alive, answers pipelined requests in order, sends
 ``100 Continue`` when a body is first read, refuses malformed or ambiguous framing
@@ -26,13 +27,13 @@ import collections
 import logging
 import socket
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 import httptools
 
-from gateway_api.trusted_proxies import TrustedProxies
+from gateway_api.transport.exchange import BadRequest, ClientGone, Handler, TrustedPeers
 
 logger = logging.getLogger("gateway.server")
 
@@ -100,12 +101,9 @@ def status_line(status: int) -> bytes:
     return line
 
 
-class ClientGone(Exception):
-    """The client disconnected before its request was answered."""
-
-
-class Exchange:
-    """One request on a client connection and the means to answer it."""
+class HttpExchange:
+    """One request on a client connection and the means to answer it (this server's
+    :class:`~gateway_api.transport.exchange.Exchange`)."""
 
     __slots__ = (
         "_body",
@@ -250,10 +248,6 @@ class Exchange:
         self.response_done = True
 
 
-Handler = Callable[[Exchange], Awaitable[None]]
-BadRequest = Callable[[int, str], tuple[list[tuple[bytes, bytes]], bytes]]
-
-
 class ClientConnection(asyncio.Protocol):
     """One client connection: parses requests and runs the handler on them in order."""
 
@@ -266,9 +260,9 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.client: tuple[str, int] | None = None
         self.server_addr: tuple[str, int] | None = None
-        self.queue: collections.deque[Exchange] = collections.deque()
-        self.current: Exchange | None = None
-        self._parsing: Exchange | None = None
+        self.queue: collections.deque[HttpExchange] = collections.deque()
+        self.current: HttpExchange | None = None
+        self._parsing: HttpExchange | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._task: asyncio.Task[None] | None = None
@@ -465,8 +459,7 @@ class ClientConnection(asyncio.Protocol):
         parsed: Any = httptools.parse_url(self._url)  # stubs say bytes where llhttp gives None
         raw_path: bytes = parsed.path
         path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
+        path = urllib.parse.unquote(path) if "%" in path else path
         headers = self._headers
         version = parser.get_http_version()
         scope: dict[str, Any] = {
@@ -485,8 +478,8 @@ class ClientConnection(asyncio.Protocol):
             _apply_forwarded(scope, headers, self.server.trusted)
         keep_alive = version != "1.0" and parser.should_keep_alive()
         if version == "1.0":
-            keep_alive = any(n == b"connection" and v.lower() == b"keep-alive" for n, v in headers)
-        exchange = Exchange(self, scope, keep_alive)
+            keep_alive = _asks_keep_alive(headers)
+        exchange = HttpExchange(self, scope, keep_alive)
         hosts = 0
         for name, value in headers:
             if name == b"host":
@@ -501,10 +494,7 @@ class ClientConnection(asyncio.Protocol):
             # RFC 9112 3.2: a request without Host, or with two, is answered 400.
             raise self._stop(400, "a request carries exactly one Host header")
         if parser.should_upgrade():
-            for name, value in headers:
-                if name == b"upgrade":
-                    exchange.upgrade = value.lower()
-            exchange.keep_alive = False
+            _take_upgrade(exchange, headers)
         self._parsing = exchange
         self._framing = 0
         self._body_total = 0
@@ -660,7 +650,16 @@ class ClientConnection(asyncio.Protocol):
             and not self.closed
         )
 
-    def _close_lingering(self, exchange: Exchange | None) -> None:
+    async def _drained(self) -> bool:
+        """The answer waits in our buffer: take no next request until it drains (a
+        client that never reads is dropped at send_timeout); False when it left."""
+        try:
+            await self.drain()
+        except ClientGone:
+            return False
+        return True
+
+    def _close_lingering(self, exchange: HttpExchange | None) -> None:
         """Close after the answer; if the client is still sending, read and drop its
         bytes for a moment first, so that the kernel does not reset the connection
         (and lose the answer) because of unread data, as nginx's lingering close."""
@@ -718,9 +717,7 @@ class ClientConnection(asyncio.Protocol):
                 self._cancel_idle_timer()
                 try:
                     await handler(exchange)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
+                except Exception:  # not CancelledError (a BaseException): that propagates
                     logger.exception("unhandled error in the request handler")
                     if not exchange.response_started:
                         headers, body = self.server.bad_request(500, "internal error")
@@ -741,13 +738,8 @@ class ClientConnection(asyncio.Protocol):
                     if self.tunnel_sink is None:
                         self._close_lingering(exchange)
                     return
-                if self._write_paused:
-                    # The answer waits in our buffer: take no next request until it
-                    # drains (a client that never reads is dropped at send_timeout).
-                    try:
-                        await self.drain()
-                    except ClientGone:
-                        return
+                if self._write_paused and not await self._drained():
+                    return
                 if not queue:
                     self._arm_idle_timer()
                 self._continue()
@@ -755,12 +747,25 @@ class ClientConnection(asyncio.Protocol):
             self._task = None
 
 
+def _asks_keep_alive(headers: list[tuple[bytes, bytes]]) -> bool:
+    """An HTTP/1.0 request keeps its connection only when it asks to."""
+    return any(n == b"connection" and v.lower() == b"keep-alive" for n, v in headers)
+
+
+def _take_upgrade(exchange: HttpExchange, headers: list[tuple[bytes, bytes]]) -> None:
+    """The protocol an upgrade request asks for; its connection ends with the exchange."""
+    for name, value in headers:
+        if name == b"upgrade":
+            exchange.upgrade = value.lower()
+    exchange.keep_alive = False
+
+
 class _HeadRefused(Exception):
     pass
 
 
 def _apply_forwarded(
-    scope: dict[str, Any], headers: list[tuple[bytes, bytes]], trusted: TrustedProxies
+    scope: dict[str, Any], headers: list[tuple[bytes, bytes]], trusted: TrustedPeers
 ) -> None:
     """Behind a trusted load balancer: the client and scheme it reports."""
     for name, value in headers:
@@ -780,6 +785,13 @@ def _idle_since(conn: ClientConnection) -> float:
     return conn.idle_since or 0.0
 
 
+class NoTrustedPeers:
+    """No load balancer in front: every peer is the client itself."""
+
+    def covers(self, address: str) -> bool:
+        return False
+
+
 class HttpServer:
     """Accepts connections on one socket and runs ``handler`` for every request."""
 
@@ -789,12 +801,13 @@ class HttpServer:
         *,
         bad_request: BadRequest,
         keep_alive_timeout: float = 30.0,
-        trusted_proxies: str = "",
+        trusted_proxies: TrustedPeers | None = None,
         limits: ClientLimits | None = None,
     ) -> None:
         self.handler = handler
-        #: Peers whose ``X-Forwarded-For``/``-Proto`` name the real client and scheme.
-        self.trusted = TrustedProxies(trusted_proxies)
+        #: Peers whose ``X-Forwarded-For``/``-Proto`` name the real client and scheme
+        #: (:class:`gateway_api.security.trusted_proxies.TrustedProxies`); none by default.
+        self.trusted: TrustedPeers = trusted_proxies or NoTrustedPeers()
         self.bad_request = bad_request
         self.keep_alive_timeout = keep_alive_timeout
         self.limits = limits or ClientLimits()
@@ -861,7 +874,11 @@ class HttpServer:
         if self._server is not None:
             self._server.close()
         deadline = self.loop.time() + grace
-        while self.loop.time() < deadline and any(c.current for c in self.connections):
+        # Once, at shutdown, a poll: an event set by every finished request would cost
+        # the request path.
+        while any(c.current for c in self.connections):
+            if self.loop.time() >= deadline:
+                break
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()

@@ -3,7 +3,7 @@
 The token is checked against auth-jwt's JWKS (cached, refetched on an unknown
 ``kid`` at most once per few seconds), with the algorithm allowlist, ``typ``,
 ``iss``, ``aud``, ``exp``/``nbf`` checks of :mod:`edgelib.jwt`; then its session is
-looked up in the revoked set (:mod:`gateway_api.sessions`). The per-request cost is
+looked up in the revoked set (:mod:`gateway_api.security.sessions`). The per-request cost is
 a signature check on a token's first use and dictionary lookups after that.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,10 +22,10 @@ from edgelib.jwt import JwksCache, TokenError, TokenVerifier
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
 from gateway_api.config import AuthnSettings
-from gateway_api.control import ControlPlaneService
 from gateway_api.problems import InvalidAccessToken, RevocationsUnavailable, SessionRevoked
-from gateway_api.sessions import RevokedSessions
-from gateway_api.topology import load_topology
+from gateway_api.security.control import ControlPlaneService
+from gateway_api.security.sessions import RevokedSessions
+from gateway_api.topology import Topology
 
 logger = logging.getLogger("gateway.authn")
 
@@ -107,7 +106,7 @@ class Authenticator:
     @classmethod
     def for_gateway(
         cls,
-        topology: Path,
+        topology: Topology,
         signer: ServiceSigner,
         settings: AuthnSettings,
         *,
@@ -117,7 +116,7 @@ class Authenticator:
         if settings.auth_jwt_url:
             urls = [u.strip() for u in settings.auth_jwt_url.split(",") if u.strip()]
         else:
-            urls = [i.url for i in load_topology(topology).instances if i.service == "auth-jwt"]
+            urls = [i.url for i in topology.instances if i.service == "auth-jwt"]
         auth_jwt = AuthJwt(urls, signer)
         algorithms = [a.strip() for a in settings.jwt_algorithms.split(",") if a.strip()]
         keys = JwksCache(

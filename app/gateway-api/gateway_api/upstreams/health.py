@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 
-from gateway_api.upstreams import Instance, Upstreams
+from gateway_api.upstreams.pools import Instance, Upstreams
 
 logger = logging.getLogger("gateway.health")
 

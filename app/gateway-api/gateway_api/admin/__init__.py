@@ -1,0 +1,1 @@
+"""The admin listener: its app (lifespan of the shared gateway) and ``/cluster``."""

@@ -1,0 +1,2 @@
+"""Who may call what: authentication, revoked sessions, authorization, signing,
+rate limits and trusted proxies."""

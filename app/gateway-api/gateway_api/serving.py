@@ -1,0 +1,111 @@
+"""One gateway process: the public listener and (worker 0) the admin listener.
+
+Run by ``python -m gateway_api`` (:mod:`gateway_api.__main__`), which reads the
+settings once and switches the compiled hot path on before importing this.
+
+With ``GATEWAY_WORKERS=N`` (N > 1) this process is worker 0: it serves the admin
+listener and the public port, and starts N-1 more worker processes that serve the
+same public port (``SO_REUSEPORT``: the kernel spreads connections over them). See
+:mod:`gateway_api.workers` for what the workers share and how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import signal
+
+import uvicorn
+
+from edgelib.runner import freeze_startup_heap
+from gateway_api.admin.app import create_app
+from gateway_api.config import Settings
+from gateway_api.gateway import Gateway
+from gateway_api.proxy import bad_request, create_public_app
+from gateway_api.tracecontext import TraceContext
+from gateway_api.transport.server import HttpServer
+from gateway_api.workers import WorkerPool, WorkerStats, watch_parent
+
+logger = logging.getLogger("gateway")
+
+
+def raise_open_files_limit(connections: int) -> int:
+    """Lift the soft limit on open files towards the hard one, so that ``connections``
+    clients (plus upstreams and files) fit; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 1024  # a client and an upstream socket each, and some
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
+
+
+async def serve(settings: Settings, worker: int = 0) -> None:
+    open_files = raise_open_files_limit(settings.max_connections)
+    if open_files < settings.max_connections + 64:
+        logger.warning(
+            "the open-files limit is below GATEWAY_MAX_CONNECTIONS",
+            extra={"nofile": open_files, "max_connections": settings.max_connections},
+        )
+    gateway = Gateway(settings)
+    admin_app = create_app(settings, gateway)
+    TraceContext.record_spans = bool(settings.otlp_endpoint)
+    workers = max(1, settings.workers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    admin: uvicorn.Server | None = None
+    admin_task: asyncio.Task[None] | None = None
+    async with admin_app.router.lifespan_context(admin_app):
+        if worker == 0:
+            admin = uvicorn.Server(
+                uvicorn.Config(
+                    admin_app,
+                    host=settings.admin_host,
+                    port=settings.admin_port,
+                    log_config=None,
+                    access_log=False,
+                    server_header=False,
+                    lifespan="off",
+                )
+            )
+            admin_task = asyncio.create_task(admin.serve())
+            while not admin.started:
+                if admin_task.done():
+                    await admin_task
+                    raise SystemExit("gateway admin listener failed to start")
+                await asyncio.sleep(0.02)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        proxy = create_public_app(gateway)
+        public = HttpServer(
+            proxy,
+            bad_request=bad_request,
+            keep_alive_timeout=settings.keep_alive_timeout,
+            trusted_proxies=settings.trusted_peers(),
+            limits=settings.client_limits(),
+        )
+        await public.start(settings.host, settings.port, reuse_port=workers > 1)
+        freeze_startup_heap()  # routes, policy, keys and modules: no more full-heap walks
+        stats = WorkerStats(settings, gateway, worker)
+        stats.start()
+        pool: WorkerPool | None = None
+        if worker == 0 and workers > 1:
+            pool = WorkerPool(workers - 1)
+            pool.start()
+        if worker > 0:
+            watch_parent(stop)
+        waits = {asyncio.create_task(stop.wait())}
+        if admin_task is not None:
+            waits.add(admin_task)  # type: ignore[arg-type]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if pool is not None:
+            await pool.stop()
+        await stats.stop()
+        await public.stop()
+        proxy.close()
+        if admin is not None and admin_task is not None:
+            admin.should_exit = True
+            await asyncio.gather(admin_task, return_exceptions=True)
