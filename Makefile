@@ -38,7 +38,7 @@ venv: $(VENV)/.synced
 # when one of them changes. `make up` goes on as plain Python if it cannot build (no C
 # compiler); `make test` and the benchmarks need the build (gcc is installed if absent).
 NATIVE_DIR := app/gateway-api/.native
-NATIVE_SOURCES := $(wildcard app/gateway-api/gateway_api/*.py) tools/native_build.py
+NATIVE_SOURCES := $(wildcard app/gateway-api/gateway_api/*.py app/gateway-api/gateway_api/*/*.py) tools/native_build.py
 
 $(NATIVE_DIR)/manifest.json: $(NATIVE_SOURCES) $(VENV)/.synced
 	$(BIN)/python tools/native_build.py $(NATIVE_FLAGS)

@@ -30,6 +30,7 @@ from gateway_api.gateway import Gateway
 from gateway_api.problems import PermissionDenied, PolicyUnavailable
 from gateway_api.routing.table import Permission, load_routes
 from gateway_api.security.authz import Authorizer, AuthRbac
+from gateway_api.topology import load_topology
 from tests.auth_rbac.conftest import ADMIN, admin_client, fresh_pg_schema, rbac_settings
 from tests.gateway.conftest import serve
 from tests.worker import free_port
@@ -121,7 +122,7 @@ async def test_plain_user_is_denied_every_admin_route_with_403_problem_and_admin
         )
         gateway = Gateway(GatewaySettings(topology=topology, routes=ROUTES, var_dir=tmp_path))
         gateway.security.authz = Authorizer.for_gateway(
-            topology, SIGNER, AuthzSettings(), backend=None
+            gateway.upstreams.topology, SIGNER, AuthzSettings(), backend=None
         )
         async with aiohttp.ClientSession() as session:
             await gateway.security.authz.start(session)
@@ -222,7 +223,7 @@ async def test_a_gateway_without_auth_rbac_in_its_topology_refuses_permission_ro
 ) -> None:
     topology = tmp_path / "topology.toml"
     topology.write_text('[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n')
-    authz = Authorizer.for_gateway(topology, SIGNER, AuthzSettings(), backend=None)
+    authz = Authorizer.for_gateway(load_topology(topology), SIGNER, AuthzSettings(), backend=None)
     await authz.start(None)
     with pytest.raises(PolicyUnavailable):
         authz.authorize(ROOT, Permission("users", "list"))
