@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway_api.config import AuthnSettings, AuthzSettings
+from tests.gateway.conftest import start_gateway
+
 PACKAGE = Path(__file__).parents[2] / "app/gateway-api/gateway_api"
 #: Below the core; ``admin`` sits above it (its app builds and starts the Gateway).
 LAYERS = ("transport", "security", "routing", "upstreams")
@@ -77,3 +80,22 @@ def test_only_entry_points_activate_the_native_build() -> None:
         if "activate()" in p.read_text() and p.name != "native.py"
     )
     assert callers == ["__main__.py"]
+
+
+async def test_the_gateway_starts_from_its_injected_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The entry point reads the environment once (Settings()); start() must not read it
+    # again: a value changed in the environment afterwards does not reach the gateway.
+    monkeypatch.setenv("GATEWAY_JWT_ISSUER", "from-the-environment")
+    monkeypatch.setenv("GATEWAY_AUTHZ_DOMAIN", "from-the-environment")
+    injected = {
+        "authn": AuthnSettings(jwt_issuer="injected-issuer"),
+        "authz": AuthzSettings(authz_domain="injected-domain", policy_start_wait=0),
+    }
+    async for gw in start_gateway(tmp_path, {"a": 1}, **injected):
+        security = gw.gateway.security
+        assert security.authn is not None
+        assert security.authz is not None
+        assert security.authn.verifier.issuer == "injected-issuer"
+        assert security.authz.settings.authz_domain == "injected-domain"
