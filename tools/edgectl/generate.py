@@ -220,6 +220,17 @@ def pyproject_mypy_path(registry: Registry) -> list[str]:
     return [f'mypy_path = "{":".join([*LIB_DIRS, *(s.path for s in registry.services)])}"']
 
 
+def platform_services(registry: Registry) -> list[str]:
+    names = ["gateway-api", *(s.name for s in registry.services if s.name != "gateway-api")]
+    return [
+        "PLATFORM_SERVICES = frozenset(",
+        "    {",
+        *(f'        "{name}",' for name in names),
+        "    }",
+        ")",
+    ]
+
+
 def ci_images(registry: Registry) -> list[str]:
     pairs = " ".join(f"{s.name}:{s.package}" for s in registry.services)
     return ["# <service>:<package>, one image each.", f'EDGE_IMAGES: "{pairs}"']
@@ -409,6 +420,7 @@ BLOCKS: dict[str, dict[str, Block]] = {
         "first-party": pyproject_first_party,
         "mypy-path": pyproject_mypy_path,
     },
+    "libs/edgelib/services.py": {"services": platform_services},
     ".gitlab-ci.yml": {"images": ci_images, "build-matrix": ci_matrix},
     "deploy/docker-compose.yml": {"peers": compose_peers, "gateway-needs": compose_gateway_needs},
     f"{K8S}/base/kustomization.yaml": {"resources": k8s_resources},
