@@ -25,9 +25,7 @@ def _deployment_watchers(request: Request) -> frozenset[str]:
 #: deployment's own services named in ``SV_CONFIG_WATCH_CALLERS``.
 Watcher = Annotated[
     str,
-    InternalCaller(
-        allowed=PLATFORM_SERVICES - {"sv-config"}, extra=_deployment_watchers
-    ),
+    InternalCaller(allowed=PLATFORM_SERVICES - {"sv-config"}, extra=_deployment_watchers),
 ]
 
 
