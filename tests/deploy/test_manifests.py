@@ -822,7 +822,7 @@ def test_images_default_to_a_non_local_profile() -> None:
     assert profile == "prod"
     for service in SERVICES:
         settings = importlib.import_module(f"{SERVICES[service]}.config").Settings
-        with pytest.raises(ValidationError, match="still has its development default"):
+        with pytest.raises(ValidationError, match="development default|service_keys or service_keys_file"):
             settings(profile=profile)
     # Compose chooses its profile on every container, and the base's edge-config its own.
     for name, svc in _edge_services().items():
