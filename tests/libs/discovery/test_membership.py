@@ -47,7 +47,7 @@ async def test_replace_raises_only_the_differences() -> None:
             event = events.get_nowait()
             assert event is not None
             seen.append((event.kind, event.member.instance))
-    assert seen == [("join", "a"), ("join", "b"), ("leave", "a"), ("update", "b"), ("join", "g")]
+    assert seen == [("join", "a"), ("join", "b"), ("join", "g"), ("leave", "a"), ("update", "b")]
     assert membership.pools() == {("auth-jwt", None): (G,), ("sv-user", "east"): (moved,)}
     assert membership.resyncs == 2
 
