@@ -35,7 +35,8 @@ class EtcdCompacted(EtcdError):
     """A watch asked for revisions etcd has compacted away; resync in full."""
 
     def __init__(self, compact_revision: int) -> None:
-        super().__init__(f"revision compacted (compact_revision {compact_revision})")
+        at = f" (compact_revision {compact_revision})" if compact_revision else ""
+        super().__init__(f"the revision asked for has been compacted{at}")
         self.compact_revision = compact_revision
 
 
@@ -126,6 +127,8 @@ class EtcdClient:
             raise EtcdError(f"etcd {path}: HTTP {response.status}, not JSON") from exc
         if response.status != 200 or "error" in answer or "code" in answer:
             message = answer.get("message") or answer.get("error") or answer
+            if "required revision has been compacted" in str(message):
+                raise EtcdCompacted(0)
             raise EtcdError(f"etcd {path}: HTTP {response.status}: {message}")
         return answer
 
@@ -138,6 +141,20 @@ class EtcdClient:
         )
         revision = int(answer["header"].get("revision", 0))
         return revision, [_kv(kv) for kv in answer.get("kvs", [])]
+
+    async def count_at(self, prefix: str, revision: int) -> int:
+        """How many keys ``prefix`` had at ``revision``; :class:`EtcdCompacted` when etcd no
+        longer keeps that revision (so a watch from just after it would be refused)."""
+        answer = await self._call(
+            "/v3/kv/range",
+            {
+                "key": _b64(prefix),
+                "range_end": _range_end(prefix),
+                "revision": str(revision),
+                "count_only": True,
+            },
+        )
+        return int(answer.get("count", 0))
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         body: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}

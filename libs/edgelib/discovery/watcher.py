@@ -3,7 +3,8 @@
 The watcher lists every key under the prefix (one :class:`Membership` replace), then
 watches from the listing's revision plus one. A broken stream (etcd restarted, network)
 is resumed from the last revision applied plus one, so nothing is missed or replayed.
-A resume that etcd refuses because that revision was compacted away lists in full again.
+A resume from a revision etcd has compacted away (seen by a count at that revision
+before the watch, or as the watch's cancellation) lists in full again.
 While etcd does not answer the membership is stale but keeps every member: an outage of
 the registry must not empty the pools. A probe every ``probe_interval`` catches an etcd
 that stopped answering without closing the stream.
@@ -95,10 +96,10 @@ class EtcdWatcher:
                 await self._watch()
             except EtcdCompacted as exc:
                 logger.warning(
-                    "discovery: revision %d compacted (etcd keeps from %d); listing again",
-                    self.revision + 1,
-                    exc.compact_revision,
+                    "discovery: revision %d is gone (%s); listing again", self.revision + 1, exc
                 )
+                # Not current until the new listing and its watch are in place.
+                self.membership.mark_stale(exc)
                 listed = False
                 continue
             except EtcdError as exc:
@@ -128,6 +129,9 @@ class EtcdWatcher:
         )
 
     async def _watch(self) -> None:
+        # A watch from a compacted revision is first "created", then canceled: check the
+        # revision first, so the view is never called current on the way to a resync.
+        await self._client.count_at(self.prefix, self.revision)
         start = self.revision + 1
         self.watch_starts.append(start)
         stream = self._client.watch_prefix(self.prefix, start)
