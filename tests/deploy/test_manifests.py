@@ -947,7 +947,7 @@ def test_ci_deploys_the_overlays_ack_only_by_hand() -> None:
 #: prefix: per-instance ones (each deployment sets its own listen address, instance id and
 #: region, checked above), and EDGE_VAR_DIR, a local scratch folder (edge-config sets /tmp/edge
 #: in Kubernetes; in compose the default ./var lives on a tmpfs).
-PER_INSTANCE = frozenset({"PORT", "HOST", "INSTANCE_ID", "REGION"})
+PER_INSTANCE = frozenset({"PORT", "HOST", "INSTANCE_ID", "REGION", "DISCOVERY_WEIGHT"})
 LOCAL_ONLY = frozenset({"EDGE_VAR_DIR"})
 
 
