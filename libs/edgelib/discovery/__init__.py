@@ -4,6 +4,8 @@
   alive under a lease; a graceful stop revokes it before draining.
 * :class:`EtcdWatcher` and :class:`EndpointSliceWatcher` keep a :class:`Membership`: the
   members per (service, region) pool, change events, and whether the view is current.
+* :func:`open_source` makes the watcher a region's ``discovery`` value names
+  (``static``, ``etcd:<prefix>``, ``k8s:<namespace>``).
 
 doc/discovery.md has the settings, the key layout and the behaviours.
 """
@@ -11,6 +13,7 @@ doc/discovery.md has the settings, the key layout and the behaviours.
 from edgelib.discovery.etcd import EtcdClient, EtcdCompacted, EtcdError
 from edgelib.discovery.model import Member, Membership, MembershipEvent, PoolKey
 from edgelib.discovery.registrar import GLOBAL_REGION, Registrar, member_key
+from edgelib.discovery.sources import MembershipSource, SourceSpec, open_source, parse_source
 from edgelib.discovery.watcher import EtcdWatcher
 
 __all__ = [
@@ -22,7 +25,11 @@ __all__ = [
     "Member",
     "Membership",
     "MembershipEvent",
+    "MembershipSource",
     "PoolKey",
     "Registrar",
+    "SourceSpec",
     "member_key",
+    "open_source",
+    "parse_source",
 ]

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from edgelib.discovery import Member, Membership
+from edgelib.discovery import EtcdWatcher, Member, Membership, SourceSpec, open_source, parse_source
+from edgelib.discovery.sources import SOURCE_PATTERN
 
 A = Member("sv-user", "east", "a", "http://10.0.0.1:7110")
 B = Member("sv-user", "east", "b", "http://10.0.0.2:7110", weight=3)
@@ -78,3 +79,59 @@ async def test_a_slow_subscriber_loses_the_overflow_not_the_source() -> None:
         assert events.qsize() == 1
         assert membership.dropped_events == 1
     assert membership.pool("sv-user", "east") == (A, B)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("static", SourceSpec("static"), id="static"),
+        pytest.param("etcd:/edge/services", SourceSpec("etcd", "/edge/services"), id="etcd"),
+        pytest.param("etcd:/edge/east/", SourceSpec("etcd", "/edge/east"), id="etcd-slash"),
+        pytest.param("k8s:edge-east", SourceSpec("k8s", "edge-east"), id="k8s"),
+    ],
+)
+def test_a_regions_discovery_value_names_its_source(value: str, expected: SourceSpec) -> None:
+    assert parse_source(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("consul:x", id="unknown"),
+        pytest.param("etcd:edge", id="relative"),
+        pytest.param("k8s:Edge", id="upper"),
+        pytest.param("k8s:", id="no-namespace"),
+    ],
+)
+def test_a_bad_discovery_value_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="discovery source"):
+        parse_source(value)
+
+
+def test_sv_region_accepts_exactly_the_sources_discovery_parses() -> None:
+    from sv_region.regions.schemas import RegionWrite
+
+    pattern = RegionWrite.model_fields["discovery"].metadata
+    texts = [getattr(m, "pattern", None) for m in pattern]
+    assert f"^({SOURCE_PATTERN.pattern})$" in texts
+
+
+async def test_open_source_makes_the_named_watcher() -> None:
+    from lightkube import KubeConfig
+    from lightkube.config.models import Cluster, User
+
+    from edgelib.discovery.kubernetes import EndpointSliceWatcher
+
+    assert open_source("static", etcd_url="http://127.0.0.1:1") is None
+    etcd = open_source("etcd:/edge/east", etcd_url="http://127.0.0.1:1")
+    assert isinstance(etcd, EtcdWatcher)
+    assert etcd.prefix == "/edge/east/"
+    await etcd.aclose()
+    config = KubeConfig.from_one(
+        cluster=Cluster(server="http://127.0.0.1:1"), user=User(token="t"), namespace="edge-east"
+    )
+    k8s = open_source("k8s:edge-east", etcd_url="", region="east", kube_config=config)
+    assert isinstance(k8s, EndpointSliceWatcher)
+    assert (k8s.namespace, k8s.region) == ("edge-east", "east")
+    await k8s.aclose()
