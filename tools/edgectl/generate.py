@@ -408,6 +408,41 @@ configMapGenerator:
 """
 
 
+def istio_destination_rules(registry: Registry) -> str:
+    """components/istio/destination-rules.yaml: outlier detection for every pool's Service."""
+    docs = []
+    for svc, region in _pools(registry):
+        if svc.name == registry.gateway.name:
+            continue
+        name = k8s_name(svc, region)
+        docs.append(
+            f"""apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: {name}
+spec:
+  host: {name}
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+    outlierDetection:
+      consecutive5xxErrors: 5
+      consecutiveGatewayErrors: 3
+      interval: 5s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 50
+      minHealthPercent: 0
+"""
+        )
+    intro = comment(
+        "One DestinationRule per Kubernetes Service of a pool: the sidecars eject a pod "
+        "that answers 5 5xx (or 3 502/503/504) in a row for 30 s, at most half of a pool at "
+        "once, and speak Istio mTLS to it. The gateway's own breakers act on the pods it "
+        "discovers; these cover calls made by Service name (doc/discovery.md)."
+    )
+    return HEADER + "\n" + "\n".join(intro) + "\n" + "---\n".join(docs)
+
+
 # --- putting it together ---------------------------------------------------------------------
 
 K8S = "deploy/k8s"
@@ -437,6 +472,9 @@ BLOCKS: dict[str, dict[str, Block]] = {
         "images": overlay_images("ack"),
         "replicas": overlay_replicas("ack"),
     },
+    f"{K8S}/overlays/istio/kustomization.yaml": {
+        "images": overlay_images("istio"),
+    },
 }
 
 
@@ -446,6 +484,7 @@ def whole_files(registry: Registry) -> dict[str, str]:
         "deploy/compose-topology.toml": compose_topology(registry),
         f"{K8S}/base/gateway-topology.toml": k8s_topology(registry),
         f"{K8S}/base/regional/kustomization.yaml": regional_kustomization(registry),
+        f"{K8S}/components/istio/destination-rules.yaml": istio_destination_rules(registry),
     }
     for region in registry.regions:
         files[f"{K8S}/base/regions/{region}/kustomization.yaml"] = region_kustomization(region)
