@@ -18,6 +18,7 @@ from edgelib.about import about_router
 from edgelib.backends import Backend, open_backend
 from edgelib.client import ServiceClient
 from edgelib.db import Database
+from edgelib.discovery.service import registration
 from edgelib.logs import configure_logging
 from edgelib.logship import HttpSink, LogShipper
 from edgelib.middleware import RequestContextMiddleware
@@ -157,6 +158,11 @@ def create_service_app(
                 app.state.database = database
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
+            if settings.discovery == "etcd":
+                # Last in, first out: registered once serving, deregistered before the rest.
+                app.state.registrar = await stack.enter_async_context(
+                    registration(settings, version=version)
+                )
             logger.info(
                 "service started",
                 extra={"port": settings.port, "profile": settings.profile},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -64,8 +64,11 @@ async def first_use(request: Request, caller: SignedCaller) -> None:
 class _AllowedCaller:
     """The dependency behind :func:`InternalCaller`: verify, check the caller, record."""
 
-    def __init__(self, allowed: frozenset[str]) -> None:
+    def __init__(
+        self, allowed: frozenset[str], extra: Callable[[Request], Collection[str]] | None
+    ) -> None:
         self.allowed = allowed
+        self.extra = extra
 
     async def __call__(self, request: Request) -> str:
         signer: ServiceSigner = request.app.state.signer
@@ -78,14 +81,21 @@ class _AllowedCaller:
             raise Unauthorized(
                 f"internal endpoint: {exc}", headers={"WWW-Authenticate": "EdgeService"}
             ) from exc
-        if caller.service not in self.allowed:
+        if caller.service not in self.allowed and (
+            self.extra is None or caller.service not in self.extra(request)
+        ):
             raise Forbidden(f"{caller.service} may not call this internal endpoint")
         await first_use(request, caller)
         return caller.service
 
 
-def InternalCaller(*, allowed: Iterable[str]) -> Any:
+def InternalCaller(
+    *, allowed: Iterable[str], extra: Callable[[Request], Collection[str]] | None = None
+) -> Any:
     """``Depends`` for an internal endpoint open only to the services in ``allowed``.
+
+    ``extra``, when given, names more callers from the running app (a setting listing a
+    deployment's own services, say): ``extra(request)`` is asked on each call.
 
     Use as ``caller: Annotated[str, InternalCaller(allowed={"sv-user", "auth-jwt"})]``:
     401 when the service signature is missing, wrong, stale or replayed, 403 when it is
@@ -94,7 +104,7 @@ def InternalCaller(*, allowed: Iterable[str]) -> Any:
     names = frozenset(allowed)
     if not names:
         raise ValueError("an internal endpoint lists at least one caller")
-    return Depends(_AllowedCaller(names))
+    return Depends(_AllowedCaller(names, extra))
 
 
 async def _gateway_identity(request: Request) -> Identity | None:

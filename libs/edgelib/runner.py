@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from edgelib.app import migrate
+from edgelib.discovery.service import DeregisteringServer
 from edgelib.settings import ServiceSettings
 
 
@@ -54,7 +55,7 @@ def run_service(
         return
     app = app_factory(settings)
     freeze_startup_heap()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -63,3 +64,5 @@ def run_service(
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    # With discovery on, a stop deregisters before the listener closes (doc/discovery.md).
+    DeregisteringServer(config, app, drain_delay=settings.discovery_drain_delay).run()

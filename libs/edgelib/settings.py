@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -44,6 +44,12 @@ SHARED_FIELDS = frozenset(
         "var_dir",
         "log_url",
         "log_ship_queue",
+        "discovery",
+        "etcd_url",
+        "discovery_prefix",
+        "discovery_ttl",
+        "discovery_drain_delay",
+        "zone",
     }
 )
 
@@ -102,6 +108,21 @@ class ServiceSettings(BaseSettings):
     #: Bound of the shipping queue; records beyond it are dropped and counted.
     log_ship_queue: int = 10_000
     var_dir: Path = Path("var")
+
+    #: ``static``: the instance is only in the topology file; ``etcd``: it also registers
+    #: itself at ``etcd_url`` under a lease (edgelib.discovery, doc/discovery.md).
+    discovery: Literal["static", "etcd"] = "static"
+    etcd_url: str = "http://127.0.0.1:2379"
+    discovery_prefix: str = "/edge/services"
+    #: The registration lease: a crashed instance is gone from etcd after this (seconds).
+    discovery_ttl: int = Field(default=10, ge=2, le=3600)
+    #: On a graceful stop, the time between deregistering and closing the listener, for
+    #: watchers (the gateway) to stop sending new requests here (seconds).
+    discovery_drain_delay: float = Field(default=1.0, ge=0, le=60)
+    #: The URL registered for this instance (default ``http://<host>:<port>``).
+    advertise_url: str | None = None
+    discovery_weight: int = Field(default=1, ge=1, le=1000)
+    zone: str | None = None
 
     @classmethod
     def settings_customise_sources(

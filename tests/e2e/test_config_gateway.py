@@ -22,9 +22,12 @@ import pytest
 
 from gateway_api.routing.schema import route_table_schema
 from tests.sv_config.processes import (
+    OPERATOR,
     Operator,
     Process,
+    auth_rbac_process,
     base_env,
+    grant,
     probe_process,
     sv_config_process,
     wait_for,
@@ -102,10 +105,14 @@ def gateway_process(var: Path, config_port: int, probe_port: int) -> Process:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     var = tmp_path_factory.mktemp("config-gateway")
-    config = sv_config_process(var)
+    rbac = auth_rbac_process(var)
+    config = sv_config_process(var, rbac=rbac)
     started: list[Process] = []
     ops: Operator | None = None
     try:
+        rbac.start()
+        started.append(rbac)
+        grant(rbac, OPERATOR.user_id)
         config.start()
         started.append(config)
         ops = Operator(config.url)

@@ -19,8 +19,11 @@ import pytest
 
 from tests.conftest import PG_URL, REDIS_URL
 from tests.sv_config.processes import (
+    OPERATOR,
     Operator,
     Process,
+    auth_rbac_process,
+    grant,
     probe_process,
     probe_state,
     sv_config_process,
@@ -55,18 +58,22 @@ def cluster(
 ) -> Iterator[Cluster]:
     flavour: str = request.param
     var = tmp_path_factory.mktemp(f"config-{flavour}")
+    rbac = auth_rbac_process(var)
     if flavour == "postgres-redis":
         schema = f"t_cfg_{uuid.uuid4().hex[:10]}"
         shared = {"SV_CONFIG_DATABASE_SCHEMA": schema, "SV_CONFIG_REDIS_URL": REDIS_URL}
         configs = [
-            sv_config_process(var, name=f"sv-config-{i}", database_url=PG_URL, **shared)
+            sv_config_process(var, rbac=rbac, name=f"sv-config-{i}", database_url=PG_URL, **shared)
             for i in (1, 2)
         ]
     else:
-        configs = [sv_config_process(var)]
+        configs = [sv_config_process(var, rbac=rbac)]
     processes: list[Process] = []
     ops: Operator | None = None
     try:
+        rbac.start()
+        processes.append(rbac)
+        grant(rbac, OPERATOR.user_id)
         for proc in configs:
             proc.start()
             processes.append(proc)

@@ -31,6 +31,9 @@ SIGNERS: dict[str, PeerSigner] = {}
 def _stack_signers(stack: Stack) -> None:
     SIGNERS["gateway"] = stack.signer("gateway-api").to("sv-log")
     SIGNERS["auth-jwt"] = stack.signer("auth-jwt").to("auth-rbac")
+    # sv-log checks logs:read itself, at auth-rbac: the operator these tests act as holds it.
+    with httpx.Client(timeout=10) as client:
+        _assign(client, OPERATOR.user_id)
 
 
 AUTH_RBAC = f"http://127.0.0.1:{7103 + PORT_SHIFT}"
@@ -101,7 +104,12 @@ def _grant_admin(client: httpx.Client, headers: dict[str, str]) -> None:
     """Give the bootstrap admin its role (idempotent; auth-jwt's bootstrap may already have)."""
     payload = headers["authorization"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    body = json.dumps({"user": claims["sub"], "role": "admin"}).encode()
+    _assign(client, claims["sub"])
+
+
+def _assign(client: httpx.Client, user_id: str) -> None:
+    """``admin`` for ``user_id``, assigned as auth-jwt assigns the bootstrap admin's."""
+    body = json.dumps({"user": user_id, "role": "admin"}).encode()
     signed = SIGNERS["auth-jwt"].sign("POST", "/internal/assignments", body)
     resp = client.post(
         AUTH_RBAC + "/internal/assignments",

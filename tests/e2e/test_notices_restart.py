@@ -29,6 +29,7 @@ from aiohttp import web
 from edgelib.identity import Identity
 from sv_notice.config import Settings
 from tests.conftest import PG_URL, REDIS_URL
+from tests.policy_server import policy_server
 from tests.sv_notice.conftest import ADMIN, SERVICE, cleanup, gateway_headers
 from tests.worker import free_port
 
@@ -147,7 +148,12 @@ async def _call(
 async def test_sigkill_mid_delivery_then_restart_loses_no_queued_notice(
     flavour: str, tmp_path: Path
 ) -> None:
-    env = _env(flavour, tmp_path / "var")
+    with policy_server(tmp_path / "rbac", admins=(ADMIN.user_id,)) as rbac:
+        env = _env(flavour, tmp_path / "var") | {"EDGE_AUTH_RBAC_URL": rbac.url}
+        await _deliver_across_a_kill(flavour, env, tmp_path)
+
+
+async def _deliver_across_a_kill(flavour: str, env: dict[str, str], tmp_path: Path) -> None:
     service = NoticeProcess(env, tmp_path / "sv-notice.log")
     receiver = SlowReceiver(delay=0.2)
     user = Identity(str(uuid.uuid4()), "alice", "east", "s-1", "web")

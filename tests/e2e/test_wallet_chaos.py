@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
 from tests.conftest import PG_URL
 from tests.e2e.conftest import PORT_SHIFT, ROOT
+from tests.policy_server import policy_server
 
 pytestmark = pytest.mark.e2e
 
@@ -133,6 +135,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     admin = Identity(str(uuid.uuid4()), "admin", "east", "s-admin", "web")
     people = {u.username: [u.user_id, u.region] for u in [*users, admin]}
     (tmp_path / "users.json").write_text(json.dumps(people))
+    stack = ExitStack()
+    rbac = stack.enter_context(policy_server(tmp_path / "rbac", admins=(admin.user_id,)))
     dir_log = tmp_path / "directory.log"
     with dir_log.open("ab") as log:
         directory = subprocess.Popen(
@@ -141,6 +145,7 @@ def world(tmp_path: Path) -> Iterator[World]:
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "SV_MONEY_"))}
+    base_env["EDGE_AUTH_RBAC_URL"] = rbac.url
     peers = json.dumps({r: f"http://127.0.0.1:{p}" for r, p in MONEY_PORTS.items()})
     regions = {}
     for name, port in MONEY_PORTS.items():
@@ -167,6 +172,7 @@ def world(tmp_path: Path) -> Iterator[World]:
             region.stop()
         directory.terminate()
         directory.wait(timeout=15)
+        stack.close()
         asyncio.run(_drop(schema))
 
 

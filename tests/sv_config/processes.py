@@ -25,6 +25,8 @@ from tests.worker import free_port
 
 ROOT = Path(__file__).parents[2]
 GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
+#: auth-jwt's key: it may assign ``admin`` (the bootstrap admin) at auth-rbac.
+AUTH_JWT = ServiceSigner("auth-jwt", DEV_SERVICE_SECRET).to("auth-rbac")
 OPERATOR = Identity("u-ops", "ops", "east", "s-ops", "web")
 
 
@@ -97,13 +99,21 @@ class Process:
 
 
 def sv_config_process(
-    var_dir: Path, *, name: str = "sv-config", database_url: str = "", **env: str
+    var_dir: Path,
+    *,
+    rbac: Process,
+    name: str = "sv-config",
+    database_url: str = "",
+    **env: str,
 ) -> Process:
     port = free_port()
     values = base_env(var_dir) | {
         "SV_CONFIG_PORT": str(port),
         "SV_CONFIG_INSTANCE_ID": f"{name}-{port}",
         "SV_CONFIG_WATCH_FALLBACK_INTERVAL": "1.0",
+        # The probes follow their configuration as the service "probe".
+        "SV_CONFIG_WATCH_CALLERS": "probe",
+        "EDGE_AUTH_RBAC_URL": rbac.url,
     }
     if database_url:
         values["SV_CONFIG_DATABASE_URL"] = database_url
@@ -115,6 +125,26 @@ def sv_config_process(
         port,
         var_dir / f"{name}.log",
     )
+
+
+def auth_rbac_process(var_dir: Path, *, name: str = "auth-rbac") -> Process:
+    """auth-rbac on SQLite: the policy sv-config (and every service) asks about its own
+    admin endpoints (edgelib.permissions)."""
+    port = free_port()
+    values = base_env(var_dir) | {
+        "AUTH_RBAC_PORT": str(port),
+        "AUTH_RBAC_INSTANCE_ID": f"{name}-{port}",
+    }
+    return Process(name, [sys.executable, "-m", "auth_rbac"], values, port, var_dir / f"{name}.log")
+
+
+def grant(rbac: Process, user_id: str, role: str = "admin") -> None:
+    """Give ``user_id`` a role as auth-jwt does for the bootstrap admin."""
+    body = orjson.dumps({"user": user_id, "role": role, "dom": "default"})
+    path = "/internal/assignments"
+    headers = AUTH_JWT.sign("POST", path, body) | {"content-type": "application/json"}
+    resp = httpx.post(rbac.url + path, content=body, headers=headers, timeout=10)
+    assert resp.status_code in (200, 201), resp.text
 
 
 def probe_process(
@@ -156,10 +186,11 @@ class Operator:
         self.http.close()
 
     def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        headers = GATEWAY.sign(method, path, None, identity=self.identity.encode())
-        content = None
-        if body is not None:
-            content = orjson.dumps(body)
+        content = orjson.dumps(body) if body is not None else None
+        headers = GATEWAY.to("sv-config").sign(
+            method, path, content or b"", identity=self.identity.encode()
+        )
+        if content is not None:
             headers["content-type"] = "application/json"
         return self.http.request(method, self.base + path, content=content, headers=headers)
 

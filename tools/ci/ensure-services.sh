@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL (127.0.0.1:5432, database `test`, trust for local tests) and
-# Redis (127.0.0.1:6379) answer: start them if installed, install them if not.
+# Make sure PostgreSQL (127.0.0.1:5432, database `test`, trust for local tests), Redis
+# (127.0.0.1:6379) and etcd (127.0.0.1:2379) answer: start them if installed, install them
+# if not. The discovery tests start etcd processes of their own too (tests/libs/discovery):
+# they need the binary; the shared server is for edgectl and manual runs.
 # Used by `make test`; safe to run repeatedly.
 set -euo pipefail
 
@@ -65,10 +67,38 @@ ensure_redis() {
   echo "ensure-services: Redis ready on 127.0.0.1:$REDIS_PORT"
 }
 
+ETCD_PORT=2379
+
+etcd_up() {
+  curl -fsS -m 1 -X POST -d '{}' "http://127.0.0.1:$ETCD_PORT/v3/maintenance/status" >/dev/null 2>&1
+}
+
+ensure_etcd() {
+  if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+    echo "ensure-services: installing etcd"
+    apt_install etcd-server etcd-client
+  fi
+  command -v curl >/dev/null 2>&1 || apt_install curl
+  if ! etcd_up; then
+    echo "ensure-services: starting etcd"
+    mkdir -p /tmp/edge-etcd
+    nohup etcd --name edge-ci --data-dir /tmp/edge-etcd/data \
+      --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+      --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+      --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+      --initial-cluster edge-ci=http://127.0.0.1:2380 --log-level error \
+      >/tmp/edge-etcd/etcd.log 2>&1 </dev/null &
+    for _ in $(seq 1 50); do etcd_up && break; sleep 0.2; done
+  fi
+  etcd_up || { echo "ensure-services: etcd did not start (see /tmp/edge-etcd/etcd.log)" >&2; exit 1; }
+  echo "ensure-services: etcd ready on 127.0.0.1:$ETCD_PORT"
+}
+
 ensure_tools() {
   command -v bazel >/dev/null 2>&1 || { echo "ensure-services: installing bazel-bootstrap"; apt_install bazel-bootstrap; }
 }
 
 ensure_postgres
 ensure_redis
+ensure_etcd
 ensure_tools

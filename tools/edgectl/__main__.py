@@ -1,4 +1,4 @@
-"""``edgectl up | down | migrate | generate | new-service``: the platform's command line."""
+"""``edgectl up | down | status | migrate | generate | new-service``: the command line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgectl.discovery import DEFAULT_ETCD_URL, LocalEtcd, discovery_mode, etcd_url, status_lines
 from edgectl.generate import GenerateError, generate, stale
 from edgectl.keys import KeyStore
 from edgectl.processes import process_specs
@@ -30,15 +31,28 @@ def _up(args: argparse.Namespace) -> int:
     KeyStore(var_dir / "keys").write()
     specs = process_specs(load_registry(args.registry), topology, args.topology, var_dir)
     gw = topology.gateway
-    return asyncio.run(
-        supervise(
-            specs,
-            var_dir=var_dir,
-            ready_timeout=args.ready_timeout,
-            public_url=f"http://{gw.host}:{gw.port}",
-            admin_url=f"http://127.0.0.1:{gw.admin_port}",
+    etcd = None
+    if discovery_mode() == "etcd":
+        # Every instance registers itself there (doc/discovery.md); children inherit the URL.
+        try:
+            etcd = LocalEtcd.ensure(var_dir)
+        except RuntimeError as exc:
+            print(f"edgectl: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
+        os.environ["EDGE_ETCD_URL"] = etcd.url
+    try:
+        return asyncio.run(
+            supervise(
+                specs,
+                var_dir=var_dir,
+                ready_timeout=args.ready_timeout,
+                public_url=f"http://{gw.host}:{gw.port}",
+                admin_url=f"http://127.0.0.1:{gw.admin_port}",
+            )
         )
-    )
+    finally:
+        if etcd is not None:
+            etcd.stop()  # last: the services have deregistered by now
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -64,6 +78,17 @@ def _down(args: argparse.Namespace) -> int:
         time.sleep(0.2)
     print("edgectl: stack did not stop in 30s", file=sys.stderr)  # noqa: T201
     return 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    """What is registered in etcd (and whether the local stack runs)."""
+    pid_file = args.var_dir / "run" / "edgectl.pid"
+    stack = f"running (pid {pid_file.read_text().strip()})" if pid_file.exists() else "not running"
+    print(f"stack: {stack}")  # noqa: T201
+    code, lines = status_lines(args.etcd_url or etcd_url(), args.prefix)
+    for line in lines:
+        print(line)  # noqa: T201
+    return code
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -153,6 +178,12 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--ready-timeout", type=float, default=90.0)
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop a running stack").set_defaults(func=_down)
+    status = sub.add_parser("status", help="show what is registered in etcd")
+    status.add_argument("--etcd-url", help=f"default $EDGE_ETCD_URL or {DEFAULT_ETCD_URL}")
+    status.add_argument(
+        "--prefix", default=os.environ.get("EDGE_DISCOVERY_PREFIX", "/edge/services")
+    )
+    status.set_defaults(func=_status)
     sub.add_parser("migrate", help="apply all migrations").set_defaults(func=_migrate)
     gen = sub.add_parser("generate", help="write every list derived from deploy/services.toml")
     gen.add_argument("--check", action="store_true", help="only list stale files; 1 if any")

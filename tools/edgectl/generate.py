@@ -220,6 +220,17 @@ def pyproject_mypy_path(registry: Registry) -> list[str]:
     return [f'mypy_path = "{":".join([*LIB_DIRS, *(s.path for s in registry.services)])}"']
 
 
+def platform_services(registry: Registry) -> list[str]:
+    names = ["gateway-api", *(s.name for s in registry.services if s.name != "gateway-api")]
+    return [
+        "PLATFORM_SERVICES = frozenset(",
+        "    {",
+        *(f'        "{name}",' for name in names),
+        "    }",
+        ")",
+    ]
+
+
 def ci_images(registry: Registry) -> list[str]:
     pairs = " ".join(f"{s.name}:{s.package}" for s in registry.services)
     return ["# <service>:<package>, one image each.", f'EDGE_IMAGES: "{pairs}"']
@@ -397,6 +408,41 @@ configMapGenerator:
 """
 
 
+def istio_destination_rules(registry: Registry) -> str:
+    """components/istio/destination-rules.yaml: outlier detection for every pool's Service."""
+    docs = []
+    for svc, region in _pools(registry):
+        if svc.name == registry.gateway.name:
+            continue
+        name = k8s_name(svc, region)
+        docs.append(
+            f"""apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: {name}
+spec:
+  host: {name}
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+    outlierDetection:
+      consecutive5xxErrors: 5
+      consecutiveGatewayErrors: 3
+      interval: 5s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 50
+      minHealthPercent: 0
+"""
+        )
+    intro = comment(
+        "One DestinationRule per Kubernetes Service of a pool: the sidecars eject a pod "
+        "that answers 5 5xx (or 3 502/503/504) in a row for 30 s, at most half of a pool at "
+        "once, and speak Istio mTLS to it. The gateway's own breakers act on the pods it "
+        "discovers; these cover calls made by Service name (doc/discovery.md)."
+    )
+    return HEADER + "\n" + "\n".join(intro) + "\n" + "---\n".join(docs)
+
+
 # --- putting it together ---------------------------------------------------------------------
 
 K8S = "deploy/k8s"
@@ -409,6 +455,7 @@ BLOCKS: dict[str, dict[str, Block]] = {
         "first-party": pyproject_first_party,
         "mypy-path": pyproject_mypy_path,
     },
+    "libs/edgelib/services.py": {"services": platform_services},
     ".gitlab-ci.yml": {"images": ci_images, "build-matrix": ci_matrix},
     "deploy/docker-compose.yml": {"peers": compose_peers, "gateway-needs": compose_gateway_needs},
     f"{K8S}/base/kustomization.yaml": {"resources": k8s_resources},
@@ -425,6 +472,9 @@ BLOCKS: dict[str, dict[str, Block]] = {
         "images": overlay_images("ack"),
         "replicas": overlay_replicas("ack"),
     },
+    f"{K8S}/overlays/istio/kustomization.yaml": {
+        "images": overlay_images("istio"),
+    },
 }
 
 
@@ -434,6 +484,7 @@ def whole_files(registry: Registry) -> dict[str, str]:
         "deploy/compose-topology.toml": compose_topology(registry),
         f"{K8S}/base/gateway-topology.toml": k8s_topology(registry),
         f"{K8S}/base/regional/kustomization.yaml": regional_kustomization(registry),
+        f"{K8S}/components/istio/destination-rules.yaml": istio_destination_rules(registry),
     }
     for region in registry.regions:
         files[f"{K8S}/base/regions/{region}/kustomization.yaml"] = region_kustomization(region)

@@ -69,6 +69,8 @@ def process_specs(
             f"{prefix}PORT": str(inst.port),
             f"{prefix}HOST": host,
             f"{prefix}INSTANCE_ID": inst.id,
+            # With EDGE_DISCOVERY=etcd the instance registers the topology's weight.
+            f"{prefix}DISCOVERY_WEIGHT": str(inst.weight),
             "EDGE_VAR_DIR": str(var_dir),
             "EDGE_LOG_URL": log_url,
             "EDGE_SERVICE_KEYS_FILE": str(KeyStore(var_dir / "keys").ring_path(inst.service)),

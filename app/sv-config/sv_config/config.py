@@ -20,6 +20,12 @@ class Settings(ServiceSettings):
     watch_max_wait: float = Field(60.0, gt=0, le=300)
     #: How often each instance scans for release changes whose pub/sub message was lost.
     watch_fallback_interval: float = Field(2.0, gt=0)
+    #: More services that may follow their configuration, besides the platform's own
+    #: (comma-separated names: a deployment's own services outside deploy/services.toml).
+    watch_callers: str = ""
+
+    def extra_watch_callers(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.watch_callers.split(",") if n.strip())
 
     # Content limits: an edit or release over any of them is refused with 422.
     max_items: int = Field(1000, ge=1)

@@ -93,6 +93,7 @@ def create_app(base: ServiceSettings | None = None) -> FastAPI:
         max_schema_bytes=settings.max_schema_bytes,
         max_release_bytes=settings.max_release_bytes,
     )
+    app.state.watch_callers = settings.extra_watch_callers()
     app.include_router(namespaces_router)
     app.include_router(releases_router)
     app.include_router(audit_router)

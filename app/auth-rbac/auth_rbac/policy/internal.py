@@ -20,6 +20,7 @@ from auth_rbac.policy.schemas import (
 )
 from auth_rbac.policy.service import PolicyService
 from edgelib.deps import InternalCaller
+from edgelib.services import PLATFORM_SERVICES
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -28,13 +29,8 @@ Gateway = Annotated[str, InternalCaller(allowed={"gateway-api"})]
 #: sv-user (new accounts) and auth-jwt (the bootstrap admin) assign roles; which roles,
 #: ``AUTH_RBAC_SERVICE_ROLES`` says.
 Assigner = Annotated[str, InternalCaller(allowed={"sv-user", "auth-jwt"})]
-#: The services with admin endpoints check their permissions (edgelib.permissions).
-Guard = Annotated[
-    str,
-    InternalCaller(
-        allowed={"sv-region", "auth-jwt", "sv-config", "sv-log", "sv-user", "sv-money", "sv-notice"}
-    ),
-]
+#: The platform's services check their admin endpoints' permissions (edgelib.permissions).
+Guard = Annotated[str, InternalCaller(allowed=PLATFORM_SERVICES - {"gateway-api", "auth-rbac"})]
 
 
 @router.get("/policy", response_model=PolicyDocument)

@@ -9,20 +9,24 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response, status
 
 from edgelib.deps import InternalCaller
+from edgelib.services import PLATFORM_SERVICES
 from sv_config.watch.schemas import NamespaceSnapshot, WatchRequest, WatchResponse
 from sv_config.watch.service import WatchService
 
 router = APIRouter(prefix="/internal/config", tags=["watch (internal)"])
-#: Any platform service may follow its configuration (edgelib.configclient).
+
+
+def _deployment_watchers(request: Request) -> frozenset[str]:
+    watchers: frozenset[str] = request.app.state.watch_callers
+    return watchers
+
+
+#: Any platform service may follow its configuration (edgelib.configclient), and the
+#: deployment's own services named in ``SV_CONFIG_WATCH_CALLERS``.
 Watcher = Annotated[
     str,
-    InternalCaller(
-        allowed={
-            "gateway-api", "sv-region", "auth-jwt", "auth-rbac", "sv-log", "sv-user",
-            "sv-money", "sv-notice",
-        }
-    ),
-]  # fmt: skip
+    InternalCaller(allowed=PLATFORM_SERVICES - {"sv-config"}, extra=_deployment_watchers),
+]
 
 
 async def _client_gone(request: Request) -> None:
