@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway_api.routing.schema import route_table_schema
 from gateway_api.routing.table import BALANCING_POLICIES
 from gateway_api.topology import InstanceSpec
 from gateway_api.upstreams.balancing import (
@@ -156,6 +157,13 @@ def test_policies_are_registered_once_and_known_to_the_route_table() -> None:
     for name, policy in POLICIES.items():
         assert policy.name == name
         assert policy().choose is not None  # constructed with no argument, as pools do
+
+
+def test_the_route_schema_offers_the_registered_policies() -> None:
+    # sv-config validates route releases against this schema before the gateway sees them.
+    schema = route_table_schema(["svc"])
+    item = schema["properties"]["routes"]["items"]["properties"]
+    assert item["balancing"] == {"enum": sorted(POLICIES)}
 
 
 def test_the_gateway_doc_lists_the_registered_policies() -> None:

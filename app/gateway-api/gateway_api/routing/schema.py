@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway_api.routing.table import HTTP_METHODS, INTERNAL_PREFIX
+from gateway_api.routing.table import BALANCING_POLICIES, HTTP_METHODS, INTERNAL_PREFIX
 from gateway_api.topology import load_topology
 
 _ACCESS = "^(public|authenticated|[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+)$"
@@ -61,6 +61,8 @@ def route_table_schema(services: list[str], reserved: tuple[str, ...] = ()) -> d
                             "items": {"enum": sorted(HTTP_METHODS)},
                         },
                         "websocket": {"type": "boolean"},
+                        # The registry's policies (upstreams/balancing.py POLICIES).
+                        "balancing": {"enum": sorted(BALANCING_POLICIES)},
                     },
                 },
             },
