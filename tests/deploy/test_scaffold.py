@@ -9,12 +9,17 @@ boundaries must pass in the copy, run as separate processes on the copy's code.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -22,7 +27,9 @@ from edgectl.generate import stale
 from edgectl.registry import load_registry
 from edgectl.scaffold import ScaffoldError, new_service, plan
 from edgelib.topology import load_topology
+from tests.e2e.conftest import READY_TIMEOUT
 from tests.test_boundaries import violations
+from tests.worker import PORT_SHIFT
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -153,3 +160,64 @@ def test_a_bad_new_service_is_refused(
         new_service(tmp_path, name, port=port)
     assert (tmp_path / "deploy/services.toml").read_text() == before
     assert not (tmp_path / "app").exists()
+
+
+def _copy_env(copy: Path) -> dict[str, str]:
+    paths = [copy / "libs", copy / "tools", *sorted(p for p in (copy / "app").iterdir())]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    env["PYTHONPATH"] = os.pathsep.join(map(str, paths))
+    # Registrations from 127.0.0.1 are not held back nor limited for this one user.
+    env["SV_USER_REGISTRATION_MIN_SECONDS"] = "0"
+    return env
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(READY_TIMEOUT + 240)
+def test_the_new_service_starts_in_the_local_stack_and_serves_through_the_gateway(
+    copy: Path, tmp_path: Path
+) -> None:
+    """``edgectl up`` (what ``make up`` runs) in the copy starts sv-foo in both regions;
+    the gateway lists it in /cluster and routes a signed-in user's calls to it."""
+    topology = tmp_path / "topology.toml"
+    text = (copy / "deploy/local/topology.toml").read_text()
+    topology.write_text(
+        re.sub(r"(port\s*=\s*)(\d+)", lambda m: f"{m[1]}{int(m[2]) + PORT_SHIFT}", text)
+    )
+    public, admin = f"http://127.0.0.1:{7001 + PORT_SHIFT}", f"http://127.0.0.1:{7080 + PORT_SHIFT}"
+    log_path = tmp_path / "edgectl.log"
+    argv = [sys.executable, "-m", "edgectl", "--topology", str(topology)]
+    argv += ["--var-dir", str(tmp_path / "var"), "up", "--ready-timeout", str(READY_TIMEOUT)]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            argv, cwd=copy, env=_copy_env(copy), stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT + 15
+        while not re.search(r"^All \d+ processes ready", log_path.read_text(), re.M):
+            assert proc.poll() is None, log_path.read_text()[-4000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-4000:]
+            time.sleep(0.2)
+        with httpx.Client(timeout=10) as client:
+            cluster = client.get(admin + "/cluster").json()
+            pools = {p["region"]: p for p in cluster["services"] if p["service"] == "sv-foo"}
+            assert set(pools) == {"east", "west"}, cluster["services"]
+            assert all(len(p["instances"]) == 1 for p in pools.values())
+            name, password = f"foo{uuid.uuid4().hex[:8]}", "correct-horse-battery-9"
+            user = {"username": name, "password": password}
+            assert client.post(public + "/api/v1/users", json=user).status_code == 201
+            login = client.post(public + "/api/v1/auth/login", json=user | {"client_type": "web"})
+            assert login.status_code == 200, login.text
+            auth = {"authorization": f"Bearer {login.json()['access_token']}"}
+            assert client.get(public + "/api/v1/foo/items").status_code == 401
+            made = client.post(public + "/api/v1/foo/items", json={"name": "a"}, headers=auth)
+            assert made.status_code == 201, made.text
+            listed = client.get(public + "/api/v1/foo/items", headers=auth)
+            assert [i["name"] for i in listed.json()] == ["a"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

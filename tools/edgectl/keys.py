@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+from edgectl.registry import Registry, load_registry
 from edgelib.keyring import Keyring
 
 #: Which services each service calls, with a signature (the trust graph). The gateway
@@ -38,9 +39,23 @@ CALLS: dict[str, frozenset[str]] = {
 }
 
 
-def callers_of(service: str) -> set[str]:
+def trust_graph(registry: Registry | None = None) -> dict[str, frozenset[str]]:
+    """:data:`CALLS`, plus each service of ``deploy/services.toml`` that it does not name
+    (one added with ``edgectl new-service``): the gateway forwards to it, and it calls the
+    common services and the peers its registry entry lists."""
+    graph = dict(CALLS)
+    registry = registry if registry is not None else load_registry()
+    added = [s for s in registry.services if s.name not in graph]
+    for service in added:
+        graph[service.name] = frozenset((_COMMON | set(service.peers.values())) - {service.name})
+    graph["gateway-api"] = graph["gateway-api"] | {s.name for s in added}
+    return graph
+
+
+def callers_of(service: str, graph: dict[str, frozenset[str]] | None = None) -> set[str]:
     """The services that call ``service``."""
-    return {caller for caller, dests in CALLS.items() if service in dests}
+    graph = graph if graph is not None else CALLS
+    return {caller for caller, dests in graph.items() if service in dests}
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -56,8 +71,9 @@ def _write_private(path: Path, data: bytes) -> None:
 class KeyStore:
     """The deployer's side: the root, the kids, and the rings written from them."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, graph: dict[str, frozenset[str]] | None = None) -> None:
         self.directory = directory
+        self.graph = graph if graph is not None else trust_graph()
 
     @property
     def root_path(self) -> Path:
@@ -92,19 +108,19 @@ class KeyStore:
         return Keyring.derived(
             self.root(),
             service,
-            destinations=CALLS.get(service, ()),
-            callers=callers_of(service),
+            destinations=self.graph.get(service, ()),
+            callers=callers_of(service, self.graph),
             kids=kids,
             signing_kid=signing,
         )
 
-    def write(self, services: Iterable[str] = CALLS) -> dict[str, Path]:
-        """Write the rings of ``services`` (0600); returns where each one is."""
+    def write(self, services: Iterable[str] | None = None) -> dict[str, Path]:
+        """Write the rings of ``services`` (default: all); returns where each one is."""
         kids, signing = self.kids()
         if not self.kids_path.exists():
             self._save_kids(kids, signing)
         paths = {}
-        for service in services:
+        for service in services if services is not None else self.graph:
             path = self.ring_path(service)
             _write_private(path, self.ring(service).to_json().encode())
             paths[service] = path
@@ -136,7 +152,7 @@ class KeyStore:
     def render_secrets(self, namespace: str = "edge") -> str:
         """One Kubernetes Secret per service holding its ring (``edge-keys-<service>``)."""
         docs = []
-        for service in CALLS:
+        for service in self.graph:
             ring = json.dumps(self.ring(service).to_json())
             docs.append(
                 "apiVersion: v1\nkind: Secret\n"

@@ -18,6 +18,7 @@ from edgectl.registry import NAME, Plane, Registry, env_prefix, load_registry
 
 TEMPLATES = Path(__file__).parent / "templates" / "service"
 REGISTRY = "deploy/services.toml"
+ROUTES = "app/gateway-api/gateway_api/routes.toml"
 
 
 class ScaffoldError(ValueError):
@@ -109,6 +110,22 @@ def registry_entry(service: NewService, registry: Registry) -> str:
     return "\n".join(lines) + "\n"
 
 
+def route_entry(service: NewService) -> str:
+    """The gateway route that sends the service's API prefix to it, for signed-in callers
+    (regional services in the caller's home region); edit ``access`` to a permission."""
+    lines = [
+        "",
+        f"# --- {service.name}: {service.description} (edgectl new-service) ---",
+        "[[routes]]",
+        f'prefix = "{service.api_prefix}"',
+        f'service = "{service.name}"',
+        'access = "authenticated"',
+    ]
+    if service.plane == "regional":
+        lines.append('scope = "regional"')
+    return "\n".join(lines) + "\n"
+
+
 def _render(template: Path, values: dict[str, str]) -> str:
     text = template.read_text()
     return string.Template(text).substitute(values) if template.suffix == ".tmpl" else text
@@ -152,5 +169,7 @@ def new_service(
         (root / target).write_text(_render(template, service.values()))
     with (root / REGISTRY).open("a") as registry_file:
         registry_file.write(registry_entry(service, registry))
+    with (root / ROUTES).open("a") as routes_file:
+        routes_file.write(route_entry(service))
     written = generate(root)
-    return [*(str(t) for t in targets.values()), REGISTRY, *written]
+    return [*(str(t) for t in targets.values()), REGISTRY, ROUTES, *written]
