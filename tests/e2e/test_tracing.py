@@ -96,6 +96,7 @@ class OtlpReceiver:
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
@@ -126,10 +127,16 @@ def traced(stacks: Stacks, receiver: OtlpReceiver) -> Iterator[Stack]:
         stacks.stop("traced")
 
 
-def _wait_for(receiver: OtlpReceiver, trace_id: str, services: set[tuple[str, str]]) -> None:
-    deadline = time.monotonic() + 20
+def _wait_for(
+    receiver: OtlpReceiver, trace_id: str, services: set[tuple[str, str]], *, span: str = ""
+) -> None:
+    """Until spans of every (service, region) arrived, one of them named ``span...``."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if services <= {(s.service, s.region) for s in receiver.trace(trace_id)}:
+        spans = receiver.trace(trace_id)
+        if services <= {(s.service, s.region) for s in spans} and any(
+            s.name.startswith(span) for s in spans
+        ):
             return
         time.sleep(0.2)
 
@@ -167,7 +174,8 @@ def test_a_cross_region_transfer_is_one_trace_from_the_gateway_to_the_payees_not
         ("sv-money", "west"),
         ("sv-notice", "west"),
     }
-    _wait_for(receiver, trace_id, expected)
+    # sv-notice's span comes last: the event is shipped after the transfer's answer.
+    _wait_for(receiver, trace_id, expected, span="event wallet.transfer_received")
     spans = receiver.trace(trace_id)
     assert expected <= {(s.service, s.region) for s in spans}, spans
 
