@@ -26,7 +26,7 @@ import pytest
 from tests.e2e.accounts import PASSWORD, admin, login, register
 from tests.e2e.conftest import PORT_SHIFT, Stack, Stacks
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "observability" / "grafana" / "dashboards"

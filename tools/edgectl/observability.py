@@ -282,8 +282,10 @@ DOMAIN_PANELS: dict[str, list[Panel]] = {
             unit="ops",
         ),
         Panel(
-            "Running release per namespace and service",
-            [("max by (service, namespace) (edge_config_release)", "{{service}} {{namespace}}")],
+            "Watches waiting",
+            [("sum by (instance_id) (edge_sv_config_watches_waiting)", "{{instance_id}}")],
+            description="Clients' long polls waiting for a change (each running release "
+            "a client holds is edge_config_release{namespace} on that client).",
         ),
     ],
 }

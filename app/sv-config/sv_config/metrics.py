@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 RELEASE_KINDS = ("publish", "rollback", "gray", "promote")
 
@@ -19,6 +19,9 @@ PUSHES = Counter(
 )
 NAMESPACES_PUSHED = Counter(
     "edge_sv_config_namespaces_pushed", "Namespace snapshots pushed to watching clients."
+)
+WATCHES_WAITING = Gauge(
+    "edge_sv_config_watches_waiting", "Long polls of watching clients waiting for a change now."
 )
 for _kind in RELEASE_KINDS:
     RELEASES.labels(_kind)
