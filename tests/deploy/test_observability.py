@@ -8,6 +8,7 @@ tests/e2e/test_observability.py.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tomllib
@@ -116,3 +117,62 @@ def test_every_service_gets_a_red_dashboard() -> None:
     for svc in _services():
         if svc["plane"] != "gateway":
             assert f"service-{svc['name']}.json" in names
+
+
+def test_the_prometheus_operator_component_renders_pod_monitors_and_the_rules(
+    tmp_path: Path,
+) -> None:
+    """An overlay of the base plus components/prometheus-operator, rendered by kubectl."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl renders the kustomize overlays (make test installs it)"
+    k8s = ROOT / "deploy" / "k8s"
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "namespace": "edge",
+                "resources": [os.path.relpath(k8s / "base", overlay)],
+                "components": [os.path.relpath(k8s / "components/prometheus-operator", overlay)],
+            }
+        )
+    )
+    proc = subprocess.run(
+        [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    monitors = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PodMonitor"}
+    assert set(monitors) == {"edge-services", "edge-gateway"}
+    assert all(d["metadata"]["namespace"] == "edge" for d in monitors.values())
+    gateway = monitors["edge-gateway"]["spec"]
+    assert gateway["podMetricsEndpoints"][0]["port"] == "admin"
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    gw_pod = next(d for d in deployments if d["metadata"]["name"] == "gateway-api")
+    ports = {
+        p["name"] for c in gw_pod["spec"]["template"]["spec"]["containers"] for p in c["ports"]
+    }
+    assert "admin" in ports
+    for d in deployments:
+        if d["metadata"]["name"] == "gateway-api":
+            continue
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", d["metadata"]["name"]
+        assert any(
+            p["name"] == "http" for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]
+        )
+        assert "app.kubernetes.io/name" in labels
+    [rule] = [d for d in docs if d["kind"] == "PrometheusRule"]
+    shipped = {
+        r["alert"]
+        for path in RULES
+        for g in yaml.safe_load(path.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    assert {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r} == (
+        shipped
+    )

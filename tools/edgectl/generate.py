@@ -22,7 +22,13 @@ import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from edgectl.observability import OBSERVABILITY, dashboard_files, scrape_config
+from edgectl.observability import (
+    OBSERVABILITY,
+    SOURCE_RULES,
+    dashboard_files,
+    prometheus_rule,
+    scrape_config,
+)
 from edgectl.registry import Registry, Service, load_registry, peer_settings
 from edgelib.topology import parse_topology
 
@@ -503,6 +509,10 @@ def whole_files(registry: Registry) -> dict[str, str]:
     files[f"{OBSERVABILITY}/prometheus/prometheus-compose.yml"] = (
         f"{HEADER}\n# docker compose --profile observability (deploy/docker-compose.yml).\n"
         + scrape_config(compose, gateway_target="gateway-api:7080")
+    )
+    files[f"{K8S}/components/prometheus-operator/prometheus-rules.yaml"] = (
+        f"{HEADER}\n# The alert rules of {OBSERVABILITY}/prometheus/rules/*.yml for the operator.\n"
+        + prometheus_rule(SOURCE_RULES)
     )
     return files
 

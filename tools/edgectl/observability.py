@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,6 +28,8 @@ from edgectl.registry import Registry, Service
 from edgelib.topology import Topology
 
 OBSERVABILITY = "deploy/observability"
+#: The rules are read from the source tree edgectl comes from (they are not in the registry).
+SOURCE_RULES = Path(__file__).resolve().parents[2] / OBSERVABILITY / "prometheus" / "rules"
 DASHBOARDS = f"{OBSERVABILITY}/grafana/dashboards"
 #: The datasource every dashboard names (deploy/observability/grafana/provisioning).
 DATASOURCE = {"type": "prometheus", "uid": "edge-prometheus"}
@@ -73,6 +76,20 @@ def scrape_config(
         ],
     }
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+def prometheus_rule(rules_dir: Path) -> str:
+    """The alert rules of ``rules_dir`` as one PrometheusRule (the operator's component)."""
+    groups: list[Any] = []
+    for path in sorted(rules_dir.glob("*.yml")):
+        groups += yaml.safe_load(path.read_text())["groups"]
+    doc = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "edge", "labels": {"edge/monitoring": "true"}},
+        "spec": {"groups": groups},
+    }
+    return yaml.safe_dump(doc, sort_keys=False, width=100)
 
 
 # --- Grafana -------------------------------------------------------------------------------
