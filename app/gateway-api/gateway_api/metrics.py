@@ -99,12 +99,17 @@ class GatewayMetrics:
         self.tunnels = 0
 
     def request(self, route: str, method: str, status: int, region: str, seconds: float) -> None:
-        """One request answered (or given up on): its counter and its latency."""
+        """One request answered (or given up on): its counter and its latency.
+
+        A WebSocket tunnel (101) is counted, but its lifetime is not a latency.
+        """
         if method not in METHODS:
             method = "other"
         key = (route, method, status_class(status), region)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
+        if status == 101:
+            return
         histogram = self.route_latency.get(route)
         if histogram is None:
             histogram = self.route_latency[route] = Histogram()
