@@ -235,9 +235,14 @@ def create_service_app(
         excluded_handlers=["/healthz", "/readyz", "/metrics"], registry=http_registry
     ).instrument(app)
 
+    #: More exposition text for /metrics (the gateway's counters merged across workers).
+    app.state.metrics_sources = []
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         body = generate_latest(REGISTRY) + generate_latest(http_registry)
+        for source in app.state.metrics_sources:
+            body += await source()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
