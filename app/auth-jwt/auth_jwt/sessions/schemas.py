@@ -16,6 +16,12 @@ class LoginRequest(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=128)
     client_type: ClientType
+    #: The active tenant of the session's tokens; one the user is a member of.
+    tenant: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$",
+        description="The tenant to act in (default: the platform's own, `default`).",
+    )
 
 
 class RefreshRequest(BaseModel):
@@ -37,6 +43,7 @@ class SessionRead(BaseModel):
 
     id: str
     client_type: ClientType
+    tenant: str = "default"
     created_at: datetime
     refreshed_at: datetime | None
     expires_at: datetime

@@ -85,7 +85,7 @@ async def create_tenant(body: TenantIn, session: ChangeSessionDep, admin: Tenant
 @router.get("", response_model=list[Tenant])
 async def list_tenants(session: SessionDep, admin: TenantAdmin) -> list[Tenant]:
     """Every tenant (platform admins); a tenant's admin sees only its own."""
-    rows = await TenantService(session, actor=admin.user_id).list()
+    rows = await TenantService(session, actor=admin.user_id).all()
     return [_out(row) for row in rows if is_platform(admin) or row.id == admin.tenant]
 
 

@@ -52,7 +52,7 @@ class TenantRepository:
         ).first()
         return None if row is None else _tenant(row)
 
-    async def list(self) -> list[TenantRow]:
+    async def all(self) -> list[TenantRow]:
         rows = await self.session.execute(select(rbac_tenant).order_by(rbac_tenant.c.id))
         return [_tenant(row) for row in rows.all()]
 

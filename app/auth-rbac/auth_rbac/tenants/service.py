@@ -43,8 +43,8 @@ class TenantService:
             raise TenantNotFound(tenant)
         return row
 
-    async def list(self) -> list[TenantRow]:
-        return await self.repo.list()
+    async def all(self) -> list[TenantRow]:
+        return await self.repo.all()
 
     async def create(self, tenant: str, name: str) -> TenantRow:
         """A new tenant with its built-in admin role."""

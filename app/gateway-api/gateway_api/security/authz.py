@@ -93,7 +93,7 @@ class Authorizer:
         self._snapshot: PolicySnapshot | None = None
         #: The current snapshot's decisions, for the gateway's compiled fast path
         #: (``Gateway.authorize``): (subject, object, action) -> allowed.
-        self.decisions: dict[tuple[str, str, str], bool] = {}
+        self.decisions: dict[tuple[str, str, str, str], bool] = {}
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._source_ok: bool | None = None
