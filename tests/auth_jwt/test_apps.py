@@ -220,6 +220,7 @@ async def test_token_endpoint_answers_rfc6749_errors(stack: IdentityStack, admin
     expect(await token(stack, cid, "wrong", basic=True), 401, "invalid_client")
     expect(await token(stack, "app_0000000000000000", secret), 401, "invalid_client")
     expect(await token(stack, "x" * 300, secret), 401, "invalid_client")
+    expect(await token(stack, "app_\x00", secret), 401, "invalid_client")
     expect(
         await stack.auth.post(TOKEN, data={"grant_type": "client_credentials"}),
         401,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from edgelib.identity import Identity
 
 logger = logging.getLogger("auth_jwt.apps")
 
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 #: The ``client_type`` claim of an app's tokens (users' are web, app or mini).
 APP_CLIENT_TYPE = "service"
 
@@ -181,7 +183,8 @@ class AppService:
     async def authenticate(self, client_id: str, secret: str) -> App:
         """The app these credentials open, or ``invalid_client``."""
         now = utcnow()
-        app = await self.repository.get(client_id) if len(client_id) <= 32 else None
+        # Only a well-formed id reaches the database (no NUL bytes, no 10 kB keys).
+        app = await self.repository.get(client_id) if CLIENT_ID.match(client_id) else None
         # Hashed either way, so an unknown client id costs as much as a wrong secret.
         presented = secret_hash(secret)
         if app is None:
