@@ -146,6 +146,35 @@ async def test_refresh_is_refused_once_the_tenant_is_disabled(
     assert (await login(stack, name, tenant)).status_code == 403
 
 
+async def test_refresh_with_a_tenant_switches_the_session_members_only(
+    stack: IdentityStack, admin: Identity
+) -> None:
+    first, second = await new_tenant(stack, admin), await new_tenant(stack, admin)
+    name, user_id = await new_member(stack, admin, first)
+    pair = (await login(stack, name, None)).json()
+
+    async def refresh(token: str, tenant: str | None) -> httpx.Response:
+        body: dict[str, Any] = {"refresh_token": token}
+        if tenant is not None:
+            body["tenant"] = tenant
+        return await stack.auth.post("/api/v1/auth/refresh", json=body)
+
+    switched = await refresh(pair["refresh_token"], first)
+    assert switched.status_code == 200, switched.text
+    assert claims_of(switched.json()["access_token"])["tenant"] == first
+    # The session stays in its tenant on a plain refresh.
+    kept = await refresh(switched.json()["refresh_token"], None)
+    assert claims_of(kept.json()["access_token"])["tenant"] == first
+    # Not a member of the second: refused, and the refresh token is not used up.
+    refused = await refresh(kept.json()["refresh_token"], second)
+    assert refused.status_code == 403
+    assert refused.json()["type"].endswith("/tenant-refused")
+    back = await refresh(kept.json()["refresh_token"], "default")
+    assert back.status_code == 200, back.text
+    assert claims_of(back.json()["access_token"])["tenant"] == "default"
+    assert claims_of(back.json()["access_token"])["sub"] == user_id
+
+
 # --- apps and the client-credentials grant -------------------------------------------
 
 

@@ -82,9 +82,12 @@ async def login(
 async def refresh(
     body: RefreshRequest, request: Request, response: Response, service: SessionServiceDep
 ) -> TokenPair:
-    """Exchange a refresh token for new tokens; each refresh token works once."""
+    """Exchange a refresh token for new tokens; each refresh token works once.
+
+    With ``tenant``, the new tokens act in that tenant (switching the session to it; the
+    user must be a member, else 403 and the refresh token stays unused)."""
     response.headers.update(NO_STORE)
-    return await service.refresh(body.refresh_token, client_of(request))
+    return await service.refresh(body.refresh_token, client_of(request), body.tenant)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)

@@ -28,6 +28,12 @@ class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: str = Field(min_length=16, max_length=256)
+    #: Switch the session to this tenant (the user must be a member); left out, it stays.
+    tenant: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$",
+        description="Switch the session's active tenant (`default` for the platform's own).",
+    )
 
 
 class TokenPair(BaseModel):

@@ -155,8 +155,10 @@ class SessionService:
             )
         )
 
-    async def refresh(self, token: str, client: Client) -> TokenPair:
-        """Exchange a refresh token for new tokens; a replayed one ends its session."""
+    async def refresh(self, token: str, client: Client, tenant: str | None = None) -> TokenPair:
+        """Exchange a refresh token for new tokens; a replayed one ends its session.
+
+        With ``tenant``, the session switches to that tenant (a member's only)."""
         await self.limiter.hit(
             self.limits.refresh_address, client.address, "refreshes from this address"
         )
@@ -180,7 +182,13 @@ class SessionService:
         if row.expires_at <= now or session.expires_at <= now:
             raise SessionEnded("the session has expired; log in again")
         # A tenant disabled, or a membership ended, since the login: no new tokens in it.
-        await self._check_tenant(session.tenant, session.user_id)
+        await self._check_tenant(tenant or session.tenant, session.user_id)
+        if tenant is not None and tenant != session.tenant:
+            logger.info(
+                "tenant switched",
+                extra={"session_id": session.id, "from": session.tenant, "to": tenant},
+            )
+            session.tenant = tenant
         session.refreshed_at = now
         refresh = new_refresh_token()
         await self.repository.add(self._refresh_row(session, refresh, now))
