@@ -28,8 +28,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-def tenant_login(stack: Stack, username: str, tenant: str | None) -> httpx.Response:
-    body: dict[str, Any] = {"username": username, "password": PASSWORD, "client_type": "web"}
+def tenant_login(
+    stack: Stack, username: str, tenant: str | None, client_type: str
+) -> httpx.Response:
+    """A login to ``tenant``; each client type holds one session (a new login on the same
+    type ends the older one), so the sessions a test keeps use different types."""
+    body: dict[str, Any] = {"username": username, "password": PASSWORD, "client_type": client_type}
     if tenant is not None:
         body["tenant"] = tenant
     return httpx.post(stack.public + "/api/v1/auth/login", json=body, timeout=15)
@@ -60,7 +64,8 @@ def test_tenants_are_isolated_and_apps_use_client_credentials(stack: Stack) -> N
         resp = api.post("/api/v1/tenants", json={"id": tenant, "name": tenant}, headers=root)
         assert resp.status_code == 201, resp.text
 
-    alice, alice_default = register(stack, "east", "alice")  # name, default-tenant session
+    # Her name, and a session of client type web in the default tenant.
+    alice, alice_default = register(stack, "east", "alice")
     alice_id = user_id(alice_default)
     # Alice: member of both, admin of A only.
     for tenant in (a, b):
@@ -84,7 +89,7 @@ def test_tenants_are_isolated_and_apps_use_client_credentials(stack: Stack) -> N
     assert api.post("/api/v1/rbac/assignments", json=assign, headers=root).status_code == 201
 
     # --- must-show 4: isolation ---------------------------------------------------
-    login_a = tenant_login(stack, alice, a)
+    login_a = tenant_login(stack, alice, a, "app")
     assert login_a.status_code == 200, login_a.text
     in_a = bearer(login_a.json()["access_token"])
     until(
@@ -105,7 +110,7 @@ def test_tenants_are_isolated_and_apps_use_client_credentials(stack: Stack) -> N
     assert [t["id"] for t in api.get("/api/v1/tenants", headers=in_a).json()] == [a]
 
     # Her role in A grants nothing once she acts in B, nor in default: the gateway refuses.
-    login_b = tenant_login(stack, alice, b)
+    login_b = tenant_login(stack, alice, b, "mini")
     assert login_b.status_code == 200, login_b.text
     for headers in (bearer(login_b.json()["access_token"]), alice_default):
         for dom in (a, b):
@@ -114,7 +119,7 @@ def test_tenants_are_isolated_and_apps_use_client_credentials(stack: Stack) -> N
             assert refused.json()["type"].endswith("/permission-denied")
     # A stranger cannot log in to A at all.
     stranger, _ = register(stack, "west", "mallory")
-    assert tenant_login(stack, stranger, a).status_code == 403
+    assert tenant_login(stack, stranger, a, "app").status_code == 403
 
     # --- apps: client credentials through the gateway -------------------------------
     issued = client_token(stack, client_id, secret)
