@@ -222,7 +222,9 @@ class Gateway:
             raise PolicyUnavailable("the gateway is starting", headers={"Retry-After": "1"})
         # A decision already made allows without leaving compiled code; anything else
         # (not decided yet, a denial, no policy) goes through the authorizer.
-        if authz.decisions.get((identity.user_id, permission.obj, permission.act)) is not True:
+        # Keyed by the caller's domain too: a role in one tenant grants nothing in another.
+        key = (authz.domain_of(identity), identity.user_id, permission.obj, permission.act)
+        if authz.decisions.get(key) is not True:
             authz.authorize(identity, permission)
 
     def cached_region(self, route: Route, identity: Identity | None) -> str | Missing | None:
