@@ -57,10 +57,15 @@ class Harness:
         self.upstreams = upstreams
         self.sources = sources
         self.probed: list[str] = []
+        #: Probes that fail first (the listener not yet accepting).
+        self.refuse = 0
 
     async def probe(self, instance: Instance) -> None:
         # The health checker's verdict: what a passing /healthz does to an instance.
         self.probed.append(instance.spec.id)
+        if self.refuse:
+            self.refuse -= 1
+            return
         instance.healthy = True
 
     def discovery(self, default: str, **regions: str) -> Discovery:
@@ -326,3 +331,32 @@ def test_settings_choose_the_source() -> None:
             Settings(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not <region>=<source>"):
         parse_region_sources("=etcd:/x")
+
+
+async def test_a_joiner_takes_no_traffic_until_a_probe_passes_and_is_probed_again_at_once() -> None:
+    upstreams = Upstreams(topology())
+    h = Harness(upstreams, {})
+    source = h.sources["etcd:/e"] = FedSource("etcd:/e")
+    source.membership.replace([member("svc", "east", 1)])
+    source.membership.mark_fresh()
+    discovery = h.discovery("etcd:/e")
+    await discovery.start()
+    try:
+        await asyncio.sleep(0.05)
+        h.refuse = 3
+        source.membership.upsert(member("svc", "east", 2))
+        await settle()
+        pool = upstreams.pool("svc", "east")
+        assert pool is not None
+        joiner = pool.instances[1]
+        assert not joiner.healthy
+        assert all(pool.choose("round_robin").spec.id == "svc-east-1" for _ in range(10))  # type: ignore[union-attr]
+        took = 0.0
+        while not joiner.healthy and took < 2:
+            await asyncio.sleep(0.01)
+            took += 0.01
+        assert joiner.healthy
+        assert h.probed.count("svc-east-2") == 4
+        assert took < 0.5  # three failed probes 50 ms apart, not three health intervals
+    finally:
+        await discovery.stop()

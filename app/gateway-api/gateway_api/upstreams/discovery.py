@@ -44,6 +44,11 @@ logger = logging.getLogger("gateway.discovery")
 #: The service whose members are gateway nodes, not a pool.
 GATEWAY_SERVICE = "gateway-api"
 
+#: A joining instance is probed this often (seconds) until a probe passes...
+JOIN_PROBE_EVERY = 0.05
+#: ...for at most this long; then the periodic health checks take over.
+JOIN_PROBE_FOR = 10.0
+
 #: Makes the watcher for a spec (and the region it serves, for Kubernetes).
 Opener = Callable[[SourceSpec, str | None], MembershipSource | None]
 
@@ -209,7 +214,7 @@ class Discovery:
             await asyncio.sleep(self.reap_interval)
             for pool in list(self.upstreams.pools.values()):
                 for instance in pool.reap():
-                    logger.info("instance drained", extra={"instance": instance.spec.id})
+                    logger.info("instance drained", extra={"upstream": instance.spec.id})
 
     # -- applying a source's view ---------------------------------------------------------
 
@@ -238,7 +243,7 @@ class Discovery:
                 followed.updates += 1
                 logger.info(
                     "instance weight changed",
-                    extra={"instance": instance_id, "weight": member.weight},
+                    extra={"upstream": instance_id, "weight": member.weight},
                 )
         for instance_id, member in wanted.items():
             kept = current.get(instance_id)
@@ -257,12 +262,26 @@ class Discovery:
             self._on_join(instance)
         logger.info(
             "instance joined",
-            extra={"instance": spec.id, "url": spec.url, "source": followed.name},
+            extra={"upstream": spec.id, "url": spec.url, "source": followed.name},
         )
         if self._probe is not None:
-            task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._probe(instance))
+            task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+                self._warm_up(instance)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _warm_up(self, instance: Instance) -> None:
+        """Probe a joiner at once, then every ``JOIN_PROBE_EVERY`` until one passes (an
+        instance may register a moment before its listener accepts), for at most
+        ``JOIN_PROBE_FOR``; after that the periodic health checks carry on."""
+        assert self._probe is not None
+        deadline = time.monotonic() + JOIN_PROBE_FOR
+        while not instance.draining:
+            await self._probe(instance)
+            if instance.healthy or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(JOIN_PROBE_EVERY)
 
     def _leave(self, followed: Followed, pool: Pool, instance: Instance) -> None:
         pool.retire(instance)
@@ -272,7 +291,7 @@ class Discovery:
         logger.info(
             "instance left",
             extra={
-                "instance": instance.spec.id,
+                "upstream": instance.spec.id,
                 "in_flight": instance.in_flight,
                 "source": followed.name,
             },

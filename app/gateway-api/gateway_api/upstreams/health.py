@@ -70,7 +70,7 @@ class HealthChecker:
                 instance.healthy = True
                 instance.last_error = None
                 instance.breaker.reset()
-                extra: dict[str, object] = {"instance": instance.spec.id}
+                extra: dict[str, object] = {"upstream": instance.spec.id}
                 if instance.joined and not instance.ready_at:
                     # Joined through discovery: from now on it takes traffic.
                     instance.ready_at = time.monotonic()
