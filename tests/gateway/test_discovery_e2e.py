@@ -25,6 +25,7 @@ import httpx
 import orjson
 import pytest
 
+from edgectl.discovery import gateway_lines
 from tests.libs.discovery.etcd_server import EtcdServer
 from tests.worker import free_port
 
@@ -114,6 +115,10 @@ class Processes:
             GATEWAY_WORKERS=str(workers),
             GATEWAY_EXPOSE_INSTANCE="true",
             GATEWAY_HEALTH_INTERVAL="0.5",
+            # A starved service (2 shared cores) may take over a second to answer /healthz:
+            # that is not what these tests are about.
+            GATEWAY_HEALTH_TIMEOUT="3",
+            GATEWAY_UNHEALTHY_THRESHOLD="3",
         )
         proc = self.spawn(f"gateway-{public}", ["-m", "gateway_api"], env)
         return Gateway(proc, public, admin, self.tmp / "var" / "run" / f"gateway-{public}")
@@ -334,6 +339,10 @@ def test_etcd_outage_keeps_pools_shows_stale_and_resyncs_and_gateways_see_each_o
         east = cluster["discovery"]["regions"]["east"]
         assert east["stale"] is True
         assert east["revision"] >= revision
+        # edgectl status shows the same.
+        lines = gateway_lines(f"http://127.0.0.1:{gw.admin}")
+        assert lines[0].endswith("discovery etcd:/edge/services, STALE (last known pools)")
+        assert any(ids[0] in line and "active" in line for line in lines)
         time.sleep(6)  # etcd away (longer than the lease TTL)
         assert gw.pool() == both  # the last known pools, no mass removal
         since = time.monotonic() - 3
