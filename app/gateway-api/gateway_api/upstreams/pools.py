@@ -161,6 +161,13 @@ class Pool:
             self.draining = [i for i in self.draining if i.in_flight]
         return done
 
+    #: ``service/region`` (or ``service`` when global): the metrics' ``upstream`` label.
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = self.service if self.region is None else f"{self.service}/{self.region}"
+
     def choose(
         self, policy: str, key: str | None = None, exclude: set[str] | None = None
     ) -> Instance | None:
