@@ -18,6 +18,7 @@ from sv_money.audit.exceptions import UnknownRegion
 from sv_money.audit.repository import AuditRepository
 from sv_money.audit.schemas import AuditReport, Violation
 from sv_money.exceptions import PeerProblem, PeerUnavailable
+from sv_money.metrics import AUDIT_LAST_RUN, AUDIT_OK, AUDIT_VIOLATIONS
 from sv_money.peers import MoneyPeers
 from sv_money.posting.schemas import InboundPage, InboundRecord, OutboundPage, OutboundRecord
 from sv_money.tables import accounts, entries, holds, postings, transfers, utcnow
@@ -92,7 +93,7 @@ class AuditService:
             listed.append(
                 Violation(check="truncated", detail=f"{len(violations) - MAX_LISTED} more")
             )
-        return AuditReport(
+        report = AuditReport(
             region=self.region,
             ok=not violations,
             checked=checked,
@@ -100,6 +101,10 @@ class AuditService:
             in_flight=in_flight,
             at=utcnow(),
         )
+        AUDIT_OK.labels(self.region).set(1 if report.ok else 0)
+        AUDIT_VIOLATIONS.labels(self.region).set(len(violations))
+        AUDIT_LAST_RUN.labels(self.region).set(report.at.timestamp())
+        return report
 
     async def _local(
         self, repo: AuditRepository, violations: list[Violation], checked: dict[str, int]
