@@ -60,7 +60,7 @@ PG_URL = os.environ.get(
     "EDGE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 PG_DSN = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
+GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET).to("sv-money")
 USERS = 200
 CURRENCY = "USD"
 
@@ -77,7 +77,7 @@ def free_port() -> int:
     raise RuntimeError("no free port in 31000-31999")
 
 
-# --- the directory stand-in ---------------------------------------------------------
+# --- the directory and auth-rbac stand-in ---------------------------------------------------------
 
 
 def directory_app(users: dict[str, Identity]) -> Starlette:
@@ -90,7 +90,19 @@ def directory_app(users: dict[str, Identity]) -> Starlette:
              "status": "active", "created_at": "2026-01-01T00:00:00Z"}
         )  # fmt: skip
 
-    return Starlette(routes=[Route("/internal/directory/usernames/{username}", lookup)])
+    admins = {u.user_id for u in users.values() if u.username == "admin"}
+
+    async def enforce(request: Request) -> JSONResponse:
+        # auth-rbac's answer: only the admin may top up (sv-money checks it itself).
+        body = await request.json()
+        return JSONResponse({"allowed": body.get("sub") in admins})
+
+    return Starlette(
+        routes=[
+            Route("/internal/directory/usernames/{username}", lookup),
+            Route("/internal/enforce", enforce, methods=["POST"]),
+        ]
+    )
 
 
 @contextlib.asynccontextmanager
@@ -120,6 +132,8 @@ def start_money(port: int, schema: str, directory: str, log: Path) -> subprocess
         "SV_MONEY_DATABASE_URL": PG_URL,
         "SV_MONEY_DATABASE_SCHEMA": schema,
         "SV_MONEY_SV_REGION_URL": directory,
+        # The same stand-in answers sv-money's permission checks (auth-rbac's enforce).
+        "SV_MONEY_AUTH_RBAC_URL": directory,
         "SV_MONEY_PEERS": "{}",
         "EDGE_VAR_DIR": str(log.parent),
     }
@@ -132,7 +146,7 @@ def start_money(port: int, schema: str, directory: str, log: Path) -> subprocess
 async def wait_ready(
     session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]
 ) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a busy shared machine can take a minute
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"sv-money exited with {proc.returncode}")

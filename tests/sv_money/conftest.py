@@ -185,15 +185,20 @@ async def money(tmp_path: Path) -> AsyncIterator[Money]:
 @pytest.fixture
 async def pg_money(tmp_path: Path, pg_schema: str) -> AsyncIterator[Money]:
     """Both regions on PostgreSQL (one schema each), for tests marked integration."""
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     try:
         async with open_money(tmp_path, schema=pg_schema) as regions:
             yield regions
     finally:
-        engine = create_async_engine(PG_URL)
-        async with engine.begin() as conn:
-            for region in REGIONS:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{pg_schema}_{region}" CASCADE'))
-        await engine.dispose()
+        await drop_schemas(pg_schema)
+
+
+async def drop_schemas(pg_schema: str) -> None:
+    """Drop both regions' schemas made by :func:`open_money` on ``pg_schema``."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(PG_URL)
+    async with engine.begin() as conn:
+        for region in REGIONS:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{pg_schema}_{region}" CASCADE'))
+    await engine.dispose()

@@ -17,16 +17,10 @@ from typing import Protocol, TypeVar
 from sv_money.audit.exceptions import UnknownRegion
 from sv_money.audit.repository import AuditRepository
 from sv_money.audit.schemas import AuditReport, Violation
-from sv_money.crossregion.schemas import (
-    InboundPage,
-    InboundRecord,
-    OutboundPage,
-    OutboundRecord,
-)
-from sv_money.crossregion.service import CrossRegionService
 from sv_money.exceptions import PeerProblem, PeerUnavailable
 from sv_money.metrics import AUDIT_LAST_RUN, AUDIT_OK, AUDIT_VIOLATIONS
 from sv_money.peers import MoneyPeers
+from sv_money.posting.schemas import InboundPage, InboundRecord, OutboundPage, OutboundRecord
 from sv_money.tables import accounts, entries, holds, postings, transfers, utcnow
 from sv_money.transactions import Transactions
 
@@ -47,12 +41,25 @@ class _Page(Protocol[R_co]):
     def next_after(self) -> str | None: ...
 
 
+class CrossRegionRecords(Protocol):
+    """This region's side of the transfers between it and another region, as the
+    cross-region API serves them to the other region's audit (``CrossRegionService``)."""
+
+    async def outbound_record(self, transfer_id: str) -> OutboundRecord | None: ...
+
+    async def outbound_page(self, to: str, *, after: str | None, limit: int) -> OutboundPage: ...
+
+    async def inbound_record(self, transfer_id: str) -> InboundRecord | None: ...
+
+    async def inbound_page(self, origin: str, *, after: str | None, limit: int) -> InboundPage: ...
+
+
 class AuditService:
     def __init__(
         self,
         tx: Transactions,
         peers: MoneyPeers,
-        crossregion: CrossRegionService,
+        crossregion: CrossRegionRecords,
         *,
         region: str,
         inflight_grace: float,

@@ -7,17 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from sv_money.crossregion.exceptions import InboundNotFound, OutboundNotFound
-from sv_money.crossregion.schemas import (
-    AbortRequest,
-    CreditOutcome,
+from sv_money.crossregion.schemas import AbortRequest, CreditOutcome
+from sv_money.crossregion.service import CrossRegionService
+from sv_money.deps import PeerRegion, provided
+from sv_money.posting.schemas import (
+    CreditRequest,
     InboundPage,
     InboundRecord,
     OutboundPage,
     OutboundRecord,
 )
-from sv_money.crossregion.service import CrossRegionService
-from sv_money.deps import PeerRegion, provided
-from sv_money.posting.schemas import CreditRequest
 
 router = APIRouter(prefix="/internal", tags=["cross-region (internal)"])
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
-Outcome = Literal["credited", "refused"]
+from sv_money.posting.records import Outcome
 
 CREDITED: Outcome = "credited"
 REFUSED: Outcome = "refused"

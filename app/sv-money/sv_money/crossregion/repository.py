@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sv_money.crossregion.records import Decision, Outcome
+from sv_money.crossregion.records import Decision
+from sv_money.posting.records import Outcome
 from sv_money.tables import inbound, insert_ignoring_conflicts, utcnow
 
 

@@ -22,14 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sv_money.crossregion.exceptions import TransferMismatch
 from sv_money.crossregion.records import CREDITED, REFUSED, Decision
 from sv_money.crossregion.repository import InboundRepository
-from sv_money.crossregion.schemas import (
-    AbortRequest,
-    CreditOutcome,
-    InboundPage,
-    InboundRecord,
-    OutboundPage,
-    OutboundRecord,
-)
+from sv_money.crossregion.schemas import AbortRequest, CreditOutcome
 from sv_money.currencies import is_currency
 from sv_money.exceptions import PeerProblem, PeerUnavailable
 from sv_money.ledger.models import AccountKey, clearing
@@ -37,7 +30,13 @@ from sv_money.notices import TransferNotices
 from sv_money.peers import MoneyPeers
 from sv_money.posting.records import COMPLETED, FAILED, VOIDED, Movement, Transfer
 from sv_money.posting.repository import OUTBOX_PENDING, OutboxRepository, TransferRepository
-from sv_money.posting.schemas import CreditRequest
+from sv_money.posting.schemas import (
+    CreditRequest,
+    InboundPage,
+    InboundRecord,
+    OutboundPage,
+    OutboundRecord,
+)
 from sv_money.posting.service import Posting
 from sv_money.tables import utcnow
 from sv_money.transactions import Transactions

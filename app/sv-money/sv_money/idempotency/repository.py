@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, select, tuple_
+from sqlalchemy import bindparam, delete, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.tables import idempotency_keys, insert_ignoring_conflicts, utcnow
+
+#: Claims as arrays on PostgreSQL: one statement text for any number of claims, so it is
+#: prepared once per connection (a multi-row VALUES is a new statement per row count).
+_CLAIM_MANY_PG = text(
+    "INSERT INTO idempotency_keys (scope, key, fingerprint, resource_id, created_at) "
+    "SELECT c.scope, c.key, c.fingerprint, c.resource_id, CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:scopes AS varchar[]), CAST(:keys AS varchar[]), "
+    "CAST(:prints AS varchar[]), CAST(:ids AS varchar[])) "
+    "AS c(scope, key, fingerprint, resource_id) "
+    "ON CONFLICT DO NOTHING RETURNING resource_id"
+)
 
 
 class IdempotencyRepository:
@@ -35,6 +46,18 @@ class IdempotencyRepository:
         """Record ``(scope, key, fingerprint, resource id)`` claims in one statement; the
         resource ids whose claim took (a key taken already, or twice here, does not)."""
         now = utcnow()
+        if self.conn.dialect.name == "postgresql":
+            rows = await self.conn.execute(
+                _CLAIM_MANY_PG,
+                {
+                    "scopes": [c[0] for c in claims],
+                    "keys": [c[1] for c in claims],
+                    "prints": [c[2] for c in claims],
+                    "ids": [c[3] for c in claims],
+                    "now": now,
+                },
+            )
+            return {str(r[0]) for r in rows}
         rows = await self.conn.execute(
             insert_ignoring_conflicts(
                 self.conn.dialect.name, idempotency_keys, idempotency_keys.c.resource_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.ledger.models import USER, Account, AccountKey, NewEntry
@@ -42,6 +42,16 @@ _LOCK_ACCOUNTS = (
     .order_by(accounts.c.id)
     .with_for_update()
 )
+#: The same on PostgreSQL, with the keys as arrays: one statement text for any number of
+#: keys, so it is prepared once per connection (``IN (...)`` grows with the keys, and
+#: each new length is a new statement to prepare).
+_LOCK_ACCOUNTS_PG = text(
+    "SELECT a.id, a.owner_kind, a.owner, a.currency, a.balance, a.held, a.allow_negative "
+    "FROM accounts AS a JOIN unnest(CAST(:kinds AS varchar[]), CAST(:owners AS varchar[]), "
+    "CAST(:currencies AS varchar[])) AS k(owner_kind, owner, currency) "
+    "ON a.owner_kind = k.owner_kind AND a.owner = k.owner AND a.currency = k.currency "
+    "ORDER BY a.id FOR UPDATE OF a"
+)
 _ADD_ENTRIES = insert(entries).returning(entries.c.id, sort_by_parameter_order=True)
 _ADD_POSTINGS = insert(postings)
 
@@ -62,9 +72,19 @@ class LedgerRepository:
         self.conn = conn
 
     async def _select_locked(self, keys: Collection[AccountKey]) -> dict[AccountKey, Account]:
-        rows = await self.conn.execute(
-            _LOCK_ACCOUNTS, {"keys": [(k.owner_kind, k.owner, k.currency) for k in keys]}
-        )
+        if self.conn.dialect.name == "postgresql":
+            rows = await self.conn.execute(
+                _LOCK_ACCOUNTS_PG,
+                {
+                    "kinds": [k.owner_kind for k in keys],
+                    "owners": [k.owner for k in keys],
+                    "currencies": [k.currency for k in keys],
+                },
+            )
+        else:
+            rows = await self.conn.execute(
+                _LOCK_ACCOUNTS, {"keys": [(k.owner_kind, k.owner, k.currency) for k in keys]}
+            )
         found = {a.key: a for a in map(_account, rows)}
         return found
 

@@ -105,13 +105,7 @@ class Ledger:
         """Write planned entries and their balance changes; the entries' ids, in order."""
         if not planned:
             return []
-        net: dict[int, list[int]] = {}
-        for entry in planned:
-            for account_id, d_balance, d_held in entry.changes:
-                total = net.setdefault(account_id, [0, 0])
-                total[0] += d_balance
-                total[1] += d_held
-        await self.repository.change([(i, b, h) for i, (b, h) in sorted(net.items())])
+        await self.repository.change(net_changes(planned))
         return await self.repository.add_entries(planned)
 
     async def post(
@@ -138,3 +132,15 @@ class Ledger:
             transfer_id=transfer_id,
             reverses=entry_id,
         )
+
+
+def net_changes(planned: Sequence[NewEntry]) -> list[tuple[int, int, int]]:
+    """What ``planned`` entries change, netted per account, in account-id order:
+    ``(account id, balance delta, held delta)``."""
+    net: dict[int, list[int]] = {}
+    for entry in planned:
+        for account_id, d_balance, d_held in entry.changes:
+            total = net.setdefault(account_id, [0, 0])
+            total[0] += d_balance
+            total[1] += d_held
+    return [(i, b, h) for i, (b, h) in sorted(net.items())]

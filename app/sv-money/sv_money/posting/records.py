@@ -15,6 +15,9 @@ COMPLETED: TransferStatus = "completed"
 FAILED: TransferStatus = "failed"
 REVERSED: TransferStatus = "reversed"
 
+#: The payee region's decision on a cross-region transfer; it never changes once made.
+Outcome = Literal["credited", "refused"]
+
 HoldKind = Literal["hold", "transfer"]
 HoldStatus = Literal["pending", "capturing", "captured", "voided", "expired"]
 

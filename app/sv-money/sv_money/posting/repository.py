@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Row, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sv_money.ledger.models import NewEntry
 from sv_money.posting.records import (
     HOLD_PENDING,
     Hold,
@@ -17,7 +18,7 @@ from sv_money.posting.records import (
     Transfer,
     TransferStatus,
 )
-from sv_money.tables import holds, outbox, transfers, utcnow
+from sv_money.tables import UTCDateTime, holds, outbox, transfers, utcnow
 
 #: Outbox states.
 OUTBOX_PENDING = "pending"
@@ -257,3 +258,89 @@ class OutboxRepository:
             select(func.count()).select_from(outbox).where(outbox.c.state == OUTBOX_PENDING)
         )
         return int(rows.scalar_one())
+
+
+def _array_type(column_name: str) -> str:
+    column = transfers.c[column_name]
+    if isinstance(column.type, BigInteger):
+        return "bigint[]"
+    if isinstance(column.type, UTCDateTime):
+        return "timestamptz[]"
+    return "varchar[]"
+
+
+#: The columns of a transfer written with its entry (all but ``seq``, numbered by the
+#: table, and ``entry_id``, which comes from the entry written in the same statement).
+_BOOKED_COLUMNS = tuple(c.name for c in transfers.columns if c.name not in ("seq", "entry_id"))
+
+#: Everything a batch of booked transfers writes, in one statement and one round trip on
+#: PostgreSQL: the balance changes, the entries, their postings and the transfer rows.
+#: Rows travel as arrays, so the text is the same for any batch size (prepared once per
+#: connection). Entries are matched to postings and transfers by transfer id; each
+#: part's row count comes back, so a row lost in a join is an error, never a silence.
+_BOOK_PG = text(
+    "WITH changed AS ("
+    " UPDATE accounts AS a SET balance = a.balance + d.balance, held = a.held + d.held"
+    " FROM unnest(CAST(:account_ids AS bigint[]), CAST(:d_balances AS bigint[]),"
+    " CAST(:d_helds AS bigint[])) AS d(id, balance, held)"
+    " WHERE a.id = d.id RETURNING a.id"
+    "), made AS ("
+    " INSERT INTO entries (kind, currency, transfer_id, reverses, created_at)"
+    " SELECT e.kind, e.currency, e.transfer_id, e.reverses, CAST(:now AS timestamptz)"
+    " FROM unnest(CAST(:e_kinds AS varchar[]), CAST(:e_currencies AS varchar[]),"
+    " CAST(:e_transfers AS varchar[]), CAST(:e_reverses AS bigint[]))"
+    " WITH ORDINALITY AS e(kind, currency, transfer_id, reverses, n)"
+    " ORDER BY e.n RETURNING id, transfer_id"
+    "), legs AS ("
+    " INSERT INTO postings (entry_id, account_id, amount)"
+    " SELECT made.id, l.account_id, l.amount"
+    " FROM unnest(CAST(:l_transfers AS varchar[]), CAST(:l_accounts AS bigint[]),"
+    " CAST(:l_amounts AS bigint[])) WITH ORDINALITY AS l(transfer_id, account_id, amount, n)"
+    " JOIN made ON made.transfer_id = l.transfer_id ORDER BY l.n RETURNING 1"
+    "), written AS ("
+    f" INSERT INTO transfers ({', '.join(_BOOKED_COLUMNS)}, entry_id)"
+    f" SELECT {', '.join(f't.{c}' for c in _BOOKED_COLUMNS)}, made.id"
+    " FROM unnest("
+    + ", ".join(f"CAST(:t_{c} AS {_array_type(c)})" for c in _BOOKED_COLUMNS)
+    + f") WITH ORDINALITY AS t({', '.join(_BOOKED_COLUMNS)}, n)"
+    " JOIN made ON made.transfer_id = t.id ORDER BY t.n RETURNING 1"
+    ")"
+    " SELECT made.transfer_id, made.id,"
+    " (SELECT count(*) FROM changed), (SELECT count(*) FROM legs),"
+    " (SELECT count(*) FROM written)"
+    " FROM made"
+)
+
+
+async def book_postgres(
+    conn: AsyncConnection,
+    changes: Sequence[tuple[int, int, int]],
+    planned: Sequence[NewEntry],
+    booked: Sequence[Transfer],
+) -> dict[str, int]:
+    """Write ``planned`` entries (one per transfer of ``booked``, by transfer id), their
+    postings, the balance ``changes`` and the transfer rows in one statement; the entry
+    id of each transfer. PostgreSQL only."""
+    values = [_transfer_values(t) for t in booked]
+    params: dict[str, object] = {
+        "account_ids": [a for a, _, _ in changes],
+        "d_balances": [b for _, b, _ in changes],
+        "d_helds": [h for _, _, h in changes],
+        "now": utcnow(),
+        "e_kinds": [e.kind for e in planned],
+        "e_currencies": [e.currency for e in planned],
+        "e_transfers": [e.transfer_id for e in planned],
+        "e_reverses": [e.reverses for e in planned],
+        "l_transfers": [e.transfer_id for e in planned for _ in e.legs],
+        "l_accounts": [account_id for e in planned for account_id, _ in e.legs],
+        "l_amounts": [amount for e in planned for _, amount in e.legs],
+    }
+    for column in _BOOKED_COLUMNS:
+        params[f"t_{column}"] = [v[column] for v in values]
+    rows = (await conn.execute(_BOOK_PG, params)).all()
+    entry_ids = {str(transfer_id): int(entry_id) for transfer_id, entry_id, *_ in rows}
+    counts = (len(changes), sum(len(e.legs) for e in planned), len(booked))
+    written = tuple(int(n) for n in rows[0][2:]) if rows else (0, 0, 0)
+    if len(entry_ids) != len(planned) or written != counts:
+        raise RuntimeError(f"batch write incomplete: wrote {written}, expected {counts}")
+    return entry_ids

@@ -1,5 +1,6 @@
-"""Bodies every money domain shares: the public view of a transfer, and the credit one
-region asks of another."""
+"""Bodies every money domain shares: the public view of a transfer, the credit one
+region asks of another, and each region's records of the transfers between them (what
+the cross-region API serves and the audit compares)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sv_money.currencies import CURRENCY_PATTERN
-from sv_money.posting.records import Transfer, TransferKind, TransferStatus
+from sv_money.posting.records import Outcome, Transfer, TransferKind, TransferStatus
 from sv_money.schemas import Amount
 
 
@@ -75,3 +76,35 @@ class CreditRequest(BaseModel):
     currency: str = Field(pattern=CURRENCY_PATTERN)
     memo: str | None = Field(default=None, max_length=140)
     hold_id: str | None = Field(default=None, max_length=36)
+
+
+class InboundRecord(BaseModel):
+    transfer_id: str
+    origin_region: str
+    outcome: Outcome
+    amount: int
+    currency: str
+    payee_id: str
+
+
+class OutboundRecord(BaseModel):
+    """A transfer from this region to a user of another, as this region sees it."""
+
+    transfer_id: str
+    payee_region: str
+    status: Literal["pending", "completed", "failed", "reversed"]
+    amount: int
+    currency: str
+    payee_id: str
+    created_at: datetime
+
+
+class OutboundPage(BaseModel):
+    items: list[OutboundRecord]
+    next_after: str | None
+
+
+class InboundPage(BaseModel):
+    items: list[InboundRecord]
+    #: Pass as ``after`` for the next page; null on the last page.
+    next_after: str | None

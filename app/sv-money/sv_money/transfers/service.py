@@ -6,7 +6,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,13 +18,13 @@ from sv_money.idempotency.service import claim, fingerprint, recall
 from sv_money.ledger.exceptions import BalanceLimit, InsufficientFunds
 from sv_money.ledger.models import AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
-from sv_money.ledger.service import Ledger
+from sv_money.ledger.service import Ledger, net_changes
 from sv_money.metrics import TRANSFERS, refusal_outcome
 from sv_money.notices import TransferNotices
 from sv_money.peers import Directory
 from sv_money.posting.exceptions import SelfTransfer, TransferNotFound
 from sv_money.posting.records import CAPTURING, COMPLETED, Hold, Movement, Transfer
-from sv_money.posting.repository import TransferRepository
+from sv_money.posting.repository import TransferRepository, book_postgres
 from sv_money.posting.schemas import TransferRead, transfer_read
 from sv_money.posting.service import Delivery, Posting, payment_keys, payment_legs
 from sv_money.regions import require_home
@@ -207,13 +207,19 @@ class TransferService:
             booked.append(i)
         if refused:
             await keys.delete_many(refused)  # nothing happened under these keys
-        entry_ids = await ledger.write(planned)
         now = utcnow()
-        written = [
-            Transfer.of(moves[i].movement, status=COMPLETED, at=now, entry_id=entry_id)
-            for i, entry_id in zip(booked, entry_ids, strict=True)
-        ]
-        await TransferRepository(conn).add_many(written)
+        if planned and conn.dialect.name == "postgresql":
+            # One statement (one round trip) for all of the batch's writes.
+            unnumbered = [Transfer.of(moves[i].movement, status=COMPLETED, at=now) for i in booked]
+            entry_of = await book_postgres(conn, net_changes(planned), planned, unnumbered)
+            written = [replace(t, entry_id=entry_of[t.id]) for t in unnumbered]
+        else:
+            entry_ids = await ledger.write(planned)
+            written = [
+                Transfer.of(moves[i].movement, status=COMPLETED, at=now, entry_id=entry_id)
+                for i, entry_id in zip(booked, entry_ids, strict=True)
+            ]
+            await TransferRepository(conn).add_many(written)
         for i, transfer in zip(booked, written, strict=True):
             results[i] = transfer
         return results
