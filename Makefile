@@ -94,7 +94,7 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money
+bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money bench-service
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
@@ -128,6 +128,12 @@ bench-money: venv
 	$(BIN)/python bench/money.py --json bench/results/money.json --doc
 
 # The gateway's authorization step at 10,000 policies (issue 5); see doc/performance.md.
+# A trivial authenticated endpoint on edgelib's full service stack against the same on
+# bare Starlette, one run, wrk (from bench-tools); req/s ratio and CPU ms per request.
+.PHONY: bench-service
+bench-service: venv bench-tools
+	$(BIN)/python bench/service.py --json bench/results/service.json
+
 .PHONY: bench-authz
 bench-authz: venv
 	$(BIN)/python bench/authz.py --json bench/results/authz.json
