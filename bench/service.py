@@ -217,11 +217,11 @@ def run_wrk(
     return raw
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 240  # a busy machine imports FastAPI slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
+            raise SystemExit(f"the server exited with {proc.returncode}:\n{log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -257,13 +257,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for kind in ("full", "bare"):
             port = free_port()
-            log = (run / f"{kind}.log").open("ab")
-            proc = subprocess.Popen(
-                [*pin_server, sys.executable, __file__, "serve", kind, str(port)],
-                cwd=ROOT, env=env, stdout=log, stderr=log,
-            )  # fmt: skip
+            log = run / f"{kind}.log"
+            with log.open("ab") as out:
+                proc = subprocess.Popen(
+                    [*pin_server, sys.executable, __file__, "serve", kind, str(port)],
+                    cwd=ROOT, env=env, stdout=out, stderr=out,
+                )  # fmt: skip
             servers[kind] = (proc, port)
-            wait_ready(port, proc)
+            wait_ready(port, proc, log)
             check_answer(port, run)
         # Enough signatures for the fastest server; a nonce reused is a 401 (an error).
         count = max(20_000, args.seconds * 15_000)
