@@ -39,6 +39,7 @@ from stack import (
     Stack,
     cpu_seconds,
     cpu_shares,
+    load_average,
     login,
     running_stack,
     say,
@@ -173,6 +174,7 @@ def main() -> None:
         shares = cpu_shares(before, cpu_seconds(pids), time.monotonic() - started)
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": load_average(),
         "method": {
             "argon2id": "19 MiB, 2 iterations, parallelism 1 (sv-user's defaults)",
             "stack": "edgectl up on PostgreSQL and Redis: 1 auth-jwt, sv-user 2 east + 1 west",

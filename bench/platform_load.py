@@ -35,6 +35,7 @@ from stack import (
     admin_token,
     cpu_seconds,
     cpu_shares,
+    load_average,
     make_accounts,
     running_stack,
     say,
@@ -148,6 +149,7 @@ def main() -> None:
     busiest, busiest_cpu = next(iter(shares.items()))
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": load_average(),
         "machine": {"cpus": os.cpu_count()},
         "method": {
             "stack": "edgectl up (deploy/local/topology.toml) on PostgreSQL and Redis",

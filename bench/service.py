@@ -306,7 +306,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     full, bare = summary["full"], summary["bare"]
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
         "method": {
             "endpoint": f"GET {PATH} (gateway-signed identity, nonce recorded)",
             "load": f"wrk -t1 -c{args.concurrency}, {args.seconds} s after a 1 s warm-up",
