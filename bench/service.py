@@ -218,7 +218,7 @@ def run_wrk(
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 240  # a busy machine imports FastAPI slowly
+    deadline = time.monotonic() + 900  # a busy machine imports FastAPI slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the server exited with {proc.returncode}:\n{log.read_text()}")
@@ -227,7 +227,7 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
                 return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("the server did not start")
+    raise SystemExit(f"the server did not start:\n{log.read_text()}")
 
 
 def check_answer(port: int, run: Path) -> None:
