@@ -271,9 +271,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for n in range(args.rounds):
             for kind, (proc, port) in servers.items():
                 requests = run / f"requests-{kind}.txt"
-                signed_requests(requests, 5_000, port)
-                run_wrk(pin_load, port, script, requests, 1, args.concurrency)  # warm-up
-                signed_requests(requests, count, port)
+                signed_requests(requests, 2_000, port)
+                warm = run_wrk(pin_load, port, script, requests, 1, args.concurrency)
+                # Signatures are valid for 30 s: make only what the run can use (twice the
+                # warm-up's pace), so signing on a busy machine does not outlast them.
+                pace = warm["requests"] / max(warm["duration_us"] / 1e6, 0.1)
+                signed_requests(
+                    requests, min(count, max(2_000, int(2 * pace * args.seconds))), port
+                )
                 before = cpu_seconds(proc.pid)
                 raw = run_wrk(pin_load, port, script, requests, args.seconds, args.concurrency)
                 cpu = cpu_seconds(proc.pid) - before
