@@ -102,7 +102,7 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money
+bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money bench-service bench-logins bench-platform
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
@@ -136,6 +136,27 @@ bench-money: venv
 	$(BIN)/python bench/money.py --json bench/results/money.json --doc
 
 # The gateway's authorization step at 10,000 policies (issue 5); see doc/performance.md.
+# A trivial authenticated endpoint on edgelib's full service stack against the same on
+# bare Starlette, one run, wrk (from bench-tools); req/s ratio and CPU ms per request.
+.PHONY: bench-service
+bench-service: venv bench-tools
+	$(BIN)/python bench/service.py --json bench/results/service.json
+
+# A login storm on a whole stack (PostgreSQL, Redis): logins/s with argon2id at 19 MiB and
+# 2 iterations, and the p99 of /healthz and token refresh meanwhile (doc/performance.md).
+.PHONY: bench-logins
+bench-logins: venv native
+	tools/ci/ensure-services.sh
+	$(BIN)/python bench/logins.py --json bench/results/logins.json
+
+# The whole platform under a realistic user mix with Locust, through the gateway of an
+# `edgectl up` stack on PostgreSQL and Redis: per-operation req/s, p50/p99, errors, and
+# each process's CPU (which saturates first). bench/results/platform.{json,png}.
+.PHONY: bench-platform
+bench-platform: venv native
+	tools/ci/ensure-services.sh
+	$(BIN)/python bench/platform_load.py --json bench/results/platform.json
+
 .PHONY: bench-authz
 bench-authz: venv
 	$(BIN)/python bench/authz.py --json bench/results/authz.json

@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.responses import Response
 
 from edgelib.about import about_router
@@ -20,7 +19,7 @@ from edgelib.db import Database
 from edgelib.discovery.service import registration
 from edgelib.logs import configure_logging
 from edgelib.logship import HttpSink, LogShipper
-from edgelib.middleware import RequestContextMiddleware
+from edgelib.middleware import HttpMetrics, RequestContextMiddleware
 from edgelib.migrations import upgrade_async
 from edgelib.openapi import install_problem_openapi
 from edgelib.permissions import PolicyPermissions
@@ -185,7 +184,16 @@ def create_service_app(
     app.state.readiness_details = {}
     install_problem_handlers(app)
     install_problem_openapi(app)
-    app.add_middleware(RequestContextMiddleware, instance=settings.instance_id)
+    # HTTP metrics live in a registry of this app's own (several apps may share a
+    # process, in tests or in the gateway); /metrics serves it with the process-wide
+    # registry, where the service's own metrics are.
+    http_metrics = HttpMetrics(settings.service_name)
+    http_registry = CollectorRegistry(auto_describe=True)
+    http_registry.register(http_metrics)
+    app.state.http_metrics = http_metrics
+    app.add_middleware(
+        RequestContextMiddleware, instance=settings.instance_id, metrics=http_metrics
+    )
     # Around everything (the access log, the 500 handler), so all carry the trace id.
     install_trace_context(app)
 
@@ -226,14 +234,6 @@ def create_service_app(
         return body
 
     app.include_router(about_router(api_prefix))
-
-    # HTTP metrics live in a registry of this app's own (several apps may share a
-    # process, in tests or in the gateway); /metrics serves it with the process-wide
-    # registry, where the service's own metrics are.
-    http_registry = CollectorRegistry(auto_describe=True)
-    Instrumentator(
-        excluded_handlers=["/healthz", "/readyz", "/metrics"], registry=http_registry
-    ).instrument(app)
 
     #: More exposition text for /metrics (the gateway's counters merged across workers).
     app.state.metrics_sources = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, ClassVar
@@ -86,8 +87,86 @@ async def test_health_readiness_and_metrics_answer(tmp_path: Path) -> None:
         assert ready["checks"] == {"database": "ok", "backend": "ok"}
         await client.get("/api/v1/tiny/about")
         metrics = (await client.get("/metrics")).text
-        assert "http_requests_total" in metrics
-        assert "/api/v1/tiny/about" in metrics
+        assert (
+            'edge_http_requests_total{method="GET",route="/api/v1/tiny/about",'
+            'service="tiny",status_class="2xx"} 1.0'
+        ) in metrics
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """``{labels: value}`` of one metric in a Prometheus text exposition."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) :].rsplit(" ", 1)
+            found[labels] = float(value)
+    return found
+
+
+async def test_red_metrics_label_requests_by_route_template_and_status_class(
+    tmp_path: Path,
+) -> None:
+    app = tiny_app(tmp_path)
+
+    @app.get("/api/v1/tiny/things/{thing_id}")
+    async def thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    async with running(app, raise_app_exceptions=False) as client:
+        for n in (1, 2, 3):
+            assert (await client.get(f"/api/v1/tiny/things/{n}")).status_code == 200
+        assert (await client.get("/api/v1/tiny/things/x")).status_code == 422
+        assert (await client.get("/no/such/path/7")).status_code == 404
+        assert (await client.get("/api/v1/tiny/boom")).status_code == 500
+        await client.get("/healthz")
+        text = (await client.get("/metrics")).text
+    counts = samples(text, "edge_http_requests_total")
+    route = 'method="GET",route="/api/v1/tiny/things/{thing_id}",service="tiny"'
+    assert counts[f'{{{route},status_class="2xx"}}'] == 3
+    assert counts[f'{{{route},status_class="4xx"}}'] == 1
+    assert counts['{method="GET",route="none",service="tiny",status_class="4xx"}'] == 1
+    assert counts['{method="GET",route="/api/v1/tiny/boom",service="tiny",status_class="5xx"}'] == 1
+    # The raw path never becomes a label; probes and scrapes are not counted.
+    assert "/no/such/path" not in text
+    assert "things/1" not in text
+    assert "/healthz" not in text
+    durations = samples(text, "edge_http_request_duration_seconds_count")
+    assert durations[f"{{{route}}}"] == 4
+    buckets = samples(text, "edge_http_request_duration_seconds_bucket")
+    assert buckets[f'{{le="+Inf",{route}}}'] == 4
+    assert samples(text, "edge_http_requests_in_flight") == {'{service="tiny"}': 0.0}
+
+
+async def test_in_flight_gauge_counts_requests_being_answered(tmp_path: Path) -> None:
+    app = tiny_app(tmp_path, with_db=False)
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    @app.get("/api/v1/tiny/slow")
+    async def slow() -> dict[str, bool]:
+        entered.set()
+        await release.wait()
+        return {"ok": True}
+
+    async with running(app) as client:
+        pending = asyncio.create_task(client.get("/api/v1/tiny/slow"))
+        await asyncio.wait_for(entered.wait(), 5)
+        during = samples((await client.get("/metrics")).text, "edge_http_requests_in_flight")
+        release.set()
+        assert (await pending).status_code == 200
+        after = samples((await client.get("/metrics")).text, "edge_http_requests_in_flight")
+    assert during == {'{service="tiny"}': 1.0}
+    assert after == {'{service="tiny"}': 0.0}
+
+
+async def test_unknown_methods_share_one_label(tmp_path: Path) -> None:
+    async with running(tiny_app(tmp_path, with_db=False)) as client:
+        for method in ("BREW", "WHEN", "PROPFIND"):
+            await client.request(method, "/api/v1/tiny/about")
+        text = (await client.get("/metrics")).text
+    counts = samples(text, "edge_http_requests_total")
+    assert sum(v for k, v in counts.items() if 'method="OTHER"' in k) == 3
+    assert "BREW" not in text
 
 
 async def test_readiness_fails_with_problem_when_backend_is_down(tmp_path: Path) -> None:

@@ -272,6 +272,22 @@ async def test_credential_check_is_internal_and_says_only_yes_or_no(stack: Ident
     assert (await check("mona", PASSWORD, sign=False)).status_code == 401
 
 
+async def test_a_saturated_hashing_pool_answers_login_503_with_retry_after(
+    stack: IdentityStack,
+) -> None:
+    await stack.register("olga", region="east")
+    passwords = stack.apps["sv-user-east"].state.passwords
+    limit, passwords.limit = passwords.limit, 0  # as if every thread and queue slot were taken
+    try:
+        refused = await stack.login("olga", PASSWORD)
+    finally:
+        passwords.limit = limit
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["type"].endswith("/credential-check-unavailable")
+    assert (await stack.login("olga", PASSWORD)).status_code == 200
+
+
 async def test_passwords_are_stored_as_argon2id_at_least_owasp_cost(stack: IdentityStack) -> None:
     await stack.register("nina", region="east")
     (user,) = [u for u in await users_in(stack, "east") if u.username == "nina"]

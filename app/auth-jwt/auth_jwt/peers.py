@@ -72,8 +72,10 @@ class UserDirectory:
         if response.status_code in (401, 404, 422):
             raise InvalidCredentials("invalid username or password")
         if response.status_code != 200:
+            # 503 when sv-user's password hashing is saturated: the client may retry soon.
             raise CredentialCheckUnavailable(
-                f"sv-user of {region!r} answered {response.status_code}"
+                f"sv-user of {region!r} answered {response.status_code}",
+                headers={"Retry-After": response.headers.get("retry-after", "1")},
             )
         doc = response.json()
         return VerifiedUser(doc["id"], doc["username"], doc["region"])

@@ -33,6 +33,10 @@ class Settings(ServiceSettings):
     password_memory_kib: int = Field(default=19456, ge=19456)
     password_iterations: int = Field(default=2, ge=2)
     password_parallelism: int = Field(default=1, ge=1)
+    #: Threads hashing passwords at once (0: one per CPU), and how many more checks may
+    #: wait for one; past that a login or registration is answered 503 with Retry-After.
+    password_hash_workers: int = Field(default=0, ge=0)
+    password_hash_queue: int = Field(default=64, ge=0)
 
     #: Names nobody may register (comma-separated), nor any case or look-alike variant
     #: of them; the bootstrap admin's name (``admin_username``) is added to them.

@@ -68,7 +68,10 @@ def create_app(
                 memory_kib=settings.password_memory_kib,
                 iterations=settings.password_iterations,
                 parallelism=settings.password_parallelism,
+                workers=settings.password_hash_workers,
+                max_waiting=settings.password_hash_queue,
             )
+            stack.callback(app.state.passwords.close)
             app.state.reserved_names = ReservedNames.from_setting(
                 settings.reserved_usernames, settings.admin_username
             )
