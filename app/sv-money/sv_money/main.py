@@ -17,6 +17,7 @@ from edgelib.db import Database
 from edgelib.events import EventPublisher, HttpEventSink
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
+from edgelib.uow import Transactions
 from sv_money.audit.endpoints import internal_router as audit_internal_router
 from sv_money.audit.endpoints import router as audit_router
 from sv_money.audit.service import AuditService
@@ -32,7 +33,6 @@ from sv_money.peers import Directory, MoneyPeers
 from sv_money.topups.endpoints import internal_router as topups_internal_router
 from sv_money.topups.endpoints import router as topups_router
 from sv_money.topups.service import TopupService
-from sv_money.transactions import Transactions
 from sv_money.transfers.endpoints import router as transfers_router
 from sv_money.transfers.service import TransferService
 from sv_money.wallet.endpoints import router as wallet_router

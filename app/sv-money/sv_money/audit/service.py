@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
+from edgelib.uow import Transactions
 from sv_money.audit.exceptions import UnknownRegion
 from sv_money.audit.repository import AuditRepository
 from sv_money.audit.schemas import AuditReport, Violation
@@ -27,7 +28,6 @@ from sv_money.crossregion.service import CrossRegionService
 from sv_money.exceptions import PeerProblem, PeerUnavailable
 from sv_money.peers import MoneyPeers
 from sv_money.tables import accounts, entries, holds, postings, transfers, utcnow
-from sv_money.transactions import Transactions
 
 #: A report lists at most this many violations (it still says when there were more).
 MAX_LISTED = 1000

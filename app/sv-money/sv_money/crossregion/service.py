@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from edgelib.uow import Transactions
 from sv_money.crossregion.exceptions import TransferMismatch
 from sv_money.crossregion.records import CREDITED, REFUSED, Decision
 from sv_money.crossregion.repository import InboundRepository
@@ -40,7 +41,6 @@ from sv_money.posting.repository import OUTBOX_PENDING, OutboxRepository, Transf
 from sv_money.posting.schemas import CreditRequest
 from sv_money.posting.service import Posting
 from sv_money.tables import utcnow
-from sv_money.transactions import Transactions
 
 logger = logging.getLogger("sv_money.crossregion")
 

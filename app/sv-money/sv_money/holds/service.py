@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
+from edgelib.uow import Transactions
 from sv_money.exceptions import AmountTooLarge
 from sv_money.holds.exceptions import (
     CaptureTooLarge,
@@ -42,7 +43,6 @@ from sv_money.posting.repository import HoldRepository
 from sv_money.posting.service import Delivery, Posting
 from sv_money.regions import require_home
 from sv_money.tables import utcnow
-from sv_money.transactions import Transactions
 
 
 class HoldService:

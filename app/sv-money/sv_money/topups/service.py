@@ -13,6 +13,7 @@ from urllib.parse import quote
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
+from edgelib.uow import Transactions
 from sv_money.exceptions import AmountTooLarge, PeerProblem, PeerUnavailable, WrongRegion
 from sv_money.idempotency.service import claim, fingerprint
 from sv_money.ledger.models import TOPUP_SOURCE, AccountKey
@@ -24,7 +25,6 @@ from sv_money.posting.schemas import TransferRead, transfer_read
 from sv_money.posting.service import Posting
 from sv_money.tables import utcnow
 from sv_money.topups.schemas import ForwardedTopup, TopupCreate, TopupResult
-from sv_money.transactions import Transactions
 
 
 class TopupService:

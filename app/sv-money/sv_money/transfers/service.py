@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
+from edgelib.uow import Transactions
 from sv_money.batching import GroupCommit
 from sv_money.exceptions import AmountTooLarge
 from sv_money.idempotency.repository import IdempotencyRepository
@@ -28,7 +29,6 @@ from sv_money.posting.schemas import TransferRead, transfer_read
 from sv_money.posting.service import Delivery, Posting, payment_keys, payment_legs
 from sv_money.regions import require_home
 from sv_money.tables import utcnow
-from sv_money.transactions import Transactions
 from sv_money.transfers.exceptions import BadCursor, KeyContended
 from sv_money.transfers.schemas import TransferCreate, TransferPage
 
