@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
+from edgelib.peers import PeerProblem, PeerUnavailable
 from edgelib.uow import Transactions
 from sv_money.audit.exceptions import UnknownRegion
 from sv_money.audit.repository import AuditRepository
@@ -25,7 +26,6 @@ from sv_money.crossregion.schemas import (
     OutboundRecord,
 )
 from sv_money.crossregion.service import CrossRegionService
-from sv_money.exceptions import PeerProblem, PeerUnavailable
 from sv_money.peers import MoneyPeers
 from sv_money.tables import accounts, entries, holds, postings, transfers, utcnow
 

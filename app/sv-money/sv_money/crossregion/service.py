@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from edgelib.peers import PeerProblem, PeerUnavailable
 from edgelib.uow import Transactions
 from sv_money.crossregion.exceptions import TransferMismatch
 from sv_money.crossregion.records import CREDITED, REFUSED, Decision
@@ -32,7 +33,6 @@ from sv_money.crossregion.schemas import (
     OutboundRecord,
 )
 from sv_money.currencies import is_currency
-from sv_money.exceptions import PeerProblem, PeerUnavailable
 from sv_money.ledger.models import AccountKey, clearing
 from sv_money.notices import TransferNotices
 from sv_money.peers import MoneyPeers

@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
+from edgelib.peers import DirectoryClient
 from edgelib.uow import Transactions
 from sv_money.exceptions import AmountTooLarge
 from sv_money.holds.exceptions import (
@@ -26,7 +27,6 @@ from sv_money.holds.exceptions import (
 from sv_money.holds.schemas import HoldCapture, HoldCreate, HoldRead, hold_read
 from sv_money.idempotency.service import claim, fingerprint
 from sv_money.ledger.models import AccountKey
-from sv_money.peers import Directory
 from sv_money.posting.exceptions import SelfTransfer
 from sv_money.posting.records import (
     CAPTURED,
@@ -49,7 +49,7 @@ class HoldService:
     def __init__(
         self,
         tx: Transactions,
-        directory: Directory,
+        directory: DirectoryClient,
         delivery: Delivery,
         *,
         region: str,

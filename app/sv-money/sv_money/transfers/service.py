@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
+from edgelib.peers import DirectoryClient
 from edgelib.uow import Transactions
 from sv_money.batching import GroupCommit
 from sv_money.exceptions import AmountTooLarge
@@ -21,7 +22,6 @@ from sv_money.ledger.models import AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
 from sv_money.ledger.service import Ledger
 from sv_money.notices import TransferNotices
-from sv_money.peers import Directory
 from sv_money.posting.exceptions import SelfTransfer, TransferNotFound
 from sv_money.posting.records import CAPTURING, COMPLETED, Hold, Movement, Transfer
 from sv_money.posting.repository import TransferRepository
@@ -64,7 +64,7 @@ class TransferService:
     def __init__(
         self,
         tx: Transactions,
-        directory: Directory,
+        directory: DirectoryClient,
         delivery: Delivery,
         *,
         region: str,
