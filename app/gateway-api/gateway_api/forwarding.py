@@ -22,6 +22,7 @@ from gateway_api.transport.http_client import (
 )
 
 if TYPE_CHECKING:
+    from gateway_api.metrics import GatewayMetrics
     from gateway_api.routing.table import Route
     from gateway_api.security.signing import ForwardSigner
     from gateway_api.upstreams.pools import Instance, Pool, RetryBudget
@@ -129,6 +130,7 @@ async def forward(
     response_dropped: frozenset[bytes] = RESPONSE_DROPPED_PRIVATE,
     signer: ForwardSigner | None = None,
     identity: bytes = b"",
+    metrics: GatewayMetrics | None = None,
 ) -> tuple[int, str]:
     """Send the request to an instance of ``pool``; stream its answer to ``exchange``.
 
@@ -137,7 +139,8 @@ async def forward(
     can be given (504 on timeout, 502 on a broken upstream, 503 when nothing is
     eligible), only before any byte of a response has been sent. With ``signer``, each
     attempt is signed (with ``identity``) afresh: its own nonce, so a retry on another
-    instance is not refused as a replay.
+    instance is not refused as a replay. With ``metrics``, every attempt is counted
+    under the pool's label, by outcome, with its duration.
     """
     scope = exchange.scope
     method: str = scope["method"]
@@ -150,8 +153,11 @@ async def forward(
     tried: set[str] | None = None
     last_problem: Problem | None = None
     for attempt in range(1 + route.retries):
-        if attempt and not _may_retry(body, budget):
-            break
+        if attempt:
+            if not _may_retry(body, budget):
+                break
+            if metrics is not None:
+                metrics.retry(pool.label)
         instance = pool.choose(route.balancing, hash_key, tried)
         if instance is None:
             break
@@ -168,7 +174,7 @@ async def forward(
             signed = headers
         outcome = await _attempt(
             exchange, client, instance, route, method, target, signed, body, remaining,
-            request_id, idempotent, response_dropped,
+            request_id, idempotent, response_dropped, metrics, pool.label,
         )  # fmt: skip
         if isinstance(outcome, int):
             return outcome, instance.spec.id
@@ -212,13 +218,21 @@ async def _attempt(
     request_id: bytes,
     idempotent: bool,
     response_dropped: frozenset[bytes],
+    metrics: GatewayMetrics | None,
+    upstream: str,
 ) -> int | Problem:
-    """One try on one instance: the status it answered, or the problem it caused."""
+    """One try on one instance: the status it answered, or the problem it caused.
+
+    Its outcome for the metrics: ``ok`` (an answer), ``bad_status`` (502/503/504
+    counted against the instance), ``connect_error``, ``timeout``, ``upstream_error``
+    (the connection broke), ``aborted`` (the client went, or its body was too large).
+    """
     url = instance.url
     origin = client.pool(url)
     head = request_head(method, target, instance.host, headers)
     started = time.monotonic()
     instance.in_flight += 1
+    result = "aborted"
     try:
         for fresh_retry in (False, True):
             try:
@@ -227,6 +241,7 @@ async def _attempt(
                 conn = pooled or await origin.connect(min(route.connect_timeout, remaining))
             except ConnectFailed as failure:
                 _failed(instance, f"connect: {failure.__cause__.__class__.__name__}")
+                result = "connect_error"
                 return UpstreamUnreachable(f"{instance.spec.service} refused the connection")
             try:
                 resp = await _send(conn, method, head, body, route, remaining, started)
@@ -241,6 +256,7 @@ async def _attempt(
             except UpstreamTimeout:
                 conn.abort()
                 _failed(instance, "timeout")
+                result = "timeout"
                 return GatewayTimeout(f"{instance.spec.service} did not answer in time")
             except UpstreamError as exc:
                 conn.abort()
@@ -255,6 +271,7 @@ async def _attempt(
                     if not conn.received_any:
                         continue
                 _failed(instance, type(exc).__name__)
+                result = "upstream_error"
                 return BadGateway(f"{instance.spec.service} failed to answer")
             except BaseException:
                 conn.abort()
@@ -263,6 +280,7 @@ async def _attempt(
         if status in RETRY_STATUSES and not (status == 503 and _retry_after(resp.headers)):
             instance.breaker.on_failure(time.monotonic())
             instance.errors += 1
+            result = "bad_status"
         elif instance.breaker.failures or instance.breaker.state != "closed":
             # A 503 with Retry-After is the instance answering for a dependency that is
             # away (its database, say): every instance would say the same, and opening
@@ -271,9 +289,13 @@ async def _attempt(
         await _relay(exchange, conn, resp, method, route, request_id, response_dropped)
         origin.release(conn)
         instance.served += 1
+        if result == "aborted":
+            result = "ok"
         return status
     finally:
         instance.in_flight -= 1
+        if metrics is not None:
+            metrics.attempt(upstream, result, time.monotonic() - started)
 
 
 async def _send(

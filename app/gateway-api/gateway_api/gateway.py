@@ -16,6 +16,7 @@ from edgelib.signing import ServiceSigner
 from gateway_api import native
 from gateway_api.config import Settings
 from gateway_api.forwarding import RESPONSE_DROPPED, RESPONSE_DROPPED_PRIVATE
+from gateway_api.metrics import GatewayMetrics
 from gateway_api.problems import PolicyUnavailable
 from gateway_api.routing.reload import RouteWatcher
 from gateway_api.routing.sv_config import ConfigRoutes
@@ -109,6 +110,8 @@ class Gateway:
         self.upstreams = Upstreams(topology)
         self.egress = Egress(settings)
         self.backend: Backend | None = None
+        #: This worker's traffic counters (merged across workers by the admin listener).
+        self.metrics = GatewayMetrics()
 
     @property
     def session(self) -> aiohttp.ClientSession:

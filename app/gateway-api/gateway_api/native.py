@@ -29,6 +29,7 @@ MODULES = (
     "accesslog",
     "forwarding",
     "gateway",
+    "metrics",
     "proxy",
     "tracecontext",
     "routing.table",

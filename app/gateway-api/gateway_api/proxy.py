@@ -58,7 +58,19 @@ _NOT_COPIED = HOP_BY_HOP | {
     b"x-real-ip",
 }
 _HEALTH_BODY = b'{"status":"ok"}'
+#: The route and region labels of a request refused before they were known.
+NONE = "none"
+#: The region label of a route to a global service.
+GLOBAL = "global"
 _JSON = [(b"content-type", b"application/json")]
+
+
+class Seen:
+    """What a request's metrics labels need to know of how far it got."""
+
+    def __init__(self) -> None:
+        self.route = NONE
+        self.region = NONE
 
 
 class Proxy:
@@ -66,6 +78,7 @@ class Proxy:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.metrics = gateway.metrics
         settings = gateway.settings
         self.access_log = AccessLog(
             service=settings.service_name, instance=settings.instance_id, region=settings.region
@@ -75,6 +88,11 @@ class Proxy:
         """Write out what is still buffered (at shutdown)."""
         self.access_log.flush()
 
+    def bad_request(self, status: int, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The server's own refusals (malformed HTTP), counted, as problem+json."""
+        self.metrics.refused_by_server(status)
+        return bad_request(status, detail)
+
     async def __call__(self, exchange: Exchange) -> None:
         scope = exchange.scope
         path: str = scope["path"]
@@ -82,6 +100,8 @@ class Proxy:
             exchange.respond(200, _JSON, _HEALTH_BODY)
             return
         started = time.perf_counter()
+        metrics = self.metrics
+        metrics.in_flight += 1
         request_id = _request_id(scope)
         trace = TraceContext.continued(scope["headers"])
         token = set_request_id(request_id)
@@ -89,11 +109,13 @@ class Proxy:
             trace.attach()
         status = 500
         upstream: str | None = None
+        seen = Seen()
         try:
             try:
-                status, upstream = await self._handle(exchange, request_id, trace)
+                status, upstream = await self._handle(exchange, request_id, trace, seen)
             except Problem as exc:
                 status = exc.status_code
+                metrics.refused(exc.type_slug)
                 if exchange.response_started:
                     exchange.abort()
                 else:
@@ -106,12 +128,15 @@ class Proxy:
                 raise
         finally:
             trace.detach()
+            seconds = time.perf_counter() - started
+            metrics.in_flight -= 1
+            metrics.request(seen.route, scope["method"], status, seen.region, seconds)
             self.access_log.request(
                 method=scope["method"],
                 path=path,
                 status=status,
                 upstream=upstream,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                duration_ms=round(seconds * 1000, 3),
                 trace_id=trace.trace_id,
                 span_id=trace.span_id,
                 request_id=request_id,
@@ -119,7 +144,7 @@ class Proxy:
             reset_request_id(token)
 
     async def _handle(
-        self, exchange: Exchange, request_id: str, trace: TraceContext
+        self, exchange: Exchange, request_id: str, trace: TraceContext, seen: Seen
     ) -> tuple[int, str | None]:
         gateway = self.gateway
         scope = exchange.scope
@@ -147,6 +172,7 @@ class Proxy:
             ) from exc
         if route is None:
             raise NotFound(f"no route serves {path}")
+        seen.route = route.label or route.name
         if upgrade is not None and not route.websocket:
             raise UpgradeRefused(f"{route.name} takes no WebSocket upgrades")
         # Known callers, cached regions and cached decisions cost no I/O and log
@@ -179,6 +205,7 @@ class Proxy:
                 f"{route.service} has no instances in region {region}",
                 headers={"Retry-After": "5"},
             )
+        seen.region = GLOBAL if region is None else region  # a topology region: bounded
         hash_key = identity.user_id if identity is not None else client_ip
         egress = gateway.egress
         headers, idempotency_key = self._outgoing_headers(
@@ -186,9 +213,13 @@ class Proxy:
         )
         signer = gateway.security.forward_signer if encoded_identity else None
         if exchange.upgrade is not None:
-            return await self._tunnel(
-                exchange, route, pool, headers, hash_key, signer, identity, encoded_identity
-            )
+            self.metrics.tunnels += 1
+            try:
+                return await self._tunnel(
+                    exchange, route, pool, headers, hash_key, signer, identity, encoded_identity
+                )
+            finally:
+                self.metrics.tunnels -= 1
         return await forward(
             exchange,
             client=egress.client,
@@ -203,6 +234,7 @@ class Proxy:
             response_dropped=egress.response_dropped,
             signer=signer,
             identity=encoded_identity,
+            metrics=self.metrics,
         )
 
     async def _tunnel(

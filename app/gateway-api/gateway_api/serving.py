@@ -19,13 +19,14 @@ import signal
 import uvicorn
 
 from edgelib.runner import freeze_startup_heap
+from edgelib.tracing import otlp_traces_endpoint
 from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
-from gateway_api.proxy import bad_request, create_public_app
+from gateway_api.proxy import create_public_app
 from gateway_api.tracecontext import TraceContext
 from gateway_api.transport.server import HttpServer
-from gateway_api.workers import WorkerPool, WorkerStats, watch_parent
+from gateway_api.workers import MetricsEndpoint, WorkerPool, WorkerStats, watch_parent
 
 logger = logging.getLogger("gateway")
 
@@ -52,7 +53,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         )
     gateway = Gateway(settings)
     admin_app = create_app(settings, gateway)
-    TraceContext.record_spans = bool(settings.otlp_endpoint)
+    TraceContext.record_spans = otlp_traces_endpoint() is not None
     workers = max(1, settings.workers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,7 +83,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         proxy = create_public_app(gateway)
         public = HttpServer(
             proxy,
-            bad_request=bad_request,
+            bad_request=proxy.bad_request,
             keep_alive_timeout=settings.keep_alive_timeout,
             trusted_proxies=settings.trusted_peers(),
             limits=settings.client_limits(),
@@ -91,6 +92,10 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         freeze_startup_heap()  # routes, policy, keys and modules: no more full-heap walks
         stats = WorkerStats(settings, gateway, worker)
         stats.start()
+        endpoint: MetricsEndpoint | None = None
+        if worker > 0:
+            endpoint = MetricsEndpoint(settings, gateway, worker)
+            await endpoint.start()
         pool: WorkerPool | None = None
         if worker == 0 and workers > 1:
             pool = WorkerPool(workers - 1)
@@ -104,6 +109,8 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         if pool is not None:
             await pool.stop()
         await stats.stop()
+        if endpoint is not None:
+            await endpoint.stop()
         await public.stop()
         proxy.close()
         if admin is not None and admin_task is not None:

@@ -15,17 +15,24 @@ and the kernel spreads connections over them. What each kind of state does:
   worker within the same interval;
 - counters for ``/admin/cluster``: every worker writes a snapshot of its view to
   ``var/run/gateway-<port>/worker-<n>.json`` each second and the admin listener
-  adds them up (workers always share a machine, so files are enough).
+  adds them up (workers always share a machine, so files are enough);
+- traffic metrics for ``/metrics``: every other worker answers its counters, as they
+  are at that instant, on a Unix socket (``var/run/gateway-<port>/metrics-<n>.sock``,
+  :class:`MetricsEndpoint`); the admin listener asks each of them at scrape time
+  (:func:`fetch_worker_metrics`) and adds them to its own, so one scrape counts every
+  request every worker has answered (doc/services/gateway-api.md, "Metrics").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +46,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gateway.workers")
 
 SNAPSHOT_INTERVAL = 1.0
+#: How long the admin listener waits for a worker's metrics at scrape time.
+METRICS_TIMEOUT = 1.0
+#: Linux's limit on a Unix socket's path (108 bytes with the final NUL), with room.
+_SOCKET_PATH_MAX = 100
+#: A breaker's state as the ``edge_gateway_breaker_state`` gauge gives it.
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 #: A snapshot older than this belongs to a worker that is gone.
 SNAPSHOT_STALE = 5.0
 
@@ -54,6 +67,99 @@ def rss_bytes() -> int:
 
 def stats_dir(settings: Settings) -> Path:
     return settings.var_dir / "run" / f"gateway-{settings.port}"
+
+
+def metrics_socket(settings: Settings, index: int) -> Path:
+    """Where worker ``index`` answers its metrics: under the var directory, or (when that
+    path is too long for a Unix socket) in a private directory under the temp dir."""
+    path = stats_dir(settings) / f"metrics-{index}.sock"
+    if len(str(path)) <= _SOCKET_PATH_MAX:
+        return path
+    tag = hashlib.sha256(str(stats_dir(settings).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"edge-gateway-{tag}" / f"metrics-{index}.sock"
+
+
+def worker_metrics(gateway: Gateway, index: int) -> dict[str, Any]:
+    """This worker's counters (:meth:`GatewayMetrics.snapshot`) and the state it sees:
+    instance health and breakers, the route table, the policy version."""
+    snapshot = gateway.metrics.snapshot()
+    snapshot["worker"] = index
+    snapshot["instances"] = [
+        [pool.label, i.spec.id, 1 if i.healthy else 0, BREAKER_STATES.get(i.breaker.state, 2)]
+        for pool in gateway.upstreams.pools.values()
+        for i in pool.instances
+    ]
+    table = gateway.routing.table
+    release = 0
+    kind = "file"
+    if table.source.startswith("sv-config:"):
+        kind = "sv-config"
+        with contextlib.suppress(ValueError):
+            release = int(table.source.rpartition("#")[2])
+    snapshot["route_table"] = {
+        "source": kind,
+        "version": table.version,
+        "release": release,
+        "routes": len(table.routes),
+    }
+    authz = gateway.security.authz
+    snapshot["policy_version"] = authz.version if authz is not None else None
+    return snapshot
+
+
+class MetricsEndpoint:
+    """A worker other than 0: answers :func:`worker_metrics` to each connection on its
+    Unix socket (the connection is the request; the answer is one JSON document)."""
+
+    def __init__(self, settings: Settings, gateway: Gateway, index: int) -> None:
+        self.gateway = gateway
+        self.index = index
+        self.path = metrics_socket(settings, index)
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by a worker that was killed
+        self._server = await asyncio.start_unix_server(self._answer, path=str(self.path))
+        os.chmod(self.path, 0o600)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            # Taken synchronously: no request is counted half-way through a snapshot.
+            writer.write(orjson.dumps(worker_metrics(self.gateway, self.index)))
+            await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+async def _fetch_one(path: Path) -> dict[str, Any] | None:
+    try:
+        async with asyncio.timeout(METRICS_TIMEOUT):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            try:
+                data = await reader.read()
+            finally:
+                writer.close()
+        doc = orjson.loads(data)
+    except (OSError, TimeoutError, orjson.JSONDecodeError):
+        return None  # a worker restarting, or gone: this scrape goes without it
+    return doc if isinstance(doc, dict) else None
+
+
+async def fetch_worker_metrics(settings: Settings, workers: int) -> list[dict[str, Any] | None]:
+    """Workers 1..``workers``-1's metrics, asked together; None for one that did not answer."""
+    paths = [metrics_socket(settings, index) for index in range(1, workers)]
+    return list(await asyncio.gather(*(_fetch_one(p) for p in paths)))
 
 
 class WorkerStats:

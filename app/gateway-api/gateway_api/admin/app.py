@@ -1,5 +1,6 @@
 """The admin listener (loopback only by default): its app, whose lifespan starts and
-stops the shared :class:`~gateway_api.gateway.Gateway`, and ``GET /cluster``."""
+stops the shared :class:`~gateway_api.gateway.Gateway`, ``GET /cluster``, and the
+gateway's traffic metrics (every worker's) on ``GET /metrics``."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -7,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI, Request
 
 from edgelib.app import create_service_app
+from gateway_api.admin.metrics import gateway_metrics
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.workers import with_workers
@@ -41,5 +43,6 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.gateway = gw
+    app.state.metrics_sources.append(lambda: gateway_metrics(gw))
     app.include_router(router)
     return app

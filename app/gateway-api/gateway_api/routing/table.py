@@ -17,10 +17,13 @@ upgrades only with ``websocket = true``, and only on ``GET``.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+import orjson
 
 from gateway_api.security.ratelimit import RateLimit
 from gateway_api.upstreams.balancing import POLICIES
@@ -69,6 +72,8 @@ class Route:
     websocket: bool = False
     #: The methods it answers: ``methods``, else :data:`DEFAULT_METHODS`.
     allowed: frozenset[str] = DEFAULT_METHODS
+    #: :attr:`name`, made once by the table's loader (the metrics' ``route`` label).
+    label: str = ""
 
     @property
     def name(self) -> str:
@@ -98,9 +103,11 @@ class MethodNotAllowed(Exception):
 class RouteTable:
     """Routes ordered most specific first: exact paths, longer prefixes, method-bound."""
 
-    def __init__(self, routes: list[Route], *, source: str = "") -> None:
+    def __init__(self, routes: list[Route], *, source: str = "", version: str = "") -> None:
         self.routes = sorted(routes, key=Route.specificity, reverse=True)
         self.source = source
+        #: A digest of the table's document (the same document, the same version).
+        self.version = version
 
     def match(self, method: str, path: str) -> Route | None:
         """The route for ``method path``; raises MethodNotAllowed if only the method is wrong."""
@@ -164,8 +171,8 @@ def _route(item: dict[str, Any], defaults: dict[str, Any], rules: RouteRules) ->
         raise RouteTableError(f"route {where}: unknown balancing {balancing!r}")
     numbers = _numbers(data, where)
     rate_limit = None
+    name = f"{','.join(sorted(methods)) if methods else '*'} {path or prefix}"
     if data.get("rate_limit") is not None:
-        name = f"{','.join(sorted(methods)) if methods else '*'} {path or prefix}"
         rate_limit = _rate_limit(data, where, access, name)
     return Route(
         service=service,
@@ -184,6 +191,7 @@ def _route(item: dict[str, Any], defaults: dict[str, Any], rules: RouteRules) ->
         rate_limit=rate_limit,
         websocket=websocket,
         allowed=methods if methods is not None else DEFAULT_METHODS,
+        label=name,
     )
 
 
@@ -285,7 +293,8 @@ def parse_routes(
         if key in seen:
             raise RouteTableError(f"route {r.name} is declared twice")
         seen.add(key)
-    return RouteTable(routes, source=source)
+    digest = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS, default=str))
+    return RouteTable(routes, source=source, version=digest.hexdigest()[:12])
 
 
 def load_routes(path: Path, rules: RouteRules | None = None) -> RouteTable:

@@ -132,6 +132,12 @@ class Pool:
     region: str | None
     instances: list[Instance]
     balancers: dict[str, Balancer] = field(default_factory=dict)
+    #: ``service/region`` (or ``service`` when global): the metrics' ``upstream`` label.
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = self.service if self.region is None else f"{self.service}/{self.region}"
 
     def choose(
         self, policy: str, key: str | None = None, exclude: set[str] | None = None

@@ -33,6 +33,7 @@ from sv_config.exceptions import (
     ReleaseNotFound,
     ReleaseTooLarge,
 )
+from sv_config.metrics import RELEASES
 from sv_config.models import GrayRelease, Namespace, Release, utcnow
 from sv_config.refs import NamespaceRef, load_namespace, record
 from sv_config.repository import ConfigRepository
@@ -347,5 +348,6 @@ class ReleaseService:
             raise ConcurrentChange(
                 f"another release of {namespace.name} was made at the same time; retry"
             ) from exc
+        RELEASES.labels(kind).inc()
         namespace.updated_at = utcnow()
         return release
