@@ -114,3 +114,32 @@ def test_own_package_and_relative_imports_are_fine(tmp_path: Path) -> None:
     (tmp_path / "libs").mkdir()
     (tmp_path / "tools/edgectl").mkdir(parents=True)
     assert violations(tmp_path) == []
+
+
+#: What the kernel owns, as the line that defines it, and the one module allowed to.
+KERNEL = {
+    "SessionDep": (r"^SessionDep\s*=", "libs/edgelib/uow.py"),
+    "Transactions": (r"^class Transactions\b", "libs/edgelib/uow.py"),
+    "after_commit": (r"^def after_commit\b", "libs/edgelib/uow.py"),
+    "PeerUnavailable": (r"^class PeerUnavailable\b", "libs/edgelib/peers.py"),
+    "PeerProblem": (r"^class PeerProblem\b", "libs/edgelib/peers.py"),
+    "the sv-region directory client": (
+        r"^class (Directory|DirectoryClient)\b",
+        "libs/edgelib/peers.py",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL))
+def test_what_the_kernel_owns_is_defined_once_in_edgelib(name: str) -> None:
+    import re
+
+    pattern, home = KERNEL[name]
+    regex = re.compile(pattern, re.M)
+    found = [
+        str(path.relative_to(ROOT))
+        for tree in ("app", "libs")
+        for path in sorted((ROOT / tree).rglob("*.py"))
+        if regex.search(path.read_text())
+    ]
+    assert found == [home]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,10 @@ from sqlalchemy import DateTime, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from starlette.requests import HTTPConnection
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -75,16 +72,6 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """Yield a session committed on success and rolled back on any error."""
-        async with self.sessions() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
-
 
 def ensure_sqlite_dir(url: str) -> None:
     """Create the folder of a SQLite file URL, so a fresh checkout can start."""
@@ -129,10 +116,3 @@ async def ensure_schema(database: Database) -> None:
         return
     async with database.engine.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"'))
-
-
-async def db_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    """FastAPI dependency: the request's session from ``app.state.database``."""
-    database: Database = conn.app.state.database
-    async for session in database.session():
-        yield session

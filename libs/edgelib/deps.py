@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgelib.backends import Backend, BackendError
-from edgelib.db import db_session
 from edgelib.identity import GATEWAY_SERVICE, Identity, IdentityError
 from edgelib.problems import Forbidden, ServiceUnavailable, Unauthorized
 from edgelib.replay import ReplayCache
@@ -21,11 +19,6 @@ from edgelib.signing import (
     SignatureError,
     SignedCaller,
 )
-
-
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in db_session(request):
-        yield session
 
 
 def _backend(request: Request) -> Backend:
@@ -146,9 +139,6 @@ async def optional_user(request: Request) -> Identity | None:
     return await _gateway_identity(request)
 
 
-# scope="function": commit before the response leaves, so a caller never acts on a
-# write that is not yet visible and a failed commit is answered as an error.
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 BackendDep = Annotated[Backend, Depends(_backend)]
 CurrentUser = Annotated[Identity, Depends(current_user)]
 OptionalUser = Annotated[Identity | None, Depends(optional_user)]

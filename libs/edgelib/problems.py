@@ -32,6 +32,9 @@ class Problem(Exception):
     status_code: int = 400
     type_slug: str = "bad-request"
     title: str = "Bad request"
+    #: True for a refusal that must keep what the request wrote: the unit of work
+    #: (:mod:`edgelib.uow`) commits, then the problem is answered.
+    commit_changes: bool = False
 
     def __init__(
         self,

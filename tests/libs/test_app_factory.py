@@ -15,10 +15,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from edgelib.app import create_service_app
-from edgelib.deps import InternalCaller, SessionDep
+from edgelib.deps import InternalCaller
 from edgelib.problems import Conflict
 from edgelib.settings import DEV_SERVICE_SECRET, ServiceSettings
 from edgelib.signing import ServiceSigner
+from edgelib.uow import SessionDep
 from tests.helpers import running
 
 MIGRATIONS = Path(__file__).parents[2] / "app/sv-region/sv_region/migrations"

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.db import Database
+from edgelib.uow import Transactions
 from sv_money.batching import GroupCommit
-from sv_money.transactions import Transactions
 from tests.sv_money.conftest import Money
 
 

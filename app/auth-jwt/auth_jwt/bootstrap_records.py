@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from auth_jwt.models import BootstrapAccount, utcnow
 from edgelib.db import Database
+from edgelib.uow import unit_of_work
 
 
 class BootstrapRecords:
@@ -35,22 +36,19 @@ class BootstrapRecords:
             region=region,
             created_at=utcnow(),
         )
-        async with self.database.sessions() as session:
-            session.add(record)
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
-                existing = await self.get(purpose)
-                if existing is None:
-                    raise
-                return existing
+        try:
+            async with unit_of_work(self.database) as session:
+                session.add(record)
+        except IntegrityError:
+            existing = await self.get(purpose)
+            if existing is None:
+                raise
+            return existing
         return record
 
     async def confirm(self, purpose: str) -> None:
         """sv-user stores the account under the remembered id."""
-        async with self.database.sessions() as session:
+        async with unit_of_work(self.database) as session:
             record = await session.get(BootstrapAccount, purpose)
             if record is not None and record.confirmed_at is None:
                 record.confirmed_at = utcnow()
-                await session.commit()

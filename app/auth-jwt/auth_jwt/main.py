@@ -27,6 +27,7 @@ from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
 from edgelib.events import EventPublisher, HttpEventSink
 from edgelib.forwarded import ClientAddresses
+from edgelib.peers import DirectoryClient
 from edgelib.ratelimit import RequestLimiter
 from edgelib.roles import RoleAssignments
 from edgelib.settings import ServiceSettings
@@ -57,7 +58,8 @@ def create_app(
                 return made
 
             users = UserDirectory(
-                client("sv-region", settings.sv_region_url),
+                # Not cached: a login follows a moved user at once.
+                DirectoryClient(client("sv-region", settings.sv_region_url), ttl=0),
                 {region: client("sv-user", urls) for region, urls in settings.sv_user_urls.items()},
             )
             keys = KeyRing(

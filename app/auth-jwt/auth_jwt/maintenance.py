@@ -10,6 +10,7 @@ from auth_jwt.models import utcnow
 from auth_jwt.sessions.repository import SessionRepository
 from edgelib.backends import Backend, BackendError
 from edgelib.db import Database
+from edgelib.uow import unit_of_work
 
 logger = logging.getLogger("auth_jwt.maintenance")
 
@@ -55,9 +56,8 @@ class Maintenance:
 
     async def purge(self) -> None:
         await self.keys.purge()
-        async with self.database.sessions() as session:
+        async with unit_of_work(self.database) as session:
             await SessionRepository(session).purge(utcnow())
-            await session.commit()
 
     async def run(self) -> None:
         while True:

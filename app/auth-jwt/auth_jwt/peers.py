@@ -14,6 +14,7 @@ from auth_jwt.sessions.exceptions import (
     TenantCheckUnavailable,
 )
 from edgelib.client import ServiceCallError, ServiceClient
+from edgelib.peers import DirectoryClient, PeerProblem, PeerUnavailable, UnknownUser
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
 
@@ -28,29 +29,21 @@ class VerifiedUser:
 class UserDirectory:
     """Every region's sv-user, found through sv-region's username directory."""
 
-    def __init__(self, directory: ServiceClient, users: dict[str, ServiceClient]) -> None:
+    def __init__(self, directory: DirectoryClient, users: dict[str, ServiceClient]) -> None:
         self.directory = directory
         self.users = users
 
     async def region_of(self, username: str) -> str | None:
-        """The region holding ``username``, or None when nobody has it."""
-        entry = await self.entry_of(username)
-        return None if entry is None else str(entry["region"])
-
-    async def entry_of(self, username: str) -> dict[str, Any] | None:
-        """The directory entry (user id, region) of ``username``, or None."""
+        """The region holding ``username``, or None when no active user has it."""
         if not USERNAME.match(username):
             return None
         try:
-            response = await self.directory.get(f"/internal/directory/usernames/{username.lower()}")
-        except ServiceCallError as exc:
-            raise CredentialCheckUnavailable("the user directory is not reachable") from exc
-        if response.status_code == 404:
+            entry = await self.directory.lookup(username)
+        except UnknownUser:
             return None
-        if response.status_code != 200:
-            raise CredentialCheckUnavailable(f"the user directory answered {response.status_code}")
-        entry: dict[str, Any] = response.json()
-        return entry
+        except (PeerUnavailable, PeerProblem) as exc:
+            raise CredentialCheckUnavailable(exc.detail) from exc
+        return entry.region
 
     def _users(self, region: str) -> ServiceClient:
         client = self.users.get(region)

@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sv_money.transactions import Transactions
+from edgelib.uow import Transactions
 
 logger = logging.getLogger("sv_money.batching")
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from edgelib.problems import Problem, ServiceUnavailable, Unprocessable
+from edgelib.problems import Problem, Unprocessable
 
 
 class WrongRegion(Problem):
     status_code, type_slug, title = 421, "wrong-region", "Not this user's region"
-
-
-class UnknownUser(Unprocessable):
-    type_slug, title = "unknown-user", "No such user"
 
 
 class UnknownCurrency(Unprocessable):
@@ -19,17 +15,3 @@ class UnknownCurrency(Unprocessable):
 
 class AmountTooLarge(Unprocessable):
     type_slug, title = "amount-too-large", "Amount too large"
-
-
-class PeerUnavailable(ServiceUnavailable):
-    type_slug, title = "peer-unavailable", "A service this request needs is unavailable"
-
-
-class PeerProblem(Problem):
-    """A peer's definite refusal (4xx), shown to the caller as the peer phrased it."""
-
-    def __init__(self, status: int, type_slug: str, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status
-        self.type_slug = type_slug
-        self.title = title

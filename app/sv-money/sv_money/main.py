@@ -15,8 +15,10 @@ from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
 from edgelib.db import Database
 from edgelib.events import EventPublisher, HttpEventSink
+from edgelib.peers import DirectoryClient
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
+from edgelib.uow import Transactions
 from sv_money.audit.endpoints import internal_router as audit_internal_router
 from sv_money.audit.endpoints import router as audit_router
 from sv_money.audit.service import AuditService
@@ -28,11 +30,10 @@ from sv_money.holds.endpoints import router as holds_router
 from sv_money.holds.service import HoldService
 from sv_money.idempotency.service import forget_expired
 from sv_money.notices import TransferNotices
-from sv_money.peers import Directory, MoneyPeers
+from sv_money.peers import MoneyPeers
 from sv_money.topups.endpoints import internal_router as topups_internal_router
 from sv_money.topups.endpoints import router as topups_router
 from sv_money.topups.service import TopupService
-from sv_money.transactions import Transactions
 from sv_money.transfers.endpoints import router as transfers_router
 from sv_money.transfers.service import TransferService
 from sv_money.wallet.endpoints import router as wallet_router
@@ -86,7 +87,7 @@ async def open_services(
             stack.push_async_callback(made.aclose)
             return made
 
-        directory = Directory(
+        directory = DirectoryClient(
             client("sv-region", settings.sv_region_url), ttl=settings.directory_cache_ttl
         )
         others = {r: u for r, u in settings.peers.items() if r != region}

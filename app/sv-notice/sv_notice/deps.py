@@ -8,11 +8,11 @@ from fastapi import Depends, Request, WebSocket
 from starlette.requests import HTTPConnection
 
 from edgelib.backends import BackendError
-from edgelib.deps import SessionDep
 from edgelib.identity import GATEWAY_SERVICE, Identity, IdentityError
 from edgelib.permissions import RequirePermission
 from edgelib.replay import ReplayCache
 from edgelib.signing import HEADER_IDENTITY, ServiceSigner, SignatureError
+from edgelib.uow import SessionDep
 from sv_notice.config import Settings
 from sv_notice.delivery.dispatch import Dispatcher
 from sv_notice.delivery.service import DeliveryService

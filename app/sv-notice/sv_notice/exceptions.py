@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgelib.problems import Conflict, NotFound, Problem, ServiceUnavailable, Unprocessable
+from edgelib.problems import Conflict, NotFound, Problem, Unprocessable
 
 
 class NoticeNotFound(NotFound):
@@ -67,11 +67,3 @@ class WrongRegion(Unprocessable):
 
 class DedupKeyConflict(Conflict):
     type_slug, title = "dedup-key-conflict", "De-duplication key already used"
-
-
-class UnknownUser(Unprocessable):
-    type_slug, title = "unknown-user", "Unknown user"
-
-
-class PeerUnavailable(ServiceUnavailable):
-    type_slug, title = "peer-unavailable", "A service this needs is not answering"

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from edgelib.app import create_service_app, default_database_url, default_schema
 from edgelib.client import ServiceClient
+from edgelib.peers import DirectoryClient
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
 from sv_notice.config import Settings
@@ -25,7 +26,7 @@ from sv_notice.delivery.redis_queue import RedisStreamQueue
 from sv_notice.delivery.webhook import WebhookChannel, webhook_pool
 from sv_notice.delivery.worker import DeliveryWorker
 from sv_notice.inbox import endpoints as inbox_endpoints
-from sv_notice.peers import Directory, NoticePeers
+from sv_notice.peers import NoticePeers
 from sv_notice.preferences import endpoints as preference_endpoints
 from sv_notice.realtime import endpoints as realtime_endpoints
 from sv_notice.realtime.hub import RealtimeHub
@@ -81,7 +82,9 @@ def _routing(settings: Settings, signer: ServiceSigner) -> SendRouting:
         return ServiceClient(bases, signer=signer.to(service), timeout=settings.peer_timeout)
 
     directory = (
-        Directory(client("sv-region", settings.sv_region_url)) if settings.sv_region_url else None
+        DirectoryClient(client("sv-region", settings.sv_region_url))
+        if settings.sv_region_url
+        else None
     )
     peers = NoticePeers(
         {

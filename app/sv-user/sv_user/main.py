@@ -10,13 +10,14 @@ from fastapi import FastAPI
 from edgelib.app import create_service_app
 from edgelib.client import ServiceClient
 from edgelib.forwarded import ClientAddresses
+from edgelib.peers import DirectoryClient
 from edgelib.ratelimit import RequestLimiter, WindowLimit
 from edgelib.roles import RoleAssignments
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
 from sv_user.config import Settings, url_list
 from sv_user.passwords import PasswordHashing
-from sv_user.peers import AuthSessions, DirectoryClient, RegionPeers
+from sv_user.peers import AuthSessions, RegionPeers
 from sv_user.users.endpoints import internal_router, router
 from sv_user.users.names import ReservedNames
 from sv_user.users.service import RegistrationLimits

@@ -19,6 +19,7 @@ from auth_jwt.keys.crypto import PrivateKey, generate, seal, unseal
 from auth_jwt.keys.repository import KeyRepository
 from auth_jwt.models import SigningKey, utcnow
 from edgelib.db import Database
+from edgelib.uow import unit_of_work
 
 logger = logging.getLogger("auth_jwt.keys")
 
@@ -103,7 +104,7 @@ class KeyRing:
         material = generate(self.alg)
         now = utcnow()
         async with self._lock:
-            async with self.database.sessions() as session:
+            async with unit_of_work(self.database) as session:
                 repository = KeyRepository(session)
                 await repository.add(
                     SigningKey(
@@ -117,7 +118,6 @@ class KeyRing:
                 retired = await repository.retire_all_but(
                     material.kid, now=now, publish_until=now + self.publish_after_retirement
                 )
-                await session.commit()
             await self._reload_locked()
         logger.info("signing key rotated", extra={"kid": material.kid, "retired": retired})
         assert self._active is not None
@@ -125,7 +125,6 @@ class KeyRing:
 
     async def purge(self) -> int:
         """Forget retired keys that no token can need any more."""
-        async with self.database.sessions() as session:
+        async with unit_of_work(self.database) as session:
             removed = await KeyRepository(session).purge(utcnow())
-            await session.commit()
         return removed

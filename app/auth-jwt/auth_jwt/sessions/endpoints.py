@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from auth_jwt.deps import SessionDep
 from auth_jwt.sessions.lockout import LoginGuard
 from auth_jwt.sessions.repository import SessionRepository
 from auth_jwt.sessions.schemas import (
@@ -22,6 +21,7 @@ from auth_jwt.sessions.schemas import (
 from auth_jwt.sessions.service import Client, SessionService
 from edgelib.deps import CurrentUser, InternalCaller
 from edgelib.forwarded import ClientAddresses
+from edgelib.uow import SessionDep
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sessions"])
 internal_router = APIRouter(prefix="/internal", tags=["sessions (internal)"])

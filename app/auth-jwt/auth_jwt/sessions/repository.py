@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_jwt.deps import after_commit
 from auth_jwt.models import AuthSession, RefreshToken, Revocation
+from edgelib.uow import after_commit
 
 
 class SessionRepository:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,11 +12,9 @@ from auth_rbac.policy.exceptions import NotPolicyAdmin
 from auth_rbac.policy.repository import CHANGED_KEY
 from auth_rbac.policy.service import ADMIN_PERMISSION
 from auth_rbac.policy.sync import PolicySync
-from edgelib.db import Database
 from edgelib.deps import CurrentUser
 from edgelib.identity import Identity
-
-logger = logging.getLogger("auth_rbac.policy")
+from edgelib.uow import SessionDep, after_commit
 
 
 def _sync(request: Request) -> PolicySync:
@@ -30,27 +26,20 @@ def _snapshot(request: Request) -> PolicySnapshot:
     return _sync(request).snapshot
 
 
-async def _change_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for a policy change: committed, then applied here and announced.
+async def _change_session(request: Request, session: SessionDep) -> AsyncSession:
+    """The request's session, for a policy change: once committed, applied here and announced.
 
-    Runs with ``scope="function"``, so all of this happens before the response is
-    sent: a client that got its answer can read its own write from this instance.
+    The unit of work runs the hook before the response is sent: a client that got its
+    answer can read its own write from this instance.
     """
-    database: Database = request.app.state.database
-    async with database.sessions() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
-        changed = session.info.pop(CHANGED_KEY, False)
-    if changed:
-        try:
-            await _sync(request).after_change()
-        except Exception:
-            # Committed all the same: the next poll, here and everywhere, picks it up.
-            logger.exception("policy change committed but not applied at once")
+    sync = _sync(request)
+
+    async def apply() -> None:
+        if session.info.pop(CHANGED_KEY, False):
+            await sync.after_change()
+
+    after_commit(session, apply)
+    return session
 
 
 def caller_domain(identity: Identity) -> str:
@@ -69,5 +58,5 @@ async def _policy_admin(request: Request, identity: CurrentUser) -> Identity:
 
 PolicySyncDep = Annotated[PolicySync, Depends(_sync)]
 SnapshotDep = Annotated[PolicySnapshot, Depends(_snapshot)]
-ChangeSessionDep = Annotated[AsyncSession, Depends(_change_session, scope="function")]
+PolicyChangeSession = Annotated[AsyncSession, Depends(_change_session)]
 PolicyAdmin = Annotated[Identity, Depends(_policy_admin)]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from auth_rbac.policy.deps import ChangeSessionDep, PolicyAdmin, PolicySyncDep, SnapshotDep
+from auth_rbac.policy.deps import PolicyAdmin, PolicyChangeSession, PolicySyncDep, SnapshotDep
 from auth_rbac.policy.enforcer import DEFAULT_DOMAIN, PolicySnapshot
 from auth_rbac.policy.repository import RoleRow
 from auth_rbac.policy.schemas import (
@@ -33,7 +33,7 @@ from auth_rbac.policy.schemas import (
 )
 from auth_rbac.policy.service import PolicyService
 from auth_rbac.tenants.scope import in_scope
-from edgelib.deps import SessionDep
+from edgelib.uow import SessionDep
 
 router = APIRouter(prefix="/api/v1/rbac", tags=["rbac"])
 
@@ -58,7 +58,7 @@ def _role(row: RoleRow, snapshot: PolicySnapshot) -> Role:
 
 @router.post("/policies", response_model=PolicyRuleOut, status_code=status.HTTP_201_CREATED)
 async def grant(
-    body: PolicyRule, response: Response, session: ChangeSessionDep, admin: PolicyAdmin
+    body: PolicyRule, response: Response, session: PolicyChangeSession, admin: PolicyAdmin
 ) -> PolicyRuleOut:
     """Grant a permission (sub, dom, obj, act); 200 when it was already granted."""
     in_scope(admin, body.dom)
@@ -71,7 +71,7 @@ async def grant(
 
 
 @router.delete("/policies", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke(body: PolicyRule, session: ChangeSessionDep, admin: PolicyAdmin) -> None:
+async def revoke(body: PolicyRule, session: PolicyChangeSession, admin: PolicyAdmin) -> None:
     """Revoke a permission given with the same body."""
     in_scope(admin, body.dom)
     await PolicyService(session, actor=admin.user_id).revoke(body.sub, body.dom, body.obj, body.act)
@@ -79,7 +79,7 @@ async def revoke(body: PolicyRule, session: ChangeSessionDep, admin: PolicyAdmin
 
 @router.post("/assignments", response_model=AssignmentOut, status_code=status.HTTP_201_CREATED)
 async def assign(
-    body: Assignment, response: Response, session: ChangeSessionDep, admin: PolicyAdmin
+    body: Assignment, response: Response, session: PolicyChangeSession, admin: PolicyAdmin
 ) -> AssignmentOut:
     """Assign an existing role to a user in a domain; 200 when already assigned."""
     in_scope(admin, body.dom)
@@ -92,7 +92,7 @@ async def assign(
 
 
 @router.delete("/assignments", status_code=status.HTTP_204_NO_CONTENT)
-async def unassign(body: Assignment, session: ChangeSessionDep, admin: PolicyAdmin) -> None:
+async def unassign(body: Assignment, session: PolicyChangeSession, admin: PolicyAdmin) -> None:
     """Take a role from a user, given the same body."""
     in_scope(admin, body.dom)
     await PolicyService(session, actor=admin.user_id).unassign(body.user, body.role, body.dom)
@@ -172,7 +172,7 @@ async def list_roles(
 
 @router.post("/roles", response_model=Role, status_code=status.HTTP_201_CREATED)
 async def create_role(
-    body: RoleIn, session: ChangeSessionDep, sync: PolicySyncDep, admin: PolicyAdmin
+    body: RoleIn, session: PolicyChangeSession, sync: PolicySyncDep, admin: PolicyAdmin
 ) -> Role:
     """Create a role in a domain (it holds nothing until granted permissions)."""
     in_scope(admin, body.dom)
@@ -198,7 +198,7 @@ async def get_role(
 
 @router.delete("/roles/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_role(
-    session: ChangeSessionDep,
+    session: PolicyChangeSession,
     admin: PolicyAdmin,
     name: RolePath,
     dom: DomainQuery = DEFAULT_DOMAIN,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from auth_rbac.config import SERVICE_ROLES
-from auth_rbac.policy.deps import ChangeSessionDep, PolicySyncDep, SnapshotDep
+from auth_rbac.policy.deps import PolicyChangeSession, PolicySyncDep, SnapshotDep
 from auth_rbac.policy.enforcer import DEFAULT_DOMAIN, model_text
 from auth_rbac.policy.exceptions import RoleNotDelegated
 from auth_rbac.policy.schemas import (
@@ -55,7 +55,7 @@ async def assign(
     body: Assignment,
     request: Request,
     response: Response,
-    session: ChangeSessionDep,
+    session: PolicyChangeSession,
     caller: Assigner,
 ) -> AssignmentOut:
     """Assign a role on another service's behalf (sv-user on registration, auth-jwt for the

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from auth_rbac.policy.deps import ChangeSessionDep, SnapshotDep, caller_domain
+from auth_rbac.policy.deps import PolicyChangeSession, SnapshotDep, caller_domain
 from auth_rbac.policy.schemas import NAME_PATTERN
 from auth_rbac.tenants.exceptions import PlatformOnly, TenantNotFound
 from auth_rbac.tenants.repository import MemberRow, TenantRow
@@ -27,9 +27,10 @@ from auth_rbac.tenants.schemas import (
 )
 from auth_rbac.tenants.scope import is_platform
 from auth_rbac.tenants.service import TenantService
-from edgelib.deps import CurrentUser, InternalCaller, SessionDep
+from edgelib.deps import CurrentUser, InternalCaller
 from edgelib.identity import Identity
 from edgelib.problems import Forbidden
+from edgelib.uow import SessionDep
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"])
 internal_router = APIRouter(prefix="/internal/tenants", tags=["internal"])
@@ -76,7 +77,7 @@ def _member(row: MemberRow) -> Member:
 
 
 @router.post("", response_model=Tenant, status_code=status.HTTP_201_CREATED)
-async def create_tenant(body: TenantIn, session: ChangeSessionDep, admin: TenantAdmin) -> Tenant:
+async def create_tenant(body: TenantIn, session: PolicyChangeSession, admin: TenantAdmin) -> Tenant:
     """Create a tenant: a new Casbin domain with its built-in admin role (platform admins)."""
     _platform(admin)
     return _out(await TenantService(session, actor=admin.user_id).create(body.id, body.name))
@@ -98,7 +99,7 @@ async def get_tenant(tenant: TenantPath, session: SessionDep, admin: TenantAdmin
 
 @router.patch("/{tenant}", response_model=Tenant)
 async def update_tenant(
-    tenant: TenantPath, body: TenantUpdate, session: ChangeSessionDep, admin: TenantAdmin
+    tenant: TenantPath, body: TenantUpdate, session: PolicyChangeSession, admin: TenantAdmin
 ) -> Tenant:
     """Rename, disable or enable a tenant (platform admins). Disabled, nothing is allowed
     in its domain and no token is issued in it."""
@@ -122,7 +123,7 @@ async def add_member(
     tenant: TenantPath,
     body: MemberIn,
     response: Response,
-    session: ChangeSessionDep,
+    session: PolicyChangeSession,
     admin: TenantAdmin,
 ) -> Member:
     """Make a user a member (they may then log in with this tenant); 200 if already one."""
@@ -135,7 +136,7 @@ async def add_member(
 
 @router.delete("/{tenant}/members/{user}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_member(
-    tenant: TenantPath, user: UserPath, session: ChangeSessionDep, admin: TenantAdmin
+    tenant: TenantPath, user: UserPath, session: PolicyChangeSession, admin: TenantAdmin
 ) -> None:
     """End a membership and every role the user held in the tenant."""
     _own(admin, tenant)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from edgelib.deps import CurrentUser
-from sv_config.deps import SessionDep
+from edgelib.uow import SessionDep
 from sv_config.repository import ConfigRepository
 from sv_config.schemas import (
     CLUSTER_PATTERN,

@@ -6,13 +6,14 @@ history: each makes a new release whose content is copied from an earlier one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from edgelib.identity import Identity
+from edgelib.uow import after_commit
 from sv_config.content import (
     Content,
     ContentLimits,
@@ -34,7 +35,6 @@ from sv_config.exceptions import (
 )
 from sv_config.metrics import RELEASES
 from sv_config.models import GrayRelease, Namespace, Release, utcnow
-from sv_config.outbox import mark_changed
 from sv_config.refs import NamespaceRef, load_namespace, record
 from sv_config.repository import ConfigRepository
 from sv_config.targeting import targets_empty
@@ -62,10 +62,30 @@ def _summary(change: Diff) -> dict[str, list[str]]:
     }
 
 
+#: (environment, namespace name): watchers wake per name, whatever the cluster.
+ChangeKey = tuple[str, str]
+Announce = Callable[[Iterable[ChangeKey]], Awaitable[None]]
+
+
 class ReleaseService:
-    def __init__(self, repository: ConfigRepository, limits: ContentLimits) -> None:
+    def __init__(
+        self, repository: ConfigRepository, limits: ContentLimits, announce: Announce
+    ) -> None:
         self.repository = repository
         self.limits = limits
+        self.announce = announce
+
+    def _changed(self, namespace: Namespace) -> None:
+        """Tell watchers of ``namespace`` once (and only if) this transaction commits.
+
+        After the commit, so a watcher woken by the announcement reads the new state.
+        """
+        key = (namespace.environment, namespace.name)
+
+        async def announce() -> None:
+            await self.announce([key])
+
+        after_commit(self.repository.session, announce)
 
     # --- main line ------------------------------------------------------------
 
@@ -92,7 +112,7 @@ class ReleaseService:
             comment=comment,
             changes=_summary(change),
         )
-        mark_changed(self.repository.session, namespace.environment, namespace.name)
+        self._changed(namespace)
         return release
 
     async def rollback(self, ref: NamespaceRef, to: int, comment: str, actor: Identity) -> Release:
@@ -123,7 +143,7 @@ class ReleaseService:
             replaced=current.number if current else None,
             comment=comment,
         )
-        mark_changed(self.repository.session, namespace.environment, namespace.name)
+        self._changed(namespace)
         return release
 
     async def history(self, ref: NamespaceRef, *, limit: int, before: int | None) -> ReleaseHistory:
@@ -184,7 +204,7 @@ class ReleaseService:
             comment=comment,
             changes=_summary(change),
         )
-        mark_changed(self.repository.session, namespace.environment, namespace.name)
+        self._changed(namespace)
         return GrayView(release, gray, current)
 
     async def gray(self, ref: NamespaceRef) -> GrayView:
@@ -210,7 +230,7 @@ class ReleaseService:
             old=old,
             new=targets,
         )
-        mark_changed(self.repository.session, namespace.environment, namespace.name)
+        self._changed(namespace)
         return view
 
     async def promote(self, ref: NamespaceRef, comment: str, actor: Identity) -> Release:
@@ -237,7 +257,7 @@ class ReleaseService:
             gray_release=view.release.number,
             comment=comment,
         )
-        mark_changed(self.repository.session, namespace.environment, namespace.name)
+        self._changed(namespace)
         return release
 
     async def abort(self, ref: NamespaceRef, comment: str, actor: Identity) -> Release:
@@ -254,7 +274,7 @@ class ReleaseService:
             release_number=view.release.number,
             comment=comment,
         )
-        mark_changed(self.repository.session, namespace.environment, namespace.name)
+        self._changed(namespace)
         return view.release
 
     # --- shared ---------------------------------------------------------------

@@ -18,7 +18,7 @@ import orjson
 
 from edgelib.backends import Backend, BackendError, Subscription
 from edgelib.db import Database
-from sv_config.outbox import ChangeKey
+from sv_config.releases.service import ChangeKey
 from sv_config.repository import ConfigRepository
 
 logger = logging.getLogger("sv_config.watch")

@@ -14,15 +14,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
+from edgelib.peers import PeerProblem, PeerUnavailable
+from edgelib.uow import Transactions
 from sv_money.audit.exceptions import UnknownRegion
 from sv_money.audit.repository import AuditRepository
 from sv_money.audit.schemas import AuditReport, Violation
-from sv_money.exceptions import PeerProblem, PeerUnavailable
 from sv_money.metrics import AUDIT_LAST_RUN, AUDIT_OK, AUDIT_VIOLATIONS
 from sv_money.peers import MoneyPeers
 from sv_money.posting.schemas import InboundPage, InboundRecord, OutboundPage, OutboundRecord
 from sv_money.tables import accounts, entries, holds, postings, transfers, utcnow
-from sv_money.transactions import Transactions
 
 #: A report lists at most this many violations (it still says when there were more).
 MAX_LISTED = 1000

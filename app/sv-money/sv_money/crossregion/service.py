@@ -19,12 +19,13 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from edgelib.peers import PeerProblem, PeerUnavailable
+from edgelib.uow import Transactions
 from sv_money.crossregion.exceptions import TransferMismatch
 from sv_money.crossregion.records import CREDITED, REFUSED, Decision
 from sv_money.crossregion.repository import InboundRepository
 from sv_money.crossregion.schemas import AbortRequest, CreditOutcome
 from sv_money.currencies import is_currency
-from sv_money.exceptions import PeerProblem, PeerUnavailable
 from sv_money.ledger.models import AccountKey, clearing
 from sv_money.notices import TransferNotices
 from sv_money.peers import MoneyPeers
@@ -39,7 +40,6 @@ from sv_money.posting.schemas import (
 )
 from sv_money.posting.service import Posting
 from sv_money.tables import utcnow
-from sv_money.transactions import Transactions
 
 logger = logging.getLogger("sv_money.crossregion")
 

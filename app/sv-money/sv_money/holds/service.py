@@ -14,6 +14,8 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
+from edgelib.peers import DirectoryClient
+from edgelib.uow import Transactions
 from sv_money.exceptions import AmountTooLarge
 from sv_money.holds.exceptions import (
     CaptureTooLarge,
@@ -26,7 +28,6 @@ from sv_money.holds.schemas import HoldCapture, HoldCreate, HoldRead, hold_read
 from sv_money.idempotency.service import claim, fingerprint
 from sv_money.ledger.models import AccountKey
 from sv_money.metrics import HOLDS, refusal_outcome
-from sv_money.peers import Directory
 from sv_money.posting.exceptions import SelfTransfer
 from sv_money.posting.records import (
     CAPTURED,
@@ -43,14 +44,13 @@ from sv_money.posting.repository import HoldRepository
 from sv_money.posting.service import Delivery, Posting
 from sv_money.regions import require_home
 from sv_money.tables import utcnow
-from sv_money.transactions import Transactions
 
 
 class HoldService:
     def __init__(
         self,
         tx: Transactions,
-        directory: Directory,
+        directory: DirectoryClient,
         delivery: Delivery,
         *,
         region: str,

@@ -17,10 +17,10 @@ from datetime import timedelta
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from edgelib.uow import Transactions
 from sv_money.idempotency.exceptions import IdempotencyKeyReused
 from sv_money.idempotency.repository import IdempotencyRepository
 from sv_money.tables import utcnow
-from sv_money.transactions import Transactions
 
 
 def fingerprint(operation: str, body: Mapping[str, object]) -> str:

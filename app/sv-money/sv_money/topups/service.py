@@ -13,10 +13,13 @@ from urllib.parse import quote
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
-from sv_money.exceptions import AmountTooLarge, PeerProblem, PeerUnavailable, WrongRegion
+from edgelib.peers import DirectoryClient, PeerProblem, PeerUnavailable
+from edgelib.peers import DirectoryEntry as Party
+from edgelib.uow import Transactions
+from sv_money.exceptions import AmountTooLarge, WrongRegion
 from sv_money.idempotency.service import claim, fingerprint
 from sv_money.ledger.models import TOPUP_SOURCE, AccountKey
-from sv_money.peers import Directory, MoneyPeers, Party
+from sv_money.peers import MoneyPeers
 from sv_money.posting.exceptions import TransferNotFound
 from sv_money.posting.records import COMPLETED, REVERSED, Movement, Transfer
 from sv_money.posting.repository import TransferRepository
@@ -24,14 +27,13 @@ from sv_money.posting.schemas import TransferRead, transfer_read
 from sv_money.posting.service import Posting
 from sv_money.tables import utcnow
 from sv_money.topups.schemas import ForwardedTopup, TopupCreate, TopupResult
-from sv_money.transactions import Transactions
 
 
 class TopupService:
     def __init__(
         self,
         tx: Transactions,
-        directory: Directory,
+        directory: DirectoryClient,
         peers: MoneyPeers,
         *,
         region: str,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.identity import Identity
+from edgelib.peers import DirectoryClient
+from edgelib.uow import Transactions
 from sv_money.batching import GroupCommit
 from sv_money.exceptions import AmountTooLarge
 from sv_money.idempotency.repository import IdempotencyRepository
@@ -21,7 +23,6 @@ from sv_money.ledger.repository import LedgerRepository
 from sv_money.ledger.service import Ledger, net_changes
 from sv_money.metrics import TRANSFERS, refusal_outcome
 from sv_money.notices import TransferNotices
-from sv_money.peers import Directory
 from sv_money.posting.exceptions import SelfTransfer, TransferNotFound
 from sv_money.posting.records import CAPTURING, COMPLETED, Hold, Movement, Transfer
 from sv_money.posting.repository import TransferRepository, book_postgres
@@ -29,7 +30,6 @@ from sv_money.posting.schemas import TransferRead, transfer_read
 from sv_money.posting.service import Delivery, Posting, payment_keys, payment_legs
 from sv_money.regions import require_home
 from sv_money.tables import utcnow
-from sv_money.transactions import Transactions
 from sv_money.transfers.exceptions import BadCursor, KeyContended
 from sv_money.transfers.schemas import TransferCreate, TransferPage
 
@@ -65,7 +65,7 @@ class TransferService:
     def __init__(
         self,
         tx: Transactions,
-        directory: Directory,
+        directory: DirectoryClient,
         delivery: Delivery,
         *,
         region: str,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from edgelib.identity import Identity
+from edgelib.uow import Transactions
 from sv_money.ledger.repository import LedgerRepository
 from sv_money.regions import require_home
-from sv_money.transactions import Transactions
 from sv_money.wallet.schemas import AccountRead
 
 

@@ -10,17 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from edgelib.uow import after_commit
 from sv_notice.delivery.queue import DeliveryQueue
 
 logger = logging.getLogger("sv_notice.delivery")
-
-_PENDING = "sv_notice.pending_deliveries"
-_HOOKED = "sv_notice.dispatch_hooked"
 
 
 class Dispatcher:
@@ -28,24 +24,17 @@ class Dispatcher:
         self.queue = queue
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def after_commit(self, session: AsyncSession, delivery_ids: Iterable[str]) -> None:
+    def queue_after_commit(self, session: AsyncSession, delivery_ids: Iterable[str]) -> None:
         """Queue ``delivery_ids`` when ``session`` commits; forget them if it rolls back."""
-        sync = session.sync_session
-        sync.info.setdefault(_PENDING, []).extend(delivery_ids)
-        if not sync.info.get(_HOOKED):
-            sync.info[_HOOKED] = True
-            event.listen(sync, "after_commit", self._committed)
-            event.listen(sync, "after_rollback", self._rolled_back)
-
-    def _committed(self, session: Any) -> None:
-        queued: list[str] = session.info.pop(_PENDING, [])
+        queued = list(delivery_ids)
         if queued:
-            task = asyncio.get_running_loop().create_task(self._push(queued))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            after_commit(session, lambda: self._start_push(queued))
 
-    def _rolled_back(self, session: Any) -> None:
-        session.info.pop(_PENDING, None)
+    def _start_push(self, queued: list[str]) -> None:
+        # In the background: the answer does not wait for the queue.
+        task = asyncio.get_running_loop().create_task(self._push(queued))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _push(self, delivery_ids: list[str]) -> None:
         for delivery_id in delivery_ids:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from edgelib.deps import SessionDep
+from edgelib.uow import SessionDep
 from sv_notice.delivery.schemas import DeliveryOut, DeliveryPage, NoticeStatus
 from sv_notice.deps import DeliveriesDep, DispatcherDep, NoticeAdmin
 from sv_notice.schemas import Channel, DeliveryStatus, ResourceId, UserId
@@ -72,5 +72,5 @@ async def replay(
 ) -> DeliveryOut:
     """Queue a dead-lettered delivery again, with a fresh attempt budget."""
     delivery = await service.replay(delivery_id)
-    dispatcher.after_commit(session, [delivery.id])
+    dispatcher.queue_after_commit(session, [delivery.id])
     return delivery

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Response, status
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgelib.deps import InternalCaller, SessionDep
+from edgelib.deps import InternalCaller
 from edgelib.problems import Problem
 from edgelib.tracing import start_span
+from edgelib.uow import SessionDep
 from sv_notice.delivery.dispatch import Dispatcher
 from sv_notice.delivery.schemas import NoticeStatus
 from sv_notice.delivery.service import DeliveryService
@@ -100,7 +101,7 @@ async def _send_here(
             source=body.source,
         )
     )
-    dispatcher.after_commit(session, outcome.queued)
+    dispatcher.queue_after_commit(session, outcome.queued)
     if outcome.duplicate:
         response.status_code = status.HTTP_200_OK
     return await DeliveryService(session).notice(outcome.notice_id, duplicate=outcome.duplicate)
@@ -144,7 +145,7 @@ async def intake_events(
         except Problem as exc:
             results.append(EventResult(id=event.id, status="rejected", reason=exc.detail))
             continue
-        dispatcher.after_commit(session, outcome.queued)
+        dispatcher.queue_after_commit(session, outcome.queued)
         results.append(
             EventResult(
                 id=event.id,

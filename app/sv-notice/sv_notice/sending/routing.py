@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from fastapi import Response
 
+from edgelib.peers import DirectoryClient, UnknownUser
 from edgelib.problems import PROBLEM_MEDIA_TYPE
-from sv_notice.exceptions import UnknownUser
-from sv_notice.peers import Directory, NoticePeers, Recipient
+from sv_notice.peers import NoticePeers, Recipient
 from sv_notice.sending.schemas import ForwardedSend
 
 
 class SendRouting:
-    def __init__(self, region: str | None, directory: Directory | None, peers: NoticePeers) -> None:
+    def __init__(
+        self, region: str | None, directory: DirectoryClient | None, peers: NoticePeers
+    ) -> None:
         self.region = region
         self.directory = directory
         self.peers = peers
@@ -23,9 +25,11 @@ class SendRouting:
                 raise UnknownUser("sending by username needs sv-region's directory")
             return Recipient(user_id, self.region)
         if user_id is not None:
-            return await self.directory.by_id(user_id)
-        assert username is not None
-        return await self.directory.by_username(username)
+            entry = await self.directory.lookup_id(user_id)
+        else:
+            assert username is not None
+            entry = await self.directory.lookup(username)
+        return Recipient(entry.user_id, entry.region)
 
     def is_remote(self, recipient: Recipient) -> bool:
         return bool(self.region and recipient.region and recipient.region != self.region)
@@ -44,4 +48,4 @@ class SendRouting:
     async def aclose(self) -> None:
         await self.peers.aclose()
         if self.directory is not None:
-            await self.directory.client.aclose()
+            await self.directory.aclose()

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from edgelib.deps import InternalCaller, SessionDep
+from edgelib.deps import InternalCaller
+from edgelib.uow import SessionDep
 from sv_region.directory.repository import DirectoryRepository
 from sv_region.directory.schemas import DirectoryEntryRead, ReservationCreate
 from sv_region.directory.service import RegionDirectory

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgelib.deps import SessionDep
 from edgelib.identity import Identity
 from edgelib.permissions import RequirePermission
+from edgelib.uow import SessionDep
 from sv_region.directory.repository import DirectoryRepository
 from sv_region.directory.schemas import DirectoryEntryRead
 from sv_region.directory.service import RegionDirectory
@@ -63,8 +63,7 @@ async def add_rule(
 ) -> RuleRead:
     """Send new users whose phone prefix or client network matches to a region."""
     rule = RuleRead.model_validate(await catalog.add_rule(body))
-    await session.commit()
-    await announce(request.app.state.backend, REGIONS_CHANNEL, body.region)
+    announce(session, request.app.state.backend, REGIONS_CHANNEL, body.region)
     return rule
 
 
@@ -78,8 +77,7 @@ async def delete_rule(
 ) -> Response:
     """Remove an assignment rule."""
     await catalog.delete_rule(rule_id)
-    await session.commit()
-    await announce(request.app.state.backend, REGIONS_CHANNEL, "*")
+    announce(session, request.app.state.backend, REGIONS_CHANNEL, "*")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -111,8 +109,7 @@ async def move_user(
     )
     entry = await directory.move(user_id, body.region)
     result = DirectoryEntryRead.model_validate(entry)
-    await session.commit()
-    await announce(request.app.state.backend, DIRECTORY_CHANNEL, user_id)
+    announce(session, request.app.state.backend, DIRECTORY_CHANNEL, user_id)
     return result
 
 
@@ -139,10 +136,9 @@ async def put_region(
     """Create or replace a region (201 when created)."""
     region, created = await catalog.put(name, body)
     result = RegionRead.model_validate(region)
-    await session.commit()
     if created:
         response.status_code = status.HTTP_201_CREATED
-    await announce(request.app.state.backend, REGIONS_CHANNEL, name)
+    announce(session, request.app.state.backend, REGIONS_CHANNEL, name)
     return result
 
 
@@ -152,6 +148,5 @@ async def delete_region(
 ) -> Response:
     """Delete a region nobody lives in and no rule points at."""
     await catalog.delete(name)
-    await session.commit()
-    await announce(request.app.state.backend, REGIONS_CHANNEL, name)
+    announce(session, request.app.state.backend, REGIONS_CHANNEL, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

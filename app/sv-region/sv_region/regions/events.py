@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgelib.backends import Backend, BackendError
+from edgelib.uow import after_commit
 
 logger = logging.getLogger("sv_region.events")
 
@@ -14,8 +18,13 @@ DIRECTORY_CHANNEL = "edge.directory"
 REGIONS_CHANNEL = "edge.regions"
 
 
-async def announce(backend: Backend, channel: str, message: str) -> None:
-    """Best effort: caches also expire on their own, so a lost event only delays them."""
+def announce(session: AsyncSession, backend: Backend, channel: str, message: str) -> None:
+    """Publish ``message`` on ``channel`` once ``session``'s transaction has committed."""
+    after_commit(session, partial(_publish, backend, channel, message))
+
+
+async def _publish(backend: Backend, channel: str, message: str) -> None:
+    # Best effort: caches also expire on their own, so a lost event only delays them.
     try:
         await backend.publish(channel, message.encode())
     except BackendError as exc:

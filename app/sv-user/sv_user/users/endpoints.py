@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from edgelib.deps import CurrentUser, InternalCaller, SessionDep
+from edgelib.deps import CurrentUser, InternalCaller
 from edgelib.forwarded import ClientAddresses
 from edgelib.identity import Identity
 from edgelib.permissions import RequirePermission
+from edgelib.uow import SessionDep
 from sv_user.users.repository import UserRepository
 from sv_user.users.schemas import (
     AccountCreate,

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from edgelib.identity import Identity
+from edgelib.peers import DirectoryClient, PeerProblem, PeerUnavailable
 from edgelib.ratelimit import RequestLimiter, WindowLimit
 from edgelib.roles import RoleAssignments
 from sv_user.models import User, utcnow
 from sv_user.passwords import PasswordHashing
-from sv_user.peers import AuthSessions, DirectoryClient, PeerUnavailable, RegionPeers
+from sv_user.peers import AuthSessions, RegionPeers
 from sv_user.users.exceptions import (
     InvalidCredentials,
     NotBootstrapCaller,
@@ -123,8 +124,17 @@ class UserService:
         except PeerUnavailable:
             raise
         except Exception:
-            await self.directory.release(str(account.user_id))
+            await self._release(str(account.user_id))
             raise
+
+    async def _release(self, user_id: str) -> None:
+        """Give the name back; a failure is only logged (the reservation expires)."""
+        try:
+            await self.directory.release(user_id)
+        except (PeerUnavailable, PeerProblem) as exc:
+            logger.warning(
+                "reservation not released", extra={"user_id": user_id, "error": exc.detail}
+            )
 
     async def create_bootstrap_account(self, caller: str, data: AccountCreate) -> UserCreated:
         """The bootstrap's own account (a reserved name allowed), under the id it chose.
