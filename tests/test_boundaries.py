@@ -127,6 +127,10 @@ KERNEL = {
         r"^class (Directory|DirectoryClient)\b",
         "libs/edgelib/peers.py",
     ),
+    "Backoff": (r"^class Backoff\b", "libs/edgelib/tasks.py"),
+    "TaskSet": (r"^class TaskSet\b", "libs/edgelib/tasks.py"),
+    "periodic (an interval loop)": (r"^async def periodic\b", "libs/edgelib/tasks.py"),
+    "follow (subscribe and reconnect)": (r"^async def follow\b", "libs/edgelib/tasks.py"),
 }
 
 
@@ -143,3 +147,59 @@ def test_what_the_kernel_owns_is_defined_once_in_edgelib(name: str) -> None:
         if regex.search(path.read_text())
     ]
     assert found == [home]
+
+
+#: Swallowing a task's cancellation: ``suppress(...CancelledError...)`` or an
+#: ``except CancelledError`` whose body is ``pass``.
+SWALLOWED_CANCEL = (
+    r"suppress\([^)]*CancelledError",
+    r"except\s*\(?[\w., ]*CancelledError[\w., ]*\)?\s*:\s*\n\s*pass\b",
+)
+
+
+def swallowed_cancellations(root: Path) -> list[str]:
+    """``path:line`` of every place under app/ and libs/ that swallows a cancellation."""
+    import re
+
+    regexes = [re.compile(pattern) for pattern in SWALLOWED_CANCEL]
+    found = []
+    for tree in ("app", "libs"):
+        for path in sorted((root / tree).rglob("*.py")):
+            text = path.read_text()
+            for regex in regexes:
+                for match in regex.finditer(text):
+                    line = text.count("\n", 0, match.start()) + 1
+                    found.append(f"{path.relative_to(root)}:{line}")
+    return found
+
+
+def test_cancel_and_await_lives_only_in_edgelib_tasks() -> None:
+    """Stopping a task is ``edgelib.tasks.cancel`` / ``TaskSet.close``, never a local copy."""
+    home = "libs/edgelib/tasks.py"
+    assert [where for where in swallowed_cancellations(ROOT) if not where.startswith(home)] == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "with contextlib.suppress(asyncio.CancelledError):\n    await task\n",
+        "with suppress(CancelledError, OSError):\n    await task\n",
+        "try:\n    await task\nexcept asyncio.CancelledError:\n    pass\n",
+    ],
+)
+def test_a_local_cancel_and_await_is_reported(tmp_path: Path, source: str) -> None:
+    module = tmp_path / "libs" / "x" / "stop.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(source)
+    assert swallowed_cancellations(tmp_path) == [
+        "libs/x/stop.py:1" if "with" in source else "libs/x/stop.py:3"
+    ]
+
+
+def test_a_cancellation_that_propagates_is_fine(tmp_path: Path) -> None:
+    module = tmp_path / "app" / "svc" / "handler.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(
+        "try:\n    await work()\nexcept asyncio.CancelledError:\n    status = 499\n    raise\n"
+    )
+    assert swallowed_cancellations(tmp_path) == []

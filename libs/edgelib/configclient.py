@@ -37,6 +37,7 @@ from prometheus_client import Counter, Gauge
 
 from edgelib.client import ServiceCallError, ServiceClient
 from edgelib.signing import ServiceSigner
+from edgelib.tasks import cancel
 
 logger = logging.getLogger("edgelib.configclient")
 
@@ -213,13 +214,8 @@ class ConfigClient:
         self._task = asyncio.create_task(self._follow(), name="config-client-follow")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         await self._http.aclose()
 
     # --- following sv-config --------------------------------------------------------

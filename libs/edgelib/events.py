@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from edgelib.client import ServiceCallError, ServiceClient
 from edgelib.db import Database
 from edgelib.signing import ServiceSigner
+from edgelib.tasks import Backoff, cancel
 from edgelib.tracing import current_traceparent
 
 logger = logging.getLogger("edgelib.events")
@@ -163,18 +163,6 @@ class HttpEventSink:
             await client.aclose()
 
 
-class Backoff:
-    """Exponential backoff with equal jitter: the n-th wait is in [d/2, d], d = base * 2^n."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = cap
-
-    def delay(self, failures: int) -> float:
-        ceiling = min(self.cap, self.base * 2 ** max(0, failures - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
-
 class EventPublisher:
     """Queues events in memory and ships them in the background; ``publish`` never blocks.
 
@@ -274,11 +262,7 @@ class EventPublisher:
         self._closed = True
         if not await self.flush(timeout):
             logger.warning("events still queued at shutdown", extra={"count": self._waiting})
-        for task in self._tasks.values():
-            task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks.values())
         self._tasks.clear()
         await self.sink.aclose()
 
@@ -432,10 +416,7 @@ class SqlEventOutbox:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         await self.sink.aclose()
 
     async def __aenter__(self) -> SqlEventOutbox:

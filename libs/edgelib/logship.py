@@ -14,7 +14,6 @@ handler and never depends on any of this.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import hashlib
 import logging
@@ -33,6 +32,7 @@ from prometheus_client import Counter, Gauge
 
 from edgelib.logs import current_request_id, current_span_id, current_trace_id, redact
 from edgelib.signing import PeerSigner
+from edgelib.tasks import cancel
 
 logger = logging.getLogger("edgelib.logship")
 
@@ -302,11 +302,8 @@ class LogShipper:
 
     async def stop(self, *, flush_timeout: float = 2.0) -> None:
         """Stop the task, then make one bounded attempt to ship what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         token = _shipping.set(True)
         try:
             async with asyncio.timeout(flush_timeout):

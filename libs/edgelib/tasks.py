@@ -19,7 +19,7 @@ from typing import Any
 
 from edgelib.backends import Backend, BackendError
 
-__all__ = ["Backoff", "TaskSet", "follow", "periodic"]
+__all__ = ["Backoff", "TaskSet", "cancel", "follow", "periodic"]
 
 logger = logging.getLogger("edgelib.tasks")
 
@@ -93,6 +93,25 @@ class TaskSet:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+async def cancel(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel ``tasks`` (``None`` entries are skipped) and wait until each has finished.
+
+    The one cancel-and-await of the code base: a task's own cancellation is not
+    re-raised, a failure other than it is logged (not raised), and a cancellation of
+    the caller while it waits propagates as it should.
+    """
+    pending = {task for task in tasks if task is not None}
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    await asyncio.wait(pending)
+    for task in pending:
+        if not task.cancelled() and task.exception() is not None:
+            name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
+            logger.error("background task failed", exc_info=task.exception(), extra={"task": name})
 
 
 class Backoff:

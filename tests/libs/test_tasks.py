@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from edgelib.backends import Backend, open_backend
-from edgelib.tasks import Backoff, TaskSet, follow, periodic
+from edgelib.tasks import Backoff, TaskSet, cancel, follow, periodic
 
 
 async def test_close_cancels_every_task_and_waits_for_its_cleanup() -> None:
@@ -184,3 +184,65 @@ async def test_follow_survives_a_handler_that_fails() -> None:
                 break
     assert got[0] == b"good"
     await backend.close()
+
+
+async def test_cancel_waits_for_cleanup_and_skips_none() -> None:
+    cleaned: list[str] = []
+
+    async def forever(name: str) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0)
+            cleaned.append(name)
+
+    a = asyncio.create_task(forever("a"))
+    b = asyncio.create_task(forever("b"))
+    await asyncio.sleep(0)
+    await cancel(a, None, b)
+    assert sorted(cleaned) == ["a", "b"]
+    assert a.cancelled()
+    assert b.cancelled()
+    await cancel(None)  # nothing to do
+    await cancel(a)  # already finished: nothing to do either
+
+
+async def test_cancel_logs_a_failure_instead_of_raising_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise OSError("cleanup failed")
+
+    task = asyncio.create_task(fails_on_cancel(), name="flaky")
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.ERROR, logger="edgelib.tasks"):
+        await cancel(task)
+    [record] = caplog.records
+    assert record.getMessage() == "background task failed"
+    assert record.exc_info is not None
+    assert record.exc_info[0] is OSError
+    assert record.__dict__["task"] == "flaky"
+
+
+async def test_cancel_lets_the_callers_own_cancellation_through() -> None:
+    release = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await release.wait()
+
+    inner = asyncio.create_task(slow_to_stop())
+    await asyncio.sleep(0)
+    stopper = asyncio.create_task(cancel(inner))
+    await asyncio.sleep(0.01)
+    stopper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    release.set()
+    await asyncio.wait({inner})
+    assert inner.cancelled()

@@ -1,7 +1,6 @@
 """auth-jwt app: ``create_app()`` and its lifespan."""
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -31,6 +30,7 @@ from edgelib.peers import DirectoryClient
 from edgelib.ratelimit import RequestLimiter
 from edgelib.roles import RoleAssignments
 from edgelib.settings import ServiceSettings
+from edgelib.tasks import cancel
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -116,11 +116,7 @@ def create_app(
             try:
                 yield
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await cancel(*tasks)
 
     async def admin_ready() -> None:
         await app.state.bootstrap.ready()

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from edgelib.tasks import cancel
+
 if TYPE_CHECKING:
     from gateway_api.config import Settings
     from gateway_api.gateway import Gateway
@@ -209,10 +211,7 @@ class WorkerStats:
             await asyncio.sleep(SNAPSHOT_INTERVAL)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         with contextlib.suppress(OSError):
             self.path.unlink()
 
@@ -296,10 +295,7 @@ class WorkerPool:
 
     async def stop(self, grace: float = 10.0) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from edgelib.backends import Backend, BackendError
+from edgelib.tasks import cancel
 from sv_log.store import LogStore
 
 logger = logging.getLogger("sv_log.retention")
@@ -84,8 +84,5 @@ class RetentionJob:
             self._task = asyncio.create_task(self._loop(), name="sv-log-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)

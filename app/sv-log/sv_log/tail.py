@@ -8,7 +8,6 @@ wants. A client that cannot keep up loses records and is told how many.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import orjson
 
 from edgelib.backends import Backend, BackendError, Subscription
+from edgelib.tasks import cancel
 from sv_log.schemas import LogRecordOut
 from sv_log.store import LogFilter
 
@@ -103,10 +103,7 @@ class TailHub:
         pump, self._pump = self._pump, None
         if subscription is not None:
             await subscription.close()
-        if pump is not None:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+        await cancel(pump)
 
     async def close(self) -> None:
         async with self._lock:

@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from edgelib.tasks import cancel
 from edgelib.uow import Transactions
 
 logger = logging.getLogger("sv_money.batching")
@@ -70,11 +71,7 @@ class GroupCommit(Generic[J, R]):
         try:
             yield self
         finally:
-            for task in self._tasks:
-                task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel(*self._tasks)
             while self._queue:
                 _, future = self._queue.popleft()
                 if not future.done():

@@ -38,7 +38,7 @@ from sv_money.transfers.endpoints import router as transfers_router
 from sv_money.transfers.service import TransferService
 from sv_money.wallet.endpoints import router as wallet_router
 from sv_money.wallet.service import WalletService
-from sv_money.workers import HoldExpiry, OutboxRecovery, periodic
+from sv_money.workers import HoldExpiry, OutboxRecovery, every
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -163,19 +163,19 @@ def create_app(
             open_services(
                 settings, app.state.database, app.state.signer, transport=transport
             ) as services,
-            periodic(
+            every(
                 "outbox-recovery",
                 OutboxRecovery(services.crossregion).tick,
                 settings.outbox_interval,
             ),
-            periodic("hold-expiry", HoldExpiry(services.holds).tick, settings.hold_sweep_interval),
-            periodic(
+            every("hold-expiry", HoldExpiry(services.holds).tick, settings.hold_sweep_interval),
+            every(
                 "idempotency-keys",
                 partial(forget_expired, services.transactions, ttl=settings.idempotency_ttl),
                 60.0,
             ),
             (
-                periodic(
+                every(
                     "audit",
                     services.audit.run,
                     settings.audit_interval,

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from edgelib.tasks import TaskSet, periodic
 from sv_money.crossregion.service import CrossRegionService
 from sv_money.holds.service import HoldService
 
@@ -18,7 +19,7 @@ logger = logging.getLogger("sv_money.workers")
 
 
 @contextlib.asynccontextmanager
-async def periodic(
+async def every(
     name: str, tick: Callable[[], Awaitable[object]], interval: float, *, first_after: float = 0.0
 ) -> AsyncIterator[None]:
     """Run ``tick`` every ``interval`` seconds while the context is open; failures are logged.
@@ -26,22 +27,9 @@ async def periodic(
     The first run is ``first_after`` seconds after the start (at once by default).
     """
 
-    async def loop() -> None:
-        await asyncio.sleep(first_after)
-        while True:
-            try:
-                await tick()
-            except Exception:
-                logger.exception("%s failed; trying again in %.1f s", name, interval)
-            await asyncio.sleep(interval)
-
-    task = asyncio.create_task(loop(), name=name)
-    try:
+    async with TaskSet(name) as tasks:
+        tasks.spawn(periodic(interval, tick, name=name, first_after=first_after))
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 class OutboxRecovery:

@@ -1,7 +1,6 @@
 """Redis features behind one interface: :func:`open_backend` picks the implementation."""
 
 from edgelib.backends.base import Backend, BackendError, Subscription
-from edgelib.backends.follow import follow
 from edgelib.backends.memory import MemoryBackend
 from edgelib.backends.redis import RedisBackend
 
@@ -21,6 +20,5 @@ __all__ = [
     "MemoryBackend",
     "RedisBackend",
     "Subscription",
-    "follow",
     "open_backend",
 ]

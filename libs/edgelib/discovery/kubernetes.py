@@ -15,7 +15,6 @@ membership is stale and keeps its members. The choice of client is in doc/decisi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -23,6 +22,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.resources.discovery_v1 import EndpointSlice
 
 from edgelib.discovery.model import Member, Membership
+from edgelib.tasks import cancel
 
 logger = logging.getLogger("edgelib.discovery")
 
@@ -112,11 +112,8 @@ class EndpointSliceWatcher:
         self._task = asyncio.create_task(self._run(), name=f"discovery-k8s:{self.namespace}")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         self.membership.close()
         await self._client.close()
 

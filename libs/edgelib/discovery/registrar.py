@@ -10,7 +10,6 @@ graceful stop revokes the lease first (the key goes at once), then the server dr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -18,6 +17,7 @@ import orjson
 
 from edgelib.discovery.etcd import EtcdClient, EtcdError
 from edgelib.discovery.model import Member
+from edgelib.tasks import cancel
 
 logger = logging.getLogger("edgelib.discovery")
 
@@ -134,7 +134,4 @@ class Registrar:
 
     async def _cancel(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)

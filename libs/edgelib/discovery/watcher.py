@@ -13,7 +13,6 @@ that stopped answering without closing the stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -22,6 +21,7 @@ import orjson
 from edgelib.discovery.etcd import EtcdClient, EtcdCompacted, EtcdError, KeyValue
 from edgelib.discovery.model import Member, Membership
 from edgelib.discovery.registrar import GLOBAL_REGION
+from edgelib.tasks import cancel
 
 logger = logging.getLogger("edgelib.discovery")
 
@@ -68,11 +68,7 @@ class EtcdWatcher:
         ]
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         self._tasks = []
         self.membership.close()
         await self._client.aclose()

@@ -11,13 +11,13 @@ one poll interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from auth_rbac.policy.enforcer import PolicySnapshot
 from auth_rbac.policy.repository import PolicyRepository
 from edgelib.backends import Backend, BackendError
 from edgelib.db import Database
+from edgelib.tasks import TaskSet, follow, periodic
 
 logger = logging.getLogger("auth_rbac.sync")
 
@@ -42,7 +42,7 @@ class PolicySync:
         self.channel = channel
         self._snapshot: PolicySnapshot | None = None
         self._lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskSet("rbac-policy")
 
     @property
     def snapshot(self) -> PolicySnapshot:
@@ -52,18 +52,24 @@ class PolicySync:
     async def start(self) -> None:
         """Load the policy, then follow changes in the background."""
         await self.refresh()
-        self._tasks = [
-            asyncio.create_task(self._poll(), name="rbac-policy-poll"),
-            asyncio.create_task(self._listen(), name="rbac-policy-listen"),
-        ]
+        if self._tasks.closed:
+            self._tasks = TaskSet("rbac-policy")
+        self._tasks.spawn(
+            periodic(
+                self.poll_interval,
+                self.refresh,
+                name="rbac-policy-poll",
+                first_after=self.poll_interval,
+            ),
+            name="rbac-policy-poll",
+        )
+        self._tasks.spawn(
+            follow(self.backend, self.channel, self._on_message, name="rbac-policy-listen"),
+            name="rbac-policy-listen",
+        )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._tasks.close()
 
     async def refresh(self, *, at_least: int | None = None) -> PolicySnapshot:
         """Reload when the database holds a newer version than ours (one reload at a time)."""
@@ -106,29 +112,9 @@ class PolicySync:
         await self.announce(snapshot.version)
         return snapshot
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                await self.refresh()
-            except Exception as exc:
-                logger.warning("policy poll failed", extra={"error": repr(exc)})
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                subscription = await self.backend.subscribe(self.channel)
-                try:
-                    async for _channel, message in subscription:
-                        try:
-                            version = int(message)
-                        except ValueError:
-                            continue
-                        await self.refresh(at_least=version)
-                finally:
-                    await subscription.close()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("policy subscription lost", extra={"error": repr(exc)})
-            await asyncio.sleep(1.0)
+    async def _on_message(self, message: bytes) -> None:
+        try:
+            version = int(message)
+        except ValueError:
+            return
+        await self.refresh(at_least=version)

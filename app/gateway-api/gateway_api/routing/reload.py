@@ -7,11 +7,11 @@ an invalid file is logged and ignored, and the old table stays.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgelib.tasks import cancel
 from gateway_api.routing.table import RouteTableError, load_routes
 
 if TYPE_CHECKING:
@@ -39,10 +39,7 @@ class RouteWatcher:
         self._task = asyncio.create_task(self._run(), name="gateway-routes-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -21,7 +21,6 @@ every permission route answers 503.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from edgelib.backends import Backend, BackendError
 from edgelib.identity import DEFAULT_TENANT, Identity
 from edgelib.policy import build_enforcer
 from edgelib.signing import ServiceSigner
+from edgelib.tasks import cancel
 from gateway_api.config import AuthzSettings
 from gateway_api.problems import PermissionDenied, PolicyUnavailable
 from gateway_api.routing.table import Permission
@@ -235,11 +235,7 @@ class Authorizer:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         self._tasks.clear()
 
     async def _poll_loop(self) -> None:

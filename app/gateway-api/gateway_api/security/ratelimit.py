@@ -19,7 +19,6 @@ the next good sync. With the in-process backend each process counts for itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -27,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from edgelib.tasks import cancel
 from gateway_api.problems import RateLimitExceeded
 
 if TYPE_CHECKING:
@@ -132,11 +132,8 @@ class RateLimiter:
         self._task = asyncio.create_task(self._run(), name="gateway-ratelimit-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         await self.sync()  # what this worker counted still counts for the others
 
     # -- the per-request step -----------------------------------------------------

@@ -10,7 +10,6 @@ lookup; no request waits on the network for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,6 +18,7 @@ from typing import Any
 import orjson
 
 from edgelib.backends import Backend, BackendError
+from edgelib.tasks import cancel
 
 logger = logging.getLogger("gateway.sessions")
 
@@ -174,11 +174,7 @@ class RevokedSessions:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         self._tasks.clear()
 
     def snapshot(self) -> dict[str, object]:

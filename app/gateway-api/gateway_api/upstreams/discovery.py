@@ -28,7 +28,6 @@ Every gateway worker process runs its own :class:`Discovery` (they all follow).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgelib.discovery import Member, MembershipSource, PoolKey, SourceSpec, parse_source
+from edgelib.tasks import cancel
 from gateway_api.topology import InstanceSpec
 from gateway_api.upstreams.pools import Instance, Pool, Upstreams
 
@@ -185,11 +185,7 @@ class Discovery:
     async def stop(self) -> None:
         tasks = [f.task for f in self.followed.values() if f.task is not None]
         tasks += [*self._tasks, *([self._reaper] if self._reaper else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*tasks)
         for followed in self.followed.values():
             await followed.source.aclose()
 

@@ -15,14 +15,14 @@ only has the one process, where there is nobody to tell.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 import uuid
 from collections.abc import Callable
 
-from edgelib.backends import Backend, BackendError, follow
+from edgelib.backends import Backend, BackendError
+from edgelib.tasks import cancel, follow
 from gateway_api.upstreams.pools import Instance, Upstreams
 
 logger = logging.getLogger("gateway.ejections")
@@ -59,12 +59,7 @@ class EjectionBus:
     async def stop(self) -> None:
         for instance in self._by_id.values():
             instance.breaker.on_open = None
-        tasks = [t for t in (self._task, *self._sends) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(self._task, *self._sends)
 
     def _announcer(self, instance: Instance) -> Callable[[float], None]:
         def announce(cool_down: float) -> None:
@@ -102,4 +97,4 @@ class EjectionBus:
         return False
 
     async def _listen(self) -> None:
-        await follow(self.backend, CHANNEL, self.apply, logger=logger, what="ejections from peers")
+        await follow(self.backend, CHANNEL, self.apply, name="gateway-ejections")

@@ -8,6 +8,7 @@ import time
 
 import aiohttp
 
+from edgelib.tasks import cancel
 from gateway_api.upstreams.pools import Instance, Upstreams
 
 logger = logging.getLogger("gateway.health")
@@ -36,12 +37,7 @@ class HealthChecker:
         self._task = asyncio.create_task(self._run(), name="gateway-health")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -9,7 +9,6 @@ briefly), so a directory outage does not take the whole platform down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -18,7 +17,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
-from edgelib.backends import Backend, follow
+from edgelib.backends import Backend
+from edgelib.tasks import cancel, follow
 
 if TYPE_CHECKING:
     from edgelib.identity import Identity
@@ -60,10 +60,7 @@ class RegionResolver:
             self._task = asyncio.create_task(self._listen(), name="gateway-directory-events")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _listen(self) -> None:
         assert self.backend is not None
@@ -71,9 +68,8 @@ class RegionResolver:
             self.backend,
             DIRECTORY_CHANNEL,
             lambda message: self.invalidate(message.decode()),
-            logger=logger,
-            what="directory events",
-            on_gap=self._cache.clear,  # changes may have been missed meanwhile
+            name="gateway-directory-events",
+            on_subscribed=self._cache.clear,  # changes may have been missed meanwhile
         )
 
     def invalidate(self, user_id: str) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response, status
 
 from edgelib.deps import InternalCaller
 from edgelib.services import PLATFORM_SERVICES
+from edgelib.tasks import cancel
 from sv_config.metrics import NAMESPACES_PUSHED, PUSHES, WATCHES_WAITING
 from sv_config.watch.schemas import NamespaceSnapshot, WatchRequest, WatchResponse
 from sv_config.watch.service import WatchService
@@ -55,11 +55,7 @@ async def watch(body: WatchRequest, request: Request, caller: Watcher) -> WatchR
             with WATCHES_WAITING.track_inprogress():
                 await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (waiting, gone):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await cancel(*(task for task in (waiting, gone) if not task.done()))
         if waiting.done() and not waiting.cancelled():
             changes = waiting.result()
     if not changes:

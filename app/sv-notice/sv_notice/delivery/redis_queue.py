@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from edgelib.tasks import cancel
 from sv_notice.delivery.queue import Ticket
 
 logger = logging.getLogger("sv_notice.queue")
@@ -150,10 +150,7 @@ class RedisStreamQueue:
 
     async def close(self) -> None:
         self._closing = True
-        if self._mover is not None:
-            self._mover.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._mover
+        await cancel(self._mover)
         await self._redis.aclose()
 
 

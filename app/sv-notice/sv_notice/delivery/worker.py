@@ -20,6 +20,7 @@ from datetime import timedelta
 from prometheus_client import Counter, Histogram
 
 from edgelib.db import Database
+from edgelib.tasks import cancel
 from sv_notice.delivery.channels import Channel, DeliveryFailed, DeliveryJob, NoticeView
 from sv_notice.delivery.queue import DeliveryQueue, RetryPolicy
 from sv_notice.delivery.repository import DeliveryRepository
@@ -86,11 +87,7 @@ class DeliveryWorker:
         self._stopping.set()
         if self._tasks:
             _done, pending = await asyncio.wait(self._tasks, timeout=grace + 1.5)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel(*pending)
         self._tasks.clear()
 
     async def sweep(self, *, due_before: timedelta | None = None, limit: int = 1000) -> int:

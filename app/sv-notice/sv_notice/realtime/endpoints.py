@@ -8,7 +8,6 @@ the inbox notices they missed first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from edgelib.db import Database
 from edgelib.deps import CurrentUser
+from edgelib.tasks import cancel
 from sv_notice.deps import HubDep, SettingsDep, websocket_user
 from sv_notice.inbox.repository import InboxRepository
 from sv_notice.inbox.service import InboxService
@@ -105,9 +105,7 @@ async def websocket(websocket: WebSocket) -> None:
                 getter = asyncio.create_task(_next(connection, heartbeat))
                 await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
+                    await cancel(getter)
                     break
                 event = getter.result()
                 if event is None:
@@ -121,9 +119,7 @@ async def websocket(websocket: WebSocket) -> None:
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await reader
+            await cancel(reader)
 
 
 async def _read_until_closed(websocket: WebSocket) -> None:

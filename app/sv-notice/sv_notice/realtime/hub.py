@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from edgelib.backends import Backend, BackendError
+from edgelib.tasks import cancel
 
 logger = logging.getLogger("sv_notice.realtime")
 
@@ -54,10 +55,7 @@ class RealtimeHub:
 
     async def close(self) -> None:
         self._closing = True
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        await cancel(self._pump)
 
     @property
     def connected(self) -> int:
