@@ -121,45 +121,16 @@ def create_service_app(
                 settings.service_name, settings.keyring(), max_skew=settings.signature_max_skew
             )
             if settings.log_url:
-                shipper = LogShipper(
-                    HttpSink(settings.log_url, signer.to("sv-log")),
-                    max_queue=settings.log_ship_queue,
-                )
-                app.state.log_shipper = await stack.enter_async_context(
-                    shipper.installed(
-                        service=settings.service_name,
-                        instance=settings.instance_id,
-                        region=settings.region,
-                    )
-                )
+                await _ship_logs(app, settings, signer, stack)
             backend = open_backend(settings.redis_url)
             stack.push_async_callback(backend.close)
             app.state.backend = backend
             app.state.replay = ReplayCache(
                 backend, settings.service_name, max_skew=settings.signature_max_skew
             )
-            wants_permissions = settings.service_name != AUTH_RBAC
-            if (
-                wants_permissions
-                and getattr(app.state, "permissions", None) is None
-                and signer.can_sign_for(AUTH_RBAC)
-            ):
-                permissions = PolicyPermissions(
-                    ServiceClient(settings.auth_rbac_url, signer=signer.to(AUTH_RBAC)),
-                    ttl=settings.permission_cache_ttl,
-                )
-                stack.push_async_callback(permissions.aclose)
-                stack.callback(setattr, app.state, "permissions", None)
-                app.state.permissions = permissions
+            _open_permissions(app, settings, signer, stack)
             if migrations is not None:
-                if settings.is_local or settings.migrate_on_start:
-                    await migrate(settings, migrations)
-                database = Database(
-                    settings.database_url or default_database_url(settings),
-                    schema=settings.database_schema or default_schema(settings),
-                )
-                stack.push_async_callback(database.dispose)
-                app.state.database = database
+                await _open_database(app, settings, migrations, stack)
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
             if settings.discovery == "etcd":
@@ -197,6 +168,79 @@ def create_service_app(
     # Around everything (the access log, the 500 handler), so all carry the trace id.
     install_trace_context(app)
 
+    _install_probes(app, settings, extra_checks)
+    app.include_router(about_router(api_prefix))
+
+    #: More exposition text for /metrics (the gateway's counters merged across workers).
+    app.state.metrics_sources = []
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body = generate_latest(REGISTRY) + generate_latest(http_registry)
+        for source in app.state.metrics_sources:
+            body += await source()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _ship_logs(
+    app: FastAPI, settings: ServiceSettings, signer: ServiceSigner, stack: AsyncExitStack
+) -> None:
+    """Ship this service's log records to sv-log, for as long as ``stack`` is open."""
+    assert settings.log_url
+    shipper = LogShipper(
+        HttpSink(settings.log_url, signer.to("sv-log")),
+        max_queue=settings.log_ship_queue,
+    )
+    app.state.log_shipper = await stack.enter_async_context(
+        shipper.installed(
+            service=settings.service_name,
+            instance=settings.instance_id,
+            region=settings.region,
+        )
+    )
+
+
+def _open_permissions(
+    app: FastAPI, settings: ServiceSettings, signer: ServiceSigner, stack: AsyncExitStack
+) -> None:
+    """Ask auth-rbac for permissions, unless this is auth-rbac, the app already has a
+    source of permissions (a test's), or this service may not call auth-rbac."""
+    if (
+        settings.service_name == AUTH_RBAC
+        or getattr(app.state, "permissions", None) is not None
+        or not signer.can_sign_for(AUTH_RBAC)
+    ):
+        return
+    permissions = PolicyPermissions(
+        ServiceClient(settings.auth_rbac_url, signer=signer.to(AUTH_RBAC)),
+        ttl=settings.permission_cache_ttl,
+    )
+    stack.push_async_callback(permissions.aclose)
+    stack.callback(setattr, app.state, "permissions", None)
+    app.state.permissions = permissions
+
+
+async def _open_database(
+    app: FastAPI, settings: ServiceSettings, migrations: Path, stack: AsyncExitStack
+) -> None:
+    """The service's database (``app.state.database``), migrated first when it should be."""
+    if settings.is_local or settings.migrate_on_start:
+        await migrate(settings, migrations)
+    database = Database(
+        settings.database_url or default_database_url(settings),
+        schema=settings.database_schema or default_schema(settings),
+    )
+    stack.push_async_callback(database.dispose)
+    app.state.database = database
+
+
+def _install_probes(
+    app: FastAPI, settings: ServiceSettings, extra_checks: dict[str, ReadinessCheck]
+) -> None:
+    """``GET /healthz`` (the process answers) and ``GET /readyz`` (its dependencies do)."""
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": settings.service_name, "instance": settings.instance_id}
@@ -232,17 +276,3 @@ def create_service_app(
                 body.setdefault(name, f"failed: {type(exc).__name__}")
         body["checks"] = checks
         return body
-
-    app.include_router(about_router(api_prefix))
-
-    #: More exposition text for /metrics (the gateway's counters merged across workers).
-    app.state.metrics_sources = []
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        body = generate_latest(REGISTRY) + generate_latest(http_registry)
-        for source in app.state.metrics_sources:
-            body += await source()
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-    return app

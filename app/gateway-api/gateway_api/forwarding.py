@@ -260,16 +260,8 @@ async def _attempt(
                 return GatewayTimeout(f"{instance.spec.service} did not answer in time")
             except UpstreamError as exc:
                 conn.abort()
-                if body is not None and body.received > body.limit:
-                    raise PayloadTooLarge(
-                        f"the body exceeds this route's {body.limit} bytes"
-                    ) from exc
-                # A kept-alive connection the upstream closed just as it was reused:
-                # nothing was answered, so an idempotent request goes again, fresh.
-                replayable = body is None or body.buffered is not None
-                if reused and not fresh_retry and idempotent and replayable:
-                    if not conn.received_any:
-                        continue
+                if _send_again_fresh(exc, conn, body, reused and not fresh_retry and idempotent):
+                    continue
                 _failed(instance, type(exc).__name__)
                 result = "upstream_error"
                 return BadGateway(f"{instance.spec.service} failed to answer")
@@ -296,6 +288,22 @@ async def _attempt(
         instance.in_flight -= 1
         if metrics is not None:
             metrics.attempt(upstream, result, time.monotonic() - started)
+
+
+def _send_again_fresh(
+    exc: UpstreamError, conn: UpstreamConnection, body: RequestBody | None, may: bool
+) -> bool:
+    """After an exchange broke (a rare branch, kept out of :func:`_attempt`): whether to
+    send it again on a fresh connection; raises :class:`PayloadTooLarge` when what broke
+    it was the client's body exceeding the route's limit.
+
+    A kept-alive connection the upstream closed just as it was reused answered nothing,
+    so an idempotent request (``may``) whose body can be resent goes again, fresh.
+    """
+    if body is not None and body.received > body.limit:
+        raise PayloadTooLarge(f"the body exceeds this route's {body.limit} bytes") from exc
+    replayable = body is None or body.buffered is not None
+    return may and replayable and not conn.received_any
 
 
 async def _send(

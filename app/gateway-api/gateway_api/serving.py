@@ -17,8 +17,10 @@ import resource
 import signal
 
 import uvicorn
+from fastapi import FastAPI
 
 from edgelib.runner import freeze_startup_heap
+from edgelib.tasks import cancel
 from edgelib.tracing import otlp_traces_endpoint
 from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
@@ -44,13 +46,41 @@ def raise_open_files_limit(connections: int) -> int:
     return soft
 
 
-async def serve(settings: Settings, worker: int = 0) -> None:
+def _check_open_files(settings: Settings) -> None:
     open_files = raise_open_files_limit(settings.max_connections)
     if open_files < settings.max_connections + 64:
         logger.warning(
             "the open-files limit is below GATEWAY_MAX_CONNECTIONS",
             extra={"nofile": open_files, "max_connections": settings.max_connections},
         )
+
+
+async def _start_admin(
+    settings: Settings, admin_app: FastAPI
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Worker 0's admin listener, once it listens (``SystemExit`` when it cannot)."""
+    admin = uvicorn.Server(
+        uvicorn.Config(
+            admin_app,
+            host=settings.admin_host,
+            port=settings.admin_port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="off",
+        )
+    )
+    admin_task = asyncio.create_task(admin.serve())
+    while not admin.started:
+        if admin_task.done():
+            await admin_task
+            raise SystemExit("gateway admin listener failed to start")
+        await asyncio.sleep(0.02)
+    return admin, admin_task
+
+
+async def serve(settings: Settings, worker: int = 0) -> None:
+    _check_open_files(settings)
     gateway = Gateway(settings)
     # Every worker follows discovery (its Gateway); only worker 0 registers the node,
     # under its one instance id, so one worker stopping never deregisters the others.
@@ -64,23 +94,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
     admin_task: asyncio.Task[None] | None = None
     async with admin_app.router.lifespan_context(admin_app):
         if worker == 0:
-            admin = uvicorn.Server(
-                uvicorn.Config(
-                    admin_app,
-                    host=settings.admin_host,
-                    port=settings.admin_port,
-                    log_config=None,
-                    access_log=False,
-                    server_header=False,
-                    lifespan="off",
-                )
-            )
-            admin_task = asyncio.create_task(admin.serve())
-            while not admin.started:
-                if admin_task.done():
-                    await admin_task
-                    raise SystemExit("gateway admin listener failed to start")
-                await asyncio.sleep(0.02)
+            admin, admin_task = await _start_admin(settings, admin_app)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         proxy = create_public_app(gateway)
@@ -105,10 +119,12 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             pool.start()
         if worker > 0:
             watch_parent(stop)
-        waits = {asyncio.create_task(stop.wait())}
+        stopped = asyncio.create_task(stop.wait())
+        waits = {stopped}
         if admin_task is not None:
             waits.add(admin_task)  # type: ignore[arg-type]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await cancel(stopped)  # still waiting when the admin listener ended first
         if pool is not None:
             await pool.stop()
         await stats.stop()
