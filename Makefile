@@ -18,6 +18,7 @@ export EDGE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 help:
 	@echo "make up      start the whole stack locally (gateway on 127.0.0.1:7001)"
 	@echo "make down    stop it"
+	@echo "make observe the stack and a Prometheus scraping it (127.0.0.1:9090)"
 	@echo "make test    lint, type-check and run every test (needs PostgreSQL/Redis: installed if absent)"
 	@echo "make generate  rewrite every list derived from deploy/services.toml"
 	@echo "make bazel   bazel build //... offline"
@@ -51,6 +52,13 @@ native-strict:
 
 up: venv native
 	$(BIN)/python -m edgectl up
+
+# The stack plus a real Prometheus scraping it (Debian's package, installed if missing) on
+# 127.0.0.1:9090, data under var/prometheus; doc/observability.md. Same as EDGE_OBSERVE=1 make up.
+.PHONY: observe
+observe: venv native
+	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	EDGE_OBSERVE=1 $(BIN)/python -m edgectl up
 
 down: venv
 	$(BIN)/python -m edgectl down

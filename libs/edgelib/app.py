@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.responses import Response
@@ -29,7 +28,12 @@ from edgelib.problems import install_problem_handlers, problem_response
 from edgelib.replay import ReplayCache
 from edgelib.settings import ServiceSettings
 from edgelib.signing import ServiceSigner
-from edgelib.tracing import configure_tracing
+from edgelib.tracing import (
+    configure_tracing,
+    install_trace_context,
+    otlp_traces_endpoint,
+    shutdown_tracing,
+)
 
 logger = logging.getLogger("edgelib.app")
 
@@ -109,9 +113,10 @@ def create_service_app(
             service=settings.service_name,
             instance=settings.instance_id,
             region=settings.region,
-            otlp_endpoint=settings.otlp_endpoint,
+            endpoint=otlp_traces_endpoint(),
         )
         async with AsyncExitStack() as stack:
+            stack.callback(shutdown_tracing)  # last out: spans of the stop are exported too
             app.state.settings = settings
             signer = app.state.signer = ServiceSigner(
                 settings.service_name, settings.keyring(), max_skew=settings.signature_max_skew
@@ -181,6 +186,8 @@ def create_service_app(
     install_problem_handlers(app)
     install_problem_openapi(app)
     app.add_middleware(RequestContextMiddleware, instance=settings.instance_id)
+    # Around everything (the access log, the 500 handler), so all carry the trace id.
+    install_trace_context(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -238,5 +245,4 @@ def create_service_app(
             body += await source()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app

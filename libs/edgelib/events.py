@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from edgelib.client import ServiceCallError, ServiceClient
 from edgelib.db import Database
 from edgelib.signing import ServiceSigner
+from edgelib.tracing import current_traceparent
 
 logger = logging.getLogger("edgelib.events")
 
@@ -60,9 +61,12 @@ class PlatformEvent:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     occurred_at: float = field(default_factory=time.time)
     source: str = ""
+    #: The trace the event belongs to (W3C ``traceparent`` of the span that made it), so
+    #: the receiver's work joins the request's trace although it is shipped later.
+    traceparent: str = field(default_factory=current_traceparent)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "id": self.id,
             "type": self.type,
             "user_id": self.user_id,
@@ -71,6 +75,9 @@ class PlatformEvent:
             "occurred_at": self.occurred_at,
             "source": self.source,
         }
+        if self.traceparent:
+            doc["traceparent"] = self.traceparent
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> PlatformEvent:
@@ -82,6 +89,7 @@ class PlatformEvent:
             id=str(doc["id"]),
             occurred_at=float(doc.get("occurred_at") or time.time()),
             source=str(doc.get("source") or ""),
+            traceparent=str(doc.get("traceparent") or ""),
         )
 
 

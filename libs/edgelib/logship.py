@@ -53,6 +53,10 @@ DROPPED = Counter(
 )
 QUEUED = Gauge("edge_log_shipping_queue_depth", "Log records waiting to be shipped.")
 FAILURES = Counter("edge_log_shipping_failures", "Failed attempts to ship a batch.")
+# Each reason's series exists from the start at 0, so the alert and the dashboard see a
+# rate, not an absent series.
+for _reason in ("queue_full", "rejected", "shutdown"):
+    DROPPED.labels(reason=_reason)
 
 # Records logged while the shipper itself is working (its HTTP client, its warnings)
 # are written to stdout but never shipped, so shipping cannot feed itself.

@@ -38,7 +38,6 @@ SHARED_FIELDS = frozenset(
         "signature_max_skew",
         "auth_rbac_url",
         "permission_cache_ttl",
-        "otlp_endpoint",
         "log_level",
         "log_json",
         "var_dir",
@@ -100,7 +99,6 @@ class ServiceSettings(BaseSettings):
     #: How long a service keeps one permission decision (seconds).
     permission_cache_ttl: float = 1.0
 
-    otlp_endpoint: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
     #: sv-log's base URL; when set, this service's log records are shipped there too.

@@ -8,6 +8,7 @@ notices, and that a bad registry is refused with a message that names the proble
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tomllib
@@ -49,6 +50,8 @@ def test_generated_files_say_so() -> None:
     for path, content in render(ROOT).items():
         if path in BLOCKS:
             assert f"# >>> {MARK} (" in content, path
+        elif path.endswith(".json"):
+            assert json.loads(content)["__comment"] == HEADER.removeprefix("# "), path
         else:
             assert content.splitlines()[0] == HEADER, path
 

@@ -623,7 +623,13 @@ def _published(svc: Doc) -> list[tuple[str, int, int]]:
 def test_compose_runs_every_local_instance_plus_postgres_and_redis() -> None:
     edge = _edge_services()
     others = set(COMPOSE["services"]) - set(edge)
-    assert others == {"postgres", "redis"}
+    observability = {
+        name
+        for name, svc in COMPOSE["services"].items()
+        if "observability" in svc.get("profiles", [])
+    }
+    assert observability == {"prometheus", "grafana", "otel-collector"}
+    assert others - observability == {"postgres", "redis"}
     assert COMPOSE["services"]["postgres"]["image"].startswith("postgres:16")
     assert COMPOSE["services"]["redis"]["image"].startswith("redis:7")
     placement: Counter[tuple[str, str | None]] = Counter()
@@ -688,6 +694,10 @@ def test_compose_never_migrates_one_schema_twice_at_once() -> None:
 def test_compose_publishes_only_the_gateway_and_admin_on_loopback() -> None:
     for name, svc in COMPOSE["services"].items():
         for host_ip, _, container in _published(svc):
+            if "observability" in svc.get("profiles", []):
+                # Prometheus and Grafana of the opt-in profile: this machine only.
+                assert host_ip == "127.0.0.1", f"{name} publishes beyond loopback"
+                continue
             assert name == GATEWAY, f"{name} must not publish ports"
             if container == 7080:
                 assert host_ip == "127.0.0.1", "the admin port is published on loopback only"

@@ -96,6 +96,10 @@ ensure_etcd() {
 
 ensure_tools() {
   command -v bazel >/dev/null 2>&1 || { echo "ensure-services: installing bazel-bootstrap"; apt_install bazel-bootstrap; }
+  # promtool checks and unit-tests the alert rules; the observability e2e test runs a real
+  # Prometheus (tests/deploy/test_observability.py, tests/e2e/test_observability.py).
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
+    || { echo "ensure-services: installing prometheus"; apt_install --no-install-recommends prometheus; }
 }
 
 ensure_postgres

@@ -15,6 +15,7 @@ from pathlib import Path
 from edgectl.discovery import DEFAULT_ETCD_URL, LocalEtcd, discovery_mode, etcd_url, status_lines
 from edgectl.generate import GenerateError, generate, stale
 from edgectl.keys import KeyStore
+from edgectl.observe import ObserveError, observing, prometheus_spec
 from edgectl.processes import process_specs
 from edgectl.registry import RegistryError, default_registry, load_registry
 from edgectl.scaffold import ScaffoldError, new_service
@@ -30,6 +31,13 @@ def _up(args: argparse.Namespace) -> int:
     # Each process gets its own keyring, derived from a root only edgectl reads.
     KeyStore(var_dir / "keys").write()
     specs = process_specs(load_registry(args.registry), topology, args.topology, var_dir)
+    if observing():
+        try:
+            # Before the gateway: the supervisor starts the last spec last, stops it first.
+            specs.insert(len(specs) - 1, prometheus_spec(topology, var_dir))
+        except ObserveError as exc:
+            print(f"edgectl: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
     gw = topology.gateway
     etcd = None
     if discovery_mode() == "etcd":

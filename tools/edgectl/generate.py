@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import re
 import textwrap
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from edgectl.observability import (
+    OBSERVABILITY,
+    SOURCE_RULES,
+    dashboard_files,
+    prometheus_rule,
+    scrape_config,
+)
 from edgectl.registry import Registry, Service, load_registry, peer_settings
+from edgelib.topology import parse_topology
 
 MARK = "generated from deploy/services.toml by make generate — do not edit"
 HEADER = f"# {MARK[0].upper()}{MARK[1:]}."
@@ -490,6 +499,21 @@ def whole_files(registry: Registry) -> dict[str, str]:
         files[f"{K8S}/base/regions/{region}/kustomization.yaml"] = region_kustomization(region)
     for svc in registry.services:
         files[f"{svc.path}/BUILD.bazel"] = build_file(svc)
+    files.update(dashboard_files(registry))
+    local = parse_topology(tomllib.loads(files["deploy/local/topology.toml"]))
+    files[f"{OBSERVABILITY}/prometheus/prometheus-local.yml"] = (
+        f"{HEADER}\n# The local stack (make up); `make observe` runs Prometheus on it.\n"
+        + scrape_config(local)
+    )
+    compose = parse_topology(tomllib.loads(files["deploy/compose-topology.toml"]))
+    files[f"{OBSERVABILITY}/prometheus/prometheus-compose.yml"] = (
+        f"{HEADER}\n# docker compose --profile observability (deploy/docker-compose.yml).\n"
+        + scrape_config(compose, gateway_target="gateway-api:7080")
+    )
+    files[f"{K8S}/components/prometheus-operator/prometheus-rules.yaml"] = (
+        f"{HEADER}\n# The alert rules of {OBSERVABILITY}/prometheus/rules/*.yml for the operator.\n"
+        + prometheus_rule(SOURCE_RULES)
+    )
     return files
 
 

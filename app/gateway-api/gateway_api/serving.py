@@ -19,6 +19,7 @@ import signal
 import uvicorn
 
 from edgelib.runner import freeze_startup_heap
+from edgelib.tracing import otlp_traces_endpoint
 from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
@@ -52,7 +53,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         )
     gateway = Gateway(settings)
     admin_app = create_app(settings, gateway)
-    TraceContext.record_spans = bool(settings.otlp_endpoint)
+    TraceContext.record_spans = otlp_traces_endpoint() is not None
     workers = max(1, settings.workers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from sv_log.exceptions import (
     StoreUnavailable,
     UnsupportedBatchEncoding,
 )
+from sv_log.metrics import BATCHES, RECORDS_DROPPED, RECORDS_RECEIVED
 from sv_log.schemas import IntakeAccepted, IntakeRecord, LogPage, LogRecordOut
 from sv_log.store import LogFilter, LogStore, Position
 from sv_log.tail import TailHub
@@ -71,6 +72,15 @@ class LogService:
         self, body: bytes, *, content_type: str | None, content_encoding: str | None
     ) -> list[IntakeRecord]:
         """Check a whole batch before anything is stored; raise the problem that fits."""
+        try:
+            return self._decode(body, content_type=content_type, content_encoding=content_encoding)
+        except Problem:
+            BATCHES.labels("refused").inc()
+            raise
+
+    def _decode(
+        self, body: bytes, *, content_type: str | None, content_encoding: str | None
+    ) -> list[IntakeRecord]:
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media != "application/json":
             raise UnsupportedBatchEncoding("send the batch as application/json")
@@ -128,13 +138,19 @@ class LogService:
         if idempotency_key:
             key = f"sv-log:batch:{idempotency_key}"
             if not await self._first_time(key):
+                BATCHES.labels("duplicate").inc()
                 return IntakeAccepted(accepted=0, duplicate=True)
         try:
             stored = await self.store.insert(records)
-        except BaseException:
+        except BaseException as exc:
             if key is not None:
                 await self._forget(key)
+            if isinstance(exc, StoreUnavailable):
+                BATCHES.labels("unavailable").inc()
+                RECORDS_DROPPED.inc(len(records))
             raise
+        BATCHES.labels("stored").inc()
+        RECORDS_RECEIVED.inc(len(stored))
         await self.hub.publish(stored)
         return IntakeAccepted(accepted=len(stored))
 

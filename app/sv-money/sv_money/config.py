@@ -56,6 +56,9 @@ class Settings(ServiceSettings):
     #: A cross-region transfer still in flight after this many seconds is reported by the
     #: audit as stuck.
     audit_inflight_grace: float = Field(default=300.0, gt=0)
+    #: How often this region audits itself in the background (seconds; 0: only on
+    #: request). The result is the ``edge_sv_money_audit_ok`` gauge the alerts watch.
+    audit_interval: float = Field(default=300.0, ge=0)
 
 
 def url_list(value: str) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -172,6 +172,16 @@ def create_app(
                 "idempotency-keys",
                 partial(forget_expired, services.transactions, ttl=settings.idempotency_ttl),
                 60.0,
+            ),
+            (
+                periodic(
+                    "audit",
+                    services.audit.run,
+                    settings.audit_interval,
+                    first_after=settings.audit_interval,
+                )
+                if settings.audit_interval > 0
+                else nullcontext()
             ),
         ):
             app.state.services = services

@@ -19,11 +19,15 @@ logger = logging.getLogger("sv_money.workers")
 
 @contextlib.asynccontextmanager
 async def periodic(
-    name: str, tick: Callable[[], Awaitable[object]], interval: float
+    name: str, tick: Callable[[], Awaitable[object]], interval: float, *, first_after: float = 0.0
 ) -> AsyncIterator[None]:
-    """Run ``tick`` every ``interval`` seconds while the context is open; failures are logged."""
+    """Run ``tick`` every ``interval`` seconds while the context is open; failures are logged.
+
+    The first run is ``first_after`` seconds after the start (at once by default).
+    """
 
     async def loop() -> None:
+        await asyncio.sleep(first_after)
         while True:
             try:
                 await tick()

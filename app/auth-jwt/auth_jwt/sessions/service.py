@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 
 from auth_jwt.keys.ring import KeyRing
+from auth_jwt.metrics import FAILED_LOGINS, TOKENS_ISSUED, failure_reason
 from auth_jwt.models import AuthSession, RefreshToken, utcnow
 from auth_jwt.peers import UserDirectory
 from auth_jwt.sessions.exceptions import (
@@ -36,6 +37,9 @@ from edgelib.identity import Identity
 from edgelib.ratelimit import RequestLimiter
 
 logger = logging.getLogger("auth_jwt.sessions")
+
+ISSUED_ACCESS = TOKENS_ISSUED.labels("access")
+ISSUED_REFRESH = TOKENS_ISSUED.labels("refresh")
 
 #: Revocations are kept this long past the access-token lifetime (clock skew, leeway).
 REVOCATION_MARGIN = 60
@@ -84,6 +88,13 @@ class SessionService:
 
     async def login(self, request: LoginRequest, client: Client) -> TokenPair:
         """Check the credentials, end the previous session of this client type, start one."""
+        try:
+            return await self._login(request, client)
+        except Exception as exc:
+            FAILED_LOGINS.labels(failure_reason(exc)).inc()
+            raise
+
+    async def _login(self, request: LoginRequest, client: Client) -> TokenPair:
         await self.limiter.hit(
             self.limits.login_address, client.address, "logins from this address"
         )
@@ -248,6 +259,8 @@ class SessionService:
             ttl=self.policy.access_ttl,
             now=now,
         )
+        ISSUED_ACCESS.inc()
+        ISSUED_REFRESH.inc()
         return TokenPair(
             access_token=access, refresh_token=refresh, expires_in=self.policy.access_ttl
         )

@@ -32,6 +32,7 @@ from sv_config.exceptions import (
     ReleaseNotFound,
     ReleaseTooLarge,
 )
+from sv_config.metrics import RELEASES
 from sv_config.models import GrayRelease, Namespace, Release, utcnow
 from sv_config.outbox import mark_changed
 from sv_config.refs import NamespaceRef, load_namespace, record
@@ -327,5 +328,6 @@ class ReleaseService:
             raise ConcurrentChange(
                 f"another release of {namespace.name} was made at the same time; retry"
             ) from exc
+        RELEASES.labels(kind).inc()
         namespace.updated_at = utcnow()
         return release

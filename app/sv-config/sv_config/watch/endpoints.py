@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from edgelib.deps import InternalCaller
 from edgelib.services import PLATFORM_SERVICES
+from sv_config.metrics import NAMESPACES_PUSHED, PUSHES, WATCHES_WAITING
 from sv_config.watch.schemas import NamespaceSnapshot, WatchRequest, WatchResponse
 from sv_config.watch.service import WatchService
 
@@ -51,7 +52,8 @@ async def watch(body: WatchRequest, request: Request, caller: Watcher) -> WatchR
         waiting = asyncio.ensure_future(service.watch(body))
         gone = asyncio.ensure_future(_client_gone(request))
         try:
-            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+            with WATCHES_WAITING.track_inprogress():
+                await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (waiting, gone):
                 if not task.done():
@@ -61,5 +63,8 @@ async def watch(body: WatchRequest, request: Request, caller: Watcher) -> WatchR
         if waiting.done() and not waiting.cancelled():
             changes = waiting.result()
     if not changes:
+        PUSHES.labels("unchanged").inc()
         return Response(status_code=status.HTTP_304_NOT_MODIFIED)
+    PUSHES.labels("changed").inc()
+    NAMESPACES_PUSHED.inc(len(changes))
     return WatchResponse(changes=changes)

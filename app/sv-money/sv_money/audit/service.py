@@ -25,6 +25,7 @@ from sv_money.crossregion.schemas import (
 )
 from sv_money.crossregion.service import CrossRegionService
 from sv_money.exceptions import PeerProblem, PeerUnavailable
+from sv_money.metrics import AUDIT_LAST_RUN, AUDIT_OK, AUDIT_VIOLATIONS
 from sv_money.peers import MoneyPeers
 from sv_money.tables import accounts, entries, holds, postings, transfers, utcnow
 from sv_money.transactions import Transactions
@@ -85,7 +86,7 @@ class AuditService:
             listed.append(
                 Violation(check="truncated", detail=f"{len(violations) - MAX_LISTED} more")
             )
-        return AuditReport(
+        report = AuditReport(
             region=self.region,
             ok=not violations,
             checked=checked,
@@ -93,6 +94,10 @@ class AuditService:
             in_flight=in_flight,
             at=utcnow(),
         )
+        AUDIT_OK.labels(self.region).set(1 if report.ok else 0)
+        AUDIT_VIOLATIONS.labels(self.region).set(len(violations))
+        AUDIT_LAST_RUN.labels(self.region).set(report.at.timestamp())
+        return report
 
     async def _local(
         self, repo: AuditRepository, violations: list[Violation], checked: dict[str, int]

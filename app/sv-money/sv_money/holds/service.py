@@ -25,6 +25,7 @@ from sv_money.holds.exceptions import (
 from sv_money.holds.schemas import HoldCapture, HoldCreate, HoldRead, hold_read
 from sv_money.idempotency.service import claim, fingerprint
 from sv_money.ledger.models import AccountKey
+from sv_money.metrics import HOLDS, refusal_outcome
 from sv_money.peers import Directory
 from sv_money.posting.exceptions import SelfTransfer
 from sv_money.posting.records import (
@@ -69,6 +70,15 @@ class HoldService:
 
     async def create(self, caller: Identity, body: HoldCreate, key: str) -> tuple[HoldRead, bool]:
         """Reserve funds for a payee; (hold, replayed)."""
+        try:
+            hold, replayed = await self._create(caller, body, key)
+        except Exception as exc:
+            HOLDS.labels("create", refusal_outcome(exc)).inc()
+            raise
+        HOLDS.labels("create", "replayed" if replayed else "ok").inc()
+        return hold, replayed
+
+    async def _create(self, caller: Identity, body: HoldCreate, key: str) -> tuple[HoldRead, bool]:
         require_home(caller, self.region)
         if body.amount > self.max_amount:
             raise AmountTooLarge(f"at most {self.max_amount} minor units per hold")
@@ -134,6 +144,15 @@ class HoldService:
 
     async def capture(self, caller: Identity, hold_id: str, body: HoldCapture) -> HoldRead:
         """Pay the payee all or part of the hold; asking again changes nothing."""
+        try:
+            hold = await self._capture(caller, hold_id, body)
+        except Exception as exc:
+            HOLDS.labels("capture", refusal_outcome(exc)).inc()
+            raise
+        HOLDS.labels("capture", "ok").inc()
+        return hold
+
+    async def _capture(self, caller: Identity, hold_id: str, body: HoldCapture) -> HoldRead:
         require_home(caller, self.region)
 
         async def work(conn: AsyncConnection) -> str | None:
@@ -190,6 +209,15 @@ class HoldService:
 
     async def void(self, caller: Identity, hold_id: str) -> HoldRead:
         """Release the hold's funds; asking again changes nothing."""
+        try:
+            hold = await self._void(caller, hold_id)
+        except Exception as exc:
+            HOLDS.labels("void", refusal_outcome(exc)).inc()
+            raise
+        HOLDS.labels("void", "ok").inc()
+        return hold
+
+    async def _void(self, caller: Identity, hold_id: str) -> HoldRead:
         require_home(caller, self.region)
 
         async def work(conn: AsyncConnection) -> None:
@@ -217,6 +245,7 @@ class HoldService:
                 return True
 
             expired += await self.tx.run(work)
+        HOLDS.labels("expire", "ok").inc(expired)
         return expired
 
 

@@ -19,6 +19,7 @@ from sv_money.ledger.exceptions import BalanceLimit, InsufficientFunds
 from sv_money.ledger.models import AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
 from sv_money.ledger.service import Ledger
+from sv_money.metrics import TRANSFERS, refusal_outcome
 from sv_money.notices import TransferNotices
 from sv_money.peers import Directory
 from sv_money.posting.exceptions import SelfTransfer, TransferNotFound
@@ -92,6 +93,19 @@ class TransferService:
         self, caller: Identity, body: TransferCreate, key: str
     ) -> tuple[TransferRead, bool]:
         """Move money from the caller to ``body.to_username``; (transfer, replayed)."""
+        try:
+            transfer, replayed = await self._create(caller, body, key)
+        except Exception as exc:
+            # Refused before or after the payee's region was known: not told apart.
+            TRANSFERS.labels("any", refusal_outcome(exc)).inc()
+            raise
+        kind = "same_region" if transfer.to_region == transfer.from_region else "cross_region"
+        TRANSFERS.labels(kind, "replayed" if replayed else transfer.status).inc()
+        return transfer, replayed
+
+    async def _create(
+        self, caller: Identity, body: TransferCreate, key: str
+    ) -> tuple[TransferRead, bool]:
         require_home(caller, self.region)
         if body.amount > self.max_amount:
             raise AmountTooLarge(f"at most {self.max_amount} minor units per transfer")

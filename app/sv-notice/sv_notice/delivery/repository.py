@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, and_, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sv_notice.models import contacts, deliveries, notices
@@ -181,6 +181,15 @@ class DeliveryRepository:
             )
         query = query.order_by(deliveries.c.updated_at.desc(), deliveries.c.id.desc()).limit(limit)
         return (await self.session.execute(query)).mappings().all()
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """How many deliveries are in the dead-letter list, per channel."""
+        rows = await self.session.execute(
+            select(deliveries.c.channel, func.count())
+            .where(deliveries.c.status == "failed")
+            .group_by(deliveries.c.channel)
+        )
+        return {str(channel): int(n) for channel, n in rows.all()}
 
     async def requeue(self, delivery_id: str, now: datetime) -> bool:
         """Put a dead-lettered delivery back in the queue with a fresh attempt budget."""

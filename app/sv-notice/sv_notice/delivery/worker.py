@@ -23,6 +23,7 @@ from edgelib.db import Database
 from sv_notice.delivery.channels import Channel, DeliveryFailed, DeliveryJob, NoticeView
 from sv_notice.delivery.queue import DeliveryQueue, RetryPolicy
 from sv_notice.delivery.repository import DeliveryRepository
+from sv_notice.metrics import count_attempt, set_dead_letters
 from sv_notice.models import utcnow
 
 logger = logging.getLogger("sv_notice.delivery")
@@ -105,8 +106,17 @@ class DeliveryWorker:
             await self.queue.push(row["id"], delay=delay, only_if_absent=True)
         return len(rows)
 
+    async def count_dead_letters(self) -> None:
+        """Refresh the dead-letter gauge from the database (shared by every instance)."""
+        async with self.database.sessions() as session:
+            set_dead_letters(await DeliveryRepository(session).dead_letter_counts())
+
     async def _sweep_forever(self) -> None:
         while not self._stopping.is_set():
+            try:
+                await self.count_dead_letters()
+            except Exception:
+                logger.exception("counting dead letters failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
                 return
@@ -178,6 +188,7 @@ class DeliveryWorker:
         if outcome == "retry":
             await self.queue.push(delivery_id, delay=(due - utcnow()).total_seconds())
         ATTEMPTS.labels(job.channel, outcome).inc()
+        count_attempt(job.channel, outcome)
         log = logger.info if outcome == "sent" else logger.warning
         log(
             "delivery %s",

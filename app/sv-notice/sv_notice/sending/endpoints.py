@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Response, status
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgelib.deps import InternalCaller, SessionDep
 from edgelib.problems import Problem
+from edgelib.tracing import start_span
 from sv_notice.delivery.dispatch import Dispatcher
 from sv_notice.delivery.schemas import NoticeStatus
 from sv_notice.delivery.service import DeliveryService
@@ -126,15 +128,19 @@ async def intake_events(
             )
             continue
         try:
-            outcome = await sender.send(
-                SendCommand(
-                    user_id=event.user_id,
-                    category=event.type,
-                    variables=event.data,
-                    dedup_key=f"event:{event.id}",
-                    source=f"event:{event.source or caller}",
+            # The batch is shipped in the background; each event rejoins its own trace.
+            with start_span(
+                f"event {event.type}", parent=event.traceparent, kind=SpanKind.CONSUMER
+            ):
+                outcome = await sender.send(
+                    SendCommand(
+                        user_id=event.user_id,
+                        category=event.type,
+                        variables=event.data,
+                        dedup_key=f"event:{event.id}",
+                        source=f"event:{event.source or caller}",
+                    )
                 )
-            )
         except Problem as exc:
             results.append(EventResult(id=event.id, status="rejected", reason=exc.detail))
             continue

@@ -48,6 +48,8 @@ class EventIn(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, max_length=50)
     occurred_at: float | None = None
     source: Text = Field("", max_length=64)
+    #: W3C trace context of the request that caused the event (edgelib.events).
+    traceparent: str = Field("", max_length=64, pattern=r"^[0-9a-f-]*$")
 
 
 class EventBatch(BaseModel):
