@@ -44,6 +44,11 @@ def fired(alert: str, **labels: str) -> dict[str, Any]:
     rule = _alerts()[alert]
 
     def render(text: str) -> str:
+        text = re.sub(
+            r"\{\{ if \$labels\.(\w+) \}\}(.*?)\{\{ end \}\}",
+            lambda m: m.group(2) if labels.get(m.group(1)) else "",
+            text,
+        )
         return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
 
     return {
