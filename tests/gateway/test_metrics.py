@@ -200,6 +200,7 @@ async def test_breaker_state_and_health_show_on_scrape(
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(600)  # starting two workers takes minutes on a loaded 2-core machine
 def test_two_workers_one_scrape_counts_every_request_exactly(tmp_path: Path) -> None:
     """GATEWAY_WORKERS=2 against a real upstream: one scrape's counter equals N."""
     routes = '[[routes]]\nprefix = "/api/v1/echo"\nservice = "echo"\naccess = "public"\n'
