@@ -31,9 +31,11 @@ class StaticPermissions:
         self.grants = grants
         self.asked: list[tuple[str, str]] = []
 
-    async def allowed(self, user_id: str, obj: str, act: str) -> bool:
-        self.asked.append((user_id, f"{obj}:{act}"))
-        return f"{obj}:{act}" in self.grants.get(user_id, set())
+    async def allowed(self, user_id: str, obj: str, act: str, domain: str | None = None) -> bool:
+        """Grants are ``obj:act`` in the default domain, ``obj:act@domain`` in another."""
+        wanted = f"{obj}:{act}" if domain in (None, "default") else f"{obj}:{act}@{domain}"
+        self.asked.append((user_id, wanted))
+        return wanted in self.grants.get(user_id, set())
 
 
 def grant(app: FastAPI, user_id: str, *permissions: str) -> FastAPI:

@@ -51,6 +51,8 @@ _DESTINATIONS = (
     ("/internal/directory", "sv-region"),
     ("/internal/policy", "auth-rbac"),
     ("/internal/assignments", "auth-rbac"),
+    ("/internal/tenants", "auth-rbac"),
+    ("/api/v1/tenants", "auth-rbac"),
     ("/api/v1/auth", "auth-jwt"),
     ("/api/v1/users", "sv-user"),
     ("/api/v1/regions", "sv-region"),
@@ -66,6 +68,7 @@ _CALLERS = (
     ("POST /internal/users/", "sv-user"),
     ("POST /internal/users", "sv-user"),
     ("POST /internal/assignments", "sv-user"),
+    ("GET /internal/tenants/", "auth-jwt"),
     ("", "sv-user"),  # the directory's registration calls
 )
 
@@ -160,6 +163,8 @@ def identity_of(access_token: str) -> Identity:
         region=claims["region"],
         session_id=claims["sid"],
         client_type=claims["client_type"],
+        tenant=claims.get("tenant", "default"),
+        app=claims.get("client_id", ""),
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 GATEWAY_SERVICE = "gateway-api"
+#: The tenant (Casbin domain) of a caller whose token names none: the platform's own.
+DEFAULT_TENANT = "default"
 
 
 class IdentityError(ValueError):
@@ -25,17 +27,25 @@ class Identity:
     region: str
     session_id: str
     client_type: str
+    #: The active tenant: the Casbin domain the caller's permissions are checked in.
+    tenant: str = DEFAULT_TENANT
+    #: The OAuth2 client id when the caller is an app (client credentials), else empty.
+    app: str = ""
 
     def encode(self) -> str:
-        return urlencode(
-            {
-                "sub": self.user_id,
-                "name": self.username,
-                "region": self.region,
-                "sid": self.session_id,
-                "ct": self.client_type,
-            }
-        )
+        fields = {
+            "sub": self.user_id,
+            "name": self.username,
+            "region": self.region,
+            "sid": self.session_id,
+            "ct": self.client_type,
+        }
+        # Left out when they hold their defaults, so the usual header stays as it was.
+        if self.tenant != DEFAULT_TENANT:
+            fields["tenant"] = self.tenant
+        if self.app:
+            fields["app"] = self.app
+        return urlencode(fields)
 
     @classmethod
     def decode(cls, value: str) -> Identity:
@@ -47,6 +57,8 @@ class Identity:
                 region=fields["region"],
                 session_id=fields["sid"],
                 client_type=fields["ct"],
+                tenant=fields.get("tenant") or DEFAULT_TENANT,
+                app=fields.get("app", ""),
             )
         except (KeyError, ValueError) as exc:
             raise IdentityError("malformed identity header") from exc

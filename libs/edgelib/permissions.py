@@ -31,7 +31,9 @@ class PermissionsUnavailable(Exception):
 class PermissionCheck(Protocol):
     """Decides whether a user holds a permission."""
 
-    async def allowed(self, user_id: str, obj: str, act: str) -> bool: ...
+    async def allowed(
+        self, user_id: str, obj: str, act: str, domain: str | None = None
+    ) -> bool: ...
 
 
 class PolicyPermissions:
@@ -49,16 +51,18 @@ class PolicyPermissions:
         self.domain = domain
         self.ttl = ttl
         self.max_entries = max_entries
-        self._decisions: dict[tuple[str, str, str], tuple[float, bool]] = {}
+        self._decisions: dict[tuple[str, str, str, str], tuple[float, bool]] = {}
 
-    async def allowed(self, user_id: str, obj: str, act: str) -> bool:
-        """Whether ``user_id`` holds ``obj:act``; raises :class:`PermissionsUnavailable`."""
-        key = (user_id, obj, act)
+    async def allowed(self, user_id: str, obj: str, act: str, domain: str | None = None) -> bool:
+        """Whether ``user_id`` holds ``obj:act`` in ``domain`` (this checker's by default);
+        raises :class:`PermissionsUnavailable`."""
+        dom = self.domain if domain is None else domain
+        key = (dom, user_id, obj, act)
         now = time.monotonic()
         hit = self._decisions.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        body = {"sub": user_id, "dom": self.domain, "obj": obj, "act": act}
+        body = {"sub": user_id, "dom": dom, "obj": obj, "act": act}
         try:
             response = await self.client.post(ENFORCE_PATH, json=body)
         except ServiceCallError as exc:
@@ -81,16 +85,20 @@ class PolicyPermissions:
 class _Requirement:
     """The dependency behind :func:`RequirePermission`."""
 
-    def __init__(self, obj: str, act: str) -> None:
+    def __init__(self, obj: str, act: str, *, in_tenant: bool = False) -> None:
         self.obj = obj
         self.act = act
+        self.in_tenant = in_tenant
 
     async def __call__(self, request: Request, identity: CurrentUser) -> Identity:
         check: PermissionCheck | None = getattr(request.app.state, "permissions", None)
         try:
             if check is None:
                 raise PermissionsUnavailable("this service holds no key for auth-rbac")
-            allowed = await check.allowed(identity.user_id, self.obj, self.act)
+            if self.in_tenant:
+                allowed = await check.allowed(identity.user_id, self.obj, self.act, identity.tenant)
+            else:
+                allowed = await check.allowed(identity.user_id, self.obj, self.act)
         except PermissionsUnavailable as exc:
             raise ServiceUnavailable(
                 "permissions cannot be checked now", headers={"Retry-After": "1"}
@@ -100,14 +108,17 @@ class _Requirement:
         return identity
 
 
-def RequirePermission(permission: str) -> Any:
+def RequirePermission(permission: str, *, in_tenant: bool = False) -> Any:
     """``Depends`` giving the signed caller when they hold ``permission`` (``obj:act``).
 
     Use as ``admin: Annotated[Identity, RequirePermission("logs:read")]``: 401 without
     a gateway-signed identity, 403 without the permission, 503 when the policy cannot
-    be asked.
+    be asked. The permission is checked in the ``default`` domain (the platform's own
+    administration), or with ``in_tenant=True`` in the caller's active tenant, for
+    endpoints whose records belong to a tenant (the endpoint then keeps the caller to
+    that tenant's records).
     """
     obj, sep, act = permission.partition(":")
     if not sep or not obj or not act:
         raise ValueError(f"a permission is object:action, not {permission!r}")
-    return Depends(_Requirement(obj, act))
+    return Depends(_Requirement(obj, act, in_tenant=in_tenant))

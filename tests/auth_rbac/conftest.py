@@ -28,8 +28,8 @@ GATEWAY = ServiceSigner(GATEWAY_SERVICE, DEV_SERVICE_SECRET)
 class AsGateway(httpx.Auth):
     """Signs a request the way the gateway forwards a caller it has verified."""
 
-    def __init__(self, user_id: str) -> None:
-        self.identity = Identity(user_id, user_id, "east", "sid-1", "web").encode()
+    def __init__(self, user_id: str, tenant: str = "default") -> None:
+        self.identity = Identity(user_id, user_id, "east", "sid-1", "web", tenant=tenant).encode()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         target = request.url.raw_path.decode("ascii")

@@ -94,10 +94,34 @@ def server_errors_with_their_traceback(
     return None
 
 
+#: The OAuth2 token endpoint answers its own errors as RFC 6749 §5.2 JSON
+#: (``{"error": "invalid_client"}``), so that standard OAuth2 clients understand them;
+#: anything the gateway or a limit answers there is still problem+json.
+OAUTH2_ENDPOINTS = frozenset({("POST", "/api/v1/auth/token")})
+OAUTH2_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+    }
+)
+
+
 def problem_json_errors(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """Every 4xx and 5xx answer is an RFC 9457 problem document."""
+    """Every 4xx and 5xx answer is an RFC 9457 problem document (or, from the OAuth2 token
+    endpoint, an RFC 6749 error)."""
     if response.status_code >= 400:
         media_type = response.headers.get("content-type", [""])[0].split(";")[0].strip()
+        if (case.method.upper(), case.path) in OAUTH2_ENDPOINTS and media_type == (
+            "application/json"
+        ):
+            body = orjson.loads(response.content)
+            assert response.status_code in (400, 401), response.status_code
+            assert body.get("error") in OAUTH2_ERRORS, body
+            return None
         assert media_type == "application/problem+json", (
             f"{response.status_code} answered as {media_type or 'no content type'}"
         )

@@ -228,3 +228,62 @@ async def test_a_gateway_without_auth_rbac_in_its_topology_refuses_permission_ro
     with pytest.raises(PolicyUnavailable):
         authz.authorize(ROOT, Permission("users", "list"))
     await authz.stop()
+
+
+async def test_permissions_are_checked_in_the_callers_tenant_and_cached_per_tenant(
+    tmp_path: Path,
+) -> None:
+    """A role held in tenant acme allows there only: not in globex, not in default, and
+    a cached allow in one tenant is never served to the same user in another."""
+    topology = tmp_path / "topology.toml"
+    async with rbac_service(tmp_path) as rbac:
+        port = rbac.url.rsplit(":", 1)[1]
+        services = {r.service for r in load_routes(ROUTES).routes} | {"auth-rbac"}
+        topology.write_text(
+            '[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n'
+            + "".join(
+                f'[[services]]\nname = "{name}"\ninstances = [{{ port = {port} }}]\n'
+                for name in sorted(services)
+            )
+        )
+        for tenant in ("acme", "globex"):
+            resp = await rbac.api.post("/api/v1/tenants", json={"id": tenant, "name": tenant})
+            assert resp.status_code == 201, resp.text
+        resp = await rbac.api.post(
+            "/api/v1/rbac/assignments", json={"user": "u-ann", "role": "admin", "dom": "acme"}
+        )
+        assert resp.status_code == 201, resp.text
+        gateway = Gateway(GatewaySettings(topology=topology, routes=ROUTES, var_dir=tmp_path))
+        gateway.security.authz = Authorizer.for_gateway(
+            gateway.upstreams.topology, SIGNER, AuthzSettings(), backend=None
+        )
+        ann = {
+            tenant: Identity("u-ann", "ann", "east", "s-ann", "web", tenant=tenant)
+            for tenant in ("acme", "globex", "default")
+        }
+        rbac_admin = Permission("rbac", "admin")
+        async with aiohttp.ClientSession() as session:
+            await gateway.security.authz.start(session)
+            try:
+                for _ in range(2):  # the second round is served from the decision cache
+                    gateway.authorize(ann["acme"], rbac_admin)
+                    for tenant in ("globex", "default"):
+                        with pytest.raises(PermissionDenied):
+                            gateway.authorize(ann[tenant], rbac_admin)
+                # The platform admin's role in default grants nothing inside acme.
+                with pytest.raises(PermissionDenied):
+                    gateway.authorize(
+                        Identity(ADMIN, "admin", "east", "s-root", "web", tenant="acme"),
+                        rbac_admin,
+                    )
+                # Disabling acme takes its rules out of the policy the gateway holds.
+                version = gateway.security.authz.version
+                await rbac.api.patch("/api/v1/tenants/acme", json={"disabled": True})
+                started = time.monotonic()
+                while gateway.security.authz.version == version:
+                    assert time.monotonic() - started < 1.0
+                    await asyncio.sleep(0.01)
+                with pytest.raises(PermissionDenied):
+                    gateway.authorize(ann["acme"], rbac_admin)
+            finally:
+                await gateway.security.authz.stop()

@@ -94,3 +94,16 @@ async def test_missing_identity_is_401_or_none(tmp_path: Path) -> None:
         assert (await client.get("/api/v1/me")).status_code == 401
         assert (await client.get("/api/v1/maybe")).json() == {"id": None}
     assert isinstance(client, httpx.AsyncClient)
+
+
+def test_identity_header_carries_tenant_and_app_only_when_set() -> None:
+    plain = ALICE.encode()
+    assert "tenant" not in plain
+    assert "app" not in plain
+    assert Identity.decode(plain) == ALICE
+    assert Identity.decode(plain).tenant == "default"
+    robot = Identity("app_1", "app_1", "east", "s-2", "service", tenant="acme", app="app_1")
+    assert Identity.decode(robot.encode()) == robot
+    assert (
+        Identity.decode(Identity("u-1", "a", "east", "s", "web", tenant="acme").encode()).app == ""
+    )

@@ -12,7 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from edgectl.discovery import DEFAULT_ETCD_URL, LocalEtcd, discovery_mode, etcd_url, status_lines
+from edgectl.discovery import (
+    DEFAULT_ETCD_URL,
+    LocalEtcd,
+    discovery_mode,
+    etcd_url,
+    gateway_lines,
+    status_lines,
+)
 from edgectl.generate import GenerateError, generate, stale
 from edgectl.keys import KeyStore
 from edgectl.observe import ObserveError, observing, prometheus_spec
@@ -94,6 +101,12 @@ def _status(args: argparse.Namespace) -> int:
     stack = f"running (pid {pid_file.read_text().strip()})" if pid_file.exists() else "not running"
     print(f"stack: {stack}")  # noqa: T201
     code, lines = status_lines(args.etcd_url or etcd_url(), args.prefix)
+    try:
+        admin = f"http://127.0.0.1:{load_topology(args.topology).gateway.admin_port}"
+    except TopologyError as exc:
+        lines.append(f"gateway: {exc}")
+    else:
+        lines += gateway_lines(admin)
     for line in lines:
         print(line)  # noqa: T201
     return code

@@ -1,5 +1,5 @@
 """edgectl's side of discovery: a local etcd for ``EDGE_DISCOVERY=etcd make up``, and
-``edgectl status`` (what is registered)."""
+``edgectl status`` (what is registered, and what the gateway sees)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -153,5 +154,35 @@ def status_lines(url: str, prefix: str) -> tuple[int, list[str]]:
         table.append([*cells, "-" if row["ttl"] is None else f"{row['ttl']}s"])
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    lines.append("(what the gateway sees: not wired yet; see doc/discovery.md)")
     return 0, lines
+
+
+def gateway_lines(admin_url: str) -> list[str]:
+    """``edgectl status``: what the gateway sees (its ``/cluster``), or why not known."""
+    try:
+        with urllib.request.urlopen(f"{admin_url}/cluster", timeout=2.0) as response:
+            cluster = orjson.loads(response.read())
+    except (OSError, ValueError) as exc:
+        return [f"gateway: {admin_url} does not answer ({exc})"]
+    discovery = cluster.get("discovery") or {}
+    state = "STALE (last known pools)" if discovery.get("stale") else "current"
+    lines = [f"gateway at {admin_url}: discovery {discovery.get('default', 'static')}, {state}"]
+    for region, info in sorted((discovery.get("regions") or {}).items()):
+        revision = info.get("revision")
+        at = "" if revision is None else f", revision {revision}"
+        stale = "stale" if info.get("stale") else "current"
+        lines.append(f"  region {region}: {info.get('source')} ({stale}{at})")
+    nodes = [str(g.get("instance")) for g in cluster.get("gateways") or []]
+    if nodes:
+        lines.append(f"  gateway nodes: {', '.join(nodes)}")
+    table = [["POOL", "INSTANCE", "URL", "STATE", "HEALTH", "IN_FLIGHT"]]
+    for pool in cluster.get("services") or []:
+        name = f"{pool['service']}/{pool['region'] or '-'}"
+        for inst in pool["instances"]:
+            table.append(
+                [name, inst["id"], inst["url"], inst.get("state", "active"), inst["health"],
+                 str(inst["in_flight"])]
+            )  # fmt: skip
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    return lines

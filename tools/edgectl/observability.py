@@ -72,6 +72,9 @@ def scrape_config(
         "rule_files": list(rule_files),
         "scrape_configs": [
             {"job_name": name, "metrics_path": "/metrics", "static_configs": targets}
+            # The gateway's per-instance gauges label the upstream instance `instance`:
+            # its labels win (doc/services/gateway-api.md).
+            | ({"honor_labels": True} if name == "gateway-api" else {})
             for name, targets in jobs.items()
         ],
     }

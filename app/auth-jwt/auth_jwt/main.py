@@ -9,13 +9,15 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from auth_jwt.apps.endpoints import router as apps_router
+from auth_jwt.apps.token import router as token_router
 from auth_jwt.bootstrap import AdminBootstrap
 from auth_jwt.bootstrap_records import BootstrapRecords
 from auth_jwt.config import Settings, url_list
 from auth_jwt.keys.endpoints import router as keys_router
 from auth_jwt.keys.ring import KeyRing
 from auth_jwt.maintenance import Maintenance
-from auth_jwt.peers import UserDirectory
+from auth_jwt.peers import TenantDirectory, UserDirectory
 from auth_jwt.sessions.endpoints import internal_router as sessions_internal_router
 from auth_jwt.sessions.endpoints import router as sessions_router
 from auth_jwt.sessions.limits import AuthLimits
@@ -87,10 +89,14 @@ def create_app(
             app.state.revocation_notices = RevocationNotices(
                 app.state.backend, settings.revocation_channel
             )
+            rbac = client("auth-rbac", settings.auth_rbac_url)
+            app.state.tenants = TenantDirectory(rbac)
+            # Apps have no home region of their own: their tokens name the admin's.
+            app.state.app_region = settings.admin_region
             bootstrap = AdminBootstrap(
                 settings,
                 users,
-                RoleAssignments(client("auth-rbac", settings.auth_rbac_url)),
+                RoleAssignments(rbac),
                 BootstrapRecords(app.state.database),
             )
             app.state.bootstrap = bootstrap
@@ -129,4 +135,6 @@ def create_app(
     app.include_router(sessions_router)
     app.include_router(sessions_internal_router)
     app.include_router(keys_router)
+    app.include_router(apps_router)
+    app.include_router(token_router)
     return app

@@ -1,11 +1,11 @@
-"""auth-jwt's tables: signing keys, sessions, refresh tokens, revocations."""
+"""auth-jwt's tables: signing keys, sessions, refresh tokens, revocations, apps."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from edgelib.db import UTCDateTime as UTCDateTime
@@ -47,6 +47,8 @@ class AuthSession(Base):
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
     user_agent: Mapped[str | None] = mapped_column(String(255))
     address: Mapped[str | None] = mapped_column(String(64))
+    #: The active tenant chosen at login: the Casbin domain of the session's tokens.
+    tenant: Mapped[str] = mapped_column(String(128), default="default")
 
 
 class RefreshToken(Base):
@@ -95,3 +97,34 @@ class BootstrapAccount(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Set once sv-user confirmed it stores the account under ``user_id``.
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class App(Base):
+    """A machine client of a tenant: an OAuth2 client using the client-credentials grant."""
+
+    __tablename__ = "apps"
+
+    client_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    disabled: Mapped[bool] = mapped_column(Boolean(), default=False)
+    #: The ``sid`` of the app's access tokens; revoked and replaced when it is disabled.
+    token_sid: Mapped[str] = mapped_column(String(36))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AppSecret(Base):
+    """One secret of an app. Only its SHA-256 is stored; the secret is shown once."""
+
+    __tablename__ = "app_secrets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("apps.client_id", ondelete="CASCADE"), index=True
+    )
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: None while current; set by a rotation to the end of its overlap window.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

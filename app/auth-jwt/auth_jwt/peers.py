@@ -1,12 +1,18 @@
-"""auth-jwt's calls to sv-region (where does a username live) and sv-user (credentials)."""
+"""auth-jwt's calls to sv-region (where does a username live), sv-user (credentials) and
+auth-rbac (is a tenant enabled, is a user its member)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
-from auth_jwt.sessions.exceptions import CredentialCheckUnavailable, InvalidCredentials
+from auth_jwt.sessions.exceptions import (
+    CredentialCheckUnavailable,
+    InvalidCredentials,
+    TenantCheckUnavailable,
+)
 from edgelib.client import ServiceCallError, ServiceClient
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
@@ -80,3 +86,47 @@ class UserDirectory:
         except ServiceCallError as exc:
             raise CredentialCheckUnavailable(f"sv-user of {region!r} is not reachable") from exc
         return response.status_code
+
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantStatus:
+    exists: bool
+    disabled: bool
+    member: bool
+
+    @property
+    def usable(self) -> bool:
+        """Whether a token may be issued in the tenant (for the user asked about)."""
+        return self.exists and not self.disabled and self.member
+
+
+class TenantDirectory:
+    """auth-rbac's tenants, asked before a token is issued in one."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    async def status(self, tenant: str, user: str | None = None) -> TenantStatus:
+        """The tenant's state, and whether ``user`` (when given) is a member."""
+        if tenant == DEFAULT_TENANT:
+            return TenantStatus(exists=True, disabled=False, member=True)
+        target = f"/internal/tenants/{quote(tenant, safe='')}/status"
+        try:
+            response = await self.client.get(
+                target, params=None if user is None else {"user": user}
+            )
+        except ServiceCallError as exc:
+            raise TenantCheckUnavailable("auth-rbac is not reachable") from exc
+        if response.status_code == 422:
+            return TenantStatus(exists=False, disabled=False, member=False)
+        if response.status_code != 200:
+            raise TenantCheckUnavailable(f"auth-rbac answered {response.status_code}")
+        doc = response.json()
+        return TenantStatus(
+            exists=bool(doc["exists"]),
+            disabled=bool(doc["disabled"]),
+            member=user is None or bool(doc["member"]),
+        )

@@ -11,9 +11,11 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edgelib.discovery import SourceSpec, parse_source
 from edgelib.settings import ServiceSettings
 from gateway_api.security.trusted_proxies import TrustedProxies, parse_networks
 from gateway_api.transport.server import ClientLimits
+from gateway_api.upstreams.discovery import parse_region_sources
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -116,6 +118,16 @@ class Settings(ServiceSettings):
     #: Count rate limits in the backend (shared by workers and gateways); False: per process.
     rate_limit_shared: bool = True
 
+    #: Where the pools come from (doc/discovery.md): ``static`` (the topology file),
+    #: ``etcd:/<prefix>`` or ``k8s:<namespace>``. Empty: ``etcd:<discovery_prefix>`` when
+    #: ``EDGE_DISCOVERY=etcd``, else ``static``.
+    discovery_source: str = ""
+    #: Per-region sources that differ from that one: ``west=k8s:edge-west, north=static``.
+    discovery_regions: str = ""
+    #: Seconds the start waits for each source's first listing (then: the topology's
+    #: pools, marked stale, until the source answers).
+    discovery_start_wait: float = Field(default=2.0, ge=0, le=60)
+
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2
 
@@ -127,6 +139,30 @@ class Settings(ServiceSettings):
     #: Buffer each forwarded body and sign its SHA-256; off, bodies stream unsigned
     #: (``UNSIGNED-PAYLOAD``). Cost measured in doc/decisions.md.
     sign_bodies: bool = False
+
+    @field_validator("discovery_source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value.strip():
+            parse_source(value.strip())
+        return value.strip()
+
+    @field_validator("discovery_regions")
+    @classmethod
+    def _region_sources(cls, value: str) -> str:
+        parse_region_sources(value)
+        return value
+
+    def pool_source(self) -> SourceSpec:
+        """The source the pools follow unless their region names another."""
+        if self.discovery_source:
+            return parse_source(self.discovery_source)
+        if self.discovery == "etcd":
+            return parse_source(f"etcd:{self.discovery_prefix}")
+        return SourceSpec("static")
+
+    def region_sources(self) -> dict[str, SourceSpec]:
+        return parse_region_sources(self.discovery_regions)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from edgelib.backends import Backend
+from edgelib.discovery import open_source
 from edgelib.identity import Identity
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
@@ -27,6 +28,7 @@ from gateway_api.security.ratelimit import RateLimiter
 from gateway_api.security.signing import ForwardSigner
 from gateway_api.topology import Topology, load_topology
 from gateway_api.transport.http_client import HttpClient
+from gateway_api.upstreams.discovery import Discovery
 from gateway_api.upstreams.ejections import EjectionBus
 from gateway_api.upstreams.health import HealthChecker
 from gateway_api.upstreams.pools import RetryBudget, Upstreams
@@ -92,6 +94,8 @@ class Egress:
         self.regions: RegionResolver | None = None
         #: Breakers opened in one worker open in the others (through the backend).
         self.ejections: EjectionBus | None = None
+        #: Pools that follow etcd or EndpointSlices (None: the topology's, as read).
+        self.discovery: Discovery | None = None
 
 
 class Gateway:
@@ -157,6 +161,7 @@ class Gateway:
         )
         await health.probe_all()
         health.start()
+        await self._start_discovery(health)
         self.egress.regions = RegionResolver(
             pool=self.upstreams.pool("sv-region", None),
             session=session,
@@ -164,6 +169,25 @@ class Gateway:
             backend=backend,
             ttl=settings.region_cache_ttl,
         )
+
+    async def _start_discovery(self, health: HealthChecker) -> None:
+        settings = self.settings
+        ejections = self.egress.ejections
+        discovery = Discovery(
+            self.upstreams,
+            default=settings.pool_source(),
+            regions=settings.region_sources(),
+            opener=lambda spec, region: open_source(
+                spec, etcd_url=settings.etcd_url, region=region
+            ),
+            probe=health.probe,
+            on_join=ejections.adopt if ejections is not None else None,
+            on_leave=ejections.forget if ejections is not None else None,
+            start_wait=settings.discovery_start_wait,
+        )
+        await discovery.start()
+        if discovery.active:
+            self.egress.discovery = discovery
 
     async def _start_routing(self) -> None:
         if self.settings.routes_source:
@@ -194,7 +218,8 @@ class Gateway:
     async def stop(self) -> None:
         security, egress = self.security, self.egress
         await security.limiter.stop()
-        for part in (egress.ejections, security.authz, security.authn, egress.regions):
+        parts = (egress.discovery, egress.ejections, security.authz, security.authn, egress.regions)
+        for part in parts:
             if part is not None:
                 await part.stop()
         if self.routing.source is not None:
@@ -222,7 +247,9 @@ class Gateway:
             raise PolicyUnavailable("the gateway is starting", headers={"Retry-After": "1"})
         # A decision already made allows without leaving compiled code; anything else
         # (not decided yet, a denial, no policy) goes through the authorizer.
-        if authz.decisions.get((identity.user_id, permission.obj, permission.act)) is not True:
+        # Keyed by the caller's domain too: a role in one tenant grants nothing in another.
+        key = (authz.domain_of(identity), identity.user_id, permission.obj, permission.act)
+        if authz.decisions.get(key) is not True:
             authz.authorize(identity, permission)
 
     def cached_region(self, route: Route, identity: Identity | None) -> str | Missing | None:
@@ -246,6 +273,21 @@ class Gateway:
         assert identity is not None
         return await self.egress.regions.region_of(identity)
 
+    def discovery_status(self) -> dict[str, object]:
+        """Where the pools come from, per region, and whether that view is ``stale``."""
+        discovery = self.egress.discovery
+        if discovery is None:
+            return {"default": "static", "stale": False, "sources": {}, "regions": {}}
+        return discovery.status()
+
+    def gateway_nodes(self) -> list[dict[str, object]]:
+        """The gateway nodes registered (this one included when it registers)."""
+        discovery = self.egress.discovery
+        nodes = discovery.gateways() if discovery is not None else []
+        for node in nodes:
+            node["self"] = node.get("instance") == self.settings.instance_id
+        return nodes
+
     def cluster(self) -> dict[str, object]:
         pools = list(self.upstreams.pools.values())
         table = self.routing.table
@@ -257,7 +299,13 @@ class Gateway:
             },
             "routes": {"source": table.source, "count": len(table.routes)},
             "rate_limits": self.security.limiter.snapshot(),
-            "regions": list(self.upstreams.topology.regions),
+            "regions": list(
+                dict.fromkeys(
+                    [*self.upstreams.topology.regions, *(p.region for p in pools if p.region)]
+                )
+            ),
+            "discovery": self.discovery_status(),
+            "gateways": self.gateway_nodes(),
             "services": [p.snapshot() for p in pools],
             "totals": {
                 "instances": sum(len(p.instances) for p in pools),

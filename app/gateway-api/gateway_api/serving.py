@@ -52,7 +52,10 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             extra={"nofile": open_files, "max_connections": settings.max_connections},
         )
     gateway = Gateway(settings)
-    admin_app = create_app(settings, gateway)
+    # Every worker follows discovery (its Gateway); only worker 0 registers the node,
+    # under its one instance id, so one worker stopping never deregisters the others.
+    app_settings = settings if worker == 0 else settings.model_copy(update={"discovery": "static"})
+    admin_app = create_app(app_settings, gateway)
     TraceContext.record_spans = otlp_traces_endpoint() is not None
     workers = max(1, settings.workers)
     stop = asyncio.Event()

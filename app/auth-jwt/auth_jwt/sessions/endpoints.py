@@ -47,6 +47,7 @@ def _service(request: Request, session: SessionDep) -> SessionService:
         limits=state.limits,
         notices=state.revocation_notices,
         events=state.events,
+        tenants=state.tenants,
     )
 
 
@@ -70,7 +71,8 @@ async def login(
 ) -> TokenPair:
     """Exchange username and password for an access and a refresh token.
 
-    A new login ends the user's previous session of the same ``client_type``.
+    A new login ends the user's previous session of the same ``client_type``. With
+    ``tenant``, the tokens act in that tenant (the user must be a member; else 403).
     """
     response.headers.update(NO_STORE)
     return await service.login(body, client_of(request))
@@ -80,9 +82,12 @@ async def login(
 async def refresh(
     body: RefreshRequest, request: Request, response: Response, service: SessionServiceDep
 ) -> TokenPair:
-    """Exchange a refresh token for new tokens; each refresh token works once."""
+    """Exchange a refresh token for new tokens; each refresh token works once.
+
+    With ``tenant``, the new tokens act in that tenant (switching the session to it; the
+    user must be a member, else 403 and the refresh token stays unused)."""
     response.headers.update(NO_STORE)
-    return await service.refresh(body.refresh_token, client_of(request))
+    return await service.refresh(body.refresh_token, client_of(request), body.tenant)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)

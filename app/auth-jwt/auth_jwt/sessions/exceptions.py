@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgelib.problems import (
     Conflict,
+    Forbidden,
     NotFound,
     ServiceUnavailable,
     TooManyRequests,
@@ -51,3 +52,19 @@ class CredentialCheckUnavailable(ServiceUnavailable):
 
 class SessionNotFound(NotFound):
     type_slug, title = "session-not-found", "No such session"
+
+
+class TenantCheckUnavailable(ServiceUnavailable):
+    type_slug, title = "tenant-check-unavailable", "Cannot check the tenant now"
+
+
+class TenantRefused(Forbidden):
+    """Not a member of the tenant, or it is disabled or unknown: one answer for all."""
+
+    type_slug, title = "tenant-refused", "Tenant refused"
+
+    def __init__(self, tenant: str) -> None:
+        super().__init__(
+            f"you cannot sign in to tenant {tenant!r} (not a member, or it is disabled)",
+            tenant=tenant,
+        )

@@ -16,12 +16,24 @@ class LoginRequest(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=128)
     client_type: ClientType
+    #: The active tenant of the session's tokens; one the user is a member of.
+    tenant: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$",
+        description="The tenant to act in (default: the platform's own, `default`).",
+    )
 
 
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: str = Field(min_length=16, max_length=256)
+    #: Switch the session to this tenant (the user must be a member); left out, it stays.
+    tenant: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$",
+        description="Switch the session's active tenant (`default` for the platform's own).",
+    )
 
 
 class TokenPair(BaseModel):
@@ -37,6 +49,7 @@ class SessionRead(BaseModel):
 
     id: str
     client_type: ClientType
+    tenant: str = "default"
     created_at: datetime
     refreshed_at: datetime | None
     expires_at: datetime

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from auth_jwt.keys.ring import KeyRing
 from auth_jwt.metrics import FAILED_LOGINS, TOKENS_ISSUED, failure_reason
 from auth_jwt.models import AuthSession, RefreshToken, utcnow
-from auth_jwt.peers import UserDirectory
+from auth_jwt.peers import DEFAULT_TENANT, TenantDirectory, UserDirectory
 from auth_jwt.sessions.exceptions import (
     ConcurrentLogin,
     InvalidCredentials,
@@ -20,6 +20,7 @@ from auth_jwt.sessions.exceptions import (
     RefreshTokenReused,
     SessionEnded,
     SessionNotFound,
+    TenantRefused,
 )
 from auth_jwt.sessions.limits import AuthLimits
 from auth_jwt.sessions.lockout import LoginGuard
@@ -75,8 +76,10 @@ class SessionService:
         limits: AuthLimits,
         notices: RevocationNotices,
         events: EventPublisher | None = None,
+        tenants: TenantDirectory | None = None,
     ) -> None:
         self.repository = repository
+        self.tenants = tenants
         self.policy = policy
         self.keys = keys
         self.users = users
@@ -105,6 +108,8 @@ class SessionService:
             await self.guard.failed(request.username, client.address)
             raise
         await self.guard.succeeded(request.username, client.address)
+        tenant = request.tenant or DEFAULT_TENANT
+        await self._check_tenant(tenant, user.id)
 
         now = utcnow()
         previous = await self.repository.unrevoked(user.id, request.client_type)
@@ -119,6 +124,7 @@ class SessionService:
             expires_at=now + timedelta(seconds=self.policy.session_max_age),
             user_agent=(client.user_agent or "")[:255] or None,
             address=client.address,
+            tenant=tenant,
         )
         refresh = new_refresh_token()
         try:
@@ -160,8 +166,10 @@ class SessionService:
             )
         )
 
-    async def refresh(self, token: str, client: Client) -> TokenPair:
-        """Exchange a refresh token for new tokens; a replayed one ends its session."""
+    async def refresh(self, token: str, client: Client, tenant: str | None = None) -> TokenPair:
+        """Exchange a refresh token for new tokens; a replayed one ends its session.
+
+        With ``tenant``, the session switches to that tenant (a member's only)."""
         await self.limiter.hit(
             self.limits.refresh_address, client.address, "refreshes from this address"
         )
@@ -184,10 +192,25 @@ class SessionService:
             raise RefreshTokenReused("this refresh token was already used; the session has ended")
         if row.expires_at <= now or session.expires_at <= now:
             raise SessionEnded("the session has expired; log in again")
+        # A tenant disabled, or a membership ended, since the login: no new tokens in it.
+        await self._check_tenant(tenant or session.tenant, session.user_id)
+        if tenant is not None and tenant != session.tenant:
+            logger.info(
+                "tenant switched",
+                extra={"session_id": session.id, "from": session.tenant, "to": tenant},
+            )
+            session.tenant = tenant
         session.refreshed_at = now
         refresh = new_refresh_token()
         await self.repository.add(self._refresh_row(session, refresh, now))
         return await self._pair(session, refresh, now)
+
+    async def _check_tenant(self, tenant: str, user_id: str) -> None:
+        """Return when ``user_id`` may hold tokens in ``tenant``; else ``403 tenant-refused``."""
+        if tenant == DEFAULT_TENANT:
+            return
+        if self.tenants is None or not (await self.tenants.status(tenant, user_id)).usable:
+            raise TenantRefused(tenant)
 
     async def logout(self, caller: Identity) -> None:
         """End the caller's current session."""

@@ -33,6 +33,7 @@ def mint_access_token(
         "region": session.region,
         "client_type": session.client_type,
         "preferred_username": session.username,
+        "tenant": session.tenant,
         "iat": issued,
         "nbf": issued,
         "exp": issued + ttl,

@@ -53,10 +53,16 @@ async def _change_session(request: Request) -> AsyncIterator[AsyncSession]:
             logger.exception("policy change committed but not applied at once")
 
 
+def caller_domain(identity: Identity) -> str:
+    """The domain the caller acts in: its active tenant (``default`` without one)."""
+    return identity.tenant or DEFAULT_DOMAIN
+
+
 async def _policy_admin(request: Request, identity: CurrentUser) -> Identity:
-    """The gateway-verified caller, who must hold rbac:admin (the gateway checks too)."""
+    """The gateway-verified caller, who must hold rbac:admin in its own tenant's domain
+    (the gateway checks too); which domains it may then touch, ``in_scope`` says."""
     obj, act = ADMIN_PERMISSION
-    if not _snapshot(request).enforce(identity.user_id, DEFAULT_DOMAIN, obj, act):
+    if not _snapshot(request).enforce(identity.user_id, caller_domain(identity), obj, act):
         raise NotPolicyAdmin()
     return identity
 

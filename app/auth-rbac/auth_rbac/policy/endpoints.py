@@ -1,4 +1,8 @@
-"""Public policy API under ``/api/v1/rbac`` (rbac:admin, checked by the gateway and here)."""
+"""Public policy API under ``/api/v1/rbac`` (rbac:admin, checked by the gateway and here).
+
+A caller whose active tenant is not ``default`` administers its own tenant's domain
+only: any other ``dom`` is ``403 outside-tenant`` (``tenants.scope.in_scope``).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from auth_rbac.policy.schemas import (
     UserRoles,
 )
 from auth_rbac.policy.service import PolicyService
+from auth_rbac.tenants.scope import in_scope
 from edgelib.deps import SessionDep
 
 router = APIRouter(prefix="/api/v1/rbac", tags=["rbac"])
@@ -56,6 +61,7 @@ async def grant(
     body: PolicyRule, response: Response, session: ChangeSessionDep, admin: PolicyAdmin
 ) -> PolicyRuleOut:
     """Grant a permission (sub, dom, obj, act); 200 when it was already granted."""
+    in_scope(admin, body.dom)
     version, created = await PolicyService(session, actor=admin.user_id).grant(
         body.sub, body.dom, body.obj, body.act
     )
@@ -67,6 +73,7 @@ async def grant(
 @router.delete("/policies", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke(body: PolicyRule, session: ChangeSessionDep, admin: PolicyAdmin) -> None:
     """Revoke a permission given with the same body."""
+    in_scope(admin, body.dom)
     await PolicyService(session, actor=admin.user_id).revoke(body.sub, body.dom, body.obj, body.act)
 
 
@@ -75,6 +82,7 @@ async def assign(
     body: Assignment, response: Response, session: ChangeSessionDep, admin: PolicyAdmin
 ) -> AssignmentOut:
     """Assign an existing role to a user in a domain; 200 when already assigned."""
+    in_scope(admin, body.dom)
     version, created = await PolicyService(session, actor=admin.user_id).assign(
         body.user, body.role, body.dom
     )
@@ -86,12 +94,14 @@ async def assign(
 @router.delete("/assignments", status_code=status.HTTP_204_NO_CONTENT)
 async def unassign(body: Assignment, session: ChangeSessionDep, admin: PolicyAdmin) -> None:
     """Take a role from a user, given the same body."""
+    in_scope(admin, body.dom)
     await PolicyService(session, actor=admin.user_id).unassign(body.user, body.role, body.dom)
 
 
 @router.post("/enforce", response_model=EnforceResult)
-async def enforce(body: EnforceRequest, snapshot: SnapshotDep, _: PolicyAdmin) -> EnforceResult:
+async def enforce(body: EnforceRequest, snapshot: SnapshotDep, admin: PolicyAdmin) -> EnforceResult:
     """Decide one request (sub, dom, obj, act) with this instance's policy."""
+    in_scope(admin, body.dom)
     return EnforceResult(
         allowed=snapshot.enforce(body.sub, body.dom, body.obj, body.act),
         version=snapshot.version,
@@ -100,9 +110,11 @@ async def enforce(body: EnforceRequest, snapshot: SnapshotDep, _: PolicyAdmin) -
 
 @router.post("/enforce/batch", response_model=BatchEnforceResult)
 async def enforce_batch(
-    body: BatchEnforceRequest, snapshot: SnapshotDep, _: PolicyAdmin
+    body: BatchEnforceRequest, snapshot: SnapshotDep, admin: PolicyAdmin
 ) -> BatchEnforceResult:
     """Decide up to 1,000 requests against one policy version, in order."""
+    for request in body.requests:
+        in_scope(admin, request.dom)
     return BatchEnforceResult(
         results=[
             BatchResult(allowed=snapshot.enforce(r.sub, r.dom, r.obj, r.act)) for r in body.requests
@@ -114,11 +126,12 @@ async def enforce_batch(
 @router.get("/users/{user}/roles", response_model=UserRoles)
 async def user_roles(
     snapshot: SnapshotDep,
-    _: PolicyAdmin,
+    admin: PolicyAdmin,
     user: UserPath,
     dom: DomainQuery = DEFAULT_DOMAIN,
 ) -> UserRoles:
     """The roles a user holds in a domain, directly and through inheritance."""
+    in_scope(admin, dom)
     return UserRoles(
         user=user,
         dom=dom,
@@ -130,11 +143,12 @@ async def user_roles(
 @router.get("/users/{user}/permissions", response_model=UserPermissions)
 async def user_permissions(
     snapshot: SnapshotDep,
-    _: PolicyAdmin,
+    admin: PolicyAdmin,
     user: UserPath,
     dom: DomainQuery = DEFAULT_DOMAIN,
 ) -> UserPermissions:
     """Everything a user may do in a domain, and which grant gives it."""
+    in_scope(admin, dom)
     return UserPermissions(
         user=user,
         dom=dom,
@@ -147,9 +161,10 @@ async def user_permissions(
 
 @router.get("/roles", response_model=list[Role])
 async def list_roles(
-    session: SessionDep, sync: PolicySyncDep, _: PolicyAdmin, dom: DomainQuery = DEFAULT_DOMAIN
+    session: SessionDep, sync: PolicySyncDep, admin: PolicyAdmin, dom: DomainQuery = DEFAULT_DOMAIN
 ) -> list[Role]:
     """The roles of a domain with their permissions and direct members."""
+    in_scope(admin, dom)
     rows = await PolicyService(session, actor="").list_roles(dom)
     snapshot = sync.snapshot
     return [_role(row, snapshot) for row in rows]
@@ -160,6 +175,7 @@ async def create_role(
     body: RoleIn, session: ChangeSessionDep, sync: PolicySyncDep, admin: PolicyAdmin
 ) -> Role:
     """Create a role in a domain (it holds nothing until granted permissions)."""
+    in_scope(admin, body.dom)
     row = await PolicyService(session, actor=admin.user_id).create_role(
         body.name, body.dom, body.description
     )
@@ -170,11 +186,12 @@ async def create_role(
 async def get_role(
     session: SessionDep,
     sync: PolicySyncDep,
-    _: PolicyAdmin,
+    admin: PolicyAdmin,
     name: RolePath,
     dom: DomainQuery = DEFAULT_DOMAIN,
 ) -> Role:
     """One role with its permissions and direct members."""
+    in_scope(admin, dom)
     row = await PolicyService(session, actor="").get_role(name, dom)
     return _role(row, sync.snapshot)
 
@@ -187,4 +204,5 @@ async def delete_role(
     dom: DomainQuery = DEFAULT_DOMAIN,
 ) -> None:
     """Delete a role, its permissions and its assignments (built-in roles stay)."""
+    in_scope(admin, dom)
     await PolicyService(session, actor=admin.user_id).delete_role(name, dom)

@@ -12,6 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from auth_rbac.policy.enforcer import Rule
 from auth_rbac.policy.tables import casbin_rule, rbac_policy_version, rbac_role
+from auth_rbac.tenants.repository import disabled_tenants
 
 _VALUE_COLUMNS = [casbin_rule.c[f"v{i}"] for i in range(6)]
 #: Set on the session when a transaction bumped the policy version.
@@ -32,6 +33,12 @@ def _rule_filter(ptype: str, values: Sequence[str]) -> ColumnElement[bool]:
         casbin_rule.c.ptype == ptype,
         *(column == value for column, value in zip(_VALUE_COLUMNS, values, strict=False)),
     )
+
+
+def _domain_of(rule: Rule) -> str | None:
+    """The domain of a rule: v1 of a permission (sub, dom, obj, act), v2 of an assignment."""
+    index = 2 if rule[0] == "p" else 3
+    return rule[index] if len(rule) > index else None
 
 
 class PolicyRepository:
@@ -57,10 +64,17 @@ class PolicyRepository:
         return await self.version()
 
     async def load_rules(self) -> list[Rule]:
+        """Every rule, but those of disabled tenants' domains: nothing is allowed there."""
+        disabled = await disabled_tenants(self.session)
         rows = await self.session.execute(
             select(casbin_rule.c.ptype, *_VALUE_COLUMNS).order_by(casbin_rule.c.id)
         )
-        return [(row[0], *(value for value in row[1:] if value is not None)) for row in rows.all()]
+        rules: list[Rule] = [
+            (row[0], *(value for value in row[1:] if value is not None)) for row in rows.all()
+        ]
+        if not disabled:
+            return rules
+        return [rule for rule in rules if _domain_of(rule) not in disabled]
 
     async def has_rule(self, ptype: str, values: Sequence[str]) -> bool:
         found = await self.session.scalar(

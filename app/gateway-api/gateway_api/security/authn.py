@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from edgelib.backends import Backend
-from edgelib.identity import Identity
+from edgelib.identity import DEFAULT_TENANT, Identity
 from edgelib.jwt import JwksCache, TokenError, TokenVerifier
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
@@ -58,6 +58,17 @@ def _claim(claims: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidAccessToken(
             f"the token lacks the {name!r} claim",
+            headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'},
+        )
+    return value
+
+
+def _optional_claim(claims: Mapping[str, Any], name: str) -> str:
+    """A claim tokens may leave out (``tenant``, ``client_id``): empty when absent."""
+    value = claims.get(name, "")
+    if not isinstance(value, str):
+        raise InvalidAccessToken(
+            f"the token's {name!r} claim is not a string",
             headers={"WWW-Authenticate": f'{_CHALLENGE} error="invalid_token"'},
         )
     return value
@@ -195,6 +206,8 @@ class Authenticator:
             region=_claim(claims, "region"),
             session_id=_claim(claims, "sid"),
             client_type=_claim(claims, "client_type"),
+            tenant=_optional_claim(claims, "tenant") or DEFAULT_TENANT,
+            app=_optional_claim(claims, "client_id"),
         )
         if self.revoked.is_revoked(identity.session_id):
             raise SessionRevoked(

@@ -11,8 +11,11 @@ of ``/internal/policy?since=<version>`` every half second (the fallback, and the
 path between processes with the in-process backend of the local profile). A new
 version replaces the enforcer and its decision cache together.
 
-Subjects are user ids (the token's ``sub``), in the domain ``default``. Default deny:
-no rule, no entry. Until a first policy has loaded every permission route answers 503.
+Subjects are user ids (the token's ``sub``; an app's client id), in the caller's
+tenant: the token's ``tenant`` claim names the Casbin domain, and a token without one
+is checked in ``GATEWAY_AUTHZ_DOMAIN`` (``default``). A role held in one domain grants
+nothing in another. Default deny: no rule, no entry. Until a first policy has loaded
+every permission route answers 503.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from edgelib.backends import Backend, BackendError
-from edgelib.identity import Identity
+from edgelib.identity import DEFAULT_TENANT, Identity
 from edgelib.policy import build_enforcer
 from edgelib.signing import ServiceSigner
 from gateway_api.config import AuthzSettings
@@ -47,7 +50,7 @@ class PolicySnapshot:
     version: int
     enforcer: Any
     rules: int
-    decisions: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    decisions: dict[tuple[str, str, str, str], bool] = field(default_factory=dict)
 
     @classmethod
     def build(cls, version: int, model_text: str, rules: Sequence[Sequence[str]]) -> PolicySnapshot:
@@ -90,7 +93,7 @@ class Authorizer:
         self._snapshot: PolicySnapshot | None = None
         #: The current snapshot's decisions, for the gateway's compiled fast path
         #: (``Gateway.authorize``): (subject, object, action) -> allowed.
-        self.decisions: dict[tuple[str, str, str], bool] = {}
+        self.decisions: dict[tuple[str, str, str, str], bool] = {}
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._source_ok: bool | None = None
@@ -121,18 +124,25 @@ class Authorizer:
 
     # --- the per-request step -----------------------------------------------------
 
-    def allowed(self, subject: str, obj: str, act: str) -> bool:
-        """Whether ``subject`` may do ``act`` on ``obj``; raises when no policy is loaded."""
+    def domain_of(self, identity: Identity) -> str:
+        """The Casbin domain the caller's permissions are checked in: its tenant."""
+        tenant = identity.tenant
+        return self.domain if tenant == DEFAULT_TENANT else tenant
+
+    def allowed(self, subject: str, obj: str, act: str, domain: str | None = None) -> bool:
+        """Whether ``subject`` may do ``act`` on ``obj`` in ``domain`` (the configured one
+        when None); raises when no policy is loaded."""
         snapshot = self._snapshot
         if snapshot is None:
             raise PolicyUnavailable(
                 "the gateway has not loaded the authorization policy yet",
                 headers={"Retry-After": "1"},
             )
-        key = (subject, obj, act)
+        dom = self.domain if domain is None else domain
+        key = (dom, subject, obj, act)
         decision = snapshot.decisions.get(key)
         if decision is None:
-            decision = bool(snapshot.enforcer.enforce(subject, self.domain, obj, act))
+            decision = bool(snapshot.enforcer.enforce(subject, dom, obj, act))
             if len(snapshot.decisions) >= self.settings.decision_cache_size:
                 snapshot.decisions.clear()
             snapshot.decisions[key] = decision
@@ -140,7 +150,9 @@ class Authorizer:
 
     def authorize(self, identity: Identity, permission: Permission) -> None:
         """Return when allowed; otherwise raise a 403 (or 503 before any policy) problem."""
-        if not self.allowed(identity.user_id, permission.obj, permission.act):
+        if not self.allowed(
+            identity.user_id, permission.obj, permission.act, self.domain_of(identity)
+        ):
             raise PermissionDenied(
                 f"missing permission {permission.obj}:{permission.act}",
                 permission=f"{permission.obj}:{permission.act}",

@@ -104,13 +104,15 @@ class ConsistentHash:
     summary: ClassVar[str] = "on the user id, else the client address"
 
     def __init__(self) -> None:
-        self._ring_for: tuple[str, ...] = ()
+        self._ring_for: tuple[tuple[str, int], ...] = ()
         self._points: list[int] = []
         self._owners: list[str] = []
         self._fallback = RoundRobin()
 
     def _build(self, instances: Sequence[Instance]) -> None:
-        ids = tuple(sorted(i.spec.id for i in instances))
+        # Rebuilt when a member joins, leaves or changes weight; every other instance
+        # keeps its points, so only the changed instance's keys move.
+        ids = tuple(sorted((i.spec.id, i.spec.weight) for i in instances))
         if ids == self._ring_for:
             return
         ring = sorted(

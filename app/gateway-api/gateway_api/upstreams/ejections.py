@@ -41,6 +41,16 @@ class EjectionBus:
         self.sent = 0
         self.applied = 0
 
+    def adopt(self, instance: Instance) -> None:
+        """Share this instance's ejections too (it joined through discovery)."""
+        self._by_id[instance.spec.id] = instance
+        instance.breaker.on_open = self._announcer(instance)
+
+    def forget(self, instance: Instance) -> None:
+        """It left its pool: a peer's ejection of it no longer applies here."""
+        if self._by_id.get(instance.spec.id) is instance:
+            del self._by_id[instance.spec.id]
+
     async def start(self) -> None:
         for instance in self._by_id.values():
             instance.breaker.on_open = self._announcer(instance)

@@ -70,7 +70,12 @@ class HealthChecker:
                 instance.healthy = True
                 instance.last_error = None
                 instance.breaker.reset()
-                logger.info("instance up", extra={"instance": instance.spec.id})
+                extra: dict[str, object] = {"upstream": instance.spec.id}
+                if instance.joined and not instance.ready_at:
+                    # Joined through discovery: from now on it takes traffic.
+                    instance.ready_at = time.monotonic()
+                    extra["join_to_ready_s"] = round(instance.ready_at - instance.joined, 4)
+                logger.info("instance up", extra=extra)
         else:
             instance.consecutive_successes = 0
             instance.consecutive_failures += 1

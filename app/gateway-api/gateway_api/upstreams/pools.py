@@ -96,6 +96,12 @@ class Instance:
     consecutive_successes: int = 0
     last_probe: float = 0.0
     last_error: str | None = None
+    #: Left its pool (discovery said it is gone): no new requests, in-flight ones finish.
+    draining: bool = False
+    #: When discovery added it (``time.monotonic()``); 0.0 for a topology instance.
+    joined: float = 0.0
+    #: When its first health probe passed after joining (the join-to-traffic latency).
+    ready_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.host = self.spec.url.removeprefix("http://").encode()
@@ -112,6 +118,7 @@ class Instance:
             "id": self.spec.id,
             "url": self.spec.url,
             "weight": self.spec.weight,
+            "state": "draining" if self.draining else "active",
             "health": "up" if self.healthy else "down",
             "circuit": self.breaker.state,
             "in_flight": self.in_flight,
@@ -132,6 +139,28 @@ class Pool:
     region: str | None
     instances: list[Instance]
     balancers: dict[str, Balancer] = field(default_factory=dict)
+    #: Instances that left but still have requests in flight (shown in ``/cluster``).
+    draining: list[Instance] = field(default_factory=list)
+
+    def add(self, instance: Instance) -> None:
+        """A new member. The list is replaced, not changed in place, so a choice being
+        made right now sees the old one whole; balancer state for the others is kept."""
+        self.instances = [*self.instances, instance]
+
+    def retire(self, instance: Instance) -> None:
+        """Take ``instance`` out of the choice; its requests in flight complete."""
+        self.instances = [i for i in self.instances if i is not instance]
+        instance.draining = True
+        if instance.in_flight:
+            self.draining.append(instance)
+
+    def reap(self) -> list[Instance]:
+        """Forget the draining instances whose last request finished; those forgotten."""
+        done = [i for i in self.draining if not i.in_flight]
+        if done:
+            self.draining = [i for i in self.draining if i.in_flight]
+        return done
+
     #: ``service/region`` (or ``service`` when global): the metrics' ``upstream`` label.
     label: str = ""
 
@@ -170,7 +199,7 @@ class Pool:
             "region": self.region,
             "policies": sorted(self.balancers) or ["round_robin"],
             "healthy": sum(1 for i in self.instances if i.healthy),
-            "instances": [i.snapshot() for i in self.instances],
+            "instances": [i.snapshot() for i in (*self.instances, *self.draining)],
         }
 
 
@@ -186,6 +215,13 @@ class Upstreams:
 
     def pool(self, service: str, region: str | None) -> Pool | None:
         return self.pools.get((service, region))
+
+    def ensure_pool(self, service: str, region: str | None) -> Pool:
+        """The pool of (service, region), made empty when discovery names a new one."""
+        pool = self.pools.get((service, region))
+        if pool is None:
+            pool = self.pools[(service, region)] = Pool(service, region, [])
+        return pool
 
     def all_instances(self) -> list[Instance]:
         return [i for pool in self.pools.values() for i in pool.instances]

@@ -1,0 +1,1 @@
+"""Apps: machine clients of a tenant, with OAuth2 client credentials."""

@@ -1,0 +1,1 @@
+"""Tenants: Casbin domains with a name, a switch, and members."""
