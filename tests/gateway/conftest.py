@@ -233,7 +233,7 @@ def worker_gateway(
         import httpx as _httpx
 
         seen: list[dict[str, object]] = []
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # a loaded 2-core machine starts slowly
         with _httpx.Client(timeout=5) as client:
             while time.monotonic() < deadline and len(seen) < workers:
                 try:

@@ -200,6 +200,7 @@ async def test_breaker_state_and_health_show_on_scrape(
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(600)  # starting two workers takes minutes on a loaded 2-core machine
 def test_two_workers_one_scrape_counts_every_request_exactly(tmp_path: Path) -> None:
     """GATEWAY_WORKERS=2 against a real upstream: one scrape's counter equals N."""
     routes = '[[routes]]\nprefix = "/api/v1/echo"\nservice = "echo"\naccess = "public"\n'
@@ -207,13 +208,19 @@ def test_two_workers_one_scrape_counts_every_request_exactly(tmp_path: Path) -> 
     with worker_gateway(tmp_path, routes) as gw:
         metrics_url = f"http://127.0.0.1:{gw.admin}/metrics"
         with httpx.Client(timeout=5) as admin:
-            deadline = time.monotonic() + 30  # worker 1's socket may lag its first snapshot
+            # Worker 1's socket may lag its first snapshot, and the upstream may not be
+            # up yet: wait until both workers answer and both see the upstream healthy.
+            deadline = time.monotonic() + 60
             while True:
                 found = samples(admin.get(metrics_url).text)
-                if value(found, "edge_gateway_workers_scraped") == 2 or time.monotonic() > deadline:
+                ready = value(found, "edge_gateway_workers_scraped") == 2 and (
+                    total(found, "edge_gateway_instance_healthy", upstream="echo") == 1
+                )
+                if ready or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
             assert value(found, "edge_gateway_workers_scraped") == 2
+            assert total(found, "edge_gateway_instance_healthy", upstream="echo") == 1
             assert total(found, "edge_gateway_requests_total") == 0
             for i in range(requests):
                 # A fresh connection each: the kernel spreads them over both workers.

@@ -22,9 +22,9 @@ from auth_jwt.apps.schemas import (
     SecretRotation,
 )
 from auth_jwt.apps.service import AppService
-from auth_jwt.deps import SessionDep
 from edgelib.identity import Identity
 from edgelib.permissions import RequirePermission
+from edgelib.uow import SessionDep
 
 router = APIRouter(prefix="/api/v1/auth/apps", tags=["apps"])
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_jwt.deps import after_commit
 from auth_jwt.models import App, AppSecret, Revocation
+from edgelib.uow import after_commit
 
 
 class AppRepository:
