@@ -68,9 +68,8 @@ async def test_the_bootstrap_remembers_its_admin_by_id_across_restarts(tmp_path:
         record = await BootstrapRecords(auth.state.database).get("admin")
         assert record is not None
         assert record.confirmed_at is not None
-        entry = await auth.state.users.entry_of("admin")
-        assert entry is not None
-        assert entry["user_id"] == record.user_id
+        entry = await auth.state.users.directory.lookup("admin")
+        assert entry.user_id == record.user_id
         assert await _admin_assignments(stack, record.user_id) == [
             ["g", record.user_id, "admin", "default"]
         ]

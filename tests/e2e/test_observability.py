@@ -122,6 +122,7 @@ def mixed_traffic(stack: Stack, seconds: float) -> dict[str, int]:
             if i % 5 == 0:
                 login(stack, east[0][0], PASSWORD)
                 call("GET", "/api/v1/logs/records", params={"limit": 5}, headers=boss)
+                call("GET", "/api/v1/config/namespaces", headers=boss)
                 call("GET", "/api/v1/nothing-here")
                 call("POST", "/api/v1/wallet/transfers", json={"amount": "x"}, headers=payer)
             time.sleep(0.05)

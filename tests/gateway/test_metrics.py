@@ -184,7 +184,7 @@ async def test_one_gateway_counts_routes_attempts_and_refusals(
     assert dict(table)["source"] == "file"
     assert len(dict(table)["version"]) == 12
     # The admin app's own request metrics are still there.
-    assert any(n.startswith("http_request") for n, _ in found)
+    assert any(n.startswith("edge_http_request") for n, _ in found)
 
 
 async def test_breaker_state_and_health_show_on_scrape(
