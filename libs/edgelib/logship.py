@@ -211,6 +211,17 @@ class ShippingHandler(logging.Handler):
         doc["attributes"] = attributes
         encoded = orjson.dumps(doc, default=str)
         if len(encoded) > MAX_RECORD_BYTES:
+            # Keep the small attributes (ids, redaction markers), cut the big ones.
+            kept = {
+                key: value
+                for key, value in attributes.items()
+                if key != "exception" and len(orjson.dumps(value, default=str)) <= 256
+            }
+            kept["truncated"] = True
+            kept["exception"] = str(attributes.get("exception", ""))[-2000:]
+            doc["attributes"] = kept
+            encoded = orjson.dumps(doc, default=str)
+        if len(encoded) > MAX_RECORD_BYTES:
             doc["attributes"] = {
                 "logger": record.name,
                 "truncated": True,
