@@ -54,7 +54,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
             if condition():
                 return time.monotonic() - start
         except (httpx.HTTPError, KeyError, ValueError):
-            pass
+            pass  # not answering yet, or /cluster without that part yet: ask again
         if time.monotonic() - start > timeout:
             raise AssertionError(f"not within {timeout}s: {what}")
         time.sleep(0.01)

@@ -132,7 +132,7 @@ class MetricsEndpoint:
             writer.write(orjson.dumps(worker_metrics(self.gateway, self.index)))
             await writer.drain()
         except OSError:
-            pass
+            return  # the scraping worker went away mid-answer: it counts this worker missing
         finally:
             writer.close()
 
