@@ -25,7 +25,7 @@ import pytest
 
 from edgelib.signing import PeerSigner
 from tests.e2e import accounts
-from tests.e2e.conftest import PORT_SHIFT, Stack, Stacks
+from tests.e2e.conftest import PORT_SHIFT, Stack, Stacks, instance_id
 from tests.e2e.servers import OwnPostgres, OwnRedis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -280,7 +280,11 @@ def check(world: World, name: str, run: dict) -> None:
         assert audit.status_code == 200, audit.text
         assert audit.json()["ok"], (region, audit.json())
     assert not twice, f"log records stored twice: {twice[:5]}"
-    assert not lost, f"acknowledged log records lost: {lost[:5]}"
+    assert not lost, (
+        f"acknowledged log records lost: {lost[:5]} ({len(lost)} in all); "
+        f"in the database: {_in_database(world, lost[:5])}; sv-log said: "
+        + "\n".join(world.stack.log_lines(instance_id("sv-log", 7105))[-40:])
+    )
     assert load.transfers, "no transfer was acknowledged at all"
     assert load.shipped, "no log batch was acknowledged at all"
 
@@ -299,6 +303,36 @@ def _stored_messages(client: httpx.Client, world: World, service: str) -> list[s
         cursor = doc.get("next_cursor")
         if not cursor:
             return messages
+
+
+def _in_database(world: World, messages: list[str]) -> object:
+    """Where the lost records are, read straight from PostgreSQL (not through sv-log)."""
+    import asyncio
+
+    import asyncpg
+
+    async def look() -> object:
+        conn = await asyncpg.connect(world.postgres.url.replace("+asyncpg", ""))
+        try:
+            rows = await conn.fetch(
+                "SELECT table_schema FROM information_schema.tables"
+                " WHERE table_name = 'log_records'"
+            )
+            found = {}
+            for row in rows:
+                schema = row["table_schema"]
+                found[schema] = await conn.fetchval(
+                    f'SELECT count(*) FROM "{schema}".log_records WHERE message = ANY($1)',
+                    messages,
+                )
+            return found
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(look())
+    except Exception as exc:  # a diagnosis, never the failure itself
+        return f"could not look: {exc!r}"
 
 
 def _sample(attempts: list[Attempt]) -> list[tuple[str, int, str]]:

@@ -39,6 +39,15 @@ service = "echo"
 access = "public"
 balancing = "{balancing}"
 
+# Slow answers outlive a route-table reload (test_forwarding): a second or more, on a
+# loaded machine, must not meet the 1 s read timeout above.
+[[routes]]
+prefix = "/api/v1/echo/slow"
+service = "echo"
+access = "public"
+read_timeout = 10.0
+total_timeout = 12.0
+
 [[routes]]
 path = "/api/v1/echo/ws"
 service = "echo"

@@ -318,7 +318,7 @@ async def test_route_table_hot_reload_without_dropping_in_flight(
 ) -> None:
     # A new, more specific route that needs a token: it shows as 401 once it is live.
     assert (await client.get(gw.url + "/api/v1/echo/locked/x")).status_code == 200
-    in_flight = asyncio.create_task(client.get(gw.url + "/api/v1/echo/slow?s=0.8"))
+    in_flight = asyncio.create_task(client.get(gw.url + "/api/v1/echo/slow?s=4"))
     await asyncio.sleep(0.1)
     text = gw.routes_path.read_text() + (
         '\n[[routes]]\nprefix = "/api/v1/echo/locked"\nservice = "echo"\naccess = "authenticated"\n'
@@ -330,6 +330,7 @@ async def test_route_table_hot_reload_without_dropping_in_flight(
             break
         await asyncio.sleep(0.1)
     assert (await client.get(gw.url + "/api/v1/echo/locked/x")).status_code == 401
+    assert not in_flight.done(), "the slow request ended before the new table was live"
     assert (await in_flight).status_code == 200
 
 

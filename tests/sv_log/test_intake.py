@@ -63,6 +63,52 @@ async def test_retried_batch_with_same_idempotency_key_is_stored_once(
     assert len(await stored(sv_log)) == 1
 
 
+async def test_resend_after_an_unsettled_failure_is_retried_never_acknowledged_unstored(
+    log_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails a batch and the cache then drops the call that would free its key:
+    the resend must get 503 (try again), not "duplicate", or an acknowledged batch is lost."""
+    import asyncio
+
+    from edgelib.backends import BackendError
+    from sv_log import service as service_module
+    from sv_log.exceptions import StoreUnavailable
+    from tests.sv_log.conftest import open_sv_log
+
+    monkeypatch.setattr(service_module, "PENDING_SECONDS", 0.5)
+    async with open_sv_log(log_settings) as (app, client):
+        log_service = app.state.log_service
+        real_insert, real_delete = log_service.store.insert, log_service.backend.delete
+
+        async def failing_insert(records: Any) -> Any:
+            raise StoreUnavailable("the database went away")
+
+        async def failing_delete(*keys: str) -> int:
+            raise BackendError("connection reset")
+
+        monkeypatch.setattr(log_service.store, "insert", failing_insert)
+        monkeypatch.setattr(log_service.backend, "delete", failing_delete)
+        batch = [record("unsettled")]
+        first = await ship(client, batch, **{"idempotency-key": "k-unsettled"})
+        assert first.status_code == 503
+        monkeypatch.setattr(log_service.store, "insert", real_insert)
+        monkeypatch.setattr(log_service.backend, "delete", real_delete)
+
+        resend = await ship(client, batch, **{"idempotency-key": "k-unsettled"})
+        assert resend.status_code == 503, resend.text
+        assert resend.headers["content-type"].startswith("application/problem+json")
+        assert resend.json()["type"].endswith("log-batch-in-progress")
+        assert resend.headers["retry-after"] == "1"
+        assert await stored(client) == []
+
+        await asyncio.sleep(0.6)  # the claim of the failed send has expired
+        later = await ship(client, batch, **{"idempotency-key": "k-unsettled"})
+        assert later.json() == {"accepted": 1, "duplicate": False}
+        again = await ship(client, batch, **{"idempotency-key": "k-unsettled"})
+        assert again.json() == {"accepted": 0, "duplicate": True}
+        assert [r["message"] for r in await stored(client)] == ["unsettled"]
+
+
 async def test_nul_characters_and_odd_attributes_are_stored_safely(
     sv_log: httpx.AsyncClient,
 ) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from edgectl.processes import write_pid
 from edgelib.discovery import EtcdClient, EtcdError
 
 logger = logging.getLogger("edgectl")
@@ -93,7 +94,7 @@ class LocalEtcd:
         finally:
             log.close()
         pid_path = var_dir / "run" / "etcd.pid"
-        pid_path.write_text(str(process.pid))
+        write_pid(pid_path, process.pid)
         local = cls(url, process, pid_path)
         deadline = time.monotonic() + timeout
         while not asyncio.run(_answers(url)):

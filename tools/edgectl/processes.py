@@ -121,3 +121,10 @@ def child_env(spec: ProcessSpec) -> dict[str, str]:
     env.update(spec.env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def write_pid(path: Path, pid: int) -> None:
+    """Write ``path`` whole or not at all: a reader never sees an empty or half file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(str(pid))
+    partial.replace(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from edgectl.processes import ProcessSpec, child_env
+from edgectl.processes import ProcessSpec, child_env, write_pid
 
 logger = logging.getLogger("edgectl")
 
@@ -52,7 +52,7 @@ class Supervised:
         while not self.stopping:
             started = time.monotonic()
             self.process = await self._spawn()
-            self.pid_path.write_text(str(self.process.pid))
+            write_pid(self.pid_path, self.process.pid)
             code = await self.process.wait()
             if self.stopping:
                 return

@@ -37,3 +37,9 @@ class StoreUnavailable(Problem):
     """The log store did not answer; senders retry later."""
 
     status_code, type_slug, title = 503, "log-store-unavailable", "Log store unavailable"
+
+
+class BatchInProgress(Problem):
+    """An earlier send of the same batch (same idempotency key) is not settled yet."""
+
+    status_code, type_slug, title = 503, "log-batch-in-progress", "Log batch in progress"

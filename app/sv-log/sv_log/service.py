@@ -17,6 +17,7 @@ from edgelib.backends import Backend, BackendError
 from edgelib.logship import ShipError, ShipRejected, encode_batch
 from edgelib.problems import Problem
 from sv_log.exceptions import (
+    BatchInProgress,
     BatchTooLarge,
     InvalidCursor,
     InvalidRecords,
@@ -34,6 +35,10 @@ _RECORDS = TypeAdapter(list[IntakeRecord])
 _ERRORS_SHOWN = 20
 #: How long an intake idempotency key is remembered (a retried batch is not stored twice).
 DEDUP_SECONDS = 600
+#: How long a key stays claimed by a send whose outcome is not known yet. A retry inside
+#: this window gets 503 (try again), never "duplicate": only a stored batch is one.
+PENDING_SECONDS = 30
+_PENDING, _STORED = b"pending", b"stored"
 
 
 @dataclass(frozen=True)
@@ -133,13 +138,27 @@ class LogService:
     async def ingest(
         self, records: Sequence[IntakeRecord], *, idempotency_key: str | None = None
     ) -> IntakeAccepted:
-        """Store a checked batch in one transaction, then offer it to live tails."""
+        """Store a checked batch in one transaction, then offer it to live tails.
+
+        With an idempotency key, the key is first claimed as *pending* and marked
+        *stored* only after the commit. A resend answers "duplicate" only when the key
+        says stored; while it says pending (the first send still running, or its outcome
+        lost with a cache hiccup) the resend gets 503 and tries again. A batch that was
+        acknowledged is therefore always in the store.
+        """
         key = None
         if idempotency_key:
             key = f"sv-log:batch:{idempotency_key}"
-            if not await self._first_time(key):
+            state = await self._claim(key)
+            if state == _STORED:
                 BATCHES.labels("duplicate").inc()
                 return IntakeAccepted(accepted=0, duplicate=True)
+            if state == _PENDING:
+                BATCHES.labels("in_progress").inc()
+                raise BatchInProgress(
+                    "an earlier send of this batch is not settled; send it again shortly",
+                    headers={"retry-after": "1"},
+                )
         try:
             stored = await self.store.insert(records)
         except BaseException as exc:
@@ -149,22 +168,38 @@ class LogService:
                 BATCHES.labels("unavailable").inc()
                 RECORDS_DROPPED.inc(len(records))
             raise
+        if key is not None:
+            await self._settle(key)
         BATCHES.labels("stored").inc()
         RECORDS_RECEIVED.inc(len(stored))
         await self.hub.publish(stored)
         return IntakeAccepted(accepted=len(stored))
 
-    async def _first_time(self, key: str) -> bool:
+    async def _claim(self, key: str) -> bytes | None:
+        """None when this send owns the key now; else what the key says."""
         try:
-            return await self.backend.set(key, b"1", ttl=DEDUP_SECONDS, only_if_absent=True)
+            for _ in range(3):
+                if await self.backend.set(key, _PENDING, ttl=PENDING_SECONDS, only_if_absent=True):
+                    return None
+                state = await self.backend.get(key)
+                if state is not None:
+                    return state
+                # expired between the two calls: claim it again
         except BackendError:
-            return True  # better a rare duplicate than a lost batch
+            pass
+        return None  # better a rare duplicate than a lost batch
+
+    async def _settle(self, key: str) -> None:
+        try:
+            await self.backend.set(key, _STORED, ttl=DEDUP_SECONDS)
+        except BackendError:
+            pass  # the pending claim expires: a resend after that is stored again
 
     async def _forget(self, key: str) -> None:
         try:
             await self.backend.delete(key)
         except BackendError:
-            pass
+            pass  # the pending claim expires in PENDING_SECONDS; resends get 503 until then
 
     async def query(
         self, flt: LogFilter, *, limit: int, cursor: str | None, newest_first: bool
