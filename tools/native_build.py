@@ -85,11 +85,15 @@ def build(out: Path) -> str | None:
     hashes = native.source_hashes()
     with tempfile.TemporaryDirectory(prefix="gateway-native-") as tmp:
         work = Path(tmp)
+        # mypyc's own cache in the build folder: the shared type-check cache
+        # (MYPY_CACHE_DIR, Makefile) was made with other options.
+        env = {k: v for k, v in os.environ.items() if k != "MYPY_CACHE_DIR"}
         proc = subprocess.run(
             [sys.executable, __file__, "--child", str(work)],
             capture_output=True,
             text=True,
             check=False,
+            env=env,
         )
         if proc.returncode != 0:
             return "mypyc failed:\n" + (proc.stdout + proc.stderr)[-4000:]
