@@ -28,6 +28,7 @@ from gateway_api.gateway import Gateway
 from gateway_api.proxy import create_public_app
 from gateway_api.tracecontext import TraceContext
 from gateway_api.transport.server import HttpServer
+from gateway_api.transport.streams import StreamConfigError, StreamProxy, load_streams
 from gateway_api.workers import MetricsEndpoint, WorkerPool, WorkerStats, watch_parent
 
 logger = logging.getLogger("gateway")
@@ -79,8 +80,18 @@ async def _start_admin(
     return admin, admin_task
 
 
+def _stream_proxies(settings: Settings) -> list[StreamProxy]:
+    if settings.streams is None:
+        return []
+    try:
+        return [StreamProxy(route) for route in load_streams(settings.streams)]
+    except StreamConfigError as exc:
+        raise SystemExit(f"gateway: GATEWAY_STREAMS: {exc}") from None
+
+
 async def serve(settings: Settings, worker: int = 0) -> None:
     _check_open_files(settings)
+    streams = _stream_proxies(settings)  # a bad file stops the start before anything binds
     gateway = Gateway(settings)
     # Every worker follows discovery (its Gateway); only worker 0 registers the node,
     # under its one instance id, so one worker stopping never deregisters the others.
@@ -106,6 +117,9 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             limits=settings.client_limits(),
         )
         await public.start(settings.host, settings.port, reuse_port=workers > 1)
+        for stream in streams:
+            await stream.start(settings.host, reuse_port=workers > 1)
+        admin_app.state.streams = streams
         freeze_startup_heap()  # routes, policy, keys and modules: no more full-heap walks
         stats = WorkerStats(settings, gateway, worker)
         stats.start()
@@ -130,6 +144,8 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         await stats.stop()
         if endpoint is not None:
             await endpoint.stop()
+        for stream in streams:
+            await stream.stop()
         await public.stop()
         proxy.close()
         if admin is not None and admin_task is not None:
