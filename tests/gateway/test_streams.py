@@ -22,6 +22,7 @@ import pytest
 
 from gateway_api.transport.streams import (
     PROXY_V2_SIGNATURE,
+    Resolver,
     StreamConfigError,
     StreamProxy,
     StreamRoute,
@@ -78,8 +79,8 @@ def route(*echoes: Echo, **options: object) -> StreamRoute:
 
 
 @asynccontextmanager
-async def proxying(r: StreamRoute) -> AsyncIterator[StreamProxy]:
-    proxy = StreamProxy(r)
+async def proxying(r: StreamRoute, resolve: Resolver | None = None) -> AsyncIterator[StreamProxy]:
+    proxy = StreamProxy(r, resolve)
     await proxy.start("127.0.0.1")
     try:
         yield proxy
@@ -280,10 +281,61 @@ async def test_a_client_that_never_reads_stalls_the_upstream_instead_of_filling_
         server.close()
 
 
+async def test_a_service_route_follows_its_pool_as_instances_join_and_leave(
+    echoes: tuple[Echo, Echo],
+) -> None:
+    a, b = echoes
+    pool = [("127.0.0.1", a.port)]
+    calls: list[tuple[str, str | None]] = []
+
+    def resolve(service: str, region: str | None) -> list[tuple[str, int]]:
+        calls.append((service, region))
+        return list(pool)
+
+    r = replace(route(a), upstreams=(), service="echo-tcp", region="east")
+    async with proxying(r, resolve) as proxy:
+        assert calls[0] == ("echo-tcp", "east")
+        assert {await talk(proxy.route.listen) for _ in range(3)} == {b"a:hi"}
+        pool.append(("127.0.0.1", b.port))  # joins: traffic once a probe passed
+        deadline = time.monotonic() + 5
+        while not (len(proxy.targets) == 2 and all(t.healthy for t in proxy.targets)):
+            assert time.monotonic() < deadline, proxy.snapshot()
+            await asyncio.sleep(0.05)
+        assert {await talk(proxy.route.listen) for _ in range(4)} == {b"a:hi", b"b:hi"}
+        pool.remove(("127.0.0.1", a.port))  # leaves: no new connection
+        while len(proxy.targets) != 1:
+            assert time.monotonic() < deadline + 5, proxy.snapshot()
+            await asyncio.sleep(0.05)
+        assert {await talk(proxy.route.listen) for _ in range(3)} == {b"b:hi"}
+
+
+async def test_the_gateway_resolves_a_service_route_from_its_pools(tmp_path: Path) -> None:
+    from gateway_api.config import Settings
+    from gateway_api.gateway import Gateway
+    from gateway_api.serving import _pool_addresses
+
+    topology = tmp_path / "topology.toml"
+    topology.write_text(
+        '[gateway]\nhost = "127.0.0.1"\n[[regions]]\nname = "east"\n[[regions]]\nname = "west"\n'
+        '[[services]]\nname = "tcp-echo"\nregion = "east"\n'
+        "instances = [{ port = 9101 }, { port = 9102 }]\n"
+        '[[services]]\nname = "tcp-echo"\nregion = "west"\ninstances = [{ port = 9201 }]\n'
+    )
+    routes = tmp_path / "routes.toml"
+    routes.write_text('[[routes]]\nprefix = "/api/v1/x"\nservice = "tcp-echo"\naccess = "public"\n')
+    settings = Settings(topology=topology, routes=routes, var_dir=tmp_path)
+    resolve = _pool_addresses(Gateway(settings))
+    assert resolve("tcp-echo", "east") == [("127.0.0.1", 9101), ("127.0.0.1", 9102)]
+    assert resolve("tcp-echo", "west") == [("127.0.0.1", 9201)]
+    assert resolve("nothing", "east") == []
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("[[streams]]\nname = 'x'\nlisten = 7000\n", "upstreams"),
+        ("[[streams]]\nname = 'x'\nlisten = 7000\n", "either upstreams"),
+        ("[[streams]]\nname='x'\nlisten=7000\nupstreams=['a:1']\nservice='s'\n", "not both"),
+        ("[[streams]]\nname='x'\nlisten=7000\nupstreams=['a:1']\nregion='east'\n", "region"),
         ("[[streams]]\nname = 'x'\nlisten = 7000\nupstreams = ['nohost']\n", "host:port"),
         ("[[streams]]\nname = 'x'\nlisten = 0\nupstreams = ['a:1']\n", "listen"),
         ("[[streams]]\nname='x'\nlisten=7000\nupstreams=['a:1']\ndeny=['10.0.0.0/33']\n", "deny"),

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import resource
 import signal
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
@@ -28,7 +29,13 @@ from gateway_api.gateway import Gateway
 from gateway_api.proxy import create_public_app
 from gateway_api.tracecontext import TraceContext
 from gateway_api.transport.server import HttpServer
-from gateway_api.transport.streams import StreamConfigError, StreamProxy, load_streams
+from gateway_api.transport.streams import (
+    Resolver,
+    StreamConfigError,
+    StreamProxy,
+    StreamRoute,
+    load_streams,
+)
 from gateway_api.workers import MetricsEndpoint, WorkerPool, WorkerStats, watch_parent
 
 logger = logging.getLogger("gateway")
@@ -80,19 +87,35 @@ async def _start_admin(
     return admin, admin_task
 
 
-def _stream_proxies(settings: Settings) -> list[StreamProxy]:
+def _stream_routes(settings: Settings) -> list[StreamRoute]:
     if settings.streams is None:
         return []
     try:
-        return [StreamProxy(route) for route in load_streams(settings.streams)]
+        return load_streams(settings.streams)
     except StreamConfigError as exc:
         raise SystemExit(f"gateway: GATEWAY_STREAMS: {exc}") from None
 
 
+def _pool_addresses(gateway: Gateway) -> Resolver:
+    """A stream route's upstreams by service: the gateway's pool (topology or discovery)."""
+
+    def resolve(service: str, region: str | None) -> list[tuple[str, int]]:
+        pool = gateway.upstreams.pool(service, region)
+        addresses = []
+        for instance in pool.instances if pool is not None else []:
+            url = urlsplit(instance.url)
+            if not instance.draining and url.hostname and url.port:
+                addresses.append((url.hostname, url.port))
+        return addresses
+
+    return resolve
+
+
 async def serve(settings: Settings, worker: int = 0) -> None:
     _check_open_files(settings)
-    streams = _stream_proxies(settings)  # a bad file stops the start before anything binds
+    routes = _stream_routes(settings)  # a bad file stops the start before anything binds
     gateway = Gateway(settings)
+    streams = [StreamProxy(route, _pool_addresses(gateway)) for route in routes]
     # Every worker follows discovery (its Gateway); only worker 0 registers the node,
     # under its one instance id, so one worker stopping never deregisters the others.
     app_settings = settings if worker == 0 else settings.model_copy(update={"discovery": "static"})

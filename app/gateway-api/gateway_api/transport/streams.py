@@ -34,11 +34,12 @@ import logging
 import struct
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgelib.tasks import cancel
 
@@ -59,7 +60,10 @@ class _Route(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
     listen: Annotated[int, Field(ge=1, le=65535)]
-    upstreams: Annotated[list[str], Field(min_length=1, max_length=64)]
+    upstreams: Annotated[list[str], Field(max_length=64)] = []
+    #: Or the instances of a service's pool (topology or discovery), in ``region``.
+    service: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    region: Annotated[str | None, Field(min_length=1, max_length=64)] = None
     balancing: Literal["round_robin", "least_connections"] = "round_robin"
     allow: list[str] = []
     deny: list[str] = []
@@ -84,6 +88,14 @@ class _Route(BaseModel):
         for item in value:
             ipaddress.ip_network(item.strip(), strict=False)
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _Route:
+        if bool(self.upstreams) == bool(self.service):
+            raise ValueError("give either upstreams (host:port list) or a service, not both")
+        if self.region and not self.service:
+            raise ValueError("region goes with service")
+        return self
 
 
 class _File(BaseModel):
@@ -116,6 +128,12 @@ class StreamRoute:
     health_interval: float = 1.0
     healthy_threshold: int = 1
     unhealthy_threshold: int = 2
+    service: str | None = None
+    region: str | None = None
+
+
+#: The addresses of a service's pool in a region (the gateway's pools: topology or discovery).
+Resolver = Callable[[str, str | None], list[tuple[str, int]]]
 
 
 def load_streams(path: Path) -> list[StreamRoute]:
@@ -154,6 +172,8 @@ def load_streams(path: Path) -> list[StreamRoute]:
             health_interval=r.health_interval,
             healthy_threshold=r.healthy_threshold,
             unhealthy_threshold=r.unhealthy_threshold,
+            service=r.service,
+            region=r.region,
         )
         for r in parsed.streams
     ]
@@ -208,9 +228,14 @@ class _Link:
 class StreamProxy:
     """One stream route's listener, balancer and health checks."""
 
-    def __init__(self, route: StreamRoute) -> None:
+    def __init__(self, route: StreamRoute, resolve: Resolver | None = None) -> None:
         self.route = route
+        self.resolve = resolve
         self.targets = [Target(host, port) for host, port in route.upstreams]
+        if route.service is not None:
+            if resolve is None:
+                raise ValueError(f"stream route {route.name} names a service: give a resolver")
+            self.follow_pool(first=True)
         self.counts = StreamCounts()
         self.active = 0
         self._next = 0
@@ -258,21 +283,19 @@ class StreamProxy:
         return not self.route.allow or any(ip in net for net in self.route.allow)
 
     def choose(self, tried: set[int]) -> Target | None:
-        """The next healthy upstream not yet tried for this connection."""
-        candidates = [(i, t) for i, t in enumerate(self.targets) if t.healthy and i not in tried]
+        """The next healthy upstream not yet tried (``id`` of each) for this connection."""
+        candidates = [
+            (i, t) for i, t in enumerate(self.targets) if t.healthy and id(t) not in tried
+        ]
         if not candidates:
             return None
+        size = len(self.targets)
         if self.route.balancing == "least_connections":
-            size = len(self.targets)
             index, target = min(candidates, key=lambda c: (c[1].active, (c[0] - self._next) % size))
-            self._next = index + 1
-            return target
-        for step in range(len(self.targets)):
-            index = (self._next + step) % len(self.targets)
-            if index not in tried and self.targets[index].healthy:
-                self._next = index + 1
-                return self.targets[index]
-        return None
+        else:
+            index, target = min(candidates, key=lambda c: (c[0] - self._next) % size)
+        self._next = index + 1
+        return target
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -342,7 +365,7 @@ class StreamProxy:
     ) -> tuple[Target, asyncio.StreamReader, asyncio.StreamWriter] | None:
         tried: set[int] = set()
         while (target := self.choose(tried)) is not None:
-            tried.add(self.targets.index(target))
+            tried.add(id(target))
             try:
                 up_reader, up_writer = await asyncio.wait_for(
                     asyncio.open_connection(target.host, target.port, limit=CHUNK),
@@ -423,8 +446,19 @@ class StreamProxy:
 
     # -- health --------------------------------------------------------------------------
 
+    def follow_pool(self, *, first: bool = False) -> None:
+        """Take the service pool's addresses now: unchanged upstreams keep their state,
+        new ones take connections once a probe passed (at start: at once, as the gateway's
+        pools do), gone ones get no new connection (open ones go on)."""
+        if self.resolve is None or self.route.service is None:
+            return
+        wanted = list(dict.fromkeys(self.resolve(self.route.service, self.route.region)))
+        known = {(t.host, t.port): t for t in self.targets}
+        self.targets = [known.get(address) or Target(*address, healthy=first) for address in wanted]
+
     async def _probe_loop(self) -> None:
         while True:
+            self.follow_pool()
             await asyncio.gather(*(self._probe(t) for t in self.targets))
             await asyncio.sleep(self.route.health_interval)
 
