@@ -21,6 +21,7 @@ from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.proxy import bad_request, create_public_app
+from gateway_api.transport.h2 import enable_http2
 from gateway_api.transport.server import HttpServer
 from tests.gateway.upstream import UpstreamState, upstream_app
 from tests.worker import free_port
@@ -146,6 +147,8 @@ async def start_gateway(
                 trusted_proxies=settings.trusted_peers(),
                 limits=settings.client_limits(),
             )
+            if settings.http2:
+                enable_http2(public_server, settings.h2_limits())
             await public_server.start("127.0.0.1", public_port)
             try:
                 yield GatewayUnderTest(

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from edgelib.discovery import SourceSpec, parse_source
 from edgelib.settings import ServiceSettings
 from gateway_api.security.trusted_proxies import TrustedProxies, parse_networks
+from gateway_api.transport.h2 import H2Limits
 from gateway_api.transport.server import ClientLimits
 from gateway_api.upstreams.discovery import parse_region_sources
 
@@ -136,6 +137,13 @@ class Settings(ServiceSettings):
     authn: AuthnSettings = Field(default_factory=AuthnSettings)
     authz: AuthzSettings = Field(default_factory=AuthzSettings)
 
+    #: HTTP/2 with prior knowledge (h2c) on the public port (transport/h2.py).
+    http2: bool = True
+    #: Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    h2_max_concurrent_streams: int = Field(default=100, ge=1, le=1000)
+    #: Streams a client may reset per second before it is disconnected (rapid reset).
+    h2_max_resets_per_second: int = Field(default=200, ge=10, le=100_000)
+
     #: TCP stream routes (``[[streams]]`` TOML, transport/streams.py), read at start;
     #: none when unset.
     streams: Path | None = None
@@ -187,6 +195,10 @@ class Settings(ServiceSettings):
     def trusted_peers(self) -> TrustedProxies:
         """The load balancers whose ``X-Forwarded-For`` the public server believes."""
         return TrustedProxies(self.trusted_proxies)
+
+    def h2_limits(self) -> H2Limits:
+        """The bounds on one HTTP/2 client connection (beyond the shared client limits)."""
+        return H2Limits(self.h2_max_concurrent_streams, self.h2_max_resets_per_second)
 
     def client_limits(self) -> ClientLimits:
         """The public server's bounds on one client connection."""

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import resource
 import signal
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -28,6 +29,7 @@ from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.proxy import create_public_app
 from gateway_api.tracecontext import TraceContext
+from gateway_api.transport.h2 import enable_http2
 from gateway_api.transport.server import HttpServer
 from gateway_api.transport.streams import (
     Resolver,
@@ -87,6 +89,20 @@ async def _start_admin(
     return admin, admin_task
 
 
+def _public_server(settings: Settings, proxy: Any) -> HttpServer:
+    """The public listener's server: HTTP/1.1, and h2c when ``GATEWAY_HTTP2`` is on."""
+    public = HttpServer(
+        proxy,
+        bad_request=proxy.bad_request,
+        keep_alive_timeout=settings.keep_alive_timeout,
+        trusted_proxies=settings.trusted_peers(),
+        limits=settings.client_limits(),
+    )
+    if settings.http2:
+        enable_http2(public, settings.h2_limits())
+    return public
+
+
 def _stream_routes(settings: Settings) -> list[StreamRoute]:
     if settings.streams is None:
         return []
@@ -132,13 +148,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         proxy = create_public_app(gateway)
-        public = HttpServer(
-            proxy,
-            bad_request=proxy.bad_request,
-            keep_alive_timeout=settings.keep_alive_timeout,
-            trusted_proxies=settings.trusted_peers(),
-            limits=settings.client_limits(),
-        )
+        public = _public_server(settings, proxy)
         await public.start(settings.host, settings.port, reuse_port=workers > 1)
         for stream in streams:
             await stream.start(settings.host, reuse_port=workers > 1)

@@ -46,6 +46,8 @@ LINGER_SECONDS = 2.0
 #: large read of tiny pipelined requests is not all parsed at once.
 HEAD_SLICE = 4096
 BODY_SLICE = 64 * 1024
+#: How an HTTP/2 connection with prior knowledge begins (RFC 9113 3.4).
+H2_PREFACE_START = b"PRI * HTTP/2.0"
 #: Idle connections closed at once to make room when a worker is at its cap (nginx's 32).
 EVICT_BATCH = 32
 
@@ -307,7 +309,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         server = self.server
-        if len(server.connections) >= self.limits.max_connections and not server.make_room():
+        held = len(server.connections) + len(server.h2_connections)
+        if held >= self.limits.max_connections and not server.make_room():
             # Nothing idle to close for it: refuse, as nginx does past worker_connections.
             server.refused += 1
             self.closed = True
@@ -330,6 +333,13 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reads += 1
+        if self.reads == 1 and data.startswith(H2_PREFACE_START):
+            http2 = self.server.http2
+            if http2 is not None:  # h2c with prior knowledge: transport/h2.py takes over
+                self.server.connections.discard(self)
+                self._cancel_idle_timer()
+                http2(self, data)
+                return
         if self.tunnel_sink is not None:
             self.tunnel_sink(data)
             return
@@ -812,6 +822,11 @@ class HttpServer:
         self.keep_alive_timeout = keep_alive_timeout
         self.limits = limits or ClientLimits()
         self.connections: set[ClientConnection] = set()
+        #: Takes over a connection that opens with the HTTP/2 preface (transport/h2.py);
+        #: None: such a connection is refused as malformed HTTP/1.1.
+        self.http2: Callable[[ClientConnection, bytes], None] | None = None
+        #: Connections speaking HTTP/2 now (they count towards the cap too).
+        self.h2_connections: set[Any] = set()
         #: Connections refused at the cap, and idle ones closed to make room.
         self.refused = 0
         self.evicted = 0
@@ -882,5 +897,7 @@ class HttpServer:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()
+        for h2conn in list(self.h2_connections):
+            h2conn.transport.abort()
         if self._server is not None:
             await self._server.wait_closed()
