@@ -45,7 +45,7 @@ def _table(name: str) -> Table:
         Column("start", BigInteger(), nullable=False),
         Column("tenant", String(128), nullable=False),
         Column("app", String(128), nullable=False),
-        Column("route", String(128), nullable=False),
+        Column("route", String(256), nullable=False),
         Column("status_class", String(3), nullable=False),
         *(Column(c, BigInteger(), nullable=False) for c in SUM_COLUMNS),
         PrimaryKeyConstraint(*KEY_COLUMNS),

@@ -22,7 +22,7 @@ STEP_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
 GroupBy = Literal["tenant", "app", "route", "status_class"]
 
 NAME = r"^[A-Za-z0-9_.@:\-]+$"
-ROUTE = r"^[\x21-\x7e]+$"
+ROUTE = r"^[\x20-\x7e]+$"
 MAX_COUNT = 10**15
 
 
@@ -34,7 +34,7 @@ class StatsRow(BaseModel):
     minute: int = Field(ge=0, le=2**40, description="Start of the minute, UNIX seconds.")
     tenant: str = Field(min_length=1, max_length=128, pattern=NAME)
     app: str = Field("", max_length=128, pattern=r"^[A-Za-z0-9_.@:\-]*$")
-    route: str = Field(min_length=1, max_length=128, pattern=ROUTE)
+    route: str = Field(min_length=1, max_length=256, pattern=ROUTE)
     status_class: StatusClass
     requests: int = Field(ge=1, le=MAX_COUNT)
     latency_us: int = Field(ge=0, le=MAX_COUNT * 10**6)
@@ -70,7 +70,7 @@ class StatsQueryParams(BaseModel):
     app: str | None = Field(
         None, max_length=128, pattern=r"^[A-Za-z0-9_.@:\-]*$", description='"" for users.'
     )
-    route: str | None = Field(None, min_length=1, max_length=128, pattern=ROUTE)
+    route: str | None = Field(None, min_length=1, max_length=256, pattern=ROUTE)
     from_: datetime | None = Field(
         None, alias="from", description="Inclusive start (ISO 8601); default: 60 steps back."
     )
@@ -89,7 +89,7 @@ class TodayParams(BaseModel):
 
     tenant: str | None = Field(None, min_length=1, max_length=128, pattern=NAME)
     app: str | None = Field(None, max_length=128, pattern=r"^[A-Za-z0-9_.@:\-]*$")
-    route: str | None = Field(None, min_length=1, max_length=128, pattern=ROUTE)
+    route: str | None = Field(None, min_length=1, max_length=256, pattern=ROUTE)
 
 
 class Counts(BaseModel):

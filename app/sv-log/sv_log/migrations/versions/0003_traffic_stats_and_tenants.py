@@ -24,7 +24,7 @@ def _stats_table(name: str) -> None:
         sa.Column("start", sa.BigInteger(), nullable=False),
         sa.Column("tenant", sa.String(128), nullable=False),
         sa.Column("app", sa.String(128), nullable=False),
-        sa.Column("route", sa.String(128), nullable=False),
+        sa.Column("route", sa.String(256), nullable=False),
         sa.Column("status_class", sa.String(3), nullable=False),
         sa.Column("requests", sa.BigInteger(), nullable=False),
         sa.Column("latency_us", sa.BigInteger(), nullable=False),
