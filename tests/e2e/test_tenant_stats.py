@@ -121,8 +121,16 @@ def test_stats_count_exactly_what_two_gateway_workers_answered(
     root = admin(stack)
     api = httpx.Client(base_url=stack.public, timeout=15)
     tenant = f"st{uuid.uuid4().hex[:8]}"
-    assert api.post("/api/v1/tenants", json={"id": tenant, "name": tenant}, headers=root).status_code == 201
-    assert api.post("/api/v1/rbac/roles", json={"name": "robot", "dom": tenant}, headers=root).status_code == 201
+    assert (
+        api.post("/api/v1/tenants", json={"id": tenant, "name": tenant}, headers=root).status_code
+        == 201
+    )
+    assert (
+        api.post(
+            "/api/v1/rbac/roles", json={"name": "robot", "dom": tenant}, headers=root
+        ).status_code
+        == 201
+    )
     grant = {"sub": "robot", "dom": tenant, "obj": "rbac", "act": "admin"}
     assert api.post("/api/v1/rbac/policies", json=grant, headers=root).status_code == 201
     apps = dict(_app(api, root, tenant, name) for name in ("billing", "reports"))
@@ -152,8 +160,10 @@ def test_stats_count_exactly_what_two_gateway_workers_answered(
             call(first, "/api/v1/logs/records", LOGS)
         for _ in range(20):
             call(second, "/api/v1/rbac/roles", RBAC, dom=tenant)
-    assert sent[(first, RBAC, "2xx")] >= 31 and sent[(first, RBAC, "4xx")] >= 10
-    assert sent[(first, LOGS, "4xx")] == 6 and sent[(second, RBAC, "2xx")] == 20
+    assert sent[(first, RBAC, "2xx")] >= 31
+    assert sent[(first, RBAC, "4xx")] >= 10
+    assert sent[(first, LOGS, "4xx")] == 6
+    assert sent[(second, RBAC, "2xx")] == 20
 
     window = {
         "tenant": tenant,
@@ -167,12 +177,20 @@ def test_stats_count_exactly_what_two_gateway_workers_answered(
             for route in (RBAC, LOGS):
                 resp = api.get(
                     "/api/v1/stats",
-                    params={**window, "step": "minute", "app": app, "route": route, "group_by": "status_class"},
+                    params={
+                        **window,
+                        "step": "minute",
+                        "app": app,
+                        "route": route,
+                        "group_by": "status_class",
+                    },
                     headers=root,
                 )
                 assert resp.status_code == 200, resp.text
                 for series in resp.json()["series"]:
-                    got[(app, route, series["group"]["status_class"])] += series["totals"]["requests"]
+                    got[(app, route, series["group"]["status_class"])] += series["totals"][
+                        "requests"
+                    ]
         return got
 
     deadline = time.monotonic() + 30
@@ -211,7 +229,11 @@ def test_stats_count_exactly_what_two_gateway_workers_answered(
         n for (app, _route, _cls), n in sent.items() if app == first
     )
     # Access lines carry the tenant and the app, and sv-log finds them by tenant.
-    lines = [orjson.loads(line) for line in gateway_out.read_text().splitlines() if '"gateway.access"' in line]
+    lines = [
+        orjson.loads(line)
+        for line in gateway_out.read_text().splitlines()
+        if '"gateway.access"' in line
+    ]
     mine = [line for line in lines if line.get("tenant") == tenant]
     assert {line["app"] for line in mine} == set(apps)
     deadline = time.monotonic() + 15
@@ -224,5 +246,6 @@ def test_stats_count_exactly_what_two_gateway_workers_answered(
         if len(items) >= len(mine) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert items and {i["tenant"] for i in items} == {tenant}
+    assert items
+    assert {i["tenant"] for i in items} == {tenant}
     assert {i["app"] for i in items} == set(apps)

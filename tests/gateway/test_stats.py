@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
@@ -16,8 +15,8 @@ import pytest
 from edgelib.identity import Identity
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
-from gateway_api.statship import Batch, SendFailed, SendRefused, StatsShipper
 from gateway_api.stats import BUCKETS, OVERFLOW, TrafficStats, encode_rows
+from gateway_api.statship import Batch, SendFailed, SendRefused, StatsShipper
 from sv_log.config import Settings as LogSettings
 from tests.helpers import grant
 from tests.sv_log.conftest import open_sv_log
@@ -33,17 +32,22 @@ def test_requests_are_counted_per_minute_tenant_app_route_and_class() -> None:
     stats.request("acme", "app_1", "GET /x", 404, 0.0001)
     stats.request("acme", "", "GET /x", 503, 20.0)
     stats.request("default", "", "GET /ws", 101, 3600.0)  # a tunnel: no latency
-    rows = {(r["tenant"], r["app"], r["route"], r["status_class"]): r for r in encode_rows(stats.take())}
+    rows = {
+        (r["tenant"], r["app"], r["route"], r["status_class"]): r for r in encode_rows(stats.take())
+    }
     assert stats.rows == {}
     ok = rows[("acme", "app_1", "GET /x", "2xx")]
     assert ok["requests"] == 2
     assert ok["latency_us"] == 1500 + 200_000
-    assert ok["buckets"][1] == 1 and ok["buckets"][7] == 1 and sum(ok["buckets"]) == 2
-    assert ok["minute"] % 60 == 0 and abs(ok["minute"] - time.time()) < 120
+    assert ok["buckets"][1] == 1
+    assert ok["buckets"][7] == 1
+    assert sum(ok["buckets"]) == 2
+    assert ok["minute"] % 60 == 0
+    assert abs(ok["minute"] - time.time()) < 120
     assert rows[("acme", "app_1", "GET /x", "4xx")]["buckets"][0] == 1
     assert rows[("acme", "", "GET /x", "5xx")]["buckets"][BUCKETS - 1] == 1  # +Inf
     tunnel = rows[("default", "", "GET /ws", "1xx")]
-    assert tunnel["requests"] == 1 and tunnel["latency_us"] == 0 and sum(tunnel["buckets"]) == 0
+    assert (tunnel["requests"], tunnel["latency_us"], sum(tunnel["buckets"])) == (1, 0, 0)
 
 
 def test_keys_beyond_the_bound_are_counted_under_overflow_exactly() -> None:
@@ -95,7 +99,10 @@ class LossySink:
 
 async def total(client: httpx.AsyncClient) -> int:
     minute = int(time.time()) // 60 * 60
-    url = httpx.URL("/api/v1/stats", params={"step": "hour", "from": str(minute - 7200), "to": str(minute + 3600)})
+    url = httpx.URL(
+        "/api/v1/stats",
+        params={"step": "hour", "from": str(minute - 7200), "to": str(minute + 3600)},
+    )
     target = url.raw_path.decode()
     resp = await client.get(target, headers=SIGNER.sign("GET", target, None, identity=OPS.encode()))
     assert resp.status_code == 200, resp.text
@@ -177,3 +184,23 @@ async def test_a_batch_refused_for_good_is_dropped_not_retried_forever(
     assert await total(sv_log) == 1
 
 
+async def test_the_proxy_counts_every_answer_under_its_route_and_class(tmp_path: Path) -> None:
+    from tests.gateway.conftest import start_gateway
+
+    async for gw in start_gateway(tmp_path, {"a": 1}):
+        assert gw.gateway.stats is not None
+        async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
+            for _ in range(7):
+                assert (await client.get("/api/v1/echo/x")).status_code == 200
+            for _ in range(3):
+                assert (await client.get("/nowhere")).status_code == 404
+            assert (await client.get("/api/v1/private/x")).status_code == 401
+        rows = {
+            (r["tenant"], r["app"], r["route"], r["status_class"]): r["requests"]
+            for r in encode_rows(gw.gateway.stats.take())
+        }
+        assert rows == {
+            ("default", "", "* /api/v1/echo", "2xx"): 7,
+            ("default", "", "none", "4xx"): 3,
+            ("default", "", "* /api/v1/private", "4xx"): 1,
+        }

@@ -58,7 +58,9 @@ async def stats(
 ) -> httpx.Response:
     url = httpx.URL(path, params=params)
     target = url.raw_path.decode()
-    return await client.get(target, headers=GATEWAY.sign("GET", target, None, identity=who.encode()))
+    return await client.get(
+        target, headers=GATEWAY.sign("GET", target, None, identity=who.encode())
+    )
 
 
 def iso(ts: int) -> str:
@@ -84,8 +86,13 @@ async def test_rows_add_up_per_minute_hour_and_day_and_a_resent_batch_counts_onc
     batch = [
         row(HOUR, requests=3),
         row(HOUR, requests=2),  # the same key twice in one batch: added together
-        row(HOUR + 60, status_class="4xx", requests=4, latency_us=800_000,
-            buckets=[0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0]),  # fmt: skip
+        row(
+            HOUR + 60,
+            status_class="4xx",
+            requests=4,
+            latency_us=800_000,
+            buckets=[0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0],
+        ),
         row(HOUR + 3540, status_class="5xx", requests=1),
         row(HOUR + 3600, requests=7),  # the next hour
     ]
@@ -96,7 +103,9 @@ async def test_rows_add_up_per_minute_hour_and_day_and_a_resent_batch_counts_onc
     assert again.status_code == 202
     assert again.json() == {"rows": 0, "duplicate": True}
 
-    minutes = await stats(sv_log, tenant="acme", step="minute", **{"from": iso(HOUR), "to": iso(HOUR + 7200)})
+    minutes = await stats(
+        sv_log, tenant="acme", step="minute", **{"from": iso(HOUR), "to": iso(HOUR + 7200)}
+    )
     assert minutes.status_code == 200, minutes.text
     doc = minutes.json()
     (series,) = doc["series"]
@@ -107,7 +116,11 @@ async def test_rows_add_up_per_minute_hour_and_day_and_a_resent_batch_counts_onc
     assert series["points"][0]["requests"] == 5
     assert series["points"][1]["status_classes"]["4xx"] == 4
     assert series["points"][1]["latency_ms_avg"] == 200.0
-    hours = (await stats(sv_log, tenant="acme", step="hour", **{"from": iso(HOUR), "to": iso(HOUR + 7200)})).json()
+    hours = (
+        await stats(
+            sv_log, tenant="acme", step="hour", **{"from": iso(HOUR), "to": iso(HOUR + 7200)}
+        )
+    ).json()
     hour_points = hours["series"][0]["points"]
     assert [p["requests"] for p in hour_points] == [10, 7]
     # The minutes of each hour add up to that hour, class by class and bucket by bucket.
@@ -115,8 +128,12 @@ async def test_rows_add_up_per_minute_hour_and_day_and_a_resent_batch_counts_onc
         minute_points = series["points"][h * 60 : (h + 1) * 60]
         assert sum(p["requests"] for p in minute_points) == point["requests"]
         for cls in ("2xx", "4xx", "5xx"):
-            assert sum(p["status_classes"][cls] for p in minute_points) == point["status_classes"][cls]
-        assert [sum(col) for col in zip(*(p["latency_histogram"] for p in minute_points), strict=True)] == point["latency_histogram"]
+            assert (
+                sum(p["status_classes"][cls] for p in minute_points) == point["status_classes"][cls]
+            )
+        assert [
+            sum(col) for col in zip(*(p["latency_histogram"] for p in minute_points), strict=True)
+        ] == point["latency_histogram"]
     day = (await stats(sv_log, step="day", **{"from": iso(HOUR), "to": iso(HOUR + 1)})).json()
     assert day["series"][0]["totals"]["requests"] == 17
 
@@ -135,8 +152,14 @@ async def test_series_filter_and_group_by_app_route_and_status_class(
     assert {s["group"]["app"]: s["totals"]["requests"] for s in by_app["series"]} == {
         "app_a": 3, "app_b": 7,
     }  # fmt: skip
-    one = (await stats(sv_log, tenant="acme", app="app_b", route="users", group_by="status_class", **window)).json()
-    assert {s["group"]["status_class"]: s["totals"]["requests"] for s in one["series"]} == {"4xx": 5}
+    one = (
+        await stats(
+            sv_log, tenant="acme", app="app_b", route="users", group_by="status_class", **window
+        )
+    ).json()
+    assert {s["group"]["status_class"]: s["totals"]["requests"] for s in one["series"]} == {
+        "4xx": 5
+    }
     everything = (await stats(sv_log, group_by="tenant", **window)).json()
     assert {s["group"]["tenant"]: s["totals"]["requests"] for s in everything["series"]} == {
         "acme": 10, "globex": 11,
@@ -171,7 +194,9 @@ async def test_a_tenant_admin_sees_its_own_tenant_only(sv_log: httpx.AsyncClient
         {"surprise": "1"},
     ],
 )
-async def test_bad_queries_are_4xx_problems(sv_log: httpx.AsyncClient, params: dict[str, str]) -> None:
+async def test_bad_queries_are_4xx_problems(
+    sv_log: httpx.AsyncClient, params: dict[str, str]
+) -> None:
     resp = await stats(sv_log, **params)
     assert 400 <= resp.status_code < 500, resp.text
     assert resp.headers["content-type"] == "application/problem+json"
@@ -232,7 +257,9 @@ async def test_retention_keeps_each_step_for_its_own_time(stats_settings: Settin
         await service.purge(now)
 
         async def total(step: str) -> int:
-            resp = await stats(client, step=step, **{"from": iso(three_days - 3600), "to": iso(three_days + 3600)})
+            resp = await stats(
+                client, step=step, **{"from": iso(three_days - 3600), "to": iso(three_days + 3600)}
+            )
             return int(resp.json()["series"][0]["totals"]["requests"])
 
         assert await total("minute") == 0  # older than 48 h

@@ -159,7 +159,9 @@ class StatsService:
                 {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
                 for e in exc.errors(include_url=False, include_input=False)[:_ERRORS_SHOWN]
             ]
-            raise InvalidRecords(f"{exc.error_count()} problems in the batch", errors=errors) from None
+            raise InvalidRecords(
+                f"{exc.error_count()} problems in the batch", errors=errors
+            ) from None
 
     async def ingest(self, rows: Sequence[StatsRow], *, batch_key: str) -> StatsAccepted:
         """Add a batch exactly once (the key is stored with the counts, in one transaction)."""
@@ -282,7 +284,10 @@ class StatsService:
                 for cls, values in by_hour.get(t, {}).items():
                     _add(total, cls, values)
                 hours.append(
-                    Point(start=datetime.fromtimestamp(t, UTC), **_counts(by_hour.get(t, {})).model_dump())
+                    Point(
+                        start=datetime.fromtimestamp(t, UTC),
+                        **_counts(by_hour.get(t, {})).model_dump(),
+                    )
                 )
             return Day(
                 date=datetime.fromtimestamp(first, UTC).date().isoformat(),
@@ -305,9 +310,7 @@ class StatsService:
             yesterday=day(midnight - 86400, midnight),
             yesterday_same_time=same_time,
             change_ratio=(
-                round(today.totals.requests / same_time.requests, 4)
-                if same_time.requests
-                else None
+                round(today.totals.requests / same_time.requests, 4) if same_time.requests else None
             ),
         )
 
@@ -321,5 +324,3 @@ class StatsService:
             total += await self.store.delete_older(step, cutoff)
         await self.store.forget_batches(int(now) - self.retention.batch_key_days * 86400)
         return total
-
-
