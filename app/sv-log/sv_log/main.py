@@ -26,13 +26,15 @@ from sv_log.store import LogStore
 from sv_log.tail import TailHub
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_INTAKE_PATHS = frozenset({INTAKE_PATH, stats_endpoints.STATS_INTAKE_PATH})
 
 
 def _not_an_intake_line(record: logging.LogRecord) -> bool:
-    """sv-log keeps its own records, but not one access line per accepted batch."""
+    """sv-log keeps its own records, but not one access line per accepted batch (of
+    log records, or of the gateways' statistics)."""
     return not (
         record.name == "edge.access"
-        and getattr(record, "path", None) == INTAKE_PATH
+        and getattr(record, "path", None) in _INTAKE_PATHS
         and getattr(record, "status", None) == 202
     )
 
