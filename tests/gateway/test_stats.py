@@ -27,11 +27,13 @@ OPS = Identity("u-ops", "ops", "east", "s-1", "web")
 
 def test_requests_are_counted_per_minute_tenant_app_route_and_class() -> None:
     stats = TrafficStats()
-    stats.request("acme", "app_1", "GET /x", 200, 0.0015)
-    stats.request("acme", "app_1", "GET /x", 204, 0.2)
-    stats.request("acme", "app_1", "GET /x", 404, 0.0001)
-    stats.request("acme", "", "GET /x", 503, 20.0)
-    stats.request("default", "", "GET /ws", 101, 3600.0)  # a tunnel: no latency
+    stats.request("acme", "app_1", "GET /x", 200, 0.0015, time.perf_counter())
+    stats.request("acme", "app_1", "GET /x", 204, 0.2, time.perf_counter())
+    stats.request("acme", "app_1", "GET /x", 404, 0.0001, time.perf_counter())
+    stats.request("acme", "", "GET /x", 503, 20.0, time.perf_counter())
+    stats.request(
+        "default", "", "GET /ws", 101, 3600.0, time.perf_counter()
+    )  # a tunnel: no latency
     rows = {
         (r["tenant"], r["app"], r["route"], r["status_class"]): r for r in encode_rows(stats.take())
     }
@@ -50,10 +52,20 @@ def test_requests_are_counted_per_minute_tenant_app_route_and_class() -> None:
     assert (tunnel["requests"], tunnel["latency_us"], sum(tunnel["buckets"])) == (1, 0, 0)
 
 
+def test_each_request_counts_in_the_minute_it_ended() -> None:
+    stats = TrafficStats()
+    base = 1_800_000_000 // 60 * 60  # the start of a wall-clock minute
+    stats.clock_offset = base - 1000.0  # monotonic 1000.0 is that minute's start
+    for finished in (1000.0, 1059.5, 1060.0, 1060.1, 1185.0):
+        stats.request("acme", "", "GET /x", 200, 0.01, finished)
+    per_minute = {r["minute"]: r["requests"] for r in encode_rows(stats.take())}
+    assert per_minute == {base: 2, base + 60: 2, base + 180: 1}
+
+
 def test_keys_beyond_the_bound_are_counted_under_overflow_exactly() -> None:
     stats = TrafficStats(max_keys=3)
     for i in range(10):
-        stats.request(f"t{i}", "", "GET /x", 200, 0.01)
+        stats.request(f"t{i}", "", "GET /x", 200, 0.01, time.perf_counter())
     rows = encode_rows(stats.take())
     assert sum(r["requests"] for r in rows) == 10
     assert len(rows) == 4
@@ -116,7 +128,7 @@ async def test_a_batch_whose_answer_was_lost_is_resent_with_its_key_and_counted_
     sink = LossySink(sv_log, lose=2)
     shipper = StatsShipper(stats, sink, batch_rows=2)
     for i in range(5):
-        stats.request("acme", f"app_{i}", "GET /x", 200, 0.01)
+        stats.request("acme", f"app_{i}", "GET /x", 200, 0.01, time.perf_counter())
     assert shipper.cut() == 5
     assert [b.key for b in shipper.outbox] == [f"{shipper.key_prefix}-{n}" for n in (1, 2, 3)]
     for _ in range(2):
@@ -139,7 +151,7 @@ async def test_unsent_batches_are_spooled_at_stop_and_sent_by_the_next_start(
     first = StatsShipper(stats, sink, spool=spool, interval=60)
     first.start()
     for _ in range(7):
-        stats.request("acme", "", "GET /x", 500, 0.01)
+        stats.request("acme", "", "GET /x", 500, 0.01, time.perf_counter())
     await first.stop(flush_timeout=0.2)
     assert spool.exists()
     assert await total(sv_log) == 0
@@ -163,7 +175,7 @@ def test_the_outbox_is_bounded_and_drops_the_oldest_batch_counted() -> None:
     shipper = StatsShipper(stats, never, max_pending_rows=5)
     for window in range(4):
         for i in range(3):
-            stats.request("acme", f"app_{window}_{i}", "GET /x", 200, 0.01)
+            stats.request("acme", f"app_{window}_{i}", "GET /x", 200, 0.01, time.perf_counter())
         shipper.cut()
     assert shipper.pending_rows <= 5
     assert shipper.dropped_rows == 12 - shipper.pending_rows
@@ -177,7 +189,7 @@ async def test_a_batch_refused_for_good_is_dropped_not_retried_forever(
     shipper = StatsShipper(stats, LossySink(sv_log))
     shipper.outbox.append(Batch("bad-1", [{"minute": 1}]))
     shipper.pending_rows = 1
-    stats.request("acme", "", "GET /x", 200, 0.01)
+    stats.request("acme", "", "GET /x", 200, 0.01, time.perf_counter())
     shipper.cut()
     await shipper.drain()
     assert shipper.dropped_rows == 1

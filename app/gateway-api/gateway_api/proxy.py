@@ -138,7 +138,14 @@ class Proxy:
             metrics.request(seen.route, scope["method"], status, seen.region, seconds)
             stats = self.stats
             if stats is not None:
-                stats.request(seen.tenant or ANONYMOUS, seen.app or "", seen.route, status, seconds)
+                stats.request(
+                    seen.tenant or ANONYMOUS,
+                    seen.app or "",
+                    seen.route,
+                    status,
+                    seconds,
+                    started + seconds,
+                )
             self.access_log.request(
                 method=scope["method"],
                 path=path,

@@ -1,10 +1,11 @@
 """Per-tenant traffic statistics: counted in memory on the hot path, shipped in batches.
 
-Each worker adds every answered request to one dict keyed by (minute, tenant, app,
-route, status class): a ``dict.get``, three integer additions and a ``bisect`` per
-request, no locks, no I/O. Every few seconds :class:`~gateway_api.statship.StatsShipper`
-takes the dict whole (:meth:`TrafficStats.take`) and ships its rows to sv-log's signed
-statistics intake, which adds them up per minute, hour and day (doc/tenants.md).
+Each worker adds every answered request to a dict per minute keyed by (tenant, app,
+route, status class): a ``dict.get``, three integer additions and a short loop over the
+latency bounds per request, no clock read, no locks, no I/O. Every few seconds
+:class:`~gateway_api.statship.StatsShipper` takes the dicts whole
+(:meth:`TrafficStats.take`) and ships their rows to sv-log's signed statistics intake,
+which adds them up per minute, hour and day (doc/tenants.md).
 
 Counts are exact: a row is taken once, and a batch is acknowledged once it is stored
 (sv-log keeps each batch's key with its counts, so a resend adds nothing). The keys
@@ -18,7 +19,6 @@ Compiled with mypyc (:mod:`gateway_api.native`): it runs once per request.
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from typing import Any
 
 from edgelib.identity import DEFAULT_TENANT
@@ -35,7 +35,7 @@ OVERFLOW = "_overflow"
 #: The tenant of requests with no caller (public routes, refusals before the token).
 ANONYMOUS = DEFAULT_TENANT
 
-Key = tuple[int, str, str, str, int]
+Key = tuple[str, str, str, int]
 
 
 def status_class(index: int) -> str:
@@ -47,41 +47,87 @@ def status_class(index: int) -> str:
     return _CLASSES[index]
 
 
+class Row:
+    """One key's counts: native integers (compiled), the histogram a list."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.latency_us = 0
+        self.buckets: list[int] = [0] * BUCKETS
+
+
 class TrafficStats:
-    """One worker's counts since the last :meth:`take` (see the module's docstring)."""
+    """One worker's counts since the last :meth:`take` (see the module's docstring).
+
+    The current minute's rows are one dict keyed by (tenant, app, route, status // 100);
+    a request finishing in a later minute closes it. The minute comes from the request's
+    end on the monotonic clock (the proxy's ``perf_counter`` reading) plus an offset to
+    wall time, refreshed at every :meth:`take`, so no clock is read per request.
+    """
 
     def __init__(self, max_keys: int = 50_000) -> None:
         self.max_keys = max_keys
-        #: key → [requests, latency µs, bucket counts...].
-        self.rows: dict[Key, list[int]] = {}
+        self.minute = 0
+        self.rows: dict[Key, Row] = {}
+        #: Earlier minutes, closed but not taken yet.
+        self.closed: list[tuple[int, dict[Key, Row]]] = []
         #: Requests counted under :data:`OVERFLOW` because the window was full.
         self.overflowed = 0
+        self.clock_offset = time.time() - time.perf_counter()
 
-    def request(self, tenant: str, app: str, route: str, status: int, seconds: float) -> None:
-        """One answered request. A WebSocket tunnel (101) is counted without a latency."""
-        key = (int(time.time()) // 60 * 60, tenant, app, route, status // 100)
-        rows = self.rows
-        row = rows.get(key)
+    def request(
+        self, tenant: str, app: str, route: str, status: int, seconds: float, finished: float
+    ) -> None:
+        """One answered request, ``seconds`` long, ended at ``finished``
+        (``time.perf_counter()``). A WebSocket tunnel (101) is counted without a latency."""
+        minute = int(finished + self.clock_offset) // 60 * 60
+        if minute > self.minute:
+            self._next_minute(minute)
+        key = (tenant, app, route, status // 100)
+        row = self.rows.get(key)
         if row is None:
-            if len(rows) >= self.max_keys:
-                self.overflowed += 1
-                key = (key[0], OVERFLOW, "", route, key[4])
-                row = rows.get(key)
-            if row is None:
-                row = rows[key] = [0] * (2 + BUCKETS)
-        row[0] += 1
+            row = self._new_row(key)
+        row.requests += 1
         if status != 101:
-            row[1] += int(seconds * 1_000_000)
-            row[2 + bisect_left(LATENCY_BOUNDS, seconds)] += 1
+            row.latency_us += int(seconds * 1_000_000)
+            index = 0
+            for bound in LATENCY_BOUNDS:
+                if seconds <= bound:
+                    break
+                index += 1
+            row.buckets[index] += 1
 
-    def take(self) -> dict[Key, list[int]]:
-        """Everything counted since the last take; counting goes on in a new dict."""
+    def _next_minute(self, minute: int) -> None:
+        if self.rows:
+            self.closed.append((self.minute, self.rows))
+            self.rows = {}
+        self.minute = minute
+
+    def _new_row(self, key: Key) -> Row:
         rows = self.rows
+        if len(rows) >= self.max_keys:
+            self.overflowed += 1
+            key = (OVERFLOW, "", key[2], key[3])
+            row = rows.get(key)
+            if row is not None:
+                return row
+        row = rows[key] = Row()
+        return row
+
+    def windows(self) -> list[tuple[int, dict[Key, Row]]]:
+        """The minutes counted and not taken yet, oldest first (the current one last)."""
+        return [*self.closed, (self.minute, self.rows)] if self.rows else list(self.closed)
+
+    def take(self) -> list[tuple[int, dict[Key, Row]]]:
+        """Everything counted since the last take; counting goes on in new dicts."""
+        taken = self.windows()
+        self.closed = []
         self.rows = {}
-        return rows
+        self.clock_offset = time.time() - time.perf_counter()
+        return taken
 
 
-def encode_rows(rows: dict[Key, list[int]]) -> list[dict[str, Any]]:
+def encode_rows(windows: list[tuple[int, dict[Key, Row]]]) -> list[dict[str, Any]]:
     """Taken rows as sv-log's intake wants them (``sv_log.stats.schemas.StatsRow``)."""
     return [
         {
@@ -90,9 +136,10 @@ def encode_rows(rows: dict[Key, list[int]]) -> list[dict[str, Any]]:
             "app": app,
             "route": route,
             "status_class": status_class(index),
-            "requests": row[0],
-            "latency_us": row[1],
-            "buckets": row[2:],
+            "requests": row.requests,
+            "latency_us": row.latency_us,
+            "buckets": list(row.buckets),
         }
-        for (minute, tenant, app, route, index), row in rows.items()
+        for minute, rows in windows
+        for (tenant, app, route, index), row in rows.items()
     ]

@@ -268,13 +268,14 @@ class StatsShipper:
         """Totals for ``/cluster``: per (tenant, app) requests, 4xx and 5xx, this worker's,
         including what is counted but not cut yet."""
         traffic = {k: list(v) for k, v in self.traffic.items()}
-        for (_minute, tenant, app, _route, index), row in list(self.stats.rows.items()):
-            seen = traffic.setdefault((tenant, app), [0, 0, 0])
-            seen[0] += row[0]
-            if index == 4:
-                seen[1] += row[0]
-            elif index >= 5:
-                seen[2] += row[0]
+        for _minute, rows in self.stats.windows():
+            for (tenant, app, _route, index), row in list(rows.items()):
+                seen = traffic.setdefault((tenant, app), [0, 0, 0])
+                seen[0] += row.requests
+                if index == 4:
+                    seen[1] += row.requests
+                elif index >= 5:
+                    seen[2] += row.requests
         return {
             "traffic": [[t, a, *v] for (t, a), v in traffic.items()],
             "pending_rows": self.pending_rows,
