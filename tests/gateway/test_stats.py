@@ -182,6 +182,25 @@ def test_the_outbox_is_bounded_and_drops_the_oldest_batch_counted() -> None:
     assert shipper.traffic[("acme", "app_3_0")] == [1, 0, 0]
 
 
+def test_names_sv_log_would_refuse_are_sent_under_invalid_not_lost() -> None:
+    stats = TrafficStats()
+
+    async def unused(batch: Batch) -> None:
+        raise AssertionError("not sent in this test")
+
+    shipper = StatsShipper(stats, unused)
+    stats.request("bad tenant", "", "GET /x", 200, 0.01, time.perf_counter())
+    stats.request("acme", "app/1", "GET /x", 200, 0.01, time.perf_counter())
+    stats.request("acme", "", "GET /é\n", 200, 0.01, time.perf_counter())
+    shipper.cut()
+    rows = [(r["tenant"], r["app"], r["route"]) for b in shipper.outbox for r in b.rows]
+    assert sorted(rows) == [
+        ("_invalid", "", "GET /x"),
+        ("_invalid", "", "GET /x"),
+        ("acme", "", "GET /??"),
+    ]
+
+
 async def test_a_batch_refused_for_good_is_dropped_not_retried_forever(
     sv_log: httpx.AsyncClient,
 ) -> None:

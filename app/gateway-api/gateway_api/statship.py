@@ -21,6 +21,7 @@ import gzip
 import logging
 import os
 import random
+import re
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,21 @@ from gateway_api.stats import TrafficStats, encode_rows
 logger = logging.getLogger("gateway.stats")
 
 INTAKE_PATH = "/internal/stats"
+#: What sv-log takes as a tenant or app (``sv_log.stats.schemas``), and as a route.
+_NAME = re.compile(r"^[A-Za-z0-9_.@:\-]{1,128}$")
+_ROUTE = re.compile(r"^[\x20-\x7e]{1,256}$")
+#: The tenant of rows whose tenant or app sv-log would refuse (the batch would be lost).
+INVALID = "_invalid"
+
+
+def _intake_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as sv-log accepts it: one odd name must not get a whole batch refused."""
+    if not _NAME.match(row["tenant"]) or (row["app"] and not _NAME.match(row["app"])):
+        row["tenant"], row["app"] = INVALID, ""
+    if not _ROUTE.match(row["route"]):
+        route = "".join(c if " " <= c <= "~" else "?" for c in row["route"][:256])
+        row["route"] = route or "none"
+    return row
 
 
 class SendFailed(Exception):
@@ -142,7 +158,7 @@ class StatsShipper:
 
     def cut(self) -> int:
         """Move what was counted since the last cut onto the outbox; how many rows."""
-        rows = encode_rows(self.stats.take())
+        rows = [_intake_safe(row) for row in encode_rows(self.stats.take())]
         for row in rows:
             seen = self.traffic.get((row["tenant"], row["app"]))
             if seen is None:
