@@ -268,3 +268,14 @@ async def test_retention_keeps_each_step_for_its_own_time(stats_settings: Settin
         await service.purge(now + 100 * 86400)
         assert await total("hour") == 0
         assert await total("day") == 8
+
+
+async def test_on_mongodb_statistics_answer_503_and_the_gateway_keeps_its_rows(
+    tmp_path: Path, nx_url: str
+) -> None:
+    async with open_sv_log(settings_for("mongo", tmp_path, {}, nx_url)) as (app, client):
+        grant(app, PLATFORM.user_id, "stats:read")
+        refused = await send(client, [row(HOUR)])
+        assert refused.status_code == 503  # a 5xx: the gateway sends it again later
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert (await stats(client)).status_code == 503
