@@ -31,10 +31,18 @@ UNITS_DIR = "edge_units_dir"
 _DIR = pytest.StashKey[Path]()
 
 
+#: Fixtures giving a stack that tests of several files share (tests/e2e/conftest.py):
+#: their tests are one unit.
+SHARED_STACK_FIXTURES = ("observed_stack", "own_servers_stack")
+
+
 def work_unit(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "stack_flavour" in callspec.params:
         return f"e2e-stack-{callspec.params['stack_flavour']}"
+    for fixture in SHARED_STACK_FIXTURES:
+        if fixture in getattr(item, "fixturenames", ()):
+            return f"e2e-shared-{fixture}"
     return item.nodeid.split("::", 1)[0]
 
 

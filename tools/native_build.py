@@ -14,6 +14,8 @@ stale (unused), never wrongly current. Needs a C compiler and the Python headers
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -83,11 +85,15 @@ def build(out: Path) -> str | None:
     hashes = native.source_hashes()
     with tempfile.TemporaryDirectory(prefix="gateway-native-") as tmp:
         work = Path(tmp)
+        # mypyc's own cache in the build folder: the shared type-check cache
+        # (MYPY_CACHE_DIR, Makefile) was made with other options.
+        env = {k: v for k, v in os.environ.items() if k != "MYPY_CACHE_DIR"}
         proc = subprocess.run(
             [sys.executable, __file__, "--child", str(work)],
             capture_output=True,
             text=True,
             check=False,
+            env=env,
         )
         if proc.returncode != 0:
             return "mypyc failed:\n" + (proc.stdout + proc.stderr)[-4000:]
@@ -101,6 +107,67 @@ def build(out: Path) -> str | None:
     shutil.rmtree(out, ignore_errors=True)
     staged.rename(out)
     return None
+
+
+#: Builds kept per machine, by what they were built from (EDGE_NATIVE_CACHE=off: none).
+CACHE_KEEP = 4
+
+
+def cache_root() -> Path | None:
+    configured = os.environ.get("EDGE_NATIVE_CACHE", "")
+    if configured.lower() in {"off", "0", "false", "no"}:
+        return None
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edge" / "gateway-native"
+
+
+def cache_key() -> str:
+    """What a build is made from: the interpreter, mypyc's version and every source
+    mypyc reads (the compiled modules and the rest of the gateway package and edgelib,
+    whose types it compiles against)."""
+    from importlib.metadata import version
+
+    native = _native()
+    digest = hashlib.sha256()
+    digest.update(json.dumps([native.interpreter(), version("mypy")]).encode())
+    sources = sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "libs" / "edgelib").rglob("*.py"))
+    for path in [*sources, ROOT / "pyproject.toml", Path(__file__)]:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def restore(out: Path, key: str) -> bool:
+    """Copy a cached build of exactly these sources into ``out``; False if there is none."""
+    root = cache_root()
+    if root is None or _native().check(root / key) is not None:
+        return False
+    staged = out.with_name(out.name + ".new")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(root / key, staged)
+    shutil.rmtree(out, ignore_errors=True)
+    staged.rename(out)
+    return True
+
+
+def remember(out: Path, key: str) -> None:
+    """Keep the build for the next checkout of the same sources (best effort)."""
+    root = cache_root()
+    if root is None:
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staged = root / f"{key}.new"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(out, staged)
+        shutil.rmtree(root / key, ignore_errors=True)
+        staged.rename(root / key)
+        kept = sorted(root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[CACHE_KEEP:]:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        say(f"gateway native build: not cached ({exc})")
 
 
 def main() -> int:
@@ -117,8 +184,13 @@ def main() -> int:
         (out / native.MANIFEST).touch()  # for make: up to date
         say(f"gateway native build: current ({out})")
         return 0
+    key = cache_key()
+    if restore(out, key):
+        say(f"gateway native build: restored a build of these sources from {cache_root()}")
+        return 0
     problem = build(out)
     if problem is None:
+        remember(out, key)
         say(f"gateway native build: compiled {len(native.MODULES)} modules into {out}")
         return 0
     say(f"gateway native build: not built, the gateway runs as plain Python: {problem}")

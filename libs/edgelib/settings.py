@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
@@ -223,3 +223,18 @@ def _is_default_secret(value: object, field: FieldInfo) -> bool:
     if isinstance(default, SecretStr):
         return value.get_secret_value() == default.get_secret_value()
     return not value.get_secret_value()
+
+
+_OwnSettings = TypeVar("_OwnSettings", bound=ServiceSettings)
+
+
+def own_settings(config: ServiceSettings | None, cls: type[_OwnSettings]) -> _OwnSettings:
+    """A service's own settings for its app factory: ``config`` when it is of the
+    service's class (tests), else read from the environment; any other class is a bug."""
+    settings = config if config is not None else cls()
+    if not isinstance(settings, cls):
+        raise TypeError(
+            f"{cls.__module__.split('.')[0]} needs its own {cls.__name__}, "
+            f"not {type(settings).__qualname__}"
+        )
+    return settings

@@ -118,8 +118,14 @@ def test_the_new_service_passes_its_tests_lint_and_types(copy: Path) -> None:
     assert lint.returncode == 0, lint.stdout
     form = run_in(copy, str(BIN / "ruff"), "format", "--no-cache", "--check", "app/sv-foo")
     assert form.returncode == 0, form.stdout
-    cache = str(copy / ".mypy_cache")
-    types = run_in(copy, str(BIN / "mypy"), "--cache-dir", cache, "app/sv-foo/sv_foo")
+    cache = copy / ".mypy_cache"
+    checked = Path(os.environ.get("MYPY_CACHE_DIR") or ROOT / ".mypy_cache")
+    if checked.is_dir() and not cache.exists():
+        # make test's typecheck ran first: mypy takes over what it checked (it checks each
+        # cached file's hash), and reads only sv-foo afresh instead of the whole tree
+        # (4 s instead of 55 on a loaded machine).
+        shutil.copytree(checked, cache)
+    types = run_in(copy, str(BIN / "mypy"), "--cache-dir", str(cache), "app/sv-foo/sv_foo")
     assert types.returncode == 0, types.stdout
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,10 @@ import pytest
 
 from edgelib.keyring import Keyring
 from edgelib.signing import ServiceSigner
+from tests import scheduling
 from tests.conftest import PG_URL, REDIS_URL
+from tests.e2e.otlp import OtlpReceiver
+from tests.e2e.servers import OwnPostgres, OwnRedis
 from tests.worker import PORT_SHIFT
 
 ROOT = Path(__file__).parents[2]
@@ -113,6 +117,16 @@ class _Running:
     proc: subprocess.Popen[bytes]
     log: IO[str]
     database: str | None
+    servers: tuple[OwnRedis, OwnPostgres] | None = None
+
+
+@dataclass
+class OwnServersStack:
+    """A stack on a PostgreSQL and a Redis of its own, which its tests may stop and start."""
+
+    stack: Stack
+    redis: OwnRedis
+    postgres: OwnPostgres
 
 
 class Stacks:
@@ -193,6 +207,31 @@ class Stacks:
             pytest.fail(_not_ready_report(log_path.read_text(), var_dir / "log"))
         return running
 
+    def with_own_servers(self, flavour: str) -> OwnServersStack:
+        """The stack of ``flavour`` on a PostgreSQL and a Redis started for it alone
+        (stopped and removed with it): what its tests do to them reaches no other test."""
+        if flavour not in self._running:
+            redis = OwnRedis(self.tmp_path_factory.mktemp(f"{flavour}-servers"))
+            postgres = OwnPostgres()
+            try:
+                redis.start()
+                postgres.init()
+                postgres.start()
+                running = self._start(
+                    flavour, {"EDGE_DATABASE_URL": postgres.url, "EDGE_REDIS_URL": redis.url}
+                )
+            except BaseException:
+                try:
+                    postgres.remove()
+                finally:
+                    redis.stop()
+                raise
+            running.servers = (redis, postgres)
+            self._running[flavour] = running
+        running = self._running[flavour]
+        assert running.servers is not None, f"{flavour} was started without servers of its own"
+        return OwnServersStack(running.stack, *running.servers)
+
     def stop(self, flavour: str) -> None:
         running = self._running.pop(flavour, None)
         if running is not None:
@@ -213,6 +252,12 @@ class Stacks:
         running.log.close()
         if running.database:
             asyncio.run(_drop_database(running.database))
+        if running.servers is not None:
+            redis, postgres = running.servers
+            try:
+                postgres.remove()
+            finally:
+                redis.stop()
 
 
 def _not_ready_report(edgectl_log: str, log_dir: Path) -> str:
@@ -265,14 +310,78 @@ def _flavour(item: pytest.Item | None) -> str | None:
     return None if callspec is None else callspec.params.get("stack_flavour")
 
 
+#: Stacks of their own that the tests of more than one file run on, by the fixture that
+#: gives them. Such tests are one work unit (tests/scheduling.py): one worker runs them in
+#: a row, and the stack stops after the last of them.
+SHARED_STACKS = {"observed_stack": "observed", "own_servers_stack": "own-servers"}
+assert tuple(SHARED_STACKS) == scheduling.SHARED_STACK_FIXTURES
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """After the last test of a run of tests on one stack (its own fixtures torn down by
     now), stop that stack; a later test that wants it again starts it again."""
     flavour = _flavour(item)
     stacks = item.config.stash.get(_STACKS, None)
-    if flavour is not None and stacks is not None and _flavour(nextitem) != flavour:
+    if stacks is None:
+        return
+    if flavour is not None and _flavour(nextitem) != flavour:
         stacks.stop(flavour)
+    following = () if nextitem is None else nextitem.fixturenames
+    for fixture, shared in SHARED_STACKS.items():
+        if fixture in item.fixturenames and fixture not in following:
+            stacks.stop(shared)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on one shared stack in a row (where the first of them is), so that it
+    starts once in a run without xdist too; the fuzz tests last on theirs: they leave it
+    full of generated roles, regions and settings, which the outage tests should not meet."""
+    first: dict[str, int] = {}
+    keys: dict[str, tuple[int, bool, int]] = {}
+    for index, item in enumerate(items):
+        shared = next((f for f in SHARED_STACKS if f in item.fixturenames), None)
+        at = index if shared is None else first.setdefault(shared, index)
+        keys[item.nodeid] = (at, item.nodeid.startswith("tests/e2e/test_fuzz.py"), index)
+    items.sort(key=lambda item: keys[item.nodeid])
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def observed_stack(stacks: Stacks, otlp_receiver: OtlpReceiver) -> Stack:
+    """The stack as ``make observe`` starts it (Prometheus scraping it every 2 s, the
+    dashboards' and alerts' files), exporting every span to ``otlp_receiver``: shared by
+    test_observability.py and test_tracing.py."""
+    if shutil.which("prometheus") is None:
+        pytest.fail("prometheus is missing: tools/ci/ensure-services.sh installs it")
+    env = {
+        "EDGE_OBSERVE": "1",
+        "EDGE_OBSERVE_PORT": str(9090 + PORT_SHIFT),
+        "EDGE_OBSERVE_SCRAPE_INTERVAL": "2s",
+        # The wallet's audit gauge comes from the periodic audit.
+        "SV_MONEY_AUDIT_INTERVAL": "10",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url,
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    return stacks.get("observed", env)
+
+
+@pytest.fixture(scope="module")
+def own_servers_stack(stacks: Stacks) -> OwnServersStack:
+    """A stack on a PostgreSQL and a Redis of its own: shared by test_outages.py (which
+    stops them) and test_fuzz.py (whose generated data reaches no other test)."""
+    return stacks.with_own_servers("own-servers")
 
 
 @pytest.fixture

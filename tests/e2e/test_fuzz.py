@@ -33,12 +33,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.e2e import accounts
-from tests.e2e.conftest import PORT_SHIFT, Stack, Stacks
-from tests.e2e.servers import OwnPostgres, OwnRedis
+from tests.e2e.conftest import PORT_SHIFT, OwnServersStack, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-FLAVOUR = "fuzz"
 #: Generated examples per operation and caller (the schema's own examples come on top);
 #: EDGE_FUZZ_EXAMPLES asks for more (a longer hunt: 10 took 20 min on a 2-core machine
 #: loaded by other test runs).
@@ -182,33 +180,17 @@ class Tally:
 
 
 @pytest.fixture(scope="module")
-def fuzz_stack(
-    stacks: Stacks, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Stack, Tally]]:
-    """A stack of its own, on a PostgreSQL and a Redis of its own: the generated data
-    (roles, regions, namespaces...) reaches no other test."""
-    base = tmp_path_factory.mktemp("fuzz-servers")
-    redis, postgres = OwnRedis(base), OwnPostgres()
+def fuzz_stack(own_servers_stack: OwnServersStack) -> Iterator[tuple[Stack, Tally]]:
+    """The stack on a PostgreSQL and a Redis of its own (conftest): the generated data
+    (roles, regions, namespaces...) reaches no other test file's stack."""
+    stack = own_servers_stack.stack
     tally = Tally()
+    _LOG_DIR.append(stack.var_dir / "log")
     try:
-        redis.start()
-        postgres.init()
-        postgres.start()
-        stack = stacks.get(
-            FLAVOUR, env={"EDGE_DATABASE_URL": postgres.url, "EDGE_REDIS_URL": redis.url}
-        )
-        _LOG_DIR.append(stack.var_dir / "log")
         yield stack, tally
-        _LOG_DIR.clear()
         print("\n" + tally.report())  # noqa: T201 - the coverage is the point
     finally:
-        try:
-            stacks.stop(FLAVOUR)
-        finally:
-            try:
-                postgres.remove()
-            finally:
-                redis.stop()
+        _LOG_DIR.clear()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import httpx
 import pytest
 
 from tests.e2e.accounts import PASSWORD, admin, login, register
-from tests.e2e.conftest import PORT_SHIFT, Stack, Stacks
+from tests.e2e.conftest import PORT_SHIFT, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -34,21 +33,10 @@ PROMETHEUS = f"http://127.0.0.1:{9090 + PORT_SHIFT}"
 TRAFFIC_SECONDS = 60.0
 
 
-@pytest.fixture(scope="module")
-def observed(stacks: Stacks) -> Any:
-    if shutil.which("prometheus") is None:
-        pytest.fail("prometheus is missing: tools/ci/ensure-services.sh installs it")
-    env = {
-        "EDGE_OBSERVE": "1",
-        "EDGE_OBSERVE_PORT": str(9090 + PORT_SHIFT),
-        "EDGE_OBSERVE_SCRAPE_INTERVAL": "2s",
-        # The wallet's audit gauge comes from the periodic audit.
-        "SV_MONEY_AUDIT_INTERVAL": "10",
-    }
-    try:
-        yield stacks.get("observed", env)
-    finally:
-        stacks.stop("observed")
+@pytest.fixture
+def observed(observed_stack: Stack) -> Stack:
+    """The observed stack (conftest): Prometheus scrapes it every 2 s."""
+    return observed_stack
 
 
 def panel_queries() -> list[tuple[str, str, str]]:

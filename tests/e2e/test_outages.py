@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -25,12 +25,11 @@ import pytest
 
 from edgelib.signing import PeerSigner
 from tests.e2e import accounts
-from tests.e2e.conftest import PORT_SHIFT, Stack, Stacks, instance_id
+from tests.e2e.conftest import PORT_SHIFT, OwnServersStack, Stack, instance_id
 from tests.e2e.servers import OwnPostgres, OwnRedis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-FLAVOUR = "outage"
 OUTAGE_SECONDS = 20.0
 RECOVERY_LIMIT = 5.0
 #: The routes' read timeout (gateway_api/routes.toml defaults): no answer may take longer.
@@ -82,34 +81,19 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(stacks: Stacks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    redis, postgres = OwnRedis(tmp_path_factory.mktemp("outage-servers")), OwnPostgres()
-    try:
-        redis.start()
-        postgres.init()
-        postgres.start()
-        stack = stacks.get(
-            FLAVOUR, env={"EDGE_DATABASE_URL": postgres.url, "EDGE_REDIS_URL": redis.url}
+def world(own_servers_stack: OwnServersStack) -> World:
+    stack = own_servers_stack.stack
+    admin = accounts.admin(stack)
+    users = [accounts.register(stack, region, "out") for region in ("east", "west") * 2]
+    for username, _ in users:
+        made = httpx.post(
+            stack.public + "/api/v1/wallet/topups",
+            json={"username": username, "amount": 1_000_000, "currency": "USD"},
+            headers=admin | {"idempotency-key": f"seed-{username}"},
+            timeout=15,
         )
-        admin = accounts.admin(stack)
-        users = [accounts.register(stack, region, "out") for region in ("east", "west") * 2]
-        for username, _ in users:
-            made = httpx.post(
-                stack.public + "/api/v1/wallet/topups",
-                json={"username": username, "amount": 1_000_000, "currency": "USD"},
-                headers=admin | {"idempotency-key": f"seed-{username}"},
-                timeout=15,
-            )
-            assert made.status_code == 201, made.text
-        yield World(stack, redis, postgres, admin, users)
-    finally:
-        try:
-            stacks.stop(FLAVOUR)
-        finally:
-            try:
-                postgres.remove()
-            finally:
-                redis.stop()
+        assert made.status_code == 201, made.text
+    return World(stack, own_servers_stack.redis, own_servers_stack.postgres, admin, users)
 
 
 def pids(stack: Stack) -> dict[str, int]:

@@ -11,120 +11,29 @@ leaves no span anywhere (parent-based sampling).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import orjson
 import pytest
-from aiohttp import web
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.e2e.accounts import admin, register
-from tests.e2e.conftest import Stack, Stacks
+from tests.e2e.conftest import Stack
+from tests.e2e.otlp import OtlpReceiver, ReceivedSpan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
-@dataclass(frozen=True)
-class ReceivedSpan:
-    service: str
-    region: str
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    name: str
+@pytest.fixture
+def traced(observed_stack: Stack) -> Stack:
+    """The observed stack (conftest): every span goes to the OTLP receiver within 0.2 s."""
+    return observed_stack
 
 
-class OtlpReceiver:
-    """An OTLP/HTTP traces endpoint (``POST /v1/traces``, protobuf) on a thread of its own."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReceivedSpan] = []
-        self.url = ""
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    async def _export(self, request: web.Request) -> web.Response:
-        assert request.content_type == "application/x-protobuf"
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(await request.read())
-        received = []
-        for resource_spans in export.resource_spans:
-            attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    received.append(
-                        ReceivedSpan(
-                            service=attrs.get("service.name", ""),
-                            region=attrs.get("edge.region", ""),
-                            trace_id=span.trace_id.hex(),
-                            span_id=span.span_id.hex(),
-                            parent_span_id=span.parent_span_id.hex(),
-                            name=span.name,
-                        )
-                    )
-        with self._lock:
-            self.spans.extend(received)
-        return web.Response(body=b"", content_type="application/x-protobuf")
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_post("/v1/traces", self._export)
-        runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._runner = runner
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    def trace(self, trace_id: str) -> list[ReceivedSpan]:
-        with self._lock:
-            return [s for s in self.spans if s.trace_id == trace_id]
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver()
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-@pytest.fixture(scope="module")
-def traced(stacks: Stacks, receiver: OtlpReceiver) -> Iterator[Stack]:
-    """A local stack exporting every span to ``receiver`` (exported within 0.2 s)."""
-    env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-    }
-    try:
-        yield stacks.get("traced", env)
-    finally:
-        stacks.stop("traced")
+@pytest.fixture
+def receiver(otlp_receiver: OtlpReceiver) -> OtlpReceiver:
+    return otlp_receiver
 
 
 def _wait_for(

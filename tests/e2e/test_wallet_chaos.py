@@ -40,7 +40,8 @@ from tests.conftest import PG_URL
 from tests.e2e.conftest import PORT_SHIFT, ROOT
 from tests.policy_server import policy_server
 
-pytestmark = pytest.mark.e2e
+# Starting its processes takes most of a minute on a loaded 2-core machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 GATEWAY = ServiceSigner("gateway-api", DEV_SERVICE_SECRET).to("sv-money")
 PG_DSN = PG_URL.replace("postgresql+asyncpg://", "postgresql://")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,29 @@ async def test_unreachable_redis_raises_backend_error() -> None:
     with pytest.raises(BackendError):
         await b.ping()
     await b.close()
+
+
+async def test_a_connection_pooled_before_a_redis_restart_is_replaced_not_failed(
+    tmp_path: Path,
+) -> None:
+    """After Redis restarts, each connection the pool opened before it is dead. The next
+    command on one must be sent again on a fresh connection, not fail: services that use
+    some connections rarely would otherwise answer 503 long after Redis is back."""
+    from tests.e2e.servers import OwnRedis
+
+    server = OwnRedis(tmp_path)
+    server.start()
+    backend = RedisBackend(server.url)
+    try:
+        # Three connections in the pool, all idle when Redis goes away.
+        await asyncio.gather(*(backend.set(f"k{i}", b"v") for i in range(3)))
+        server.stop()
+        with pytest.raises(BackendError):  # down is down: no endless retrying
+            await backend.get("k0")
+        server.start()
+        # As many at once as the pool holds: the stale connections are taken too.
+        assert all(await asyncio.gather(*(backend.set(f"after-{i}", b"v") for i in range(3))))
+        assert await asyncio.gather(*(backend.get(f"after-{i}") for i in range(3))) == [b"v"] * 3
+    finally:
+        await backend.close()
+        server.stop()

@@ -29,7 +29,7 @@ from edgelib.forwarded import ClientAddresses
 from edgelib.peers import DirectoryClient
 from edgelib.ratelimit import RequestLimiter
 from edgelib.roles import RoleAssignments
-from edgelib.settings import ServiceSettings
+from edgelib.settings import ServiceSettings, own_settings
 from edgelib.tasks import cancel
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -39,9 +39,7 @@ def create_app(
     config: ServiceSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
     """The auth-jwt app; ``transport`` carries its calls to other services (tests)."""
-    settings = config if config is not None else Settings()
-    if not isinstance(settings, Settings):
-        raise TypeError("auth-jwt needs its own Settings")
+    settings = own_settings(config, Settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

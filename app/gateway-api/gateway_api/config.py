@@ -150,6 +150,10 @@ class Settings(ServiceSettings):
     authn: AuthnSettings = Field(default_factory=AuthnSettings)
     authz: AuthzSettings = Field(default_factory=AuthzSettings)
 
+    #: TCP stream routes (``[[streams]]`` TOML, transport/streams.py), read at start;
+    #: none when unset.
+    streams: Path | None = None
+
     #: Buffer each forwarded body and sign its SHA-256; off, bodies stream unsigned
     #: (``UNSIGNED-PAYLOAD``). Cost measured in doc/decisions.md.
     sign_bodies: bool = False

@@ -16,6 +16,7 @@ import logging
 import resource
 import signal
 import uuid
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
@@ -30,6 +31,13 @@ from gateway_api.proxy import create_public_app
 from gateway_api.statship import HttpStatsSink, StatsShipper
 from gateway_api.tracecontext import TraceContext
 from gateway_api.transport.server import HttpServer
+from gateway_api.transport.streams import (
+    Resolver,
+    StreamConfigError,
+    StreamProxy,
+    StreamRoute,
+    load_streams,
+)
 from gateway_api.workers import (
     MetricsEndpoint,
     WorkerPool,
@@ -116,9 +124,41 @@ def _stats_shipper(settings: Settings, gateway: Gateway, worker: int) -> StatsSh
     return shipper
 
 
+async def _stop_stats(shipper: StatsShipper | None) -> None:
+    """Ship what is left (one bounded try), spool the rest."""
+    if shipper is not None:
+        await shipper.stop()
+
+
+def _stream_routes(settings: Settings) -> list[StreamRoute]:
+    if settings.streams is None:
+        return []
+    try:
+        return load_streams(settings.streams)
+    except StreamConfigError as exc:
+        raise SystemExit(f"gateway: GATEWAY_STREAMS: {exc}") from None
+
+
+def _pool_addresses(gateway: Gateway) -> Resolver:
+    """A stream route's upstreams by service: the gateway's pool (topology or discovery)."""
+
+    def resolve(service: str, region: str | None) -> list[tuple[str, int]]:
+        pool = gateway.upstreams.pool(service, region)
+        addresses = []
+        for instance in pool.instances if pool is not None else []:
+            url = urlsplit(instance.url)
+            if not instance.draining and url.hostname and url.port:
+                addresses.append((url.hostname, url.port))
+        return addresses
+
+    return resolve
+
+
 async def serve(settings: Settings, worker: int = 0) -> None:
     _check_open_files(settings)
+    routes = _stream_routes(settings)  # a bad file stops the start before anything binds
     gateway = Gateway(settings)
+    streams = [StreamProxy(route, _pool_addresses(gateway)) for route in routes]
     # Every worker follows discovery (its Gateway); only worker 0 registers the node,
     # under its one instance id, so one worker stopping never deregisters the others.
     app_settings = settings if worker == 0 else settings.model_copy(update={"discovery": "static"})
@@ -143,6 +183,9 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             limits=settings.client_limits(),
         )
         await public.start(settings.host, settings.port, reuse_port=workers > 1)
+        for stream in streams:
+            await stream.start(settings.host, reuse_port=workers > 1)
+        admin_app.state.streams = streams
         shipper = _stats_shipper(settings, gateway, worker)
         freeze_startup_heap()  # routes, policy, keys and modules: no more full-heap walks
         stats = WorkerStats(settings, gateway, worker)
@@ -166,9 +209,10 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         if pool is not None:
             await pool.stop()
         await stats.stop()
+        for stream in streams:
+            await stream.stop()
         await public.stop()
-        if shipper is not None:
-            await shipper.stop()  # after the listener: the last requests are counted
+        await _stop_stats(shipper)  # after the listener: the last requests are counted
         if endpoint is not None:
             await endpoint.stop()
         proxy.close()

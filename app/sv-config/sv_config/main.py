@@ -13,7 +13,7 @@ from types import FrameType
 from fastapi import FastAPI
 
 from edgelib.app import create_service_app
-from edgelib.settings import ServiceSettings
+from edgelib.settings import ServiceSettings, own_settings
 from sv_config.audit.endpoints import router as audit_router
 from sv_config.config import Settings
 from sv_config.content import ContentLimits
@@ -53,9 +53,7 @@ def _drain_watches_on_sigterm(hub: WatchHub) -> Callable[[], None]:
 
 
 def create_app(base: ServiceSettings | None = None) -> FastAPI:
-    if base is not None and not isinstance(base, Settings):
-        raise TypeError("sv-config needs its own Settings")
-    settings = base or Settings()
+    settings = own_settings(base, Settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

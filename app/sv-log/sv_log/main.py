@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from edgelib.app import create_service_app
 from edgelib.logship import LogShipper
-from edgelib.settings import ServiceSettings
+from edgelib.settings import ServiceSettings, own_settings
 from sv_log.body_limit import BodyLimitMiddleware
 from sv_log.config import Settings
 from sv_log.endpoints import INTAKE_PATH, internal, public
@@ -40,9 +40,7 @@ def _not_an_intake_line(record: logging.LogRecord) -> bool:
 
 
 def create_app(base: ServiceSettings | None = None) -> FastAPI:
-    if base is not None and not isinstance(base, Settings):
-        raise TypeError("sv-log needs its own Settings")
-    settings = base or Settings()
+    settings = own_settings(base, Settings)
     mongo = settings.uses_mongodb
 
     @asynccontextmanager

@@ -16,7 +16,7 @@ from edgelib.client import ServiceClient
 from edgelib.db import Database
 from edgelib.events import EventPublisher, HttpEventSink
 from edgelib.peers import DirectoryClient
-from edgelib.settings import ServiceSettings
+from edgelib.settings import ServiceSettings, own_settings
 from edgelib.signing import ServiceSigner
 from edgelib.uow import Transactions
 from sv_money.audit.endpoints import internal_router as audit_internal_router
@@ -151,9 +151,7 @@ def create_app(
     config: ServiceSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
     """The sv-money app; ``transport`` carries its calls to other services (tests)."""
-    settings = config if config is not None else Settings()
-    if not isinstance(settings, Settings):
-        raise TypeError("sv-money needs its own Settings")
+    settings = own_settings(config, Settings)
     if not settings.region:
         raise ValueError("sv-money serves one region: set SV_MONEY_REGION")
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from edgelib.app import create_service_app, default_database_url, default_schema
 from edgelib.client import ServiceClient
 from edgelib.peers import DirectoryClient
-from edgelib.settings import ServiceSettings
+from edgelib.settings import ServiceSettings, own_settings
 from edgelib.signing import ServiceSigner
 from sv_notice.config import Settings
 from sv_notice.delivery import endpoints as delivery_endpoints
@@ -100,9 +100,7 @@ def create_app(
     base: ServiceSettings | None = None, *, webhook_resolver: Resolver = system_resolver
 ) -> FastAPI:
     """sv-notice; ``webhook_resolver`` answers the addresses of webhook hosts (DNS by default)."""
-    if base is not None and not isinstance(base, Settings):
-        raise TypeError("sv-notice needs its own Settings")
-    settings = base or Settings()
+    settings = own_settings(base, Settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from edgelib.app import create_service_app
 from edgelib.db import Database
-from edgelib.settings import ServiceSettings
+from edgelib.settings import ServiceSettings, own_settings
 from sv_region.config import Settings
 from sv_region.directory.endpoints import router as directory_router
 from sv_region.regions.endpoints import router as regions_router
@@ -18,9 +18,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(config: ServiceSettings | None = None) -> FastAPI:
-    settings = config if config is not None else Settings()
-    if not isinstance(settings, Settings):
-        raise TypeError("sv-region needs its own Settings")
+    settings = own_settings(config, Settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ from edgelib.forwarded import ClientAddresses
 from edgelib.peers import DirectoryClient
 from edgelib.ratelimit import RequestLimiter, WindowLimit
 from edgelib.roles import RoleAssignments
-from edgelib.settings import ServiceSettings
+from edgelib.settings import ServiceSettings, own_settings
 from edgelib.signing import ServiceSigner
 from sv_user.config import Settings, url_list
 from sv_user.passwords import PasswordHashing
@@ -30,9 +30,7 @@ def create_app(
     config: ServiceSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
     """The sv-user app; ``transport`` carries its calls to other services (tests)."""
-    settings = config if config is not None else Settings()
-    if not isinstance(settings, Settings):
-        raise TypeError("sv-user needs its own Settings")
+    settings = own_settings(config, Settings)
     if not settings.region:
         raise ValueError("sv-user serves one region: set SV_USER_REGION")
 

@@ -6,9 +6,36 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from edgelib.backends.base import BackendError
+
+#: Tries after a connection error (a pooled connection that died with a Redis restart).
+RECONNECT_RETRIES = 2
+
+
+def connect_redis(url: str, **options: Any) -> aioredis.Redis:
+    """A redis-py asyncio client that retries a command on a dropped connection.
+
+    ``Redis.from_url`` gives its connections no retry at all: after a Redis restart,
+    every pooled connection opened before it fails once, on its next use, however long
+    Redis has been back ("Connection closed by server"). Here such a command is sent
+    again on a fresh connection (at most twice, 50-250 ms apart). Timeouts are not
+    retried: a request waits one ``socket_timeout``, not three.
+    """
+    return aioredis.Redis.from_url(
+        url,
+        retry=Retry(
+            ExponentialWithJitterBackoff(base=0.05, cap=0.25),
+            RECONNECT_RETRIES,
+            supported_errors=(RedisConnectionError,),
+        ),
+        retry_on_error=[RedisConnectionError],
+        **options,
+    )
 
 
 class RedisSubscription:
@@ -41,7 +68,7 @@ class RedisSubscription:
 class RedisBackend:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._redis = aioredis.Redis.from_url(
+        self._redis = connect_redis(
             url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
 

@@ -40,10 +40,11 @@ class EtcdServer:
 
     def start(self, timeout: float = 20.0) -> None:
         peer = f"http://127.0.0.1:{self.peer_port}"
+        binary = etcd_binary()  # before the log is open: a missing etcd leaks no file
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                etcd_binary(),
+                binary,
                 "--name=edge-test",
                 f"--data-dir={self.data_dir}",
                 f"--listen-client-urls={self.url}",

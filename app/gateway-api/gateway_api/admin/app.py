@@ -21,6 +21,10 @@ async def cluster(request: Request) -> dict[str, object]:
     """Every upstream instance with its health, in-flight requests and counters."""
     gateway = request.app.state.gateway
     result: dict[str, object] = with_workers(gateway, gateway.cluster())
+    # TCP stream routes (transport/streams.py): this process's listeners and counts.
+    streams = getattr(request.app.state, "streams", [])
+    if streams:
+        result["streams"] = [proxy.snapshot() for proxy in streams]
     return result
 
 

@@ -16,9 +16,9 @@ import logging
 import time
 from typing import Any
 
-from redis import asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from edgelib.backends.redis import connect_redis
 from edgelib.tasks import cancel
 from sv_notice.delivery.queue import Ticket
 
@@ -69,7 +69,7 @@ class RedisStreamQueue:
         self.claim_idle = claim_idle
         self.maxlen = maxlen
         self.move_interval = move_interval
-        self._redis: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2)
+        self._redis: Any = connect_redis(url, socket_connect_timeout=2)
         self._move: Any = self._redis.register_script(_MOVE_DUE)
         self._push: Any = self._redis.register_script(_PUSH)
         self._mover: asyncio.Task[None] | None = None
