@@ -72,6 +72,8 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "request_id",
 }
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+#: A tenant id or app client id, as sv-log's ``tenant``/``app`` fields take them.
+_TENANT = re.compile(r"^[A-Za-z0-9_.@:\-]{1,128}$")
 _LEVELS = {
     "DEBUG": "debug",
     "INFO": "info",
@@ -202,7 +204,9 @@ class ShippingHandler(logging.Handler):
         if isinstance(request_id, str) and request_id:
             doc["request_id"] = request_id[:128]
         for key, value in record.__dict__.items():
-            if key not in _RESERVED and key not in attributes:
+            if key in ("tenant", "app") and isinstance(value, str) and _TENANT.match(value):
+                doc[key] = value  # sv-log's own fields: records are queried by tenant
+            elif key not in _RESERVED and key not in attributes:
                 attributes[key] = redact(key, value)
         if record.exc_info:
             attributes["exception"] = _exception_formatter.formatException(record.exc_info)[

@@ -55,6 +55,7 @@ async def test_platform_admin_creates_lists_renames_and_refuses_duplicates(
         ("rbac", "admin"),
         ("apps", "admin"),
         ("tenants", "admin"),
+        ("stats", "read"),
     }
 
 

@@ -43,6 +43,33 @@ async def messages(client: httpx.AsyncClient, **params: Any) -> list[str]:
     return [i["message"] for i in (await query(client, **params))["items"]]
 
 
+async def test_records_carry_tenant_and_app_and_are_found_by_them(
+    sv_log: httpx.AsyncClient,
+) -> None:
+    gateway = {"ts": at(5), "service": "gateway-api", "region": None}
+    batch = [
+        record("GET /a 200", **gateway, tenant="acme", app="app_1"),
+        record("GET /a 403", **gateway, tenant="acme"),
+        record("GET /b 200", **gateway, tenant="globex", app="app_2"),
+        record("GET /c 200", **gateway),
+    ]
+    assert (await ship(sv_log, batch)).status_code == 202
+    acme = (await query(sv_log, tenant="acme", order="asc"))["items"]
+    assert [(i["message"], i["tenant"], i["app"]) for i in acme] == [
+        ("GET /a 200", "acme", "app_1"),
+        ("GET /a 403", "acme", None),
+    ]
+    assert await messages(sv_log, app="app_2") == ["GET /b 200"]
+    assert sorted(await messages(sv_log, tenant=["acme", "globex"])) == [
+        "GET /a 200",
+        "GET /a 403",
+        "GET /b 200",
+    ]
+    assert await messages(sv_log, tenant="nobody") == []
+    bad = record("x", tenant="has space")
+    assert (await ship(sv_log, [bad])).status_code == 422
+
+
 async def test_newest_first_by_default_and_oldest_first_on_request(
     seeded: httpx.AsyncClient,
 ) -> None:

@@ -78,6 +78,8 @@ class AccessLog:
         trace_id: str,
         span_id: str,
         request_id: str,
+        tenant: str | None = None,
+        app: str | None = None,
     ) -> None:
         if not self._configured:
             self._configure()
@@ -94,6 +96,8 @@ class AccessLog:
                     "status": status,
                     "upstream": upstream,
                     "duration_ms": duration_ms,
+                    "tenant": tenant,
+                    "app": app,
                 },
             )
             return
@@ -112,6 +116,8 @@ class AccessLog:
             "status": status,
             "upstream": upstream,
             "duration_ms": duration_ms,
+            "tenant": tenant,
+            "app": app,
         }
         line = orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
         self._lines.append(line)
@@ -137,6 +143,11 @@ class AccessLog:
             "request_id": doc["request_id"][:128],
             "attributes": attributes,
         }
+        # sv-log's own fields, so records are found by tenant (``?tenant=``).
+        if doc["tenant"] is not None:
+            record["tenant"] = doc["tenant"]
+        if doc["app"] is not None:
+            record["app"] = doc["app"]
         try:
             self._shipper.offer(orjson.dumps(record))
         except Exception:  # the shipper never blocks a request; a bad one is dropped

@@ -132,6 +132,20 @@ class Settings(ServiceSettings):
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2
 
+    # Traffic statistics per tenant, app, route and status class (gateway_api.stats).
+    #: Count them and ship them to sv-log; off, nothing is counted.
+    stats_enabled: bool = True
+    #: Seconds between two shipments of a worker's counts (and between retries' start).
+    stats_interval: float = Field(default=5.0, gt=0, le=300)
+    #: sv-log's base URLs (comma-separated); by default its instances in the topology.
+    stats_url: str | None = None
+    #: Distinct (minute, tenant, app, route, class) keys per window before new ones are
+    #: counted under tenant ``_overflow``.
+    stats_max_keys: int = Field(default=50_000, ge=1)
+    #: Rows waiting for sv-log before the oldest batch is dropped (and logged).
+    stats_max_pending_rows: int = Field(default=200_000, ge=1)
+    stats_batch_rows: int = Field(default=5000, ge=1, le=20_000)
+
     #: Token checks and the embedded policy (``GATEWAY_JWT_*``, ``GATEWAY_AUTH_*_URL``,
     #: ...): read with the rest, once, where the settings are made (the entry point).
     authn: AuthnSettings = Field(default_factory=AuthnSettings)

@@ -26,6 +26,8 @@ from gateway_api.security.authn import Authenticator
 from gateway_api.security.authz import Authorizer
 from gateway_api.security.ratelimit import RateLimiter
 from gateway_api.security.signing import ForwardSigner
+from gateway_api.stats import TrafficStats
+from gateway_api.statship import StatsShipper
 from gateway_api.topology import Topology, load_topology
 from gateway_api.transport.http_client import HttpClient
 from gateway_api.upstreams.discovery import Discovery
@@ -116,6 +118,12 @@ class Gateway:
         self.backend: Backend | None = None
         #: This worker's traffic counters (merged across workers by the admin listener).
         self.metrics = GatewayMetrics()
+        #: This worker's traffic per tenant, app and route (None: switched off), and what
+        #: ships it to sv-log (made by the entry point, :mod:`gateway_api.serving`).
+        self.stats: TrafficStats | None = (
+            TrafficStats(settings.stats_max_keys) if settings.stats_enabled else None
+        )
+        self.stats_shipper: StatsShipper | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -37,6 +37,7 @@ MODULES = (
     "security.ratelimit",
     "security.sessions",
     "security.signing",
+    "stats",
     "transport.http_client",
     "transport.server",
     "upstreams.balancing",

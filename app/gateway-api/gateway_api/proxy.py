@@ -32,6 +32,7 @@ from gateway_api.problems import (
     UpgradeRefused,
 )
 from gateway_api.routing.table import MethodNotAllowed, Route, UnsafePath, check_path
+from gateway_api.stats import ANONYMOUS
 from gateway_api.tracecontext import TraceContext, random_hex
 from gateway_api.transport.exchange import ClientGone, Exchange
 from gateway_api.transport.websocket import tunnel_websocket
@@ -71,6 +72,9 @@ class Seen:
     def __init__(self) -> None:
         self.route = NONE
         self.region = NONE
+        #: The caller's tenant and app (statistics, access log); None: no caller.
+        self.tenant: str | None = None
+        self.app: str | None = None
 
 
 class Proxy:
@@ -79,6 +83,7 @@ class Proxy:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.metrics = gateway.metrics
+        self.stats = gateway.stats
         settings = gateway.settings
         self.access_log = AccessLog(
             service=settings.service_name, instance=settings.instance_id, region=settings.region
@@ -131,6 +136,16 @@ class Proxy:
             seconds = time.perf_counter() - started
             metrics.in_flight -= 1
             metrics.request(seen.route, scope["method"], status, seen.region, seconds)
+            stats = self.stats
+            if stats is not None:
+                stats.request(
+                    seen.tenant or ANONYMOUS,
+                    seen.app or "",
+                    seen.route,
+                    status,
+                    seconds,
+                    started + seconds,
+                )
             self.access_log.request(
                 method=scope["method"],
                 path=path,
@@ -140,6 +155,8 @@ class Proxy:
                 trace_id=trace.trace_id,
                 span_id=trace.span_id,
                 request_id=request_id,
+                tenant=seen.tenant,
+                app=seen.app,
             )
             reset_request_id(token)
 
@@ -189,6 +206,8 @@ class Proxy:
                 encoded_identity = identity.encode().encode()
             else:
                 identity, encoded_identity = known
+            seen.tenant = identity.tenant
+            seen.app = identity.app or None
             gateway.authorize(identity, route.permission)
         client_ip = _client_ip(scope)
         limit = route.rate_limit

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import resource
 import signal
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.proxy import create_public_app
+from gateway_api.statship import HttpStatsSink, StatsShipper
 from gateway_api.tracecontext import TraceContext
 from gateway_api.transport.h2 import enable_http2
 from gateway_api.transport.server import HttpServer
@@ -38,7 +40,13 @@ from gateway_api.transport.streams import (
     StreamRoute,
     load_streams,
 )
-from gateway_api.workers import MetricsEndpoint, WorkerPool, WorkerStats, watch_parent
+from gateway_api.workers import (
+    MetricsEndpoint,
+    WorkerPool,
+    WorkerStats,
+    stats_dir,
+    watch_parent,
+)
 
 logger = logging.getLogger("gateway")
 
@@ -103,6 +111,41 @@ def _public_server(settings: Settings, proxy: Any) -> HttpServer:
     return public
 
 
+def _stats_shipper(settings: Settings, gateway: Gateway, worker: int) -> StatsShipper | None:
+    """Ship this worker's traffic statistics to sv-log (the ``stats_url`` or the
+    topology's healthy sv-log instances); unsent batches wait in a spool file."""
+    if gateway.stats is None:
+        return None
+    fixed = [u.strip() for u in (settings.stats_url or "").split(",") if u.strip()]
+
+    def urls() -> list[str]:
+        if fixed:
+            return fixed
+        pool = gateway.upstreams.pool("sv-log", None)
+        instances = [] if pool is None else pool.instances
+        healthy = [i.url for i in instances if i.healthy]
+        return healthy or [i.url for i in instances]
+
+    shipper = StatsShipper(
+        gateway.stats,
+        HttpStatsSink(urls, gateway.security.signer.to("sv-log")),
+        interval=settings.stats_interval,
+        batch_rows=settings.stats_batch_rows,
+        max_pending_rows=settings.stats_max_pending_rows,
+        spool=stats_dir(settings) / f"stats-{worker}.spool.json",
+        key_prefix=f"{settings.instance_id}-{worker}-{uuid.uuid4().hex[:12]}",
+    )
+    gateway.stats_shipper = shipper
+    shipper.start()
+    return shipper
+
+
+async def _stop_stats(shipper: StatsShipper | None) -> None:
+    """Ship what is left (one bounded try), spool the rest."""
+    if shipper is not None:
+        await shipper.stop()
+
+
 def _stream_routes(settings: Settings) -> list[StreamRoute]:
     if settings.streams is None:
         return []
@@ -153,6 +196,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         for stream in streams:
             await stream.start(settings.host, reuse_port=workers > 1)
         admin_app.state.streams = streams
+        shipper = _stats_shipper(settings, gateway, worker)
         freeze_startup_heap()  # routes, policy, keys and modules: no more full-heap walks
         stats = WorkerStats(settings, gateway, worker)
         stats.start()
@@ -175,11 +219,12 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         if pool is not None:
             await pool.stop()
         await stats.stop()
-        if endpoint is not None:
-            await endpoint.stop()
         for stream in streams:
             await stream.stop()
         await public.stop()
+        await _stop_stats(shipper)  # after the listener: the last requests are counted
+        if endpoint is not None:
+            await endpoint.stop()
         proxy.close()
         if admin is not None and admin_task is not None:
             admin.should_exit = True

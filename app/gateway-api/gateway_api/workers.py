@@ -16,6 +16,8 @@ and the kernel spreads connections over them. What each kind of state does:
 - counters for ``/admin/cluster``: every worker writes a snapshot of its view to
   ``var/run/gateway-<port>/worker-<n>.json`` each second and the admin listener
   adds them up (workers always share a machine, so files are enough);
+- traffic per tenant and app for ``/cluster``: the same snapshot carries what the
+  worker's statistics shipper has counted (:mod:`gateway_api.statship`);
 - traffic metrics for ``/metrics``: every other worker answers its counters, as they
   are at that instant, on a Unix socket (``var/run/gateway-<port>/metrics-<n>.sock``,
   :class:`MetricsEndpoint`); the admin listener asks each of them at scrape time
@@ -175,7 +177,9 @@ class WorkerStats:
         self._task: asyncio.Task[None] | None = None
 
     def snapshot(self) -> dict[str, Any]:
+        shipper = self.gateway.stats_shipper
         return {
+            "stats": shipper.snapshot() if shipper is not None else None,
             "worker": self.index,
             "pid": os.getpid(),
             "started": self.started,
@@ -250,6 +254,7 @@ def with_workers(gateway: Gateway, cluster: dict[str, Any]) -> dict[str, Any]:
                 inst["in_flight"] += seen["in_flight"]
                 down += seen["health"] != "up"
             inst["down_in_workers"] = down
+    cluster["traffic"] = traffic_by_tenant(snapshots)
     cluster["workers"] = [
         {
             "worker": s["worker"],
@@ -261,6 +266,22 @@ def with_workers(gateway: Gateway, cluster: dict[str, Any]) -> dict[str, Any]:
         for s in snapshots
     ]
     return cluster
+
+
+def traffic_by_tenant(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Requests, 4xx and 5xx per (tenant, app) since each worker started, all workers
+    added up (``app`` is empty for users), busiest first."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for snap in snapshots:
+        for tenant, app, requests, client, server in (snap.get("stats") or {}).get("traffic", []):
+            seen = totals.setdefault((tenant, app), [0, 0, 0])
+            seen[0] += requests
+            seen[1] += client
+            seen[2] += server
+    return [
+        {"tenant": t, "app": a, "requests": n, "errors_4xx": c, "errors_5xx": e}
+        for (t, a), (n, c, e) in sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    ]
 
 
 class WorkerPool:

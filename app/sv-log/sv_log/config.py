@@ -30,6 +30,16 @@ class Settings(ServiceSettings):
     retention_days_by_service: dict[str, int] = Field(default_factory=dict)
     retention_interval: float = Field(3600.0, gt=0)
 
+    # Traffic statistics (gateway minute rows): how long each step is kept, and limits.
+    stats_minute_retention_hours: int = Field(48, ge=1)
+    stats_hour_retention_days: int = Field(90, ge=1)
+    stats_day_retention_days: int = Field(730, ge=1)
+    #: A batch key is remembered this long: a resend within it is never counted twice.
+    stats_batch_key_days: int = Field(7, ge=1)
+    stats_max_batch_rows: int = Field(20_000, ge=1)
+    #: The most points one series may have (``(to - from) / step``).
+    stats_max_points: int = Field(2000, ge=1)
+
     # Live tail over server-sent events.
     tail_heartbeat: float = Field(10.0, gt=0)
     tail_queue: int = Field(1000, ge=1)

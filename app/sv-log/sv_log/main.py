@@ -19,17 +19,22 @@ from sv_log.mongo import MongoLogStore
 from sv_log.repository import SqlLogStore
 from sv_log.retention import RetentionJob, RetentionPolicy
 from sv_log.service import IntakeLimits, LogService
+from sv_log.stats import endpoints as stats_endpoints
+from sv_log.stats.repository import SqlStatsStore
+from sv_log.stats.service import StatsRetention, StatsService
 from sv_log.store import LogStore
 from sv_log.tail import TailHub
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_INTAKE_PATHS = frozenset({INTAKE_PATH, stats_endpoints.STATS_INTAKE_PATH})
 
 
 def _not_an_intake_line(record: logging.LogRecord) -> bool:
-    """sv-log keeps its own records, but not one access line per accepted batch."""
+    """sv-log keeps its own records, but not one access line per accepted batch (of
+    log records, or of the gateways' statistics)."""
     return not (
         record.name == "edge.access"
-        and getattr(record, "path", None) == INTAKE_PATH
+        and getattr(record, "path", None) in _INTAKE_PATHS
         and getattr(record, "status", None) == 202
     )
 
@@ -62,11 +67,26 @@ def create_app(base: ServiceSettings | None = None) -> FastAPI:
                 ),
             )
             app.state.log_service = service
+            stats: StatsService | None = None
+            if not mongo:  # statistics need SQL (upserts that add): see doc/services/sv-log.md
+                stats = app.state.stats_service = StatsService(
+                    SqlStatsStore(app.state.database),
+                    max_batch_bytes=settings.max_batch_bytes,
+                    max_batch_rows=settings.stats_max_batch_rows,
+                    max_points=settings.stats_max_points,
+                    retention=StatsRetention(
+                        minute_hours=settings.stats_minute_retention_hours,
+                        hour_days=settings.stats_hour_retention_days,
+                        day_days=settings.stats_day_retention_days,
+                        batch_key_days=settings.stats_batch_key_days,
+                    ),
+                )
             retention = RetentionJob(
                 store,
                 RetentionPolicy(settings.retention_days, settings.retention_days_by_service),
                 app.state.backend,
                 interval=settings.retention_interval,
+                stats=stats,
             )
             app.state.retention = retention
             retention.start()
@@ -96,7 +116,11 @@ def create_app(base: ServiceSettings | None = None) -> FastAPI:
     )
     app.include_router(internal)
     app.include_router(public)
+    app.include_router(stats_endpoints.internal)
+    app.include_router(stats_endpoints.public)
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, paths=frozenset({INTAKE_PATH})
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        paths=frozenset({INTAKE_PATH, stats_endpoints.STATS_INTAKE_PATH}),
     )
     return app

@@ -57,6 +57,7 @@ class MongoLogStore:
             await self.collection.create_index([("service", ASCENDING), ("ts", DESCENDING)])
             await self.collection.create_index([("trace_id", ASCENDING)])
             await self.collection.create_index([("request_id", ASCENDING)])
+            await self.collection.create_index([("tenant", ASCENDING), ("ts", DESCENDING)])
         except PyMongoError as exc:
             raise StoreUnavailable("MongoDB did not create the log indexes") from exc
 
@@ -92,6 +93,8 @@ class MongoLogStore:
         for name, values in (
             ("service", flt.services),
             ("region", flt.regions),
+            ("tenant", flt.tenants),
+            ("app", flt.apps),
             ("level", flt.levels),
         ):
             if values:
@@ -167,4 +170,6 @@ def _record(doc: dict[str, Any]) -> LogRecordOut:
         trace_id=doc.get("trace_id"),
         request_id=doc.get("request_id"),
         attributes=doc.get("attributes"),
+        tenant=doc.get("tenant"),
+        app=doc.get("app"),
     )

@@ -51,6 +51,8 @@ log_records = Table(
     Column("trace_id", String(32)),
     Column("request_id", String(128)),
     Column("attributes", JSON()),
+    Column("tenant", String(128)),
+    Column("app", String(128)),
 )
 
 _COLUMNS = (
@@ -64,6 +66,8 @@ _COLUMNS = (
     log_records.c.trace_id,
     log_records.c.request_id,
     log_records.c.attributes,
+    log_records.c.tenant,
+    log_records.c.app,
 )
 DELETE_CHUNK = 10_000
 
@@ -106,6 +110,10 @@ class SqlLogStore:
             conds.append(c.service.in_(flt.services))
         if flt.regions:
             conds.append(c.region.in_(flt.regions))
+        if flt.tenants:
+            conds.append(c.tenant.in_(flt.tenants))
+        if flt.apps:
+            conds.append(c.app.in_(flt.apps))
         if flt.levels:
             conds.append(c.level.in_(flt.levels))
         if flt.trace_id is not None:
@@ -190,4 +198,6 @@ def _record(row: Any) -> LogRecordOut:
         trace_id=row["trace_id"],
         request_id=row["request_id"],
         attributes=row["attributes"],
+        tenant=row["tenant"],
+        app=row["app"],
     )

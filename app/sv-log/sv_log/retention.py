@@ -6,10 +6,14 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from edgelib.backends import Backend, BackendError
 from edgelib.tasks import cancel
 from sv_log.store import LogStore
+
+if TYPE_CHECKING:
+    from sv_log.stats.service import StatsService
 
 logger = logging.getLogger("sv_log.retention")
 
@@ -44,6 +48,7 @@ class RetentionJob:
         *,
         interval: float,
         first_run_after: float = 5.0,
+        stats: StatsService | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -51,13 +56,17 @@ class RetentionJob:
         self.interval = interval
         self.first_run_after = min(first_run_after, interval)
         self._task: asyncio.Task[None] | None = None
+        #: Traffic statistics are purged in the same rounds, each step on its own schedule.
+        self.stats = stats
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """Delete what the policy says is too old; return how many records went."""
+        """Delete what the policy says is too old (and old statistics); how many rows went."""
         now = now or datetime.now(UTC)
         total = 0
         for cutoff, services, exclude in self.policy.cutoffs(now):
             total += await self.store.delete_older(cutoff, services=services, exclude=exclude)
+        if self.stats is not None:
+            total += await self.stats.purge(now.timestamp())
         return total
 
     async def _claim_round(self) -> bool:

@@ -13,6 +13,7 @@ _LEVEL_ALIASES = {"warn": "warning", "err": "error", "fatal": "critical", "crit"
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
 TRACE_ID_PATTERN = r"^[0-9a-f]{32}$"
+TENANT_PATTERN = r"^[A-Za-z0-9_.@:\-]+$"
 
 
 def utc(value: datetime) -> datetime:
@@ -54,6 +55,9 @@ class IntakeRecord(BaseModel):
     trace_id: str | None = Field(None, pattern=TRACE_ID_PATTERN)
     request_id: str | None = Field(None, max_length=128)
     attributes: dict[str, Any] | None = None
+    #: The caller's tenant and app, when the record is about a request made by one.
+    tenant: str | None = Field(None, max_length=128, pattern=TENANT_PATTERN)
+    app: str | None = Field(None, max_length=128, pattern=TENANT_PATTERN)
 
     @field_validator("ts")
     @classmethod
@@ -102,6 +106,8 @@ class LogRecordOut(BaseModel):
     trace_id: str | None = None
     request_id: str | None = None
     attributes: dict[str, Any] | None = None
+    tenant: str | None = None
+    app: str | None = None
 
 
 class LogPage(BaseModel):
@@ -120,6 +126,8 @@ class LogFilterParams(BaseModel):
     until: datetime | None = Field(None, description="Exclusive upper bound (ISO 8601).")
     service: list[str] = Field(default_factory=list, max_length=50)
     region: list[str] = Field(default_factory=list, max_length=50)
+    tenant: list[str] = Field(default_factory=list, max_length=50)
+    app: list[str] = Field(default_factory=list, max_length=50)
     level: list[Level] = Field(default_factory=list)
     trace_id: str | None = Field(None, pattern=TRACE_ID_PATTERN)
     request_id: str | None = Field(None, max_length=128)
@@ -130,7 +138,7 @@ class LogFilterParams(BaseModel):
     def _bounds_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else utc(value)
 
-    @field_validator("service", "region", "request_id", "q")
+    @field_validator("service", "region", "tenant", "app", "request_id", "q")
     @classmethod
     def _no_nul(cls, value: str | list[str] | None) -> str | list[str] | None:
         values = value if isinstance(value, list) else [value or ""]

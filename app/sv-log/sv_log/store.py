@@ -18,6 +18,8 @@ class LogFilter:
     until: datetime | None = None
     services: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
+    tenants: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
     levels: tuple[str, ...] = ()
     trace_id: str | None = None
     request_id: str | None = None
@@ -35,6 +37,8 @@ class LogFilter:
             until=params.until,
             services=tuple(params.service),
             regions=tuple(params.region),
+            tenants=tuple(params.tenant),
+            apps=tuple(params.app),
             levels=tuple(params.level),
             trace_id=params.trace_id,
             request_id=params.request_id,
@@ -54,6 +58,10 @@ class LogFilter:
         if self.services and record.get("service") not in self.services:
             return False
         if self.regions and record.get("region") not in self.regions:
+            return False
+        if self.tenants and record.get("tenant") not in self.tenants:
+            return False
+        if self.apps and record.get("app") not in self.apps:
             return False
         if self.levels and record.get("level") not in self.levels:
             return False

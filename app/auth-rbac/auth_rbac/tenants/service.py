@@ -23,7 +23,12 @@ logger = logging.getLogger("auth_rbac.audit")
 
 TENANT_ADMIN_ROLE = "admin"
 #: What a tenant's own admin role holds, in the tenant's domain only.
-TENANT_ADMIN_PERMISSIONS = (("rbac", "admin"), ("apps", "admin"), ("tenants", "admin"))
+TENANT_ADMIN_PERMISSIONS = (
+    ("rbac", "admin"),
+    ("apps", "admin"),
+    ("tenants", "admin"),
+    ("stats", "read"),
+)
 
 
 class TenantService:
