@@ -18,6 +18,14 @@ import httpx
 from tests.gateway.conftest import GatewayUnderTest
 
 
+def _rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def h2_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(http1=False, http2=True, timeout=10)
 
@@ -118,6 +126,7 @@ async def test_a_rapid_reset_flood_is_cut_off_and_costs_nothing_lasting(
     assert gw.server is not None
     port = int(gw.url.rsplit(":", 1)[1])
     before = sum(state.requests for state in gw.upstreams.values())
+    rss_before, cpu_before = _rss(), time.process_time()
     conn, reader, writer = await _open(port)
     for _ in range(2000):
         stream_id = _request(conn, port, "/api/v1/echo/flood", end=True)
@@ -136,6 +145,13 @@ async def test_a_rapid_reset_flood_is_cut_off_and_costs_nothing_lasting(
     assert not gw.server.h2_connections
     reached = sum(state.requests for state in gw.upstreams.values()) - before
     assert reached <= 400, reached  # cancelled as they came: most never left the gateway
+    # Bounded: the whole flood (client and gateway are this process) in well under the
+    # CPU second a stream each would take, and no memory kept.
+    cpu = time.process_time() - cpu_before
+    grown = _rss() - rss_before
+    print(f"rapid reset: 2000 streams, {cpu:.2f} s CPU, RSS +{grown / 1e6:.1f} MB")  # noqa: T201
+    assert cpu < 10
+    assert grown < 30_000_000
     async with h2_client() as client:
         assert (await client.get(gw.url + "/api/v1/echo/after")).status_code == 200
 
