@@ -11,7 +11,7 @@ import aiohttp
 
 from edgelib.backends import Backend
 from edgelib.discovery import open_source
-from edgelib.identity import Identity
+from edgelib.identity import DEFAULT_TENANT, Identity
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
 from gateway_api import native
@@ -248,7 +248,10 @@ class Gateway:
         # A decision already made allows without leaving compiled code; anything else
         # (not decided yet, a denial, no policy) goes through the authorizer.
         # Keyed by the caller's domain too: a role in one tenant grants nothing in another.
-        key = (authz.domain_of(identity), identity.user_id, permission.obj, permission.act)
+        # (Authorizer.domain_of, inlined: authz is not compiled, a call into it is not free.)
+        tenant = identity.tenant
+        domain = authz.domain if tenant == DEFAULT_TENANT else tenant
+        key = (domain, identity.user_id, permission.obj, permission.act)
         if authz.decisions.get(key) is not True:
             authz.authorize(identity, permission)
 
