@@ -92,12 +92,24 @@ def status_class(status: int) -> str:
     return CLASS_LABELS[_class_index(status)]
 
 
+class Count:
+    """One counter in a native int field. An int kept in a list is a boxed object, and
+    past 256 every increment of it would allocate a new one; this increments in place."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def _counts(size: int) -> list[Count]:
+    return [Count() for _ in range(size)]
+
+
 class Histogram:
     """Counts per bucket (not cumulative; the last one is ``+Inf``) and the sum."""
 
     def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
         self.bounds = bounds
-        self.counts: list[int] = [0] * (len(bounds) + 1)
+        self.cells = _counts(len(bounds) + 1)
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
@@ -106,14 +118,17 @@ class Histogram:
             if value <= bound:
                 break
             index += 1
-        counts = self.counts
-        n: int = counts[index]  # unboxed: `counts[index] += 1` is a generic in-place add
-        counts[index] = n + 1
+        self.cells[index].n += 1
         self.sum += value
+
+    @property
+    def counts(self) -> list[int]:
+        """The count per bucket."""
+        return [cell.n for cell in self.cells]
 
     def observed(self) -> bool:
         """Whether any value was observed."""
-        return any(self.counts)
+        return any(cell.n for cell in self.cells)
 
     def snapshot(self) -> list[Any]:
         """``[count_0, ..., count_inf, sum]``: JSON, and what :func:`merge` adds up."""
@@ -127,7 +142,7 @@ class RouteCounters:
 
     def __init__(self) -> None:
         #: region → a row of :data:`_ROW` counts, at ``method * 5 + class``.
-        self.regions: dict[str, list[int]] = {}
+        self.regions: dict[str, list[Count]] = {}
         self.latency = Histogram()
 
 
@@ -135,7 +150,7 @@ class UpstreamCounters:
     """One upstream label's attempts by outcome (:data:`OUTCOMES`) and their latency."""
 
     def __init__(self) -> None:
-        self.outcomes: list[int] = [0] * len(OUTCOMES)
+        self.outcomes = _counts(len(OUTCOMES))
         self.latency = Histogram()
 
 
@@ -173,10 +188,8 @@ class GatewayMetrics:
             counters = self.routes[route] = RouteCounters()
         row = counters.regions.get(region)
         if row is None:
-            row = counters.regions[region] = [0] * _ROW
-        slot = _method_index(method) * _CLASSES + _class_index(status)
-        n: int = row[slot]
-        row[slot] = n + 1
+            row = counters.regions[region] = _counts(_ROW)
+        row[_method_index(method) * _CLASSES + _class_index(status)].n += 1
         if status != 101:
             counters.latency.observe(seconds)
 
@@ -185,15 +198,12 @@ class GatewayMetrics:
         counters = self.upstreams.get(upstream)
         if counters is None:
             counters = self.upstreams[upstream] = UpstreamCounters()
-        outcomes = counters.outcomes
-        slot = _OUTCOME_INDEX[outcome]
-        n: int = outcomes[slot]
-        outcomes[slot] = n + 1
+        counters.outcomes[_OUTCOME_INDEX[outcome]].n += 1
         counters.latency.observe(seconds)
 
     def retry(self, upstream: str) -> None:
         """A retry sent (counted as ``outcome="retry"``, besides its own outcome)."""
-        self.upstream(upstream).outcomes[_RETRY] += 1
+        self.upstream(upstream).outcomes[_RETRY].n += 1
 
     def refused(self, type_slug: str) -> None:
         """A problem answered: counted when it is a refusal (see :data:`REFUSAL_REASONS`)."""
@@ -214,7 +224,8 @@ class GatewayMetrics:
         out: dict[tuple[str, str, str, str], int] = {}
         for route, counters in self.routes.items():
             for region, row in counters.regions.items():
-                for slot, n in enumerate(row):
+                for slot, cell in enumerate(row):
+                    n = cell.n
                     if n:
                         method = METHOD_LABELS[slot // _CLASSES]
                         out[(route, method, CLASS_LABELS[slot % _CLASSES], region)] = n
@@ -224,10 +235,10 @@ class GatewayMetrics:
     def attempts(self) -> dict[tuple[str, str], int]:
         """(upstream, outcome) → attempts, for the counts above 0."""
         return {
-            (upstream, OUTCOMES[i]): n
+            (upstream, OUTCOMES[i]): cell.n
             for upstream, counters in self.upstreams.items()
-            for i, n in enumerate(counters.outcomes)
-            if n
+            for i, cell in enumerate(counters.outcomes)
+            if cell.n
         }
 
     @property
