@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
@@ -42,7 +42,9 @@ class Missing(enum.Enum):
 
 
 #: "Not known without a network call" (the region cache's miss).
-MISSING = Missing.MISSING
+MISSING: Final = Missing.MISSING
+#: A C static in the compiled module (an imported name is a dict lookup per use).
+_DEFAULT_TENANT: Final = DEFAULT_TENANT
 
 
 class Security:
@@ -250,7 +252,7 @@ class Gateway:
         # Keyed by the caller's domain too: a role in one tenant grants nothing in another.
         # (Authorizer.domain_of, inlined: authz is not compiled, a call into it is not free.)
         tenant = identity.tenant
-        domain = authz.domain if tenant == DEFAULT_TENANT else tenant
+        domain = authz.domain if tenant == _DEFAULT_TENANT else tenant
         key = (domain, identity.user_id, permission.obj, permission.act)
         if authz.decisions.get(key) is not True:
             authz.authorize(identity, permission)
