@@ -1,7 +1,7 @@
 """The gateway's traffic counters: plain integers on the hot path, read at scrape time.
 
 Each worker process counts what it forwards in one :class:`GatewayMetrics`: per request
-two lookups by string (the route's counters, then the region's row), one list slot
+two lookups by string (the route's counters, then the region's row), one counter cell
 incremented and one histogram bucket; per upstream attempt the same. No tuple keys, no
 locks, no I/O, no ``prometheus_client`` objects. At scrape time the admin listener
 asks every worker for :meth:`GatewayMetrics.snapshot` (over a local socket, see
