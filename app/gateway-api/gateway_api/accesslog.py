@@ -19,14 +19,14 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 logger = logging.getLogger("gateway.access")
 
-FLUSH_SECONDS = 0.05
-FLUSH_BYTES = 64 * 1024
+FLUSH_SECONDS: Final = 0.05
+FLUSH_BYTES: Final = 64 * 1024
 
 
 class AccessLog:

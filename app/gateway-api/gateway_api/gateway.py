@@ -5,13 +5,13 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
 from edgelib.backends import Backend
 from edgelib.discovery import open_source
-from edgelib.identity import Identity
+from edgelib.identity import DEFAULT_TENANT, Identity
 from edgelib.problems import Unauthorized
 from edgelib.signing import ServiceSigner
 from gateway_api import native
@@ -44,7 +44,9 @@ class Missing(enum.Enum):
 
 
 #: "Not known without a network call" (the region cache's miss).
-MISSING = Missing.MISSING
+MISSING: Final = Missing.MISSING
+#: A C static in the compiled module (an imported name is a dict lookup per use).
+_DEFAULT_TENANT: Final = DEFAULT_TENANT
 
 
 class Security:
@@ -256,7 +258,10 @@ class Gateway:
         # A decision already made allows without leaving compiled code; anything else
         # (not decided yet, a denial, no policy) goes through the authorizer.
         # Keyed by the caller's domain too: a role in one tenant grants nothing in another.
-        key = (authz.domain_of(identity), identity.user_id, permission.obj, permission.act)
+        # (Authorizer.domain_of, inlined: authz is not compiled, a call into it is not free.)
+        tenant = identity.tenant
+        domain = authz.domain if tenant == _DEFAULT_TENANT else tenant
+        key = (domain, identity.user_id, permission.obj, permission.act)
         if authz.decisions.get(key) is not True:
             authz.authorize(identity, permission)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from edgelib.identity import Identity
 from edgelib.logs import reset_request_id, set_request_id
@@ -44,8 +44,14 @@ if TYPE_CHECKING:
 
 Scope = MutableMapping[str, Any]
 
+#: Functions called on every request, in C statics of the compiled module (a global name
+#: or a module attribute costs a dict lookup per call); constants are ``Final`` too.
+perf_counter: Final = time.perf_counter
+_set_request_id: Final = set_request_id
+_reset_request_id: Final = reset_request_id
+
 #: Request headers never copied upstream as the client sent them.
-_NOT_COPIED = HOP_BY_HOP | {
+_NOT_COPIED: Final = HOP_BY_HOP | {
     b"host",
     b"x-forwarded-for",
     b"x-forwarded-proto",
@@ -58,12 +64,13 @@ _NOT_COPIED = HOP_BY_HOP | {
     b"forwarded",
     b"x-real-ip",
 }
-_HEALTH_BODY = b'{"status":"ok"}'
-#: The route and region labels of a request refused before they were known.
-NONE = "none"
+_HEALTH_BODY: Final = b'{"status":"ok"}'
+#: The route and region labels of a request refused before they were known (``Final``:
+#: a C static in the compiled module, not a dict lookup per request).
+NONE: Final = "none"
 #: The region label of a route to a global service.
-GLOBAL = "global"
-_JSON = [(b"content-type", b"application/json")]
+GLOBAL: Final = "global"
+_JSON: Final = [(b"content-type", b"application/json")]
 
 
 class Seen:
@@ -104,12 +111,12 @@ class Proxy:
         if path == "/healthz":
             exchange.respond(200, _JSON, _HEALTH_BODY)
             return
-        started = time.perf_counter()
+        started = perf_counter()
         metrics = self.metrics
         metrics.in_flight += 1
         request_id = _request_id(scope)
         trace = TraceContext.continued(scope["headers"])
-        token = set_request_id(request_id)
+        token = _set_request_id(request_id)
         if TraceContext.record_spans:
             trace.attach()
         status = 500
@@ -133,9 +140,10 @@ class Proxy:
                 raise
         finally:
             trace.detach()
-            seconds = time.perf_counter() - started
+            seconds = perf_counter() - started
             metrics.in_flight -= 1
-            metrics.request(seen.route, scope["method"], status, seen.region, seconds)
+            method: str = scope["method"]
+            metrics.request(seen.route, method, status, seen.region, seconds)
             stats = self.stats
             if stats is not None:
                 stats.request(
@@ -147,7 +155,7 @@ class Proxy:
                     started + seconds,
                 )
             self.access_log.request(
-                method=scope["method"],
+                method=method,
                 path=path,
                 status=status,
                 upstream=upstream,
@@ -158,7 +166,7 @@ class Proxy:
                 tenant=seen.tenant,
                 app=seen.app,
             )
-            reset_request_id(token)
+            _reset_request_id(token)
 
     async def _handle(
         self, exchange: Exchange, request_id: str, trace: TraceContext, seen: Seen

@@ -13,15 +13,15 @@ started and exported.
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-_HEX = frozenset(b"0123456789abcdef")
+_HEX: Final = frozenset(b"0123456789abcdef")
 _tracer = trace.get_tracer("gateway-api")
-_random = random.Random()
+_random: Final = random.Random()
 
 
 def random_hex(nbytes: int) -> str:

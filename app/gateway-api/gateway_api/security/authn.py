@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
@@ -30,7 +30,7 @@ from gateway_api.topology import Topology
 logger = logging.getLogger("gateway.authn")
 
 
-_CHALLENGE = "Bearer"
+_CHALLENGE: Final = "Bearer"
 
 
 def authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -91,9 +91,9 @@ class AuthJwt(ControlPlaneService):
 
 
 #: Callers kept per verified ``Authorization`` header before the cache starts over.
-_KNOWN_CALLERS = 50_000
+_KNOWN_CALLERS: Final = 50_000
 #: Known callers are found by this many last bytes of their header (then compared whole).
-_KEY_BYTES = 32
+_KEY_BYTES: Final = 32
 
 
 class Authenticator:

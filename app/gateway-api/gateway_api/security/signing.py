@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, Final
 
 from edgelib.keyring import Keyring, KeyringError
 from edgelib.signing import (
@@ -31,12 +31,12 @@ from edgelib.signing import (
     signed_message,
 )
 
-_UNSIGNED = UNSIGNED_PAYLOAD.encode()
-_NONCE_LINE = HEADER_NONCE.encode() + b": "
-_DIGEST_LINE = b"\r\n" + HEADER_CONTENT_DIGEST.encode() + b": "
-_SIGNATURE_LINE = b"\r\n" + HEADER_SIGNATURE.encode() + b": "
-_IDENTITY_CRLF = b"\r\n" + HEADER_IDENTITY.encode() + b": "
-_CRLF = b"\r\n"
+_UNSIGNED: Final = UNSIGNED_PAYLOAD.encode()
+_NONCE_LINE: Final = HEADER_NONCE.encode() + b": "
+_DIGEST_LINE: Final = b"\r\n" + HEADER_CONTENT_DIGEST.encode() + b": "
+_SIGNATURE_LINE: Final = b"\r\n" + HEADER_SIGNATURE.encode() + b": "
+_IDENTITY_CRLF: Final = b"\r\n" + HEADER_IDENTITY.encode() + b": "
+_CRLF: Final = b"\r\n"
 
 
 class _Destination:

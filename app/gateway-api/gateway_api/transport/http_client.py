@@ -22,16 +22,16 @@ import asyncio
 import collections
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import httptools
 from mypy_extensions import mypyc_attr
 
 #: Pause reading from an upstream while this many body bytes wait for the client.
-HIGH_WATER = 256 * 1024
-MAX_HEADER_BYTES = 64 * 1024
+HIGH_WATER: Final = 256 * 1024
+MAX_HEADER_BYTES: Final = 64 * 1024
 #: How often a pool checks its waiting connections' deadlines (timeouts fire this late at most).
-SWEEP_SECONDS = 0.05
+SWEEP_SECONDS: Final = 0.05
 
 
 @mypyc_attr(native_class=False)

@@ -29,7 +29,7 @@ import socket
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
@@ -38,18 +38,18 @@ from gateway_api.transport.exchange import BadRequest, ClientGone, Handler, Trus
 logger = logging.getLogger("gateway.server")
 
 #: Pause reading a client while this many body bytes wait for the proxy.
-BODY_HIGH_WATER = 256 * 1024
+BODY_HIGH_WATER: Final = 256 * 1024
 #: How long a connection closed before its request body ended drains that body.
-LINGER_SECONDS = 2.0
+LINGER_SECONDS: Final = 2.0
 #: Bytes handed to the parser at a time outside a body, and inside one: between two
 #: pieces the connection checks its limits (head size, requests parsed ahead), so a
 #: large read of tiny pipelined requests is not all parsed at once.
-HEAD_SLICE = 4096
-BODY_SLICE = 64 * 1024
+HEAD_SLICE: Final = 4096
+BODY_SLICE: Final = 64 * 1024
 #: How an HTTP/2 connection with prior knowledge begins (RFC 9113 3.4).
-H2_PREFACE_START = b"PRI * HTTP/2.0"
+H2_PREFACE_START: Final = b"PRI * HTTP/2.0"
 #: Idle connections closed at once to make room when a worker is at its cap (nginx's 32).
-EVICT_BATCH = 32
+EVICT_BATCH: Final = 32
 
 
 class ClientLimits:
@@ -92,8 +92,8 @@ class ClientLimits:
         self.max_connections = max_connections
 
 
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_STATUS_LINES: dict[int, bytes] = {}
+_REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES: Final[dict[int, bytes]] = {}
 
 
 def status_line(status: int) -> bytes:

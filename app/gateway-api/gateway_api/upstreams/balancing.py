@@ -14,7 +14,7 @@ import bisect
 import hashlib
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final, Protocol
 
 if TYPE_CHECKING:
     from gateway_api.upstreams.pools import Instance
@@ -160,7 +160,7 @@ class LeastInFlight:
 
 
 #: Every policy by name: the one place a new policy is registered.
-POLICIES: dict[str, type[Balancer]] = {
+POLICIES: Final[dict[str, type[Balancer]]] = {
     policy.name: policy
     for policy in (RoundRobin, SmoothWeightedRoundRobin, Random, ConsistentHash, LeastInFlight)
 }
