@@ -38,6 +38,7 @@ from gateway_api.transport.websocket import tunnel_websocket
 
 if TYPE_CHECKING:
     from gateway_api.gateway import Gateway
+    from gateway_api.security.quotas import Lease
     from gateway_api.security.signing import ForwardSigner
     from gateway_api.upstreams.pools import Pool
 
@@ -71,6 +72,8 @@ class Seen:
     def __init__(self) -> None:
         self.route = NONE
         self.region = NONE
+        #: Concurrency quota leases to give back when the request ends.
+        self.lease: Lease | None = None
 
 
 class Proxy:
@@ -130,6 +133,8 @@ class Proxy:
             trace.detach()
             seconds = time.perf_counter() - started
             metrics.in_flight -= 1
+            if seen.lease is not None:
+                seen.lease.release()
             metrics.request(seen.route, scope["method"], status, seen.region, seconds)
             self.access_log.request(
                 method=scope["method"],
@@ -195,6 +200,11 @@ class Proxy:
         if limit is not None:
             caller = identity.user_id if identity is not None and limit.by == "user" else None
             gateway.security.limiter.check(limit, caller or client_ip or "-", time.time())
+        quotas = gateway.security.quotas
+        if quotas.armed:  # quotas.py: app, tenant, route and service limits
+            applicable = quotas.applicable(route, identity)
+            if applicable is not None:
+                seen.lease = await quotas.admit(applicable)
         region = gateway.cached_region(route, identity)
         if region is MISSING:
             trace.attach()
