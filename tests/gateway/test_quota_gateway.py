@@ -1,0 +1,116 @@
+"""Quotas through the gateway's real listeners: flow limits per route and per service,
+concurrency, the 429 document, and a Redis of the test's own that it stops.
+
+The quotas are installed into the gateway directly (auth-rbac's feed has its own
+tests: tests/auth_rbac/test_quotas.py, and the two-gateway run tests/e2e/test_quotas.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REDIS_URL
+from tests.e2e.servers import OwnRedis
+from tests.gateway.conftest import GatewayUnderTest, start_gateway
+
+ECHO = "* /api/v1/echo"
+SLOW = "* /api/v1/echo/slow"
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[GatewayUnderTest]:
+    async for g in start_gateway(tmp_path, {"a": 1}, redis_url=REDIS_URL):
+        yield g
+
+
+def install(gw: GatewayUnderTest, *items: dict[str, Any]) -> None:
+    quotas = gw.gateway.security.quotas
+    quotas.install(quotas.book.version + 1, list(items))
+
+
+async def test_route_flow_limit_answers_429_problem_with_ratelimit_fields(
+    gw: GatewayUnderTest, client: httpx.AsyncClient
+) -> None:
+    install(gw, {"kind": "route", "target": ECHO, "qps": 1, "burst": 1})
+    answers = [await client.get(gw.url + "/api/v1/echo") for _ in range(6)]
+    statuses = Counter(r.status_code for r in answers)
+    assert statuses[200] in (2, 3) and statuses[200] + statuses[429] == 6, statuses
+    refused = next(r for r in answers if r.status_code == 429)
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"].endswith("/quota-exceeded")
+    assert refused.json()["limit"] == f"route-{ECHO}-qps"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit-policy"] == f'"route-{ECHO}-qps";q=1;w=1'
+    assert refused.headers["ratelimit"].startswith(f'"route-{ECHO}-qps";r=0;t=')
+    # Another route of the same service has no flow limit.
+    assert (await client.get(gw.url + "/api/v1/echo/slow?s=0")).status_code == 200
+
+
+async def test_service_concurrency_limit_holds_a_lease_for_the_whole_request(
+    gw: GatewayUnderTest, client: httpx.AsyncClient
+) -> None:
+    install(gw, {"kind": "service", "target": "echo", "concurrency": 1})
+    slow = asyncio.create_task(client.get(gw.url + "/api/v1/echo/slow?s=1"))
+    await asyncio.sleep(0.4)
+    busy = await client.get(gw.url + "/api/v1/echo")
+    assert busy.status_code == 429, busy.text
+    assert busy.headers["ratelimit-policy"] == '"service-echo-concurrency";q=1'
+    assert (await slow).status_code == 200
+    for _ in range(50):  # the lease goes back to Redis just after the answer
+        answer = await client.get(gw.url + "/api/v1/echo")
+        if answer.status_code == 200:
+            break
+        await asyncio.sleep(0.02)
+    assert answer.status_code == 200
+    assert (await client.get(gw.url + "/api/v1/echo")).status_code == 200
+
+
+async def test_a_caller_without_quota_is_not_counted(
+    gw: GatewayUnderTest, client: httpx.AsyncClient
+) -> None:
+    install(gw, {"kind": "service", "target": "other", "qps": 1})
+    statuses = {(await client.get(gw.url + "/api/v1/echo")).status_code for _ in range(10)}
+    assert statuses == {200}
+    assert gw.gateway.security.quotas.admitted == 0
+
+
+async def test_redis_stopped_quotas_fall_back_and_nothing_is_a_5xx(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    """must-show 6: the route's quota counts locally, the service's fails open, and a
+    fail-closed quota refuses with 429: no answer is a 5xx while Redis is away."""
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    try:
+        async for gw in start_gateway(tmp_path, {"a": 1}, redis_url=redis.url):
+            install(
+                gw,
+                {"kind": "route", "target": ECHO, "qps": 5, "on_redis_down": "local"},
+                {"kind": "service", "target": "echo", "qps": 1, "on_redis_down": "open"},
+                {"kind": "route", "target": SLOW, "qps": 100, "on_redis_down": "closed"},
+            )
+            assert (await client.get(gw.url + "/api/v1/echo/slow?s=0")).status_code == 200
+            redis.stop()
+            echo = Counter()
+            slow = Counter()
+            for _ in range(40):
+                echo[(await client.get(gw.url + "/api/v1/echo")).status_code] += 1
+                slow[(await client.get(gw.url + "/api/v1/echo/slow?s=0")).status_code] += 1
+            # Local QPS 5 in this process (the open service quota lets the rest through):
+            # the first two at once (burst), then one per 200 ms.
+            assert set(echo) == {200, 429} and echo[200] >= 2, echo
+            assert slow == Counter({429: 40}), slow
+            snapshot = (await gw.cluster())["quotas"]
+            assert snapshot["redis"] is False and snapshot["fallbacks"] >= 80
+            redis.start()
+            await asyncio.sleep(1.1)  # the retry delay
+            assert (await client.get(gw.url + "/api/v1/echo/slow?s=0")).status_code == 200
+    finally:
+        redis.stop()
