@@ -203,8 +203,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--route",
-        choices=["direct", "public", "public-token", "authenticated", "pipeline",
-                 "pipeline-quota-other", "pipeline-app-quota"],
+        choices=[
+            "direct",
+            "public",
+            "public-token",
+            "authenticated",
+            "pipeline",
+            "pipeline-quota-other",
+            "pipeline-app-quota",
+        ],
         default="pipeline",
         help="direct: the client and upstream alone (the fixed part of the others); "
         "public-token: the public route with a bearer header; authenticated: a token "

@@ -32,9 +32,11 @@ async def test_platform_admin_sets_replaces_lists_and_removes_quotas(
     body = {"kind": "app", "target": "app_1", "tenant": "acme", "qps": 10, "qpd": 500}
     created = await api.put("/api/v1/quotas", json=body)
     assert created.status_code == 201, created.text
-    assert created.json()["tenant"] == "acme" and created.json()["qps"] == 10
+    assert created.json()["tenant"] == "acme"
+    assert created.json()["qps"] == 10
     replaced = await api.put("/api/v1/quotas", json={**body, "qps": 20})
-    assert replaced.status_code == 200 and replaced.json()["qps"] == 20
+    assert replaced.status_code == 200
+    assert replaced.json()["qps"] == 20
     for quota in (
         {"kind": "tenant", "target": "acme", "concurrency": 50, "timezone": "Asia/Shanghai"},
         {"kind": "route", "target": "* /api/v1/echo", "qps": 100},
@@ -45,7 +47,8 @@ async def test_platform_admin_sets_replaces_lists_and_removes_quotas(
     assert [q["kind"] for q in listed["quotas"]] == ["app", "route", "service", "tenant"]
     assert listed["version"] == start + 5
     document = await feed(api)
-    assert document["changed"] and document["version"] == start + 5
+    assert document["changed"]
+    assert document["version"] == start + 5
     app = next(q for q in document["quotas"] if q["kind"] == "app")
     assert app["timezone"] == "Asia/Shanghai"  # its tenant's day
     assert (await feed(api, since=document["version"])) == {
@@ -96,7 +99,8 @@ async def test_tenant_admin_sets_only_its_own_apps_quotas(api: httpx.AsyncClient
     alice = AsGateway("u-alice", tenant="acme")
     mine = await api.put("/api/v1/quotas", json={"kind": "app", "target": "a1", "qps": 3},
                          auth=alice)  # fmt: skip
-    assert mine.status_code == 201 and mine.json()["tenant"] == "acme"
+    assert mine.status_code == 201
+    assert mine.json()["tenant"] == "acme"
     for body in (
         {"kind": "app", "target": "g1", "tenant": "globex", "qps": 500},
         {"kind": "tenant", "target": "acme", "qpd": 10**9},

@@ -200,11 +200,8 @@ class Proxy:
         if limit is not None:
             caller = identity.user_id if identity is not None and limit.by == "user" else None
             gateway.security.limiter.check(limit, caller or client_ip or "-", time.time())
-        quotas = gateway.security.quotas
-        if quotas.armed:  # quotas.py: app, tenant, route and service limits
-            applicable = quotas.applicable(route, identity)
-            if applicable is not None:
-                seen.lease = await quotas.admit(applicable)
+        quotas = gateway.security.quotas  # quotas.py: app, tenant, route, service limits
+        seen.lease = await quotas.admit_request(route, identity) if quotas.armed else None
         region = gateway.cached_region(route, identity)
         if region is MISSING:
             trace.attach()

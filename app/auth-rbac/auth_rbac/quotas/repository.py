@@ -59,7 +59,9 @@ class QuotaRepository:
         return await self.version()
 
     async def all(self, *, kind: str | None = None, tenant: str | None = None) -> list[QuotaRow]:
-        query = select(rbac_quota).order_by(rbac_quota.c.kind, rbac_quota.c.tenant, rbac_quota.c.target)
+        query = select(rbac_quota).order_by(
+            rbac_quota.c.kind, rbac_quota.c.tenant, rbac_quota.c.target
+        )
         if kind is not None:
             query = query.where(rbac_quota.c.kind == kind)
         if tenant is not None:

@@ -62,8 +62,10 @@ class QuotaIn(BaseModel):
             raise ValueError(f"target {self.target!r} is not a valid {self.kind} name")
         if self.qps is None and self.qpd is None and self.concurrency is None:
             raise ValueError("set at least one of qps, qpd and concurrency")
-        if self.kind != "app" and self.tenant is not None and (
-            self.kind != "tenant" or self.tenant != self.target
+        if (
+            self.kind != "app"
+            and self.tenant is not None
+            and (self.kind != "tenant" or self.tenant != self.target)
         ):
             raise ValueError("tenant is named only for an app's quota")
         return self

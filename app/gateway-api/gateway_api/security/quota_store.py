@@ -129,24 +129,10 @@ class LocalCounts:
         """Admit (and count) or refuse, exactly as :data:`ADMIT_LUA` does."""
         tats: list[float] = []
         for index, step in enumerate(steps):
-            if step.kind == "r":
-                tat = max(self._tats.get(step.key, now_ms), now_ms)
-                if tat - now_ms > step.b:
-                    return Refusal(index, math.ceil(tat - step.b - now_ms))
-                tats.append(tat)
-            elif step.kind == "d":
-                if self._days.get(step.key, 0) >= step.a:
-                    return Refusal(index, math.ceil(step.b))
-                tats.append(0.0)
-            else:
-                leases = self._leases.get(step.key)
-                if leases:
-                    for held, until in list(leases.items()):
-                        if until <= now_ms:
-                            del leases[held]
-                    if len(leases) >= step.a:
-                        return Refusal(index, max(1.0, min(leases.values()) - now_ms))
-                tats.append(0.0)
+            wait, tat = self._check(step, now_ms)
+            if wait is not None:
+                return Refusal(index, wait)
+            tats.append(tat)
         self._bound()
         for step, tat in zip(steps, tats, strict=True):
             if step.kind == "r":
@@ -156,6 +142,24 @@ class LocalCounts:
             else:
                 self._leases.setdefault(step.key, {})[lease] = now_ms + lease_ttl_ms
         return None
+
+    def _check(self, step: Step, now_ms: float) -> tuple[float | None, float]:
+        """(ms to wait, or None when it admits; the GCRA's arrival time for ``r``)."""
+        if step.kind == "r":
+            tat = max(self._tats.get(step.key, now_ms), now_ms)
+            if tat - now_ms > step.b:
+                return math.ceil(tat - step.b - now_ms), tat
+            return None, tat
+        if step.kind == "d":
+            return (math.ceil(step.b) if self._days.get(step.key, 0) >= step.a else None), 0.0
+        leases = self._leases.get(step.key)
+        if leases:
+            for held, until in list(leases.items()):
+                if until <= now_ms:
+                    del leases[held]
+            if len(leases) >= step.a:
+                return max(1.0, min(leases.values()) - now_ms), 0.0
+        return None, 0.0
 
     def release(self, keys: list[str], lease: str) -> None:
         for key in keys:
