@@ -56,7 +56,7 @@ QuotaChangeSession = Annotated[AsyncSession, Depends(_change_session)]
 
 def _out(row: QuotaRow) -> Quota:
     return Quota(
-        kind=row.kind,  # type: ignore[arg-type]
+        kind=row.kind,
         tenant=row.tenant,
         target=row.target,
         qps=row.qps,
@@ -64,7 +64,7 @@ def _out(row: QuotaRow) -> Quota:
         concurrency=row.concurrency,
         burst=row.burst,
         timezone=row.timezone,
-        on_redis_down=row.on_redis_down,  # type: ignore[arg-type]
+        on_redis_down=row.on_redis_down,
         updated_at=row.updated_at,
         updated_by=row.updated_by,
     )

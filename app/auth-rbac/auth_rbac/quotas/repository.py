@@ -82,7 +82,7 @@ class QuotaRepository:
 
     async def put(self, row: QuotaRow) -> bool:
         """Insert or replace; True when it was new."""
-        values = {k: getattr(row, k) for k in QuotaRow.__slots__}  # type: ignore[attr-defined]
+        values = {k: getattr(row, k) for k in QuotaRow.__slots__}
         result = await self.session.execute(
             update(rbac_quota)
             .where(

@@ -172,4 +172,4 @@ class LocalCounts:
     def _bound(self) -> None:
         for table in (self._tats, self._days, self._leases):
             if len(table) >= self.MAX_KEYS:
-                table.clear()  # type: ignore[attr-defined]
+                table.clear()
