@@ -8,17 +8,24 @@ tests: tests/auth_rbac/test_quotas.py, and the two-gateway run tests/e2e/test_qu
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
+from edgelib.backends import RedisBackend
+from gateway_api.security.authz import AuthRbac
+from gateway_api.security.quota_feed import QuotaFollower
+from gateway_api.security.quotas import Quotas
 from tests.conftest import REDIS_URL
 from tests.e2e.servers import OwnRedis
 from tests.gateway.conftest import GatewayUnderTest, start_gateway
+from tests.gateway.test_authz import SIGNER, rbac_service
 
 ECHO = "* /api/v1/echo"
 SLOW = "* /api/v1/echo/slow"
@@ -117,3 +124,52 @@ async def test_redis_stopped_quotas_fall_back_and_nothing_is_a_5xx(
             assert (await client.get(gw.url + "/api/v1/echo/slow?s=0")).status_code == 200
     finally:
         redis.stop()
+
+
+# -- a change reaches every gateway within a second ------------------------------------
+
+
+async def test_a_quota_change_reaches_gateways_by_pubsub_and_by_poll(tmp_path: Path) -> None:
+    """Real auth-rbac on a port; one follower hears the version on Redis pub/sub (its
+    poll is 30 s), the other only polls (0.5 s): both hold the new quota within 1 s."""
+    async with (
+        rbac_service(tmp_path, redis_url=REDIS_URL) as rbac,
+        aiohttp.ClientSession() as session,
+    ):
+        backend = RedisBackend(REDIS_URL)
+        heard, polled = Quotas(), Quotas()
+        followers = [
+            QuotaFollower(heard, AuthRbac([rbac.url], SIGNER), backend=backend, poll_interval=30),
+            QuotaFollower(polled, AuthRbac([rbac.url], SIGNER), backend=None, poll_interval=0.5),
+        ]
+        try:
+            for follower in followers:
+                await follower.start(session)
+            await asyncio.sleep(0.3)  # the subscription is made
+            for limit in (10, 20):
+                body = {"kind": "service", "target": "echo", "qps": limit}
+                assert (await rbac.api.put("/api/v1/quotas", json=body)).status_code in (200, 201)
+                changed = time.monotonic()
+                while not all(
+                    q.book.services.get("echo") is not None and q.book.services["echo"].qps == limit
+                    for q in (heard, polled)
+                ):
+                    assert time.monotonic() - changed < 1.0, (
+                        heard.book.version,
+                        polled.book.version,
+                    )
+                    await asyncio.sleep(0.01)
+            assert heard.armed
+            assert polled.armed
+            gone = await rbac.api.delete(
+                "/api/v1/quotas", params={"kind": "service", "target": "echo"}
+            )
+            assert gone.status_code == 204
+            changed = time.monotonic()
+            while heard.armed or polled.armed:
+                assert time.monotonic() - changed < 1.0
+                await asyncio.sleep(0.01)
+        finally:
+            for follower in followers:
+                await follower.stop()
+            await backend.close()
