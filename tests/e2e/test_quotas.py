@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,10 +101,15 @@ async def drive(urls: list[str], path: str, headers: dict[str, str], rate: float
 
 
 def test_app_qps_10_at_30_per_second_through_two_gateways(
-    stack: Stack, second_gateway: tuple[str, str]
+    stack: Stack, second_gateway: tuple[str, str], record_property: Any
 ) -> None:
+    with httpx.Client(base_url=stack.public, timeout=15) as api:
+        statuses = run_qps_test(stack, api, second_gateway)
+    record_property("statuses", dict(statuses))  # in --junitxml reports
+
+
+def run_qps_test(stack: Stack, api: httpx.Client, second_gateway: tuple[str, str]) -> Counter[int]:
     root = admin(stack)
-    api = httpx.Client(base_url=stack.public, timeout=15)
     tenant = f"tq{uuid.uuid4().hex[:8]}"
     assert api.post("/api/v1/tenants", json={"id": tenant, "name": tenant},
                     headers=root).status_code == 201  # fmt: skip
@@ -156,3 +162,4 @@ def test_app_qps_10_at_30_per_second_through_two_gateways(
         assert refused.headers["retry-after"] == "1"
         assert refused.headers["ratelimit-policy"] == '"app-qps";q=10;w=1'
         assert refused.headers["ratelimit"] == '"app-qps";r=0;t=1'
+    return statuses
