@@ -200,8 +200,10 @@ class Proxy:
         if limit is not None:
             caller = identity.user_id if identity is not None and limit.by == "user" else None
             gateway.security.limiter.check(limit, caller or client_ip or "-", time.time())
-        quotas = gateway.security.quotas  # quotas.py: app, tenant, route, service limits
-        seen.lease = await quotas.admit_request(route, identity) if quotas.armed else None
+        # Quotas (security/quotas.py): no coroutine, and no I/O, for a caller without one.
+        quotas = gateway.security.quotas
+        found = quotas.applicable(route, identity) if quotas.armed else None
+        seen.lease = await quotas.admit(found) if found is not None else None
         region = gateway.cached_region(route, identity)
         if region is MISSING:
             trace.attach()

@@ -226,11 +226,6 @@ class Quotas:
             found = [quota] if found is None else [*found, quota]
         return found
 
-    async def admit_request(self, route: Route, identity: Identity | None) -> Lease | None:
-        """The hot path's step: count the request against its quotas (if any), or 429."""
-        found = self.applicable(route, identity)
-        return None if found is None else await self.admit(found)
-
     async def admit(self, quotas: list[Quota]) -> Lease | None:
         """Count the request against ``quotas`` or raise :class:`QuotaExceeded` (429).
 
