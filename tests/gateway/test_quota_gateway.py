@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,6 +35,8 @@ SLOW = "* /api/v1/echo/slow"
 @pytest.fixture
 async def gw(tmp_path: Path) -> AsyncIterator[GatewayUnderTest]:
     async for g in start_gateway(tmp_path, {"a": 1}, redis_url=REDIS_URL):
+        # Counters of their own: earlier runs' keys on the shared Redis count nothing.
+        g.gateway.security.quotas.key_prefix = f"test:{uuid.uuid4().hex}:"
         yield g
 
 
@@ -87,6 +90,27 @@ async def test_a_caller_without_quota_is_not_counted(
     statuses = {(await client.get(gw.url + "/api/v1/echo")).status_code for _ in range(10)}
     assert statuses == {200}
     assert gw.gateway.security.quotas.admitted == 0
+
+
+async def test_qpd_through_the_gateway_refuses_the_501st_until_the_next_day(
+    gw: GatewayUnderTest, client: httpx.AsyncClient
+) -> None:
+    """The gateway's quota clock is injected: 23:59:30 UTC, 500 pass, the 501st is 429
+    (Retry-After: the 30 s left of the day), and at midnight it passes again."""
+    day = 86400 * (int(time.time()) // 86400 + 10)
+    now = [day - 30.0]
+    gw.gateway.security.quotas.clock = lambda: now[0]
+    install(gw, {"kind": "route", "target": ECHO, "qpd": 500})
+    statuses = Counter()
+    for _ in range(500):
+        statuses[(await client.get(gw.url + "/api/v1/echo")).status_code] += 1
+    assert statuses == Counter({200: 500}), statuses
+    refused = await client.get(gw.url + "/api/v1/echo")
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "30"
+    assert refused.headers["ratelimit-policy"] == f'"route-{ECHO}-qpd";q=500;w=86400'
+    now[0] = day  # midnight UTC: a new day's count
+    assert (await client.get(gw.url + "/api/v1/echo")).status_code == 200
 
 
 async def test_redis_stopped_quotas_fall_back_and_nothing_is_a_5xx(

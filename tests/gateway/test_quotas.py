@@ -47,7 +47,9 @@ def route_name() -> str:
 @pytest_asyncio.fixture
 async def two_gateways() -> AsyncIterator[tuple[Quotas, Quotas, Clock]]:
     clock = Clock(MIDNIGHT + 12 * 3600)
-    first, second = Quotas(REDIS_URL, clock=clock), Quotas(REDIS_URL, clock=clock)
+    prefix = f"test:{uuid.uuid4().hex}:"  # the two share counters no other run has
+    first = Quotas(REDIS_URL, clock=clock, key_prefix=prefix)
+    second = Quotas(REDIS_URL, clock=clock, key_prefix=prefix)
     yield first, second, clock
     await first.close()
     await second.close()

@@ -68,7 +68,8 @@ class Quota:
 
     @property
     def key(self) -> str:
-        return f"edge:quota:{self.kind}:{self.tenant}:{self.target}"
+        """Its counters' key, below :attr:`Quotas.key_prefix`."""
+        return f"{self.kind}:{self.tenant}:{self.target}"
 
     @property
     def label(self) -> str:
@@ -167,11 +168,13 @@ class Quotas:
         redis_timeout: float = 0.25,
         retry_redis_after: float = 1.0,
         clock: Callable[[], float] = time.time,
+        key_prefix: str = "edge:quota:",
     ) -> None:
         self.book = QuotaBook(0, [])
         #: Some quota exists: the one attribute the hot path reads when there is none.
         self.armed = False
         self.clock = clock
+        self.key_prefix = key_prefix
         self.lease_ttl_ms = lease_ttl * 1000
         self.retry_redis_after = retry_redis_after
         self.local = LocalCounts()
@@ -286,7 +289,7 @@ class Quotas:
         steps: list[Step] = []
         owners: list[Quota] = []
         for quota in quotas:
-            key = quota.key
+            key = self.key_prefix + quota.key
             if quota.qps is not None:
                 interval = 1000.0 / quota.qps
                 steps.append(Step("r", key + ":r", interval, interval * quota.burst))
