@@ -127,6 +127,9 @@ class Settings(ServiceSettings):
     quota_redis_timeout: float = Field(default=0.25, gt=0, le=5)
     #: Seconds quotas stay on their fallback after Redis failed, before trying it again.
     quota_redis_retry: float = Field(default=1.0, gt=0, le=60)
+    #: Prefix of the quota counters' keys; on a Redis Cluster, a hash tag such as
+    #: ``{edge-quota}:`` keeps one request's keys in one slot (one script touches them all).
+    quota_key_prefix: str = Field(default="edge:quota:", min_length=1, max_length=64)
 
     #: Where the pools come from (doc/discovery.md): ``static`` (the topology file),
     #: ``etcd:/<prefix>`` or ``k8s:<namespace>``. Empty: ``etcd:<discovery_prefix>`` when

@@ -70,6 +70,7 @@ class Security:
             lease_ttl=settings.quota_lease_ttl,
             redis_timeout=settings.quota_redis_timeout,
             retry_redis_after=settings.quota_redis_retry,
+            key_prefix=settings.quota_key_prefix,
         )
         self.quota_feed: QuotaFollower | None = None
 
