@@ -12,6 +12,12 @@ and upstream are fixed work, so a difference between two versions is the gateway
 
     python bench/gateway_instructions.py --route pipeline       # under callgrind
     python bench/gateway_instructions.py --serve --requests 2000  # the workload alone
+
+Two cases measure quotas (issue 19) on the pipeline route: ``pipeline-quota-other``
+(quotas exist, but none for this caller: the cost every caller pays once any quota is
+set) and ``pipeline-app-quota`` (the caller is an app with a QPS quota, admitted by one
+Lua call to the Redis at ``EDGE_BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/0``;
+the Redis server's own work is another process and not counted).
 """
 
 from __future__ import annotations
@@ -85,7 +91,20 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
         '[[routes]]\nprefix = "/bench/authenticated"\nservice = "bench-regional"\n'
         'scope = "regional"\naccess = "authenticated"\n'
     )
-    gateway = Gateway(Settings(topology=topology, routes=routes, var_dir=tmp))
+    redis_url = os.environ.get("EDGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings = Settings(
+        topology=topology,
+        routes=routes,
+        var_dir=tmp,
+        redis_url=redis_url if route == "pipeline-app-quota" else "memory://",
+    )
+    gateway = Gateway(settings)
+    app_quota = {"kind": "app", "tenant": "default", "qps": 1_000_000}
+    target = f"bench-{os.getpid()}"
+    if route == "pipeline-quota-other":
+        gateway.security.quotas.install(1, [{**app_quota, "target": "another-app"}])
+    elif route == "pipeline-app-quota":
+        gateway.security.quotas.install(1, [{**app_quota, "target": target}])
     key = Ed25519PrivateKey.generate()
     jwk = {**OKPAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1", "alg": "EdDSA"}
 
@@ -108,16 +127,17 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
     token = jwt.encode(
         {"iss": "edge-auth", "aud": "edge", "sub": "bench-user-0",
          "preferred_username": "bench-user-0", "region": "east", "sid": "s1",
-         "client_type": "web", "jti": "j1", "iat": now, "exp": now + 3600},
+         "client_type": "web", "jti": "j1", "iat": now, "exp": now + 3600}
+        | ({"client_id": target} if route == "pipeline-app-quota" else {}),
         key, algorithm="EdDSA", headers={"kid": "k1", "typ": "at+jwt"},
     )  # fmt: skip
     server = HttpServer(create_public_app(gateway), bad_request=bad_request)
     await server.start("127.0.0.1", 0)
     path = {"pipeline": "/bench/private/item", "authenticated": "/bench/authenticated/item"}.get(
-        route, "/bench/public/item"
+        route.split("-")[0], "/bench/public/item"
     )
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
-    if route in ("pipeline", "authenticated", "public-token"):
+    if route in ("pipeline", "authenticated", "public-token") or route.startswith("pipeline-"):
         request += f"Authorization: Bearer {token}\r\n".encode()
     request += b"\r\n"
     port = up_port if route == "direct" else server.port
@@ -132,9 +152,13 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
         length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
         await reader.readexactly(length)
     _instrument("off")
+    quotas = gateway.security.quotas
+    if route == "pipeline-app-quota" and (quotas.admitted != requests + 1 or quotas.fallbacks):
+        raise SystemExit(f"the app quota was not enforced on Redis: {quotas.snapshot()}")
     writer.close()
     await server.stop(grace=0)
     gateway.egress.client.close()
+    await gateway.security.quotas.close()
     upstream.close()
 
 
@@ -179,11 +203,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--route",
-        choices=["direct", "public", "public-token", "authenticated", "pipeline"],
+        choices=[
+            "direct",
+            "public",
+            "public-token",
+            "authenticated",
+            "pipeline",
+            "pipeline-quota-other",
+            "pipeline-app-quota",
+        ],
         default="pipeline",
         help="direct: the client and upstream alone (the fixed part of the others); "
         "public-token: the public route with a bearer header; authenticated: a token "
-        "but no permission or rate limit",
+        "but no permission or rate limit; pipeline-quota-other: quotas set, none for "
+        "this caller; pipeline-app-quota: the caller is an app with a QPS quota on Redis",
     )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--serve", action="store_true", help="run the workload only")

@@ -10,6 +10,8 @@ from auth_rbac.config import Settings
 from auth_rbac.policy.endpoints import router as policy_router
 from auth_rbac.policy.internal import router as internal_router
 from auth_rbac.policy.sync import PolicySync
+from auth_rbac.quotas.endpoints import internal_router as quotas_internal_router
+from auth_rbac.quotas.endpoints import router as quotas_router
 from auth_rbac.tenants.endpoints import internal_router as tenants_internal_router
 from auth_rbac.tenants.endpoints import router as tenants_router
 from edgelib.app import create_service_app
@@ -44,4 +46,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(internal_router)
     app.include_router(tenants_router)
     app.include_router(tenants_internal_router)
+    app.include_router(quotas_router)
+    app.include_router(quotas_internal_router)
     return app

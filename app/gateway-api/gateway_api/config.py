@@ -119,6 +119,19 @@ class Settings(ServiceSettings):
     #: Count rate limits in the backend (shared by workers and gateways); False: per process.
     rate_limit_shared: bool = True
 
+    #: Seconds between polls of auth-rbac's quotas (the fallback to pub/sub).
+    quota_poll_interval: float = Field(default=0.5, gt=0, le=10)
+    quota_channel: str = "edge:rbac:quotas"
+    #: Seconds a concurrency lease lives when a gateway never gives it back (a crash).
+    quota_lease_ttl: float = Field(default=60.0, gt=0, le=86400)
+    #: Seconds a quota's Redis call may take before the quota falls back (on_redis_down).
+    quota_redis_timeout: float = Field(default=0.25, gt=0, le=5)
+    #: Seconds quotas stay on their fallback after Redis failed, before trying it again.
+    quota_redis_retry: float = Field(default=1.0, gt=0, le=60)
+    #: Prefix of the quota counters' keys; on a Redis Cluster, a hash tag such as
+    #: ``{edge-quota}:`` keeps one request's keys in one slot (one script touches them all).
+    quota_key_prefix: str = Field(default="edge:quota:", min_length=1, max_length=64)
+
     #: Where the pools come from (doc/discovery.md): ``static`` (the topology file),
     #: ``etcd:/<prefix>`` or ``k8s:<namespace>``. Empty: ``etcd:<discovery_prefix>`` when
     #: ``EDGE_DISCOVERY=etcd``, else ``static``.

@@ -24,6 +24,8 @@ from gateway_api.routing.sv_config import ConfigRoutes
 from gateway_api.routing.table import Permission, Route, RouteRules, RouteTable, load_routes
 from gateway_api.security.authn import Authenticator
 from gateway_api.security.authz import Authorizer
+from gateway_api.security.quota_feed import QuotaFollower
+from gateway_api.security.quotas import Quotas
 from gateway_api.security.ratelimit import RateLimiter
 from gateway_api.security.signing import ForwardSigner
 from gateway_api.stats import TrafficStats
@@ -66,6 +68,15 @@ class Security:
         self.limiter = RateLimiter(None, sync_interval=settings.rate_limit_sync_interval)
         self.authn: Authenticator | None = None
         self.authz: Authorizer | None = None
+        #: App, tenant, route and service quotas (auth-rbac's), enforced on Redis.
+        self.quotas = Quotas(
+            settings.redis_url,
+            lease_ttl=settings.quota_lease_ttl,
+            redis_timeout=settings.quota_redis_timeout,
+            retry_redis_after=settings.quota_redis_retry,
+            key_prefix=settings.quota_key_prefix,
+        )
+        self.quota_feed: QuotaFollower | None = None
 
 
 class Routing:
@@ -224,14 +235,30 @@ class Gateway:
             topology, security.signer, settings.authz, backend=backend
         )
         await security.authz.start(session)
+        security.quota_feed = QuotaFollower(
+            security.quotas,
+            security.authz.source,
+            backend=backend,
+            channel=settings.quota_channel,
+            poll_interval=settings.quota_poll_interval,
+        )
+        await security.quota_feed.start(session)
 
     async def stop(self) -> None:
         security, egress = self.security, self.egress
         await security.limiter.stop()
-        parts = (egress.discovery, egress.ejections, security.authz, security.authn, egress.regions)
+        parts = (
+            egress.discovery,
+            egress.ejections,
+            security.quota_feed,
+            security.authz,
+            security.authn,
+            egress.regions,
+        )
         for part in parts:
             if part is not None:
                 await part.stop()
+        await security.quotas.close()
         if self.routing.source is not None:
             await self.routing.source.stop()
         if egress.health is not None:
@@ -312,6 +339,7 @@ class Gateway:
             },
             "routes": {"source": table.source, "count": len(table.routes)},
             "rate_limits": self.security.limiter.snapshot(),
+            "quotas": self.security.quotas.snapshot(),
             "regions": list(
                 dict.fromkeys(
                     [*self.upstreams.topology.regions, *(p.region for p in pools if p.region)]

@@ -34,6 +34,8 @@ MODULES = (
     "tracecontext",
     "routing.table",
     "security.authn",
+    "security.quota_store",
+    "security.quotas",
     "security.ratelimit",
     "security.sessions",
     "security.signing",

@@ -54,6 +54,10 @@ class RateLimitExceeded(TooManyRequests):
     type_slug, title = "rate-limited", "Rate limit exceeded"
 
 
+class QuotaExceeded(TooManyRequests):
+    type_slug, title = "quota-exceeded", "Quota exceeded"
+
+
 class InvalidAccessToken(Unauthorized):
     type_slug, title = "invalid-token", "Invalid access token"
 

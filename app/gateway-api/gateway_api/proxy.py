@@ -39,6 +39,7 @@ from gateway_api.transport.websocket import tunnel_websocket
 
 if TYPE_CHECKING:
     from gateway_api.gateway import Gateway
+    from gateway_api.security.quotas import Lease
     from gateway_api.security.signing import ForwardSigner
     from gateway_api.upstreams.pools import Pool
 
@@ -82,6 +83,8 @@ class Seen:
         #: The caller's tenant and app (statistics, access log); None: no caller.
         self.tenant: str | None = None
         self.app: str | None = None
+        #: Concurrency quota leases to give back when the request ends.
+        self.lease: Lease | None = None
 
 
 class Proxy:
@@ -142,6 +145,8 @@ class Proxy:
             trace.detach()
             seconds = perf_counter() - started
             metrics.in_flight -= 1
+            if seen.lease is not None:
+                seen.lease.release()
             method: str = scope["method"]
             metrics.request(seen.route, method, status, seen.region, seconds)
             stats = self.stats
@@ -222,6 +227,10 @@ class Proxy:
         if limit is not None:
             caller = identity.user_id if identity is not None and limit.by == "user" else None
             gateway.security.limiter.check(limit, caller or client_ip or "-", time.time())
+        # Quotas (security/quotas.py): no coroutine, and no I/O, for a caller without one.
+        quotas = gateway.security.quotas
+        found = quotas.applicable(route, identity) if quotas.armed else None
+        seen.lease = await quotas.admit(found) if found is not None else None
         region = gateway.cached_region(route, identity)
         if region is MISSING:
             trace.attach()

@@ -1,0 +1,1 @@
+"""Quotas and flow limits the gateways enforce (issue 19, item 3)."""
