@@ -360,3 +360,66 @@ async def test_a_joiner_takes_no_traffic_until_a_probe_passes_and_is_probed_agai
         assert took < 0.5  # three failed probes 50 ms apart, not three health intervals
     finally:
         await discovery.stop()
+
+
+async def test_sv_regions_sources_open_switch_restore_and_close_region_watchers() -> None:
+    # east is static in the topology; sv-region then says where each region is found.
+    spec = InstanceSpec("sv-user", "east", "http://127.0.0.1:7201", 1, 7201)
+    upstreams = Upstreams(topology(spec))
+    h = Harness(upstreams, {})
+    discovery = h.discovery("static")
+    await discovery.start()
+    try:
+        assert not discovery.followed
+        south = h.sources["etcd:/south"] = FedSource("etcd:/south")
+        south.membership.replace([member("sv-user", "south", 7301)])
+        south.membership.mark_fresh()
+
+        # A region created at runtime with its own etcd prefix: watched, pooled, probed.
+        await discovery.apply_regions(
+            {"east": SourceSpec("static"), **_spec("south", "etcd:/south")}
+        )
+        await settle()
+        assert south.started
+        assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301"]
+        assert upstreams.pool("sv-user", "south").instances[0].healthy  # type: ignore[union-attr]
+        assert ids(upstreams, "sv-user", "east") == ["sv-user-east-7201"]  # static: untouched
+        assert discovery.status()["regions"]["south"]["source"] == "etcd:/south"
+        south.membership.upsert(member("sv-user", "south", 7302))
+        await settle()
+        assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301", "sv-user-south-7302"]
+
+        # east switches to the same prefix: its pool becomes what /south lists for east.
+        south.membership.upsert(member("sv-user", "east", 7201))
+        south.membership.upsert(member("sv-user", "east", 7205))
+        kept = upstreams.pool("sv-user", "east").instances[0]  # type: ignore[union-attr]
+        await discovery.apply_regions(_spec("east", "etcd:/south") | _spec("south", "etcd:/south"))
+        await settle()
+        assert ids(upstreams, "sv-user", "east") == ["sv-user-east-7201", "sv-user-east-7205"]
+        assert upstreams.pool("sv-user", "east").instances[0] is kept  # type: ignore[union-attr]
+
+        # south moves to another prefix: its pool follows the new source once listed.
+        other = h.sources["etcd:/other"] = FedSource("etcd:/other")
+        other.membership.replace([member("sv-user", "south", 7401)])
+        other.membership.mark_fresh()
+        await discovery.apply_regions(_spec("east", "etcd:/south") | _spec("south", "etcd:/other"))
+        await settle()
+        assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7401"]
+        assert not south.closed  # east still follows it
+
+        # east back to static: the topology's instance only; /south is no longer needed.
+        await discovery.apply_regions(_spec("east", "static") | _spec("south", "etcd:/other"))
+        await settle()
+        assert ids(upstreams, "sv-user", "east") == ["sv-user-east-7201"]
+        assert south.closed
+        assert set(discovery.followed) == {"etcd:/other"}
+        # A region sv-region no longer lists falls back to the settings (static here).
+        await discovery.apply_regions(_spec("east", "static"))
+        assert other.closed
+        assert discovery.status()["from_directory"] == ["east"]
+    finally:
+        await discovery.stop()
+
+
+def _spec(region: str, value: str) -> dict[str, SourceSpec]:
+    return {region: parse_source(value)}

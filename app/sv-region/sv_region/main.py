@@ -11,6 +11,7 @@ from edgelib.db import Database
 from edgelib.settings import ServiceSettings, own_settings
 from sv_region.config import Settings
 from sv_region.directory.endpoints import router as directory_router
+from sv_region.regions.endpoints import internal_router as region_sources_router
 from sv_region.regions.endpoints import router as regions_router
 from sv_region.seed import seed_regions
 
@@ -36,4 +37,5 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
     )
     app.include_router(directory_router)
     app.include_router(regions_router)
+    app.include_router(region_sources_router)
     return app
