@@ -244,3 +244,24 @@ async def test_a_signed_identity_without_the_permission_is_403_here_too(
     assert "regions:" in resp.json()["detail"]
     names = [r["name"] for r in (await admin(client, "GET", "/api/v1/regions")).json()]
     assert names == ["east", "west"]
+
+
+async def test_the_gateway_reads_every_regions_discovery_source_over_the_internal_api(
+    region_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, client = region_app
+    created = await admin(client, "PUT", "/api/v1/regions/south", {"discovery": "etcd:/south"})
+    assert created.status_code == 201
+    headers = GATEWAY.sign("GET", "/internal/regions", b"")
+    resp = await client.get("/internal/regions", headers=headers)
+    assert resp.status_code == 200, resp.text
+    listed = resp.json()
+    assert {r["name"]: r["discovery"] for r in listed} == {
+        "east": "static",
+        "south": "etcd:/south",
+        "west": "static",
+    }
+    # Another service may not; nor may an unsigned caller.
+    other = SV_USER.sign("GET", "/internal/regions", b"")
+    assert (await client.get("/internal/regions", headers=other)).status_code == 403
+    assert (await client.get("/internal/regions")).status_code == 401
