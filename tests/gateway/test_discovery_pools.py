@@ -15,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from edgelib.discovery import Member, Membership, SourceSpec, parse_source
+from gateway_api.admin.metrics import merge, render
 from gateway_api.config import Settings
 from gateway_api.topology import GatewaySpec, InstanceSpec, Topology
 from gateway_api.upstreams.discovery import Discovery, parse_region_sources
@@ -237,6 +238,22 @@ async def test_the_consistent_hash_ring_moves_only_the_changed_instances_keys() 
         await discovery.stop()
 
 
+def series(discovery: Discovery, *others: dict[str, Any]) -> dict[str, float]:
+    """The gateway's /metrics text for this worker (and ``others``), as name{labels} -> value."""
+    upstreams = discovery.upstreams
+    mine = {
+        "discovery": discovery.metrics(),
+        "pools": [[p.label, len(p.instances), len(p.draining)] for p in upstreams.pools.values()],
+    }
+    text = render(merge([mine, *others]), workers=1 + len(others)).decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(("edge_gateway_discovery", "edge_gateway_pool_instances")):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
 async def test_a_stale_source_keeps_its_pools_and_says_so_until_it_resyncs() -> None:
     static = InstanceSpec("svc", "west", "http://127.0.0.1:7301", 1, 7301)
     upstreams = Upstreams(topology(static))
@@ -255,6 +272,12 @@ async def test_a_stale_source_keeps_its_pools_and_says_so_until_it_resyncs() -> 
         assert status["stale"] is False
         assert status["regions"]["east"] == {"source": "etcd:/e", "stale": False, "revision": 42}
         assert status["regions"]["west"] == {"source": "static", "stale": False}
+        fresh = series(discovery)
+        assert fresh['edge_gateway_discovery_stale{source="etcd:/e"}'] == 0
+        assert fresh['edge_gateway_discovery_stale_seconds{source="etcd:/e"}'] == 0
+        assert fresh['edge_gateway_discovery_members{source="etcd:/e"}'] == 2
+        assert fresh['edge_gateway_pool_instances{upstream="svc/east",state="active"}'] == 1
+        assert fresh['edge_gateway_discovery_changes_total{source="etcd:/e",change="join"}'] == 1
 
         source.membership.mark_stale("etcd: connection refused")
         await settle()
@@ -263,6 +286,15 @@ async def test_a_stale_source_keeps_its_pools_and_says_so_until_it_resyncs() -> 
         assert status["stale"] is True
         assert status["regions"]["east"]["stale"] is True
         assert status["sources"]["etcd:/e"]["last_error"] == "etcd: connection refused"
+        await asyncio.sleep(0.05)
+        stale = series(discovery)
+        assert stale['edge_gateway_discovery_stale{source="etcd:/e"}'] == 1
+        assert stale['edge_gateway_discovery_stale_seconds{source="etcd:/e"}'] >= 0.05
+        assert stale['edge_gateway_discovery_members{source="etcd:/e"}'] == 2  # all kept
+        assert stale['edge_gateway_pool_instances{upstream="svc/east",state="active"}'] == 1
+        # Another worker that still sees it fresh does not hide it: the worst one counts.
+        other = {"discovery": [["etcd:/e", 0, 0.0, 2, 1, 1, 0, 0]], "pools": []}
+        assert series(discovery, other)['edge_gateway_discovery_stale{source="etcd:/e"}'] == 1
 
         # Back: a full listing with the differences (one left, one joined meanwhile).
         source.membership.replace([member("svc", "east", 2)])
@@ -270,6 +302,11 @@ async def test_a_stale_source_keeps_its_pools_and_says_so_until_it_resyncs() -> 
         await settle()
         assert ids(upstreams, "svc", "east") == ["svc-east-2"]
         assert discovery.status()["stale"] is False
+        back = series(discovery)
+        assert back['edge_gateway_discovery_stale{source="etcd:/e"}'] == 0
+        assert back['edge_gateway_discovery_stale_seconds{source="etcd:/e"}'] == 0
+        assert back['edge_gateway_discovery_resyncs_total{source="etcd:/e"}'] == 2
+        assert back['edge_gateway_discovery_changes_total{source="etcd:/e",change="leave"}'] == 1
     finally:
         await discovery.stop()
 

@@ -376,7 +376,28 @@ class Discovery:
             },
         )
 
-    # -- what /cluster shows --------------------------------------------------------------
+    # -- what /cluster and the metrics show -----------------------------------------------
+
+    def metrics(self) -> list[list[Any]]:
+        """Per source, for a worker's metrics snapshot: ``[name, stale (0/1), seconds
+        stale, members, resyncs, joins, leaves, updates]`` (admin/metrics.py renders it)."""
+        rows: list[list[Any]] = []
+        for name, followed in sorted(self.followed.items()):
+            membership = followed.source.membership
+            since = membership.stale_since
+            rows.append(
+                [
+                    name,
+                    1 if membership.stale else 0,
+                    0.0 if since is None else round(time.monotonic() - since, 3),
+                    sum(len(p) for p in membership.pools().values()),
+                    membership.resyncs,
+                    followed.joins,
+                    followed.leaves,
+                    followed.updates,
+                ]
+            )
+        return rows
 
     def gateways(self) -> list[dict[str, Any]]:
         """The gateway nodes registered in any source, by instance id."""
