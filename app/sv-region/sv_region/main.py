@@ -24,7 +24,8 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database: Database = app.state.database
-        await seed_regions(database, settings.regions)
+        mode = f"etcd:{settings.discovery_prefix}" if settings.discovery == "etcd" else "static"
+        await seed_regions(database, settings.regions, mode)
         yield
 
     app = create_service_app(
