@@ -12,14 +12,20 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession, web
 from pydantic import ValidationError
 
+from edgelib.backends.memory import MemoryBackend
 from edgelib.discovery import Member, Membership, SourceSpec, parse_source
+from edgelib.settings import DEV_SERVICE_SECRET
+from edgelib.signing import ServiceSigner
 from gateway_api.admin.metrics import merge, render
 from gateway_api.config import Settings
 from gateway_api.topology import GatewaySpec, InstanceSpec, Topology
 from gateway_api.upstreams.discovery import Discovery, parse_region_sources
 from gateway_api.upstreams.pools import Instance, Upstreams
+from gateway_api.upstreams.region_sources import REGIONS_CHANNEL, RegionSources
+from tests.worker import free_port
 
 
 class FedSource:
@@ -460,3 +466,81 @@ async def test_sv_regions_sources_open_switch_restore_and_close_region_watchers(
 
 def _spec(region: str, value: str) -> dict[str, SourceSpec]:
     return {region: parse_source(value)}
+
+
+async def test_region_sources_read_sv_region_on_announcements_and_keep_the_last_list() -> None:
+    """RegionSources against a small sv-region stand-in (aiohttp on 127.0.0.1): each
+    announcement on edge.regions is a read; a failing sv-region changes nothing."""
+    answer: dict[str, Any] = {"status": 200, "body": [{"name": "east", "discovery": "static"}]}
+    signed: list[str] = []
+
+    async def regions(request: web.Request) -> web.Response:
+        signed.append(request.headers.get("x-edge-service", ""))
+        return web.json_response(answer["body"], status=answer["status"])
+
+    app = web.Application()
+    app.router.add_get("/internal/regions", regions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    directory = InstanceSpec("sv-region", None, f"http://127.0.0.1:{port}", 1, port)
+    upstreams = Upstreams(topology(directory))
+    h = Harness(upstreams, {})
+    south = h.sources["etcd:/south"] = FedSource("etcd:/south")
+    south.membership.replace([member("sv-user", "south", 7301)])
+    south.membership.mark_fresh()
+    discovery = h.discovery("static")
+    await discovery.start()
+    backend = MemoryBackend()
+    pool = upstreams.pool("sv-region", None)
+    assert pool is not None
+    async with ClientSession() as session:
+        follower = RegionSources(
+            discovery,
+            pool=pool,
+            session=session,
+            signer=ServiceSigner("gateway-api", DEV_SERVICE_SECRET),
+            backend=backend,
+            refresh=3600,
+        )
+        await follower.start()
+        try:
+            for _ in range(200):
+                if follower.reads and discovery.directory is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert discovery.directory == {"east": SourceSpec("static")}
+            assert signed[0] == "gateway-api"
+
+            # sv-region creates south and announces it: read again, south followed.
+            answer["body"] = [
+                {"name": "east", "discovery": "static"},
+                {"name": "south", "discovery": "etcd:/south"},
+                {"name": "bad", "discovery": "ftp:/nope"},  # ignored, not fatal
+            ]
+            for _ in range(200):  # the subscription is made in the background
+                await backend.publish(REGIONS_CHANNEL, b"south")
+                await asyncio.sleep(0.01)
+                if ids(upstreams, "sv-user", "south"):
+                    break
+            assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301"]
+            assert set(discovery.directory) == {"east", "south"}
+
+            # sv-region failing: the last list stays, the pools too.
+            answer["status"] = 503
+            reads = follower.reads
+            await backend.publish(REGIONS_CHANNEL, b"*")
+            for _ in range(200):
+                if follower.failures:
+                    break
+                await asyncio.sleep(0.01)
+            assert follower.failures >= 1
+            assert follower.reads == reads
+            assert follower.status()["last_error"] == "sv-region answered 503"
+            assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301"]
+            assert "etcd:/south" in discovery.followed
+        finally:
+            await follower.stop()
+            await discovery.stop()
+            await runner.cleanup()
