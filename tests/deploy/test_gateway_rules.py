@@ -88,6 +88,7 @@ job = {"job": "gateway-api"}
 BREAKER = 'edge_gateway_breaker_state{%s,upstream="sv-user/east",instance="sv-user-east-7201"}'
 HEALTHY = 'edge_gateway_instance_healthy{%s,upstream="sv-user/east",instance="sv-user-east-%d"}'
 where = {"upstream": "sv-user/east", "instance": "sv-user-east-7201"}
+STALE = 'edge_gateway_discovery_stale{%s,source="etcd:/edge/services"}'
 
 TESTS: list[dict[str, Any]] = [
     # 2% of answers are 5xx (20 times the 0.1% budget): fast and slow burn both fire.
@@ -207,6 +208,29 @@ TESTS: list[dict[str, Any]] = [
             ),
         ],
     ),
+    # A discovery source stale for over 2 minutes fires; a blip of one minute does not.
+    case(
+        [{"series": STALE % JOB, "values": "0 1 1 1 1 1 0"}],
+        [
+            ("2m", "EdgeGatewayDiscoveryStale", []),
+            (
+                "4m",
+                "EdgeGatewayDiscoveryStale",
+                [
+                    fired(
+                        "EdgeGatewayDiscoveryStale",
+                        **job,
+                        source="etcd:/edge/services",
+                    )
+                ],
+            ),
+            ("6m", "EdgeGatewayDiscoveryStale", []),
+        ],
+    ),
+    case(
+        [{"series": STALE % JOB, "values": "0 1 0 1 0 1 0"}],
+        [("5m", "EdgeGatewayDiscoveryStale", [])],
+    ),
     # A worker missing from the scrapes for 5 minutes.
     case(
         [
@@ -262,6 +286,11 @@ def test_the_gateway_alerts_fire_on_bad_series_and_stay_quiet_on_healthy_ones(
             "EdgeGatewayBreakerOpen",
             "(edge_gateway_breaker_state) == 2",
             "(edge_gateway_breaker_state) == 3",
+        ),
+        (
+            "EdgeGatewayDiscoveryStale",
+            "(edge_gateway_discovery_stale) == 1",
+            "(edge_gateway_discovery_stale) == 0",
         ),
         (
             "EdgeGatewayAvailabilityBurnFast",

@@ -12,13 +12,20 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession, web
 from pydantic import ValidationError
 
+from edgelib.backends.memory import MemoryBackend
 from edgelib.discovery import Member, Membership, SourceSpec, parse_source
+from edgelib.settings import DEV_SERVICE_SECRET
+from edgelib.signing import ServiceSigner
+from gateway_api.admin.metrics import merge, render
 from gateway_api.config import Settings
 from gateway_api.topology import GatewaySpec, InstanceSpec, Topology
 from gateway_api.upstreams.discovery import Discovery, parse_region_sources
 from gateway_api.upstreams.pools import Instance, Upstreams
+from gateway_api.upstreams.region_sources import REGIONS_CHANNEL, RegionSources
+from tests.worker import free_port
 
 
 class FedSource:
@@ -237,6 +244,22 @@ async def test_the_consistent_hash_ring_moves_only_the_changed_instances_keys() 
         await discovery.stop()
 
 
+def series(discovery: Discovery, *others: dict[str, Any]) -> dict[str, float]:
+    """The gateway's /metrics text for this worker (and ``others``), as name{labels} -> value."""
+    upstreams = discovery.upstreams
+    mine = {
+        "discovery": discovery.metrics(),
+        "pools": [[p.label, len(p.instances), len(p.draining)] for p in upstreams.pools.values()],
+    }
+    text = render(merge([mine, *others]), workers=1 + len(others)).decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(("edge_gateway_discovery", "edge_gateway_pool_instances")):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
 async def test_a_stale_source_keeps_its_pools_and_says_so_until_it_resyncs() -> None:
     static = InstanceSpec("svc", "west", "http://127.0.0.1:7301", 1, 7301)
     upstreams = Upstreams(topology(static))
@@ -255,6 +278,12 @@ async def test_a_stale_source_keeps_its_pools_and_says_so_until_it_resyncs() -> 
         assert status["stale"] is False
         assert status["regions"]["east"] == {"source": "etcd:/e", "stale": False, "revision": 42}
         assert status["regions"]["west"] == {"source": "static", "stale": False}
+        fresh = series(discovery)
+        assert fresh['edge_gateway_discovery_stale{source="etcd:/e"}'] == 0
+        assert fresh['edge_gateway_discovery_stale_seconds{source="etcd:/e"}'] == 0
+        assert fresh['edge_gateway_discovery_members{source="etcd:/e"}'] == 2
+        assert fresh['edge_gateway_pool_instances{upstream="svc/east",state="active"}'] == 1
+        assert fresh['edge_gateway_discovery_changes_total{source="etcd:/e",change="join"}'] == 1
 
         source.membership.mark_stale("etcd: connection refused")
         await settle()
@@ -263,6 +292,15 @@ async def test_a_stale_source_keeps_its_pools_and_says_so_until_it_resyncs() -> 
         assert status["stale"] is True
         assert status["regions"]["east"]["stale"] is True
         assert status["sources"]["etcd:/e"]["last_error"] == "etcd: connection refused"
+        await asyncio.sleep(0.05)
+        stale = series(discovery)
+        assert stale['edge_gateway_discovery_stale{source="etcd:/e"}'] == 1
+        assert stale['edge_gateway_discovery_stale_seconds{source="etcd:/e"}'] >= 0.05
+        assert stale['edge_gateway_discovery_members{source="etcd:/e"}'] == 2  # all kept
+        assert stale['edge_gateway_pool_instances{upstream="svc/east",state="active"}'] == 1
+        # Another worker that still sees it fresh does not hide it: the worst one counts.
+        other = {"discovery": [["etcd:/e", 0, 0.0, 2, 1, 1, 0, 0]], "pools": []}
+        assert series(discovery, other)['edge_gateway_discovery_stale{source="etcd:/e"}'] == 1
 
         # Back: a full listing with the differences (one left, one joined meanwhile).
         source.membership.replace([member("svc", "east", 2)])
@@ -270,6 +308,11 @@ async def test_a_stale_source_keeps_its_pools_and_says_so_until_it_resyncs() -> 
         await settle()
         assert ids(upstreams, "svc", "east") == ["svc-east-2"]
         assert discovery.status()["stale"] is False
+        back = series(discovery)
+        assert back['edge_gateway_discovery_stale{source="etcd:/e"}'] == 0
+        assert back['edge_gateway_discovery_stale_seconds{source="etcd:/e"}'] == 0
+        assert back['edge_gateway_discovery_resyncs_total{source="etcd:/e"}'] == 2
+        assert back['edge_gateway_discovery_changes_total{source="etcd:/e",change="leave"}'] == 1
     finally:
         await discovery.stop()
 
@@ -360,3 +403,144 @@ async def test_a_joiner_takes_no_traffic_until_a_probe_passes_and_is_probed_agai
         assert took < 0.5  # three failed probes 50 ms apart, not three health intervals
     finally:
         await discovery.stop()
+
+
+async def test_sv_regions_sources_open_switch_restore_and_close_region_watchers() -> None:
+    # east is static in the topology; sv-region then says where each region is found.
+    spec = InstanceSpec("sv-user", "east", "http://127.0.0.1:7201", 1, 7201)
+    upstreams = Upstreams(topology(spec))
+    h = Harness(upstreams, {})
+    discovery = h.discovery("static")
+    await discovery.start()
+    try:
+        assert not discovery.followed
+        south = h.sources["etcd:/south"] = FedSource("etcd:/south")
+        south.membership.replace([member("sv-user", "south", 7301)])
+        south.membership.mark_fresh()
+
+        # A region created at runtime with its own etcd prefix: watched, pooled, probed.
+        await discovery.apply_regions(
+            {"east": SourceSpec("static"), **_spec("south", "etcd:/south")}
+        )
+        await settle()
+        assert south.started
+        assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301"]
+        assert upstreams.pool("sv-user", "south").instances[0].healthy  # type: ignore[union-attr]
+        assert ids(upstreams, "sv-user", "east") == ["sv-user-east-7201"]  # static: untouched
+        assert discovery.status()["regions"]["south"]["source"] == "etcd:/south"
+        south.membership.upsert(member("sv-user", "south", 7302))
+        await settle()
+        assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301", "sv-user-south-7302"]
+
+        # east switches to the same prefix: its pool becomes what /south lists for east.
+        south.membership.upsert(member("sv-user", "east", 7201))
+        south.membership.upsert(member("sv-user", "east", 7205))
+        kept = upstreams.pool("sv-user", "east").instances[0]  # type: ignore[union-attr]
+        await discovery.apply_regions(_spec("east", "etcd:/south") | _spec("south", "etcd:/south"))
+        await settle()
+        assert ids(upstreams, "sv-user", "east") == ["sv-user-east-7201", "sv-user-east-7205"]
+        assert upstreams.pool("sv-user", "east").instances[0] is kept  # type: ignore[union-attr]
+
+        # south moves to another prefix: its pool follows the new source once listed.
+        other = h.sources["etcd:/other"] = FedSource("etcd:/other")
+        other.membership.replace([member("sv-user", "south", 7401)])
+        other.membership.mark_fresh()
+        await discovery.apply_regions(_spec("east", "etcd:/south") | _spec("south", "etcd:/other"))
+        await settle()
+        assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7401"]
+        assert not south.closed  # east still follows it
+
+        # east back to static: the topology's instance only; /south is no longer needed.
+        await discovery.apply_regions(_spec("east", "static") | _spec("south", "etcd:/other"))
+        await settle()
+        assert ids(upstreams, "sv-user", "east") == ["sv-user-east-7201"]
+        assert south.closed
+        assert set(discovery.followed) == {"etcd:/other"}
+        # A region sv-region no longer lists falls back to the settings (static here).
+        await discovery.apply_regions(_spec("east", "static"))
+        assert other.closed
+        assert discovery.status()["from_directory"] == ["east"]
+    finally:
+        await discovery.stop()
+
+
+def _spec(region: str, value: str) -> dict[str, SourceSpec]:
+    return {region: parse_source(value)}
+
+
+async def test_region_sources_read_sv_region_on_announcements_and_keep_the_last_list() -> None:
+    """RegionSources against a small sv-region stand-in (aiohttp on 127.0.0.1): each
+    announcement on edge.regions is a read; a failing sv-region changes nothing."""
+    answer: dict[str, Any] = {"status": 200, "body": [{"name": "east", "discovery": "static"}]}
+    signed: list[str] = []
+
+    async def regions(request: web.Request) -> web.Response:
+        signed.append(request.headers.get("x-edge-service", ""))
+        return web.json_response(answer["body"], status=answer["status"])
+
+    app = web.Application()
+    app.router.add_get("/internal/regions", regions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    directory = InstanceSpec("sv-region", None, f"http://127.0.0.1:{port}", 1, port)
+    upstreams = Upstreams(topology(directory))
+    h = Harness(upstreams, {})
+    south = h.sources["etcd:/south"] = FedSource("etcd:/south")
+    south.membership.replace([member("sv-user", "south", 7301)])
+    south.membership.mark_fresh()
+    discovery = h.discovery("static")
+    await discovery.start()
+    backend = MemoryBackend()
+    pool = upstreams.pool("sv-region", None)
+    assert pool is not None
+    async with ClientSession() as session:
+        follower = RegionSources(
+            discovery,
+            pool=pool,
+            session=session,
+            signer=ServiceSigner("gateway-api", DEV_SERVICE_SECRET),
+            backend=backend,
+            refresh=3600,
+        )
+        await follower.start()
+        try:
+            for _ in range(200):
+                if follower.reads and discovery.directory is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert discovery.directory == {"east": SourceSpec("static")}
+            assert signed[0] == "gateway-api"
+
+            # sv-region creates south and announces it: read again, south followed.
+            answer["body"] = [
+                {"name": "east", "discovery": "static"},
+                {"name": "south", "discovery": "etcd:/south"},
+                {"name": "bad", "discovery": "ftp:/nope"},  # ignored, not fatal
+            ]
+            for _ in range(200):  # the subscription is made in the background
+                await backend.publish(REGIONS_CHANNEL, b"south")
+                await asyncio.sleep(0.01)
+                if ids(upstreams, "sv-user", "south"):
+                    break
+            assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301"]
+            assert set(discovery.directory) == {"east", "south"}
+
+            # sv-region failing: the last list stays, the pools too.
+            answer["status"] = 503
+            reads = follower.reads
+            await backend.publish(REGIONS_CHANNEL, b"*")
+            for _ in range(200):
+                if follower.failures:
+                    break
+                await asyncio.sleep(0.01)
+            assert follower.failures >= 1
+            assert follower.reads == reads
+            assert follower.status()["last_error"] == "sv-region answered 503"
+            assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301"]
+            assert "etcd:/south" in discovery.followed
+        finally:
+            await follower.stop()
+            await discovery.stop()
+            await runner.cleanup()

@@ -19,6 +19,7 @@ from edgelib.signing import ServiceSigner
 from sv_region.config import Settings
 from sv_region.main import create_app
 from sv_region.regions.events import DIRECTORY_CHANNEL, REGIONS_CHANNEL
+from sv_region.seed import seed_regions
 from tests.helpers import grant, running
 
 ADMIN = Identity("u-admin", "admin", "east", "s-1", "web")
@@ -244,3 +245,40 @@ async def test_a_signed_identity_without_the_permission_is_403_here_too(
     assert "regions:" in resp.json()["detail"]
     names = [r["name"] for r in (await admin(client, "GET", "/api/v1/regions")).json()]
     assert names == ["east", "west"]
+
+
+async def test_the_gateway_reads_every_regions_discovery_source_over_the_internal_api(
+    region_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, client = region_app
+    created = await admin(client, "PUT", "/api/v1/regions/south", {"discovery": "etcd:/south"})
+    assert created.status_code == 201
+    headers = GATEWAY.sign("GET", "/internal/regions", b"")
+    resp = await client.get("/internal/regions", headers=headers)
+    assert resp.status_code == 200, resp.text
+    listed = resp.json()
+    assert {r["name"]: r["discovery"] for r in listed} == {
+        "east": "static",
+        "south": "etcd:/south",
+        "west": "static",
+    }
+    # Another service may not; nor may an unsigned caller.
+    other = SV_USER.sign("GET", "/internal/regions", b"")
+    assert (await client.get("/internal/regions", headers=other)).status_code == 403
+    assert (await client.get("/internal/regions")).status_code == 401
+
+
+async def test_seeded_regions_follow_the_stacks_discovery_mode_until_edited(
+    region_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = region_app
+    edited = await admin(client, "PUT", "/api/v1/regions/west", {"discovery": "k8s:edge-west"})
+    assert edited.status_code == 200
+    # The stack now runs with EDGE_DISCOVERY=etcd (what create_app passes on a restart).
+    await seed_regions(app.state.database, ["east", "west", "north"], "etcd:/edge/services")
+    listed = (await admin(client, "GET", "/api/v1/regions")).json()
+    assert {r["name"]: r["discovery"] for r in listed} == {
+        "east": "etcd:/edge/services",  # seeded, never edited: follows the stack
+        "north": "etcd:/edge/services",  # created by the seed
+        "west": "k8s:edge-west",  # edited through the API: left alone
+    }

@@ -26,6 +26,7 @@ from edgectl.observe import ObserveError, observing, prometheus_spec
 from edgectl.processes import process_specs
 from edgectl.registry import RegistryError, default_registry, load_registry
 from edgectl.scaffold import ScaffoldError, new_service
+from edgectl.scale import ScaleError, request_scale
 from edgectl.supervisor import supervise
 from edgelib.topology import TopologyError, load_topology
 
@@ -110,6 +111,24 @@ def _status(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)  # noqa: T201
     return code
+
+
+def _scale(args: argparse.Namespace) -> int:
+    """Ask the running stack for N instances of a service in a region."""
+    try:
+        answer = request_scale(args.var_dir, args.service, args.region, args.instances)
+    except (ScaleError, OSError) as exc:
+        print(f"edgectl: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    if not answer.get("ok"):
+        print(f"edgectl: {answer.get('error')}", file=sys.stderr)  # noqa: T201
+        return 1
+    for name in answer["added"]:
+        print(f"started {name}")  # noqa: T201
+    for name in answer["removed"]:
+        print(f"stopped {name} (deregistered, drained)")  # noqa: T201
+    print(f"{args.service} {args.region or '(global)'}: {', '.join(answer['instances'])}")  # noqa: T201
+    return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -205,6 +224,13 @@ def main(argv: list[str] | None = None) -> None:
         "--prefix", default=os.environ.get("EDGE_DISCOVERY_PREFIX", "/edge/services")
     )
     status.set_defaults(func=_status)
+    scale = sub.add_parser(
+        "scale", help="start or stop local instances of a service (EDGE_DISCOVERY=etcd)"
+    )
+    scale.add_argument("service", help="e.g. sv-user")
+    scale.add_argument("--region", help="the region (none for a global service)")
+    scale.add_argument("--instances", type=int, required=True, help="how many, 1 to 16")
+    scale.set_defaults(func=_scale)
     sub.add_parser("migrate", help="apply all migrations").set_defaults(func=_migrate)
     gen = sub.add_parser("generate", help="write every list derived from deploy/services.toml")
     gen.add_argument("--check", action="store_true", help="only list stale files; 1 if any")

@@ -28,6 +28,8 @@ class ProcessSpec:
     admin_url: str | None = None
 
     public_url: str | None = None
+    #: The service's settings prefix (``SV_USER_``): ``edgectl scale`` sets PORT etc.
+    prefix: str = ""
 
     @property
     def url(self) -> str:
@@ -88,6 +90,7 @@ def process_specs(
                 ready_url=f"http://{host}:{inst.port}/readyz",
                 argv=[sys.executable, "-m", registry.service(inst.service).package],
                 env=env,
+                prefix=prefix,
             )
         )
     gw = topology.gateway

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import httpx
 
+from edgectl.discovery import discovery_mode
 from edgectl.processes import ProcessSpec, child_env, write_pid
+from edgectl.scale import READY_TIMEOUT, ScaleError, copy_spec, free_port_from, serve_control
+from edgectl.scale import socket_path as control_socket
 
 logger = logging.getLogger("edgectl")
 
@@ -112,6 +115,66 @@ def print_table(specs: list[ProcessSpec], public_url: str, admin_url: str) -> No
     print("Stop: Ctrl-C or `make down`")  # noqa: T201
 
 
+class Stack:
+    """The supervised children, and ``edgectl scale``'s changes to them."""
+
+    def __init__(self, children: list[Supervised], log_dir: Path, run_dir: Path) -> None:
+        self.children = children
+        self.log_dir = log_dir
+        self.run_dir = run_dir
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self, child: Supervised) -> None:
+        self.tasks.append(asyncio.create_task(child.run(), name=child.spec.name))
+
+    async def scale(self, service: str, region: str | None, count: int) -> dict[str, object]:
+        if discovery_mode() != "etcd":
+            raise ScaleError(
+                "scale needs EDGE_DISCOVERY=etcd (a static topology would not tell the "
+                "gateway about new instances)"
+            )
+        if service == "gateway-api":
+            raise ScaleError("the gateway is not scaled this way")
+        current = [
+            c for c in self.children if c.spec.service == service and c.spec.region == region
+        ]
+        if not current:
+            where = f" in region {region}" if region else " (global)"
+            raise ScaleError(f"no {service} instance{where} in this stack")
+        added: list[str] = []
+        removed: list[str] = []
+        if count > len(current):
+            taken = {c.spec.port for c in self.children}
+            port = max(c.spec.port for c in current) + 1
+            host = current[0].spec.ready_url.split("://", 1)[1].rsplit(":", 1)[0]
+            new: list[Supervised] = []
+            for _ in range(count - len(current)):
+                port = free_port_from(host, port, taken)
+                taken.add(port)
+                child = Supervised(copy_spec(current[0].spec, port), self.log_dir, self.run_dir)
+                # Before the gateway (the last child): it stays the one stopped first.
+                self.children.insert(len(self.children) - 1, child)
+                self.start(child)
+                new.append(child)
+                added.append(child.spec.name)
+            not_ready = await wait_ready([c.spec for c in new], READY_TIMEOUT)
+            if not_ready:
+                raise ScaleError(f"started but not ready in {READY_TIMEOUT:.0f}s: {not_ready}")
+        elif count < len(current):
+            # The newest first (those scale added, then the topology's last ones).
+            leaving = current[count:][::-1]
+            await asyncio.gather(*(c.stop() for c in leaving))
+            for child in leaving:
+                self.children.remove(child)
+                removed.append(child.spec.name)
+        instances = [
+            c.spec.name
+            for c in self.children
+            if c.spec.service == service and c.spec.region == region
+        ]
+        return {"added": added, "removed": removed, "instances": instances}
+
+
 async def supervise(
     specs: list[ProcessSpec],
     *,
@@ -133,11 +196,13 @@ async def supervise(
         loop.add_signal_handler(sig, stop_event.set)
 
     children = [Supervised(spec, log_dir, run_dir) for spec in specs]
+    stack = Stack(children, log_dir, run_dir)
     # Services first, the gateway last: it probes the others as it starts.
-    tasks = [asyncio.create_task(c.run(), name=c.spec.name) for c in children[:-1]]
+    for child in children[:-1]:
+        stack.start(child)
     started = time.monotonic()
     not_ready = await wait_ready(specs[:-1], ready_timeout)
-    tasks.append(asyncio.create_task(children[-1].run(), name=children[-1].spec.name))
+    stack.start(children[-1])
     if not not_ready:
         not_ready = await wait_ready(
             specs[-1:], max(5.0, ready_timeout - (time.monotonic() - started))
@@ -151,14 +216,19 @@ async def supervise(
     else:
         print(f"\nAll {len(specs)} processes ready in {time.monotonic() - started:.1f}s\n")  # noqa: T201
         print_table(specs, public_url, admin_url)
-        await stop_event.wait()
+        control = await serve_control(control_socket(var_dir), stack.scale)
+        try:
+            await stop_event.wait()
+        finally:
+            control.close()
+            control_socket(var_dir).unlink(missing_ok=True)
     print("\nstopping...")  # noqa: T201
     # The gateway first, so no request is sent to a service that is going away.
     await children[-1].stop()
     await asyncio.gather(*(c.stop() for c in children[:-1]))
-    for task in tasks:
+    for task in stack.tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*stack.tasks, return_exceptions=True)
     with contextlib.suppress(FileNotFoundError):
         pid_file.unlink()
     print("stopped")  # noqa: T201

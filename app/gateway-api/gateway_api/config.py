@@ -141,6 +141,11 @@ class Settings(ServiceSettings):
     #: Seconds the start waits for each source's first listing (then: the topology's
     #: pools, marked stale, until the source answers).
     discovery_start_wait: float = Field(default=2.0, ge=0, le=60)
+    #: Follow sv-region's ``discovery`` value of each region (over ``discovery_regions``):
+    #: read at start, on each ``edge.regions`` announcement and every
+    #: ``discovery_regions_refresh`` seconds.
+    discovery_follow_regions: bool = True
+    discovery_regions_refresh: float = Field(default=30.0, ge=1, le=3600)
 
     #: Retries may add this share of the request rate (plus a small floor per second).
     retry_budget_ratio: float = 0.2

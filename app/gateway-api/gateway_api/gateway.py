@@ -36,6 +36,7 @@ from gateway_api.upstreams.discovery import Discovery
 from gateway_api.upstreams.ejections import EjectionBus
 from gateway_api.upstreams.health import HealthChecker
 from gateway_api.upstreams.pools import RetryBudget, Upstreams
+from gateway_api.upstreams.region_sources import RegionSources
 from gateway_api.upstreams.regions import RegionResolver
 
 logger = logging.getLogger("gateway")
@@ -111,6 +112,8 @@ class Egress:
         self.ejections: EjectionBus | None = None
         #: Pools that follow etcd or EndpointSlices (None: the topology's, as read).
         self.discovery: Discovery | None = None
+        #: Each region's source as sv-region says (None: settings only, or no sv-region).
+        self.region_sources: RegionSources | None = None
 
 
 class Gateway:
@@ -207,7 +210,20 @@ class Gateway:
             start_wait=settings.discovery_start_wait,
         )
         await discovery.start()
-        if discovery.active:
+        directory = self.upstreams.pool("sv-region", None)
+        if settings.discovery_follow_regions and directory is not None:
+            assert self.egress.session is not None
+            self.egress.region_sources = RegionSources(
+                discovery,
+                pool=directory,
+                session=self.egress.session,
+                signer=self.security.signer,
+                backend=self.backend,
+                refresh=settings.discovery_regions_refresh,
+            )
+            await self.egress.region_sources.start()
+            self.egress.discovery = discovery
+        elif discovery.active:
             self.egress.discovery = discovery
 
     async def _start_routing(self) -> None:
@@ -248,6 +264,7 @@ class Gateway:
         security, egress = self.security, self.egress
         await security.limiter.stop()
         parts = (
+            egress.region_sources,
             egress.discovery,
             egress.ejections,
             security.quota_feed,
@@ -318,7 +335,10 @@ class Gateway:
         discovery = self.egress.discovery
         if discovery is None:
             return {"default": "static", "stale": False, "sources": {}, "regions": {}}
-        return discovery.status()
+        status = discovery.status()
+        if self.egress.region_sources is not None:
+            status["directory"] = self.egress.region_sources.status()
+        return status
 
     def gateway_nodes(self) -> list[dict[str, object]]:
         """The gateway nodes registered (this one included when it registers)."""

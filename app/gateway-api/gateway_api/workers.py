@@ -93,6 +93,12 @@ def worker_metrics(gateway: Gateway, index: int) -> dict[str, Any]:
         for pool in gateway.upstreams.pools.values()
         for i in pool.instances
     ]
+    snapshot["pools"] = [
+        [pool.label, len(pool.instances), len(pool.draining)]
+        for pool in gateway.upstreams.pools.values()
+    ]
+    discovery = gateway.egress.discovery
+    snapshot["discovery"] = discovery.metrics() if discovery is not None else []
     table = gateway.routing.table
     release = 0
     kind = "file"

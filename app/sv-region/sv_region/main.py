@@ -11,6 +11,7 @@ from edgelib.db import Database
 from edgelib.settings import ServiceSettings, own_settings
 from sv_region.config import Settings
 from sv_region.directory.endpoints import router as directory_router
+from sv_region.regions.endpoints import internal_router as region_sources_router
 from sv_region.regions.endpoints import router as regions_router
 from sv_region.seed import seed_regions
 
@@ -23,7 +24,8 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database: Database = app.state.database
-        await seed_regions(database, settings.regions)
+        mode = f"etcd:{settings.discovery_prefix}" if settings.discovery == "etcd" else "static"
+        await seed_regions(database, settings.regions, mode)
         yield
 
     app = create_service_app(
@@ -36,4 +38,5 @@ def create_app(config: ServiceSettings | None = None) -> FastAPI:
     )
     app.include_router(directory_router)
     app.include_router(regions_router)
+    app.include_router(region_sources_router)
     return app

@@ -12,7 +12,10 @@ each family merges:
   has the breaker open);
 - ``edge_gateway_route_table_info``: one series per (source, version, release) in force,
   its value the number of workers running it (two series while a reload spreads);
-- ``edge_gateway_policy_version``: the oldest version any worker holds.
+- ``edge_gateway_policy_version``: the oldest version any worker holds;
+- ``edge_gateway_pool_instances`` and the ``edge_gateway_discovery_*`` families: every
+  worker follows the same sources and applies the same changes, so the highest value any
+  worker reports (a source stale in one worker is stale).
 
 The metric names and labels are in doc/services/gateway-api.md ("Metrics").
 """
@@ -27,6 +30,9 @@ from gateway_api.workers import fetch_worker_metrics, worker_metrics
 
 if TYPE_CHECKING:
     from gateway_api.gateway import Gateway
+
+#: A discovery row's values after the source name (Discovery.metrics), and their series.
+DISCOVERY_FIELDS = ("stale", "stale_seconds", "members", "resyncs", "joins", "leaves", "updates")
 
 #: Every refusal reason, exposed at 0 until one happens (a rate needs the series).
 REASONS = tuple(sorted({*REFUSAL_REASONS.values(), *SERVER_REFUSALS.values()}))
@@ -44,6 +50,8 @@ def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
     tables: dict[tuple[str, str, int], int] = {}
     routes: dict[tuple[str, str, int], int] = {}
     policy: int | None = None
+    pools: dict[tuple[str, str], int] = {}
+    discovery: dict[str, list[float]] = {}
     in_flight = tunnels = workers = 0
     for snap in snapshots:
         workers += 1
@@ -68,6 +76,13 @@ def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
             key3 = (str(table["source"]), str(table["version"]), int(table["release"]))
             tables[key3] = tables.get(key3, 0) + 1
             routes[key3] = int(table["routes"])
+        for label, active, draining in snap.get("pools", []):
+            for state, n in (("active", active), ("draining", draining)):
+                pools[(label, state)] = max(pools.get((label, state), 0), int(n))
+        for name, *values in snap.get("discovery", []):
+            have = discovery.setdefault(str(name), [0.0] * len(DISCOVERY_FIELDS))
+            for i, value in enumerate(values[: len(DISCOVERY_FIELDS)]):
+                have[i] = max(have[i], float(value))
         version = snap.get("policy_version")
         if isinstance(version, int):
             policy = version if policy is None else min(policy, version)
@@ -85,6 +100,8 @@ def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "route_tables": tables,
         "routes": routes,
         "policy_version": policy,
+        "pools": pools,
+        "discovery": discovery,
     }
 
 
@@ -230,6 +247,7 @@ def render(merged: dict[str, Any], *, workers: int) -> bytes:
             "The authorization policy version in force (the oldest any worker holds).",
         )
         out.sample("edge_gateway_policy_version", merged["policy_version"])
+    _render_discovery(out, merged)
     out.family("edge_gateway_workers", "gauge", "Worker processes configured (GATEWAY_WORKERS).")
     out.sample("edge_gateway_workers", workers)
     out.family(
@@ -239,6 +257,46 @@ def render(merged: dict[str, Any], *, workers: int) -> bytes:
     )
     out.sample("edge_gateway_workers_scraped", merged["workers"])
     return ("\n".join(out.lines) + "\n").encode()
+
+
+def _render_discovery(out: _Text, merged: dict[str, Any]) -> None:
+    out.family(
+        "edge_gateway_pool_instances",
+        "gauge",
+        "Instances of each upstream pool: active (in the choice) or draining (left, "
+        "requests still in flight).",
+    )
+    for (upstream, state), n in sorted(merged["pools"].items()):
+        out.sample("edge_gateway_pool_instances", n, upstream=upstream, state=state)
+    sources = sorted(merged["discovery"].items())
+    families = (
+        (
+            "stale",
+            "gauge",
+            "1 while the discovery source does not answer (its pools are the last known), else 0.",
+        ),
+        ("stale_seconds", "gauge", "Seconds the source has been stale (0 when fresh)."),
+        ("members", "gauge", "Members the source lists (all pools, gateway nodes included)."),
+        ("resyncs", "counter", "Full listings of the source (the first, then each resync)."),
+    )
+    for index, (field, kind, help_text) in enumerate(families):
+        name = f"edge_gateway_discovery_{field}" + ("_total" if kind == "counter" else "")
+        out.family(name, kind, help_text)
+        for source, values in sources:
+            out.sample(name, values[index], source=source)
+    out.family(
+        "edge_gateway_discovery_changes_total",
+        "counter",
+        "Instances that joined, left or changed weight in the pools a source governs.",
+    )
+    for source, values in sources:
+        for offset, change in enumerate(("join", "leave", "update")):
+            out.sample(
+                "edge_gateway_discovery_changes_total",
+                values[4 + offset],
+                source=source,
+                change=change,
+            )
 
 
 async def gateway_metrics(gateway: Gateway) -> bytes:

@@ -106,7 +106,13 @@ class Discovery:
     ) -> None:
         self.upstreams = upstreams
         self.default = default
-        self.regions: dict[str, SourceSpec] = dict(regions or {})
+        #: The regions' sources from the settings (``GATEWAY_DISCOVERY_REGIONS``)...
+        self.configured: dict[str, SourceSpec] = dict(regions or {})
+        #: ...and in force: sv-region's ``discovery`` values over those (apply_regions).
+        self.regions: dict[str, SourceSpec] = dict(self.configured)
+        #: The regions sv-region last listed (None: not heard from it yet).
+        self.directory: dict[str, SourceSpec] | None = None
+        self.region_changes = 0
         self._opener = opener
         self._probe = probe
         self._on_join = on_join
@@ -171,6 +177,83 @@ class Discovery:
         if self.followed:
             self._reaper = asyncio.create_task(self._reap(), name="gateway-discovery-reaper")
 
+    async def apply_regions(self, regions: Mapping[str, SourceSpec]) -> None:
+        """Follow sv-region's ``discovery`` value for each region it lists (over the
+        settings' entry for that region): a new region's source is opened and its pools
+        made as soon as it has listed; a region whose value changed switches source (its
+        pools are reconciled against the new one, instances with the same id carry on);
+        a region that became ``static`` gets the topology's pools back. Sources no region
+        needs any more are closed."""
+        directory = dict(regions)
+        new = {**self.configured, **directory}
+        if directory == self.directory and new == self.regions:
+            return
+        before = {r: self.spec_for(r) for r in {*self.regions, *new}}
+        self.directory = directory
+        self.regions = new
+        self.region_changes += 1
+        changed = sorted(r for r, spec in before.items() if self.spec_for(r) != spec)
+        if changed:
+            logger.info(
+                "region sources changed",
+                extra={"regions": {r: str(self.spec_for(r)) for r in changed}},
+            )
+        wanted = self._wanted()
+        opened = await self._open_missing(wanted)
+        for region in changed:
+            if self.spec_for(region).kind == "static":
+                self._restore_static(region)
+        for followed in list(self.followed.values()):
+            if followed.name not in wanted:
+                del self.followed[followed.name]
+                await cancel(followed.task)
+                await followed.source.aclose()
+                logger.info("discovery source closed", extra={"source": followed.name})
+            elif followed not in opened and followed.source.membership.synced.is_set():
+                self.reconcile(followed)  # it may govern a region it did not before
+        if self.followed and self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap(), name="gateway-discovery-reaper")
+
+    async def _open_missing(
+        self, wanted: dict[str, tuple[SourceSpec, str | None]]
+    ) -> list[Followed]:
+        """Open and follow the sources ``wanted`` names that are not followed yet; each
+        applies its view once listed (a region switching keeps its pools meanwhile)."""
+        opened: list[Followed] = []
+        for name, (spec, region) in wanted.items():
+            if name in self.followed:
+                continue
+            source = self._opener(spec, region)
+            if source is None:
+                continue
+            followed = self.followed[name] = Followed(name, spec, source, region)
+            await source.start()
+            followed.task = asyncio.create_task(
+                self._follow(followed), name=f"gateway-discovery-{followed.name}"
+            )
+            opened.append(followed)
+        return opened
+
+    def _restore_static(self, region: str) -> None:
+        """A region back on ``static``: its pools are the topology file's again."""
+        topology = self.upstreams.topology.pools()
+        keys = {k for k in self.upstreams.pools if k[1] == region}
+        keys |= {k for k in topology if k[1] == region}
+        for key in keys:
+            specs = {s.id: s for s in topology.get(key, ())}
+            pool = self.upstreams.ensure_pool(*key) if specs else self.upstreams.pool(*key)
+            if pool is None:
+                continue
+            current = {i.spec.id: i for i in pool.instances}
+            for instance_id, instance in current.items():
+                spec = specs.get(instance_id)
+                if spec is None or spec.url != instance.spec.url:
+                    pool.retire(instance)
+            for instance_id, spec in specs.items():
+                kept = current.get(instance_id)
+                if kept is None or kept.draining or kept.spec.url != spec.url:
+                    pool.add(Instance(spec))
+
     async def _first_sync(self, followed: Followed) -> None:
         try:
             await followed.source.wait_synced(self.start_wait)
@@ -186,7 +269,7 @@ class Discovery:
         tasks = [f.task for f in self.followed.values() if f.task is not None]
         tasks += [*self._tasks, *([self._reaper] if self._reaper else [])]
         await cancel(*tasks)
-        for followed in self.followed.values():
+        for followed in list(self.followed.values()):
             await followed.source.aclose()
 
     async def _follow(self, followed: Followed) -> None:
@@ -293,7 +376,28 @@ class Discovery:
             },
         )
 
-    # -- what /cluster shows --------------------------------------------------------------
+    # -- what /cluster and the metrics show -----------------------------------------------
+
+    def metrics(self) -> list[list[Any]]:
+        """Per source, for a worker's metrics snapshot: ``[name, stale (0/1), seconds
+        stale, members, resyncs, joins, leaves, updates]`` (admin/metrics.py renders it)."""
+        rows: list[list[Any]] = []
+        for name, followed in sorted(self.followed.items()):
+            membership = followed.source.membership
+            since = membership.stale_since
+            rows.append(
+                [
+                    name,
+                    1 if membership.stale else 0,
+                    0.0 if since is None else round(time.monotonic() - since, 3),
+                    sum(len(p) for p in membership.pools().values()),
+                    membership.resyncs,
+                    followed.joins,
+                    followed.leaves,
+                    followed.updates,
+                ]
+            )
+        return rows
 
     def gateways(self) -> list[dict[str, Any]]:
         """The gateway nodes registered in any source, by instance id."""
@@ -335,6 +439,8 @@ class Discovery:
             }
         return {
             "default": str(self.default),
+            "from_directory": sorted(self.directory) if self.directory is not None else None,
+            "region_changes": self.region_changes,
             "stale": any(s["stale"] for s in sources.values()),
             "sources": sources,
             "regions": regions,

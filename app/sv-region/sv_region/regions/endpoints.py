@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgelib.deps import InternalCaller
 from edgelib.identity import Identity
 from edgelib.permissions import RequirePermission
 from edgelib.uow import SessionDep
@@ -26,6 +27,8 @@ from sv_region.regions.schemas import (
 from sv_region.regions.service import RegionCatalog
 
 router = APIRouter(prefix="/api/v1/regions", tags=["regions"])
+#: Signed service callers only: the gateway follows each region's ``discovery`` value.
+internal_router = APIRouter(prefix="/internal/regions", tags=["regions (internal)"])
 
 RegionName = Annotated[str, Path(pattern=REGION_NAME)]
 
@@ -38,6 +41,7 @@ CatalogDep = Annotated[RegionCatalog, Depends(_catalog)]
 #: Checked here as well as at the gateway: a wrong route table must not open these.
 RegionReader = Annotated[Identity, RequirePermission("regions:read")]
 RegionWriter = Annotated[Identity, RequirePermission("regions:write")]
+SourceReader = Annotated[str, InternalCaller(allowed={"gateway-api"})]
 
 
 class Move(BaseModel):
@@ -150,3 +154,12 @@ async def delete_region(
     await catalog.delete(name)
     announce(session, request.app.state.backend, REGIONS_CHANNEL, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@internal_router.get("", response_model=list[RegionRead])
+async def list_region_sources(catalog: CatalogDep, caller: SourceReader) -> list[RegionRead]:
+    """Every region with its ``discovery`` source: what the gateway's pools follow.
+
+    Changes are announced on ``edge.regions`` (the region's name) once committed.
+    """
+    return [RegionRead.model_validate(r) for r in await catalog.all()]
