@@ -185,6 +185,12 @@ async def test_one_gateway_counts_routes_attempts_and_refusals(
     assert len(dict(table)["version"]) == 12
     # The admin app's own request metrics are still there.
     assert any(n.startswith("edge_http_request") for n, _ in found)
+    # A static topology is a discovery source too: never stale, its instances as members.
+    assert value(found, "edge_gateway_discovery_stale", source="static") == 0
+    assert value(found, "edge_gateway_discovery_members", source="static") == len(
+        gw.gateway.upstreams.all_instances()
+    )
+    assert value(found, "edge_gateway_pool_instances", upstream="echo", state="draining") == 0
 
 
 async def test_breaker_state_and_health_show_on_scrape(
