@@ -98,13 +98,14 @@ def worker_metrics(gateway: Gateway, index: int) -> dict[str, Any]:
         for pool in gateway.upstreams.pools.values()
     ]
     discovery = gateway.egress.discovery
-    if discovery is not None:
-        snapshot["discovery"] = discovery.metrics()
-    else:
-        # The topology file, read once at start: never stale, never changing, so that
-        # the dashboard's discovery panels say so instead of showing nothing.
+    rows = discovery.metrics() if discovery is not None else []
+    if not rows:
+        # No source followed (every region static): the topology file, read once at
+        # start, never stale, never changing; the dashboard's discovery panels say so
+        # instead of showing nothing.
         members = sum(len(pool.instances) for pool in gateway.upstreams.pools.values())
-        snapshot["discovery"] = [["static", 0, 0.0, members, 1, 0, 0, 0]]
+        rows = [["static", 0, 0.0, members, 1, 0, 0, 0]]
+    snapshot["discovery"] = rows
     table = gateway.routing.table
     release = 0
     kind = "file"
