@@ -34,6 +34,7 @@ $(UV):
 
 # The venv is rebuilt whenever the lock file changes; installs are exactly what uv.lock pins.
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	@echo "dependencies: installing the pinned set (uv.lock) into $(VENV)..."
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 

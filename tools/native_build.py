@@ -64,6 +64,7 @@ def _compile(work: Path) -> None:
 
 def say(line: str) -> None:
     sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def missing_tools() -> str | None:
@@ -188,6 +189,10 @@ def main() -> int:
     if restore(out, key):
         say(f"gateway native build: restored a build of these sources from {cache_root()}")
         return 0
+    say(
+        f"gateway native build: compiling {len(native.MODULES)} modules with mypyc "
+        "(about 90 s on a quiet machine; the gateway runs as Python without it)"
+    )
     problem = build(out)
     if problem is None:
         remember(out, key)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -88,7 +89,13 @@ class Supervised:
             await proc.wait()
 
 
-async def wait_ready(specs: list[ProcessSpec], timeout: float) -> list[str]:
+#: Told each name as it becomes ready (``make up``'s live count).
+Progress = Callable[[str], None]
+
+
+async def wait_ready(
+    specs: list[ProcessSpec], timeout: float, progress: Progress | None = None
+) -> list[str]:
     """Poll every ``ready_url`` until all answer 200; return the names still not ready."""
     pending = {s.name: s for s in specs}
     deadline = time.monotonic() + timeout
@@ -98,9 +105,25 @@ async def wait_ready(specs: list[ProcessSpec], timeout: float) -> list[str]:
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(spec.ready_url)).status_code == 200:
                         del pending[name]
+                        if progress is not None:
+                            progress(name)
             if pending:
                 await asyncio.sleep(0.25)
     return sorted(pending)
+
+
+class ReadyCount:
+    """Prints ``ready  sv-user-east-7201  (5/13, 3.2 s)`` as each process comes up."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.ready = 0
+        self.started = time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        self.ready += 1
+        elapsed = time.monotonic() - self.started
+        print(f"ready  {name}  ({self.ready}/{self.total}, {elapsed:.1f} s)", flush=True)  # noqa: T201
 
 
 def print_table(specs: list[ProcessSpec], public_url: str, admin_url: str) -> None:
@@ -198,14 +221,16 @@ async def supervise(
     children = [Supervised(spec, log_dir, run_dir) for spec in specs]
     stack = Stack(children, log_dir, run_dir)
     # Services first, the gateway last: it probes the others as it starts.
+    print(f"starting {len(specs)} processes (logs in {log_dir})", flush=True)  # noqa: T201
     for child in children[:-1]:
         stack.start(child)
     started = time.monotonic()
-    not_ready = await wait_ready(specs[:-1], ready_timeout)
+    count = ReadyCount(len(specs))
+    not_ready = await wait_ready(specs[:-1], ready_timeout, count)
     stack.start(children[-1])
     if not not_ready:
         not_ready = await wait_ready(
-            specs[-1:], max(5.0, ready_timeout - (time.monotonic() - started))
+            specs[-1:], max(5.0, ready_timeout - (time.monotonic() - started)), count
         )
     code = 0
     if not_ready:
