@@ -26,20 +26,13 @@ import httpx
 import pytest
 
 from tests.e2e.accounts import admin
-from tests.e2e.conftest import ROOT, Stack, Stacks
+from tests.e2e.conftest import ROOT, Stack
 from tests.e2e.test_tenants import bearer, client_token
 from tests.worker import free_port
 
 logger = logging.getLogger("tests.e2e.quotas")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def stack(stack_flavour: str, stacks: Stacks) -> Stack:
-    if stack_flavour != "postgres-redis":
-        pytest.skip("quotas shared by two gateways need the shared Redis")
-    return stacks.get(stack_flavour)
 
 
 @pytest.fixture
@@ -102,6 +95,8 @@ async def drive(urls: list[str], path: str, headers: dict[str, str], rate: float
         return list(await asyncio.gather(*tasks))
 
 
+# Quotas shared by two gateways need the shared Redis: the postgres-redis stack only.
+@pytest.mark.parametrize("stack_flavour", ["postgres-redis"], indirect=True)
 def test_app_qps_10_at_30_per_second_through_two_gateways(
     stack: Stack, second_gateway: tuple[str, str]
 ) -> None:
