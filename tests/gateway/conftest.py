@@ -149,10 +149,15 @@ async def start_gateway(
             )
             if settings.http2:
                 enable_http2(public_server, settings.h2_limits())
-            await public_server.start("127.0.0.1", public_port)
+            tls = settings.tls()
+            context = None if tls is None else tls.context
+            await public_server.start("127.0.0.1", public_port, ssl=context)
+            if tls is not None:
+                tls.start()
+            scheme = "http" if tls is None else "https"
             try:
                 yield GatewayUnderTest(
-                    url=f"http://127.0.0.1:{public_port}",
+                    url=f"{scheme}://127.0.0.1:{public_port}",
                     admin=f"http://127.0.0.1:{admin_port}",
                     gateway=gateway,
                     upstreams=states,
@@ -164,6 +169,8 @@ async def start_gateway(
                 for state in states.values():
                     state.hang = False
                 await public_server.stop(grace=1.0)
+                if tls is not None:
+                    await tls.stop()
     finally:
         for server, task in servers:
             server.should_exit = True

@@ -8,7 +8,7 @@ environment again.
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgelib.discovery import SourceSpec, parse_source
@@ -16,6 +16,7 @@ from edgelib.settings import ServiceSettings
 from gateway_api.security.trusted_proxies import TrustedProxies, parse_networks
 from gateway_api.transport.h2 import H2Limits
 from gateway_api.transport.server import ClientLimits
+from gateway_api.transport.tls import TlsFiles
 from gateway_api.upstreams.discovery import parse_region_sources
 
 PACKAGE_DIR = Path(__file__).parent
@@ -169,6 +170,11 @@ class Settings(ServiceSettings):
     authn: AuthnSettings = Field(default_factory=AuthnSettings)
     authz: AuthzSettings = Field(default_factory=AuthzSettings)
 
+    #: TLS on the public port (transport/tls.py): PEM files, reloaded when they change.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_check_interval: float = Field(default=5.0, gt=0, le=3600)
+
     #: HTTP/2 with prior knowledge (h2c) on the public port (transport/h2.py).
     http2: bool = True
     #: Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
@@ -183,6 +189,23 @@ class Settings(ServiceSettings):
     #: Buffer each forwarded body and sign its SHA-256; off, bodies stream unsigned
     #: (``UNSIGNED-PAYLOAD``). Cost measured in doc/decisions.md.
     sign_bodies: bool = False
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "Settings":
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE, or neither")
+        return self
+
+    def tls(self) -> TlsFiles | None:
+        """The public listener's TLS files (None: plain TCP)."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return TlsFiles(
+            self.tls_cert_file,
+            self.tls_key_file,
+            http2=self.http2,
+            check_interval=self.tls_check_interval,
+        )
 
     @field_validator("discovery_source")
     @classmethod

@@ -40,6 +40,7 @@ from gateway_api.transport.streams import (
     StreamRoute,
     load_streams,
 )
+from gateway_api.transport.tls import TlsFiles
 from gateway_api.workers import (
     MetricsEndpoint,
     WorkerPool,
@@ -140,6 +141,23 @@ def _stats_shipper(settings: Settings, gateway: Gateway, worker: int) -> StatsSh
     return shipper
 
 
+async def _listen(settings: Settings, public: HttpServer, *, reuse_port: bool) -> TlsFiles | None:
+    """Open the public port, over TLS when certificate files are set (then followed)."""
+    tls = settings.tls()
+    context = None if tls is None else tls.context
+    await public.start(settings.host, settings.port, reuse_port=reuse_port, ssl=context)
+    if tls is not None:
+        tls.start()
+    return tls
+
+
+async def _close_public(public: HttpServer, tls: TlsFiles | None) -> None:
+    """Let requests in flight finish, close the port, stop following the TLS files."""
+    await public.stop()
+    if tls is not None:
+        await tls.stop()
+
+
 async def _stop_stats(shipper: StatsShipper | None) -> None:
     """Ship what is left (one bounded try), spool the rest."""
     if shipper is not None:
@@ -192,7 +210,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             loop.add_signal_handler(sig, stop.set)
         proxy = create_public_app(gateway)
         public = _public_server(settings, proxy)
-        await public.start(settings.host, settings.port, reuse_port=workers > 1)
+        tls = await _listen(settings, public, reuse_port=workers > 1)
         for stream in streams:
             await stream.start(settings.host, reuse_port=workers > 1)
         admin_app.state.streams = streams
@@ -221,7 +239,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         await stats.stop()
         for stream in streams:
             await stream.stop()
-        await public.stop()
+        await _close_public(public, tls)
         await _stop_stats(shipper)  # after the listener: the last requests are counted
         if endpoint is not None:
             await endpoint.stop()

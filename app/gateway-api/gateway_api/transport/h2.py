@@ -200,6 +200,7 @@ class H2Server(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server_addr: tuple[str, int] | None = None
         self._trusted_peer = False
+        self.scheme = "http"
         self.closed = False
         self.write_paused = False
         self._write_paused_at = 0.0
@@ -325,7 +326,7 @@ class H2Server(asyncio.Protocol):
             "type": "http",
             "http_version": "2",
             "method": method,
-            "scheme": "http",
+            "scheme": self.scheme,
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
@@ -526,7 +527,7 @@ def enable_http2(server: HttpServer, limits: H2Limits | None = None) -> None:
     h2_limits = limits or H2Limits()
 
     def take_over(conn: ClientConnection, first: bytes) -> None:
-        H2Server(
+        h2server = H2Server(
             server.handler,
             server.bad_request,
             server.limits,
@@ -534,6 +535,8 @@ def enable_http2(server: HttpServer, limits: H2Limits | None = None) -> None:
             server.keep_alive_timeout,
             server.h2_connections,
             server.trusted,
-        ).take_over(conn.transport, conn.client, conn.server_addr, first)
+        )
+        h2server.scheme = server.scheme
+        h2server.take_over(conn.transport, conn.client, conn.server_addr, first)
 
     server.http2 = take_over

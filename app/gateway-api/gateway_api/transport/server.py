@@ -476,7 +476,7 @@ class ClientConnection(asyncio.Protocol):
             "type": "http",
             "http_version": version,
             "method": parser.get_method().decode("ascii"),
-            "scheme": "http",
+            "scheme": self.server.scheme,
             "path": path,
             "raw_path": raw_path,
             "query_string": parsed.query or b"",
@@ -822,6 +822,8 @@ class HttpServer:
         self.keep_alive_timeout = keep_alive_timeout
         self.limits = limits or ClientLimits()
         self.connections: set[ClientConnection] = set()
+        #: ``https`` when listening over TLS.
+        self.scheme = "http"
         #: Takes over a connection that opens with the HTTP/2 preface (transport/h2.py);
         #: None: such a connection is refused as malformed HTTP/1.1.
         self.http2: Callable[[ClientConnection, bytes], None] | None = None
@@ -836,15 +838,25 @@ class HttpServer:
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(
-        self, host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        backlog: int = 2048,
+        ssl: Any = None,
     ) -> None:
+        """Listen; with ``ssl`` (an ``ssl.SSLContext``, transport/tls.py) over TLS."""
         self.loop = asyncio.get_running_loop()
+        self.scheme = "https" if ssl is not None else "http"
         self._server = await self.loop.create_server(
             lambda: ClientConnection(self),
             host,
             port,
             reuse_port=reuse_port,
             backlog=backlog,
+            ssl=ssl,
+            ssl_handshake_timeout=None if ssl is None else 10.0,
         )
         self._sweep()
 
