@@ -62,6 +62,38 @@ def gunzip(body: bytes, limit: int) -> bytes:
     return data
 
 
+def read_json_batch(
+    body: bytes,
+    *,
+    content_type: str | None,
+    content_encoding: str | None,
+    max_bytes: int,
+    key: str,
+) -> list[Any]:
+    """The array under ``key`` of a JSON batch (gzip or not), within ``max_bytes``
+    inflated; the problem that fits otherwise. Log records and statistics rows alike."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedBatchEncoding("send the batch as application/json")
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "gzip":
+        data = gunzip(body, max_bytes)
+    elif encoding == "identity":
+        data = body
+        if len(data) > max_bytes:
+            raise BatchTooLarge(f"the batch is over {max_bytes} bytes", limit=max_bytes)
+    else:
+        raise UnsupportedBatchEncoding(f"content encoding {encoding!r}: use gzip or none")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBatch(f"the batch is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or set(doc) != {key} or not isinstance(doc[key], list):
+        raise MalformedBatch(f'a batch is an object with one key, "{key}", an array')
+    rows: list[Any] = doc[key]
+    return rows
+
+
 class LogService:
     """Intake, query and tail over one :class:`LogStore`."""
 
@@ -86,30 +118,13 @@ class LogService:
     def _decode(
         self, body: bytes, *, content_type: str | None, content_encoding: str | None
     ) -> list[IntakeRecord]:
-        media = (content_type or "").split(";", 1)[0].strip().lower()
-        if media != "application/json":
-            raise UnsupportedBatchEncoding("send the batch as application/json")
-        encoding = (content_encoding or "identity").strip().lower()
-        if encoding == "gzip":
-            data = gunzip(body, self.limits.max_batch_bytes)
-        elif encoding == "identity":
-            data = body
-            if len(data) > self.limits.max_batch_bytes:
-                raise BatchTooLarge(
-                    f"the batch is over {self.limits.max_batch_bytes} bytes",
-                    limit=self.limits.max_batch_bytes,
-                )
-        else:
-            raise UnsupportedBatchEncoding(f"content encoding {encoding!r}: use gzip or none")
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedBatch(f"the batch is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict) or set(doc) != {"records"}:
-            raise MalformedBatch('a batch is an object with one key, "records"')
-        raw = doc["records"]
-        if not isinstance(raw, list):
-            raise MalformedBatch('"records" must be an array')
+        raw = read_json_batch(
+            body,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            max_bytes=self.limits.max_batch_bytes,
+            key="records",
+        )
         if len(raw) > self.limits.max_batch_records:
             raise BatchTooLarge(
                 f"{len(raw)} records; at most {self.limits.max_batch_records} per batch",

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from edgelib.identity import DEFAULT_TENANT, Identity
-from sv_log.exceptions import BatchTooLarge, InvalidRecords, MalformedBatch
-from sv_log.service import gunzip
+from sv_log.exceptions import BatchTooLarge, InvalidRecords
+from sv_log.service import read_json_batch
 from sv_log.stats.exceptions import InvalidStatsQuery, OutsideTenant
 from sv_log.stats.schemas import (
     BUCKETS,
@@ -127,33 +126,20 @@ class StatsService:
         self, body: bytes, *, content_type: str | None, content_encoding: str | None
     ) -> list[StatsRow]:
         """A whole batch, checked before anything is added; the problem that fits if not."""
-        media = (content_type or "").split(";", 1)[0].strip().lower()
-        if media != "application/json":
-            raise MalformedBatch("send the batch as application/json")
-        encoding = (content_encoding or "identity").strip().lower()
-        if encoding == "gzip":
-            data = gunzip(body, self.max_batch_bytes)
-        elif encoding == "identity":
-            data = body
-        else:
-            raise MalformedBatch(f"content encoding {encoding!r}: use gzip or none")
-        if len(data) > self.max_batch_bytes:
+        raw = read_json_batch(
+            body,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            max_bytes=self.max_batch_bytes,
+            key="rows",
+        )
+        if len(raw) > self.max_batch_rows:
             raise BatchTooLarge(
-                f"the batch is over {self.max_batch_bytes} bytes", limit=self.max_batch_bytes
-            )
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedBatch(f"the batch is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict) or set(doc) != {"rows"} or not isinstance(doc["rows"], list):
-            raise MalformedBatch('a batch is an object with one key, "rows", an array')
-        if len(doc["rows"]) > self.max_batch_rows:
-            raise BatchTooLarge(
-                f"{len(doc['rows'])} rows; at most {self.max_batch_rows} per batch",
+                f"{len(raw)} rows; at most {self.max_batch_rows} per batch",
                 limit=self.max_batch_rows,
             )
         try:
-            return _ROWS.validate_python(doc["rows"])
+            return _ROWS.validate_python(raw)
         except ValidationError as exc:
             errors = [
                 {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
