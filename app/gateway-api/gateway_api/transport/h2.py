@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 import urllib.parse
@@ -376,18 +377,17 @@ class H2Server(asyncio.Protocol):
         try:
             await self.handler(exchange)
         except ClientGone:
-            pass
+            return  # the stream was reset or the connection lost: nothing to answer
         except Exception:  # not CancelledError: a reset stream's task ends with it
             logger.exception("unhandled error in the request handler (HTTP/2)")
             if not exchange.response_started and not exchange.reset:
                 head, body = self.bad_request(500, "internal error")
                 exchange.respond(500, head, body)
         finally:
-            if not exchange.reset and not exchange.response_done:
-                if exchange._end_pending:
-                    pass  # the rest goes as the client's window opens
-                else:
-                    self.reset_stream(exchange, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            # Ended without an answer: reset. An ended answer still queued goes out as
+            # the client's window opens (pump).
+            if not (exchange.reset or exchange.response_done or exchange._end_pending):
+                self.reset_stream(exchange, h2.errors.ErrorCodes.INTERNAL_ERROR)
             self._finish(exchange)
 
     def _finish(self, exchange: H2Exchange) -> None:
@@ -448,10 +448,8 @@ class H2Server(asyncio.Protocol):
         if exchange.reset or self.closed:
             return
         exchange.reset = True
-        try:
+        with contextlib.suppress(h2.exceptions.StreamClosedError):  # closed already: done
             self.h2.reset_stream(exchange.stream_id, code)
-        except h2.exceptions.StreamClosedError:
-            pass
         self._flush()
         self._finish(exchange)
 
@@ -481,11 +479,9 @@ class H2Server(asyncio.Protocol):
     def _close(self, code: h2.errors.ErrorCodes) -> None:
         if self.closed:
             return
-        try:
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # a GOAWAY may not fit now
             self.h2.close_connection(error_code=code)
             self._flush()
-        except h2.exceptions.ProtocolError:
-            pass
         self.closed = True
         self.transport.close()
         for exchange in list(self.streams.values()):
