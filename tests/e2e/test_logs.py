@@ -187,6 +187,15 @@ def test_services_keep_serving_while_sv_log_is_frozen_and_their_records_arrive_a
     # Every request made while sv-log was frozen shows up once it answers again.
     last = f"{tag}-{len(during) - 1}"
     wait_for(lambda: logs(client, request_id=last, service="gateway-api"), 40)
+    # Each service's shipper retries on its own backoff: sv-user's records may come a
+    # little after the gateway's last one.
+    wait_for(
+        lambda: (
+            {r["service"] for r in logs(client, request_id=f"{tag}-0")}
+            == {"gateway-api", "sv-user"}
+        ),
+        40,
+    )
     first = logs(client, request_id=f"{tag}-0")
     assert {r["service"] for r in first} == {"gateway-api", "sv-user"}
     assert len([r for r in first if r["service"] == "gateway-api"]) == 1  # not stored twice
