@@ -182,6 +182,11 @@ class Settings(ServiceSettings):
     #: Streams a client may reset per second before it is disconnected (rapid reset).
     h2_max_resets_per_second: int = Field(default=200, ge=10, le=100_000)
 
+    #: gRPC to the upstreams (rpc/proxy.py, transport/h2_client.py): HTTP/2 connections
+    #: per instance, and streams per connection (capped by what the instance allows).
+    grpc_max_connections: int = Field(default=4, ge=1, le=64)
+    grpc_max_streams: int = Field(default=100, ge=1, le=1000)
+
     #: TCP stream routes (``[[streams]]`` TOML, transport/streams.py), read at start;
     #: none when unset.
     streams: Path | None = None

@@ -31,6 +31,7 @@ from gateway_api.security.signing import ForwardSigner
 from gateway_api.stats import TrafficStats
 from gateway_api.statship import StatsShipper
 from gateway_api.topology import Topology, load_topology
+from gateway_api.transport.h2_client import H2Client
 from gateway_api.transport.http_client import HttpClient
 from gateway_api.upstreams.discovery import Discovery
 from gateway_api.upstreams.ejections import EjectionBus
@@ -99,6 +100,12 @@ class Egress:
     def __init__(self, settings: Settings) -> None:
         #: The forwarding core's keep-alive pools (the hot path; see http_client.py).
         self.client = HttpClient(idle_timeout=settings.upstream_idle_timeout)
+        #: HTTP/2 to the gRPC pools (calls and their health probes), multiplexed.
+        self.grpc_client = H2Client(
+            max_connections=settings.grpc_max_connections,
+            max_streams=settings.grpc_max_streams,
+            idle_timeout=max(settings.upstream_idle_timeout, 30.0),
+        )
         self.retry_budget = RetryBudget(ratio=settings.retry_budget_ratio)
         #: Upstream response headers never passed on (x-edge-instance unless exposed).
         self.response_dropped = (
@@ -182,6 +189,8 @@ class Gateway:
             timeout=settings.health_timeout,
             healthy_threshold=settings.healthy_threshold,
             unhealthy_threshold=settings.unhealthy_threshold,
+            grpc_client=self.egress.grpc_client,
+            grpc_pools=lambda: self.routing.table.grpc_services,
         )
         await health.probe_all()
         health.start()
@@ -283,6 +292,7 @@ class Gateway:
         if egress.session is not None:
             await egress.session.close()
         egress.client.close()
+        egress.grpc_client.close()
 
     async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
         """The verified caller of a non-public route, or a 401 problem."""

@@ -29,6 +29,7 @@ from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
 from gateway_api.gateway import Gateway
 from gateway_api.proxy import create_public_app
+from gateway_api.rpc.proxy import GrpcProxy
 from gateway_api.statship import HttpStatsSink, StatsShipper
 from gateway_api.tracecontext import TraceContext
 from gateway_api.transport.h2 import enable_http2
@@ -98,8 +99,9 @@ async def _start_admin(
     return admin, admin_task
 
 
-def _public_server(settings: Settings, proxy: Any) -> HttpServer:
-    """The public listener's server: HTTP/1.1, and h2c when ``GATEWAY_HTTP2`` is on."""
+def _public_server(settings: Settings, proxy: Any, grpc: GrpcProxy | None = None) -> HttpServer:
+    """The public listener's server: HTTP/1.1, and h2c when ``GATEWAY_HTTP2`` is on (gRPC
+    calls, HTTP/2 only, to ``grpc``)."""
     public = HttpServer(
         proxy,
         bad_request=proxy.bad_request,
@@ -108,7 +110,7 @@ def _public_server(settings: Settings, proxy: Any) -> HttpServer:
         limits=settings.client_limits(),
     )
     if settings.http2:
-        enable_http2(public, settings.h2_limits())
+        enable_http2(public, settings.h2_limits(), grpc)
     return public
 
 
@@ -209,7 +211,8 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         proxy = create_public_app(gateway)
-        public = _public_server(settings, proxy)
+        grpc = GrpcProxy(gateway)
+        public = _public_server(settings, proxy, grpc)
         tls = await _listen(settings, public, reuse_port=workers > 1)
         for stream in streams:
             await stream.start(settings.host, reuse_port=workers > 1)
@@ -244,6 +247,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
         if endpoint is not None:
             await endpoint.stop()
         proxy.close()
+        grpc.close()
         if admin is not None and admin_task is not None:
             admin.should_exit = True
             await asyncio.gather(admin_task, return_exceptions=True)

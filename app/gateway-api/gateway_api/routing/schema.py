@@ -43,6 +43,8 @@ def route_table_schema(services: list[str], reserved: tuple[str, ...] = ()) -> d
         "additionalProperties": False,
         "properties": {
             "defaults": {"type": "object"},
+            # gRPC routes (routing/table.py GrpcRoute), checked again by the gateway.
+            "grpc_routes": {"type": "array", "items": {"type": "object"}},
             "routes": {
                 "type": "array",
                 "minItems": 1,

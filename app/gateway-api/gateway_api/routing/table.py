@@ -94,6 +94,24 @@ class Route:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class GrpcRoute:
+    """A gRPC route (``[[grpc_routes]]``): ``/package.Service`` (every method) or
+    ``/package.Service/Method``, run through the HTTP pipeline as :attr:`route`.
+
+    ``route.service`` is the service (whose permissions, quotas and signature keys
+    apply); ``pool`` the topology pool of its gRPC listeners (``<service>-grpc``).
+    ``idempotent``: a call refused with ``UNAVAILABLE`` (or whose connection failed
+    before any answer) is tried again on another instance. ``deadline``: the longest a
+    call may take, whatever its ``grpc-timeout`` asks (seconds).
+    """
+
+    route: Route
+    pool: str
+    idempotent: bool = False
+    deadline: float = 60.0
+
+
 class MethodNotAllowed(Exception):
     def __init__(self, allowed: frozenset[str]) -> None:
         super().__init__("method not allowed")
@@ -103,8 +121,19 @@ class MethodNotAllowed(Exception):
 class RouteTable:
     """Routes ordered most specific first: exact paths, longer prefixes, method-bound."""
 
-    def __init__(self, routes: list[Route], *, source: str = "", version: str = "") -> None:
+    def __init__(
+        self,
+        routes: list[Route],
+        *,
+        source: str = "",
+        version: str = "",
+        grpc: list[GrpcRoute] | None = None,
+    ) -> None:
         self.routes = sorted(routes, key=Route.specificity, reverse=True)
+        #: gRPC routes, most specific first (a method's own route over its service's).
+        self.grpc = sorted(grpc or [], key=lambda g: g.route.specificity(), reverse=True)
+        #: The services the gRPC routes name (their pools are probed with grpc.health.v1).
+        self.grpc_services = frozenset(g.pool for g in self.grpc)
         self.source = source
         #: A digest of the table's document (the same document, the same version).
         self.version = version
@@ -120,6 +149,13 @@ class RouteTable:
             allowed |= route.allowed
         if allowed:
             raise MethodNotAllowed(frozenset(allowed))
+        return None
+
+    def match_grpc(self, path: str) -> GrpcRoute | None:
+        """The gRPC route of ``/package.Service/Method``, or None."""
+        for grpc in self.grpc:
+            if grpc.route.matches_path(path):
+                return grpc
         return None
 
 
@@ -293,8 +329,45 @@ def parse_routes(
         if key in seen:
             raise RouteTableError(f"route {r.name} is declared twice")
         seen.add(key)
+    grpc = _grpc_routes(raw.get("grpc_routes", []), defaults, rules)
     digest = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS, default=str))
-    return RouteTable(routes, source=source, version=digest.hexdigest()[:12])
+    return RouteTable(routes, source=source, version=digest.hexdigest()[:12], grpc=grpc)
+
+
+def _grpc_routes(items: Any, defaults: dict[str, Any], rules: RouteRules) -> list[GrpcRoute]:
+    """``[[grpc_routes]]``: a route per gRPC service or method (POST only, no body cap
+    beyond ``max_body`` per call)."""
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise RouteTableError("grpc_routes must be an array of tables")
+    found: list[GrpcRoute] = []
+    seen: set[str] = set()
+    for item in items:
+        data = dict(item)
+        where = str(data.get("path") or data.get("prefix") or "?")
+        idempotent = data.pop("idempotent", False)
+        deadline = data.pop("deadline", 60.0)
+        pool = data.pop("pool", f"{data.get('service')}-grpc")
+        if not isinstance(pool, str):
+            raise RouteTableError(f"grpc route {where}: pool must be a service name")
+        rules.check_service(where, pool)
+        if not isinstance(idempotent, bool):
+            raise RouteTableError(f"grpc route {where}: idempotent must be true or false")
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
+            raise RouteTableError(f"grpc route {where}: deadline must be a positive number")
+        segments = where.strip("/").split("/")
+        if "." not in segments[0] or len(segments) > 2 or not all(segments):
+            raise RouteTableError(
+                f"grpc route {where}: give /package.Service (prefix) or "
+                "/package.Service/Method (path)"
+            )
+        if where in seen:
+            raise RouteTableError(f"grpc route {where} is declared twice")
+        seen.add(where)
+        for key in ("methods", "websocket"):
+            data.pop(key, None)
+        route = _route({**data, "methods": ["POST"]}, {**defaults, "retries": 1}, rules)
+        found.append(GrpcRoute(route, pool, idempotent, float(deadline)))
+    return found
 
 
 def load_routes(path: Path, rules: RouteRules | None = None) -> RouteTable:

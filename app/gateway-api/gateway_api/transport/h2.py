@@ -78,6 +78,7 @@ class H2Exchange:
         "_end_pending",
         "_out",
         "_out_bytes",
+        "_trailers",
         "has_body",
         "keep_alive",
         "reset",
@@ -106,6 +107,7 @@ class H2Exchange:
         self._out: collections.deque[bytes] = collections.deque()
         self._out_bytes = 0
         self._end_pending = False
+        self._trailers: list[tuple[bytes, bytes]] | None = None
 
     @property
     def conn(self) -> Any:
@@ -158,10 +160,17 @@ class H2Exchange:
                 raise ClientGone
             await server.wait()
 
-    def end(self) -> None:
+    def end(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """No more response data; ``trailers`` (gRPC's status) follow what is queued."""
         if not self.response_done:
+            self._trailers = trailers
             self._end_pending = True
             self.server.pump(self)
+
+    @property
+    def body_done(self) -> bool:
+        """The client ended its side of the stream (no more request data)."""
+        return self._body_done and not self._body
 
     def abort(self) -> None:
         self.server.reset_stream(self, h2.errors.ErrorCodes.INTERNAL_ERROR)
@@ -188,8 +197,11 @@ class H2Server(asyncio.Protocol):
         keep_alive_timeout: float,
         registry: set[Any],
         trusted: TrustedPeers | None = None,
+        grpc: Handler | None = None,
     ) -> None:
         self.handler = handler
+        #: The handler of gRPC calls (``content-type: application/grpc``), if any.
+        self.grpc = grpc
         self.trusted = trusted
         self.bad_request = bad_request
         self.client_limits = client_limits
@@ -347,7 +359,10 @@ class H2Server(asyncio.Protocol):
             exchange.respond(400, head, body)
             self._finish(exchange)
             return
-        exchange.task = self.loop.create_task(self._run(exchange))
+        handler = self.handler
+        if self.grpc is not None and _is_grpc(headers):
+            handler = self.grpc
+        exchange.task = self.loop.create_task(self._run(exchange, handler))
 
     def _data(self, event: h2.events.DataReceived) -> None:
         exchange = self.streams.get(event.stream_id)
@@ -373,9 +388,9 @@ class H2Server(asyncio.Protocol):
             return
         self._flush()
 
-    async def _run(self, exchange: H2Exchange) -> None:
+    async def _run(self, exchange: H2Exchange, handler: Handler) -> None:
         try:
-            await self.handler(exchange)
+            await handler(exchange)
         except ClientGone:
             return  # the stream was reset or the connection lost: nothing to answer
         except Exception:  # not CancelledError: a reset stream's task ends with it
@@ -435,9 +450,16 @@ class H2Server(asyncio.Protocol):
                 exchange._out_bytes -= len(chunk)
                 self.h2.send_data(stream_id, chunk)
             if not out and exchange._end_pending and not exchange.response_done:
-                self.h2.end_stream(stream_id)
+                if exchange._trailers is not None:
+                    self.h2.send_headers(stream_id, exchange._trailers, end_stream=True)
+                else:
+                    self.h2.end_stream(stream_id)
                 exchange.response_done = True
-        except (h2.exceptions.StreamClosedError, h2.exceptions.FlowControlError):
+        except (
+            h2.exceptions.StreamClosedError,
+            h2.exceptions.FlowControlError,
+            h2.exceptions.ProtocolError,
+        ):
             exchange.reset = True
         self._flush()
         if exchange.response_done and (exchange.task is None or exchange.task.done()):
@@ -518,8 +540,18 @@ class H2Server(asyncio.Protocol):
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
 
-def enable_http2(server: HttpServer, limits: H2Limits | None = None) -> None:
-    """Let ``server`` take h2c connections (prior knowledge) with these bounds."""
+def _is_grpc(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.startswith(b"application/grpc")
+    return False
+
+
+def enable_http2(
+    server: HttpServer, limits: H2Limits | None = None, grpc: Handler | None = None
+) -> None:
+    """Let ``server`` take h2c connections (prior knowledge) with these bounds; gRPC
+    calls go to ``grpc`` when given (else to the server's handler, as any request)."""
     h2_limits = limits or H2Limits()
 
     def take_over(conn: ClientConnection, first: bytes) -> None:
@@ -531,6 +563,7 @@ def enable_http2(server: HttpServer, limits: H2Limits | None = None) -> None:
             server.keep_alive_timeout,
             server.h2_connections,
             server.trusted,
+            grpc,
         )
         h2server.scheme = server.scheme
         h2server.take_over(conn.transport, conn.client, conn.server_addr, first)
