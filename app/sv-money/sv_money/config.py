@@ -13,6 +13,8 @@ class Settings(ServiceSettings):
 
     service_name: ClassVar[str] = "sv-money"
     port: int = 7120
+    #: The gRPC API's port (``edge.money.v1.Wallet``, protos/); None or 0: no gRPC listener.
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
     #: The region whose wallets this instance keeps.
     region: str | None = "east"
 

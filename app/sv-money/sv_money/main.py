@@ -16,6 +16,7 @@ from edgelib.client import ServiceClient
 from edgelib.db import Database
 from edgelib.events import EventPublisher, HttpEventSink
 from edgelib.peers import DirectoryClient
+from edgelib.rpcserver import grpc_listener
 from edgelib.settings import ServiceSettings, own_settings
 from edgelib.signing import ServiceSigner
 from edgelib.uow import Transactions
@@ -31,6 +32,8 @@ from sv_money.holds.service import HoldService
 from sv_money.idempotency.service import forget_expired
 from sv_money.notices import TransferNotices
 from sv_money.peers import MoneyPeers
+from sv_money.rpc.gen.wallet_pb2_grpc import add_WalletServicer_to_server
+from sv_money.rpc.wallet import WalletServicer
 from sv_money.topups.endpoints import internal_router as topups_internal_router
 from sv_money.topups.endpoints import router as topups_router
 from sv_money.topups.service import TopupService
@@ -158,6 +161,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (
+            AsyncExitStack() as stack,
             open_services(
                 settings, app.state.database, app.state.signer, transport=transport
             ) as services,
@@ -184,6 +188,23 @@ def create_app(
             ),
         ):
             app.state.services = services
+            if settings.grpc_port:
+                servicer = WalletServicer(
+                    signer=app.state.signer,
+                    replay=app.state.replay,
+                    permissions=getattr(app.state, "permissions", None),
+                    wallet=services.wallet,
+                    transfers=services.transfers,
+                    audit=services.audit,
+                )
+                await stack.enter_async_context(
+                    grpc_listener(
+                        settings,
+                        settings.grpc_port,
+                        lambda server: add_WalletServicer_to_server(servicer, server),  # type: ignore[no-untyped-call]
+                        version=app.version,
+                    )
+                )
             provide(
                 app,
                 services.wallet,

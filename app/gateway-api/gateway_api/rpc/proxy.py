@@ -186,6 +186,10 @@ class GrpcProxy:
                 app=seen.app,
             )
             reset_request_id(token)
+            if exchange.response_done and not exchange.body_complete:
+                # Answered before the client finished sending (a refusal, say): tell it
+                # to stop (RST_STREAM NO_ERROR, RFC 9113 8.1), as gRPC servers do.
+                exchange.stop_reading()
 
     async def _handle(
         self, exchange: H2Exchange, request_id: str, trace: TraceContext, seen: Seen

@@ -175,6 +175,10 @@ class H2Exchange:
     def abort(self) -> None:
         self.server.reset_stream(self, h2.errors.ErrorCodes.INTERNAL_ERROR)
 
+    def stop_reading(self) -> None:
+        """The answer is complete: the client may stop sending (RST_STREAM NO_ERROR)."""
+        self.server.reset_stream(self, h2.errors.ErrorCodes.NO_ERROR)
+
     def respond(
         self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False
     ) -> None:
