@@ -17,6 +17,16 @@ registry it is generated from (``make generate``); this module only reads the re
     region = "east"          # absent for a global service
     instances = [{ port = 7201, weight = 3 }, { url = "http://sv-user-east:7110" }]
 
+    [[services]]
+    name = "sv-money"
+    region = "east"
+    instances = [{ port = 7211, grpc_port = 7215 }]
+
+An instance with a ``grpc_port`` also serves gRPC there: it is an instance of the pool
+``<service>-grpc`` too (``sv-money-grpc``, id ``sv-money-east-7211-grpc``), the pool the
+gateway's gRPC routes forward to; edgectl passes the port to the process
+(``<PREFIX>GRPC_PORT``) and starts nothing more.
+
 An instance gives a local ``port`` (on ``host``) or a full ``url``. Its id (in
 ``/cluster``, logs and metrics, and the key balancers keep their state under) is
 ``<service>[-<region>]-<port>``, or the ``id`` it gives: two instances that listen on the
@@ -58,6 +68,10 @@ class InstanceSpec:
     port: int | None = None
     #: The ``id`` the topology gives, if any.
     name: str | None = None
+    #: The port this instance also serves gRPC on (its ``<service>-grpc`` twin), if any.
+    grpc_port: int | None = None
+    #: For the ``<service>-grpc`` twin: the id of the instance whose listener it is.
+    grpc_of: str | None = None
 
     @property
     def id(self) -> str:
@@ -123,6 +137,7 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
         raise TopologyError("[[services]] must be an array of tables")
     for entry in services:
         instances.extend(_service(_table(entry, "a [[services]] entry"), gateway, regions))
+    instances += [_grpc_twin(i) for i in instances if i.grpc_port is not None]
     seen: set[str] = set()
     for inst in instances:
         if inst.id in seen:
@@ -200,4 +215,23 @@ def _instance(service: str, region: str | None, host: str, raw: Mapping[str, Any
     name = raw.get("id")
     if name is not None and (not isinstance(name, str) or not name):
         raise TopologyError(f"{service}: an instance id must be a non-empty string")
-    return InstanceSpec(service, region, url.rstrip("/"), weight, port, name)
+    grpc_port = raw.get("grpc_port")
+    if grpc_port is not None:
+        grpc_port = _port(grpc_port, f"{service}: grpc_port")
+    return InstanceSpec(
+        service, region, url.rstrip("/"), weight, port, name, grpc_port=grpc_port
+    )
+
+
+def _grpc_twin(inst: InstanceSpec) -> InstanceSpec:
+    """The instance of ``<service>-grpc`` that ``inst``'s gRPC listener is."""
+    host = urlsplit(inst.url).hostname
+    return InstanceSpec(
+        f"{inst.service}-grpc",
+        inst.region,
+        f"http://{host}:{inst.grpc_port}",
+        inst.weight,
+        inst.grpc_port,
+        f"{inst.id}-grpc",
+        grpc_of=inst.id,
+    )

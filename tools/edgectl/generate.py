@@ -108,7 +108,13 @@ def local_topology(registry: Registry) -> str:
     """deploy/local/topology.toml: what ``make up`` starts."""
 
     def ports(svc: Service, region: str | None) -> list[str]:
-        return [_entry(f"port = {i.port}", i.weight) for i in svc.local[region]]
+        return [
+            _entry(
+                f"port = {i.port}" + (f", grpc_port = {i.grpc_port}" if i.grpc_port else ""),
+                i.weight,
+            )
+            for i in svc.local[region]
+        ]
 
     return _topology(
         registry,

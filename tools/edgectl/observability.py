@@ -58,6 +58,8 @@ def scrape_config(
         }
     ]
     for spec in topology.instances:
+        if spec.grpc_of is not None:
+            continue  # a gRPC listener: its metrics are its instance's
         address = spec.url.split("://", 1)[-1].rstrip("/")
         labels = {"service": spec.service, "instance_id": spec.id}
         if spec.region:

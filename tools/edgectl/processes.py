@@ -51,7 +51,8 @@ def process_specs(
     registry: Registry, topology: Topology, topology_path: Path, var_dir: Path
 ) -> list[ProcessSpec]:
     """One spec per instance in the topology, then the gateway, in start order."""
-    unknown = sorted(set(topology.services()) - set(registry.packages))
+    twins = {i.service for i in topology.instances if i.grpc_of is not None}
+    unknown = sorted(set(topology.services()) - set(registry.packages) - twins)
     if unknown:
         raise RegistryError(
             f"{topology_path}: not in the registry (deploy/services.toml): {', '.join(unknown)}"
@@ -64,8 +65,8 @@ def process_specs(
     )
     rbac_url = ",".join(topology.urls("auth-rbac"))
     for inst in topology.instances:
-        if inst.port is None:
-            continue  # remote instance (container, k8s): not ours to start
+        if inst.port is None or inst.grpc_of is not None:
+            continue  # remote (container, k8s), or a gRPC listener of an instance started
         prefix = env_prefix(registry, inst.service)
         env = {
             f"{prefix}PORT": str(inst.port),
@@ -80,6 +81,8 @@ def process_specs(
         }
         if inst.region:
             env[f"{prefix}REGION"] = inst.region
+        if inst.grpc_port is not None:
+            env[f"{prefix}GRPC_PORT"] = str(inst.grpc_port)
         env.update(peer_env(registry, topology, inst.service))
         specs.append(
             ProcessSpec(

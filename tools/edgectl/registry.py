@@ -33,6 +33,8 @@ class LocalInstance:
 
     port: int
     weight: int = 1
+    #: Where it also serves gRPC (the service's ``grpc_port`` setting), if it does.
+    grpc_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,14 @@ def _instances(value: object, what: str) -> tuple[LocalInstance, ...]:
         weight = item.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
             raise RegistryError(f"{what}: weight must be at least 1")
-        found.append(LocalInstance(_port(item.get("port"), f"{what}: port"), weight))
+        grpc_port = item.get("grpc_port")
+        found.append(
+            LocalInstance(
+                _port(item.get("port"), f"{what}: port"),
+                weight,
+                None if grpc_port is None else _port(grpc_port, f"{what}: grpc_port"),
+            )
+        )
     return tuple(found)
 
 
@@ -282,11 +291,14 @@ def _check_whole(registry: Registry) -> None:
         for region, instances in svc.local.items():
             for inst in instances:
                 where = f"{svc.name} {region or ''}".rstrip()
-                if inst.port in owners:
-                    raise RegistryError(
-                        f"local port {inst.port} of {where} is taken by {owners[inst.port]}"
-                    )
-                owners[inst.port] = where
+                for port in (inst.port, inst.grpc_port):
+                    if port is None:
+                        continue
+                    if port in owners:
+                        raise RegistryError(
+                            f"local port {port} of {where} is taken by {owners[port]}"
+                        )
+                    owners[port] = where
         for setting, peer in svc.peers.items():
             if peer not in names:
                 raise RegistryError(f"{svc.name}: peers.{setting} names no service: {peer!r}")

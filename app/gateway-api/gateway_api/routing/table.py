@@ -347,9 +347,10 @@ def _grpc_routes(items: Any, defaults: dict[str, Any], rules: RouteRules) -> lis
         idempotent = data.pop("idempotent", False)
         deadline = data.pop("deadline", 60.0)
         pool = data.pop("pool", f"{data.get('service')}-grpc")
-        if not isinstance(pool, str):
+        if not isinstance(pool, str) or not pool:
             raise RouteTableError(f"grpc route {where}: pool must be a service name")
-        rules.check_service(where, pool)
+        # The pool may be missing from a topology (one without gRPC listeners, or
+        # before discovery finds them): its calls are UNAVAILABLE until it has instances.
         if not isinstance(idempotent, bool):
             raise RouteTableError(f"grpc route {where}: idempotent must be true or false")
         if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
