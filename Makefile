@@ -17,7 +17,7 @@ export MYPY_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge/mypy
 export EDGE_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export EDGE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: up down test lint typecheck unit venv native native-strict generate bazel bazel-check bench bench-logs bench-gateway bench-tools clean help
+.PHONY: up down test lint typecheck unit venv native native-strict generate protos bazel bazel-check bench bench-logs bench-gateway bench-tools clean help
 
 help:
 	@echo "make up      start the whole stack locally (gateway on 127.0.0.1:7001)"
@@ -25,6 +25,7 @@ help:
 	@echo "make observe the stack and a Prometheus scraping it (127.0.0.1:9090)"
 	@echo "make test    lint, type-check and run every test (needs PostgreSQL/Redis: installed if absent)"
 	@echo "make generate  rewrite every list derived from deploy/services.toml"
+	@echo "make protos  regenerate the gRPC code from protos/ (grpcio-tools, pinned)"
 	@echo "make bazel   bazel build //... offline"
 	@echo "make bench   benchmarks (not part of make test)"
 
@@ -74,6 +75,11 @@ down: venv
 generate: venv
 	$(BIN)/python -m edgectl generate
 
+# The Python code generated from protos/ (tools/protos.py, grpcio-tools pinned exactly in
+# pyproject.toml); tests/deploy/test_protos.py fails when it is stale.
+protos: venv
+	$(BIN)/python tools/protos.py
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check libs app tools tests
@@ -107,7 +113,7 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money bench-service bench-logins bench-platform
+bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money bench-service bench-logins bench-platform bench-grpc
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
@@ -161,6 +167,12 @@ bench-logins: venv native
 bench-platform: venv native
 	tools/ci/ensure-services.sh
 	$(BIN)/python bench/platform_load.py --json bench/results/platform.json
+
+# gRPC unary through the gateway against the same client calling the service directly, and
+# HTTP/2 multiplexed GETs against HTTP/1.1 keep-alive through the gateway (one run, ratios).
+.PHONY: bench-grpc
+bench-grpc: venv native-strict
+	$(BIN)/python bench/grpc_bench.py --json bench/results/grpc.json
 
 .PHONY: bench-authz
 bench-authz: venv

@@ -24,6 +24,8 @@ import collections
 import contextlib
 import logging
 import time
+from typing import cast
+
 import h2.config
 import h2.connection
 import h2.errors
@@ -164,8 +166,8 @@ class H2Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's transports are not asyncio.Transport subclasses: no isinstance check.)
+        self.transport = cast(asyncio.Transport, transport)
         self.h2.initiate_connection()
         self.h2.update_settings(
             {
