@@ -57,13 +57,15 @@ def generate(proto: str, out: Path) -> list[Path]:
             text = (made / name).read_text()
             # `from edge.money.v1 import wallet_pb2 as ...` -> `from . import wallet_pb2 as ...`
             package = module.rpartition(".")[0]
-            text = re.sub(rf"^from {re.escape(package)} import ", "from . import ", text, flags=re.M)
+            text = re.sub(
+                rf"^from {re.escape(package)} import ", "from . import ", text, flags=re.M
+            )
             target = out / name
             target.write_text(HEADER.format(proto=proto, version=version) + text)
             written.append(target)
         init = out / "__init__.py"
         if not init.exists():
-            init.write_text(f'"""Generated from protos/ by make protos (tools/protos.py)."""\n')
+            init.write_text('"""Generated from protos/ by make protos (tools/protos.py)."""\n')
         written.append(init)
         return written
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     for proto, out in TARGETS.items():
         if not args.check:
             for path in generate(proto, out):
-                print(f"wrote {path.relative_to(ROOT)}")
+                sys.stdout.write(f"wrote {path.relative_to(ROOT)}\n")
             continue
         with tempfile.TemporaryDirectory() as tmp:
             for fresh in generate(proto, Path(tmp)):
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not committed.exists() or not filecmp.cmp(fresh, committed, shallow=False):
                     stale.append(str(committed.relative_to(ROOT)))
     if stale:
-        print("stale generated code (run make protos):\n  " + "\n  ".join(stale), file=sys.stderr)
+        sys.stderr.write("stale generated code (run make protos):\n  " + "\n  ".join(stale) + "\n")
         return 1
     return 0
 

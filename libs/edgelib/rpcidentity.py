@@ -42,9 +42,7 @@ async def gateway_identity(
     if HEADER_IDENTITY not in metadata:
         raise Unauthorized("authentication required")
     try:
-        caller = signer.verify_request(
-            "POST", method, metadata, None, require_body_digest=False
-        )
+        caller = signer.verify_request("POST", method, metadata, None, require_body_digest=False)
     except SignatureError as exc:
         raise Unauthorized("identity was not signed by the gateway") from exc
     if caller.service != GATEWAY_SERVICE:

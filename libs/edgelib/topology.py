@@ -218,9 +218,7 @@ def _instance(service: str, region: str | None, host: str, raw: Mapping[str, Any
     grpc_port = raw.get("grpc_port")
     if grpc_port is not None:
         grpc_port = _port(grpc_port, f"{service}: grpc_port")
-    return InstanceSpec(
-        service, region, url.rstrip("/"), weight, port, name, grpc_port=grpc_port
-    )
+    return InstanceSpec(service, region, url.rstrip("/"), weight, port, name, grpc_port=grpc_port)
 
 
 def _grpc_twin(inst: InstanceSpec) -> InstanceSpec:

@@ -58,9 +58,7 @@ async def _calls(stack: Stack, alice: dict[str, str], bob_name: str) -> None:
                     idempotency_key=key, to_username=bob_name, amount=amount, currency="USD"
                 )
 
-        results = [
-            r async for r in wallet.Transfers(requests(), metadata=meta, timeout=15)
-        ]
+        results = [r async for r in wallet.Transfers(requests(), metadata=meta, timeout=15)]
         assert [(r.idempotency_key, r.replayed) for r in results] == [
             ("g1", False),
             ("g2", False),
@@ -69,7 +67,8 @@ async def _calls(stack: Stack, alice: dict[str, str], bob_name: str) -> None:
         ]
         assert results[0].transfer.id == results[2].transfer.id
         assert results[0].transfer.status == "completed"
-        assert results[3].error and not results[3].transfer.id
+        assert results[3].error == "insufficient-funds"
+        assert not results[3].transfer.id
         after = await wallet.Balance(wallet_pb2.BalanceRequest(), metadata=meta, timeout=10)
         assert next(a for a in after.accounts if a.currency == "USD").balance == 8_500
 

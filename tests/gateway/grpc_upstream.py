@@ -29,19 +29,21 @@ class Wallet(wallet_pb2_grpc.WalletServicer):
         if dict(context.invocation_metadata() or ()).get("x-hang") == "1":
             await asyncio.sleep(3600)
 
-    async def Balance(self, request: Any, context: Any) -> wallet_pb2.BalanceReply:  # noqa: N802
+    async def Balance(self, request: Any, context: Any) -> wallet_pb2.BalanceReply:
         await self._start(context)
         return wallet_pb2.BalanceReply(
-            accounts=[wallet_pb2.Account(currency="EUR", balance=self.balance, available=self.balance)]
+            accounts=[
+                wallet_pb2.Account(currency="EUR", balance=self.balance, available=self.balance)
+            ]
         )
 
-    async def History(self, request: Any, context: Any) -> AsyncIterator[wallet_pb2.Transfer]:  # noqa: N802
+    async def History(self, request: Any, context: Any) -> AsyncIterator[wallet_pb2.Transfer]:
         await self._start(context)
         for i in range(request.limit or 10):
             yield wallet_pb2.Transfer(id=f"{self.name}-{i}", amount=i, currency="EUR")
             await asyncio.sleep(0.05)
 
-    async def Transfers(  # noqa: N802
+    async def Transfers(
         self, request_iterator: Any, context: Any
     ) -> AsyncIterator[wallet_pb2.TransferResult]:
         await self._start(context)
@@ -72,7 +74,8 @@ async def main(name: str, port: int) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await checks.set("", health_pb2.HealthCheckResponse.SERVING)
-    print("ready", flush=True)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     await server.wait_for_termination()
 
 

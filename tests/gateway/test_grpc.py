@@ -4,15 +4,15 @@ listener in-process, and two grpcio server processes of ``edge.money.v1.Wallet``
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -186,6 +186,11 @@ async def test_a_hung_instance_is_deadline_exceeded_within_the_deadline(
     assert time.monotonic() - started < 1.8
 
 
+async def _read_to_the_end(stream: Any) -> None:
+    while await stream.read() is not grpc.aio.EOF:
+        pass
+
+
 async def test_an_instance_killed_mid_stream_costs_no_idempotent_call(
     stack: GrpcStack, wallet: wallet_pb2_grpc.WalletStub
 ) -> None:
@@ -195,10 +200,7 @@ async def test_an_instance_killed_mid_stream_costs_no_idempotent_call(
     survivor = "b" if victim == "a" else "a"
     stack.upstreams[victim].send_signal(signal.SIGKILL)
     with pytest.raises(grpc.aio.AioRpcError) as broken:
-        while True:
-            message = await stream.read()
-            if message is grpc.aio.EOF:
-                break
+        await _read_to_the_end(stream)
     assert broken.value.code() == grpc.StatusCode.UNAVAILABLE
     for _ in range(30):  # unary idempotent calls: none fails (retried on the survivor)
         call = wallet.Balance(wallet_pb2.BalanceRequest(), timeout=5)

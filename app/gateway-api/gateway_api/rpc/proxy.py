@@ -448,7 +448,9 @@ async def _pump(exchange: H2Exchange, stream: H2Stream) -> None:
     stream.end()
 
 
-def _trailers_only(exchange: H2Exchange, head: list[tuple[bytes, bytes]], request_id: bytes) -> None:
+def _trailers_only(
+    exchange: H2Exchange, head: list[tuple[bytes, bytes]], request_id: bytes
+) -> None:
     fields = [(n, v) for n, v in head if not n.startswith(b":") and n not in _DROPPED]
     fields.append((b"x-request-id", request_id))
     exchange.start_response(200, fields, length=None, body_follows=False)
@@ -513,4 +515,3 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     if value is not None and 0 < len(value) <= 128 and value.isascii():
         return value.decode()
     return random_hex(16)
-

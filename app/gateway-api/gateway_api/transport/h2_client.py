@@ -200,37 +200,19 @@ class H2Connection(asyncio.Protocol):
     # -- events ------------------------------------------------------------------------
 
     def _event(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.ResponseReceived | h2.events.InformationalResponseReceived):
+        if isinstance(event, h2.events.ResponseReceived):
             stream = self.streams.get(event.stream_id)
-            if stream is not None and isinstance(event, h2.events.ResponseReceived):
+            if stream is not None:
                 stream.headers = [(bytes(n), bytes(v)) for n, v in event.headers or []]
                 stream._wake()
         elif isinstance(event, h2.events.DataReceived):
-            stream = self.streams.get(event.stream_id)
-            if stream is None:
-                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                return
-            if event.data:
-                stream._data.append(event.data)
-            padding = event.flow_controlled_length - len(event.data or b"")
-            if padding:
-                self.h2.acknowledge_received_data(padding, event.stream_id)
-            stream._wake()
+            self._data(event)
         elif isinstance(event, h2.events.TrailersReceived):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.trailers = [(bytes(n), bytes(v)) for n, v in event.headers or []]
-        elif isinstance(event, h2.events.StreamEnded):
-            stream = self.streams.pop(event.stream_id, None)
-            if stream is not None:
-                stream._ended = True
-                stream._wake()
-                self._stream_gone()
-        elif isinstance(event, h2.events.StreamReset):
-            stream = self.streams.pop(event.stream_id, None)
-            if stream is not None:
-                stream._fail(f"stream reset by the upstream ({event.error_code!s})")
-                self._stream_gone()
+        elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+            self._stream_closed(event)
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             self._wake_senders()
         elif isinstance(event, h2.events.ConnectionTerminated):
@@ -238,6 +220,29 @@ class H2Connection(asyncio.Protocol):
             self._lose(f"GOAWAY from the upstream ({event.error_code!s})")
             if self.transport is not None:
                 self.transport.close()
+
+    def _data(self, event: h2.events.DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:  # cancelled by us: give the window back, drop the bytes
+            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            return
+        if event.data:
+            stream._data.append(event.data)
+        padding = event.flow_controlled_length - len(event.data or b"")
+        if padding:
+            self.h2.acknowledge_received_data(padding, event.stream_id)
+        stream._wake()
+
+    def _stream_closed(self, event: h2.events.StreamEnded | h2.events.StreamReset) -> None:
+        stream = self.streams.pop(event.stream_id, None)
+        if stream is None:
+            return
+        if isinstance(event, h2.events.StreamEnded):
+            stream._ended = True
+            stream._wake()
+        else:
+            stream._fail(f"stream reset by the upstream ({event.error_code!s})")
+        self._stream_gone()
 
     def _stream_gone(self) -> None:
         if not self.streams:
@@ -263,9 +268,7 @@ class H2Connection(asyncio.Protocol):
         allowed = min(self.max_streams, self.h2.remote_settings.max_concurrent_streams)
         return allowed - len(self.streams)
 
-    def open(
-        self, headers: list[tuple[bytes, bytes]], *, end_stream: bool = False
-    ) -> H2Stream:
+    def open(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool = False) -> H2Stream:
         """Start a stream with these headers (pseudo-headers first)."""
         stream_id = self.h2.get_next_available_stream_id()
         stream = H2Stream(self, stream_id)
@@ -403,7 +406,11 @@ class H2Client:
         now = time.monotonic()
         for url, pool in list(self._pools.items()):
             for conn in pool:
-                if not conn.closed and not conn.streams and now - conn.idle_since > self.idle_timeout:
+                if (
+                    not conn.closed
+                    and not conn.streams
+                    and now - conn.idle_since > self.idle_timeout
+                ):
                     conn.close()
             pool[:] = [c for c in pool if not c.closed]
             if not pool:

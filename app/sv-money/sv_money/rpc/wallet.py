@@ -100,7 +100,7 @@ class WalletServicer(wallet_pb2_grpc.WalletServicer):
             await context.abort(status_of(problem), problem.detail or problem.title)
             raise  # abort() raises; for the type checker
 
-    async def Balance(  # noqa: N802 (the proto's method names)
+    async def Balance(
         self, request: wallet_pb2.BalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> wallet_pb2.BalanceReply:
         """The caller's accounts."""
@@ -119,16 +119,14 @@ class WalletServicer(wallet_pb2_grpc.WalletServicer):
             ]
         )
 
-    async def History(  # noqa: N802
+    async def History(
         self, request: wallet_pb2.HistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[wallet_pb2.Transfer]:
         """The caller's movements, newest first, page by page from the ledger."""
         caller = await self._caller(context, "History")
         wanted = request.limit or _PAGE
         if not 1 <= wanted <= _MAX_HISTORY:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"limit is 1 to {_MAX_HISTORY}"
-            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit is 1 to {_MAX_HISTORY}")
         cursor: str | None = None
         sent = 0
         while sent < wanted:
@@ -146,7 +144,7 @@ class WalletServicer(wallet_pb2_grpc.WalletServicer):
             if cursor is None:
                 return
 
-    async def Transfers(  # noqa: N802
+    async def Transfers(
         self,
         request_iterator: AsyncIterator[wallet_pb2.TransferRequest],
         context: grpc.aio.ServicerContext[Any, Any],
@@ -188,7 +186,7 @@ class WalletServicer(wallet_pb2_grpc.WalletServicer):
         result.replayed = replayed
         return result
 
-    async def Audit(  # noqa: N802
+    async def Audit(
         self, request: wallet_pb2.AuditRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> wallet_pb2.AuditReply:
         """This region's ledger audit, for holders of wallet:audit (checked here too)."""
