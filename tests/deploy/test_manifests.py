@@ -529,7 +529,10 @@ def test_gateway_topology_names_the_cluster_services(manifests: Manifests) -> No
         url = urlsplit(instances[0]["url"])
         expected_name = f"{service}-{region}" if region else service
         assert url.hostname == expected_name
-        assert [p["port"] for p in services[expected_name]["spec"]["ports"]] == [url.port]
+        # The gRPC listener (an instance's grpc_port) is a second port of the same Service.
+        grpc = instances[0].get("grpc_port")
+        ports = [url.port] if grpc is None else [url.port, grpc]
+        assert [p["port"] for p in services[expected_name]["spec"]["ports"]] == ports
         assert url.port == facts(service).port
 
 

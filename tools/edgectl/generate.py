@@ -146,7 +146,10 @@ def compose_topology(registry: Registry) -> str:
             name = container(svc, region, i, len(local))
             # Containers of one pool share a port: the container names them apart.
             named = f', id = "{name}"' if len(local) > 1 else ""
-            found.append(_entry(f'url = "http://{name}:{svc.port}"{named}', inst.weight))
+            grpc = f", grpc_port = {svc.grpc_port}" if svc.grpc_port else ""
+            found.append(
+                _entry(f'url = "http://{name}:{svc.port}"{named}{grpc}', inst.weight)
+            )
         return found
 
     return _topology(
@@ -178,7 +181,8 @@ def k8s_topology(registry: Registry) -> str:
     """deploy/k8s/base/gateway-topology.toml: one Kubernetes Service per pool."""
 
     def urls(svc: Service, region: str | None) -> list[str]:
-        return [f'{{ url = "{url}" }}' for url in _k8s_urls(svc, region)]
+        grpc = f", grpc_port = {svc.grpc_port}" if svc.grpc_port else ""
+        return [f'{{ url = "{url}"{grpc} }}' for url in _k8s_urls(svc, region)]
 
     return _topology(
         registry,
@@ -300,6 +304,8 @@ def _compose_service(svc: Service, region: str | None, text: str) -> list[str]:
         if region is not None:
             lines.append(f"    {svc.prefix}REGION: {region}")
         lines.append(f"    {svc.prefix}INSTANCE_ID: {base}-{i + 1}")
+        if svc.grpc_port:
+            lines.append(f'    {svc.prefix}GRPC_PORT: "{svc.grpc_port}"')
         if svc.database:
             lines.append(f'    {svc.prefix}MIGRATE_ON_START: "true"')
         if i > 0 and svc.database:
@@ -326,7 +332,8 @@ def k8s_resources(registry: Registry) -> list[str]:
 
 
 def edge_env_hosts(registry: Registry) -> list[str]:
-    return [f"{s.prefix}HOST=0.0.0.0" for s in registry.services]
+    lines = [f"{s.prefix}HOST=0.0.0.0" for s in registry.services]
+    return lines + [f"{s.prefix}GRPC_PORT={s.grpc_port}" for s in registry.services if s.grpc_port]
 
 
 def edge_env_migrations(registry: Registry) -> list[str]:

@@ -54,6 +54,8 @@ class Service:
     env: Mapping[str, str] = field(default_factory=dict)
     replicas: Mapping[str, int] = field(default_factory=dict)
     admin_port: int | None = None
+    #: Its gRPC listener's port in containers and Kubernetes (``<PREFIX>GRPC_PORT``).
+    grpc_port: int | None = None
 
     @property
     def regional(self) -> bool:
@@ -256,6 +258,7 @@ def _service(raw: Mapping[str, Any], regions: tuple[str, ...]) -> Service:
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in replicas.values()):
         raise RegistryError(f"{name}: replicas must be positive whole numbers")
     admin_port = raw.get("admin_port")
+    grpc_port = raw.get("grpc_port")
     return Service(
         name=name,
         package=_str(raw.get("package"), f"{name}: package", PACKAGE),
@@ -269,6 +272,7 @@ def _service(raw: Mapping[str, Any], regions: tuple[str, ...]) -> Service:
         env=env,
         replicas=replicas,
         admin_port=None if admin_port is None else _port(admin_port, f"{name}: admin_port"),
+        grpc_port=None if grpc_port is None else _port(grpc_port, f"{name}: grpc_port"),
     )
 
 
