@@ -130,3 +130,26 @@ def test_instances_on_one_port_of_different_hosts_are_told_apart_by_id(tmp_path:
     path.write_text(text.replace(', id = "sv-user-1"', "").replace(', id = "sv-user-2"', ""))
     with pytest.raises(TopologyError, match="give each its own `id`"):
         load_topology(path)
+
+
+def test_an_instance_with_a_grpc_port_is_also_an_instance_of_the_grpc_pool(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "topology.toml"
+    path.write_text(
+        '[[regions]]\nname = "east"\n'
+        '[[services]]\nname = "sv-money"\nregion = "east"\n'
+        'instances = [{ port = 7211, grpc_port = 7215, weight = 2 },'
+        ' { url = "http://money-2:7120", grpc_port = 7125 }]\n'
+    )
+    topology = load_topology(path)
+    pools = topology.pools()
+    assert [i.url for i in pools[("sv-money", "east")]] == [
+        "http://127.0.0.1:7211",
+        "http://money-2:7120",
+    ]
+    twins = pools[("sv-money-grpc", "east")]
+    assert [(i.url, i.weight, i.id, i.grpc_of) for i in twins] == [
+        ("http://127.0.0.1:7215", 2, "sv-money-east-7211-grpc", "sv-money-east-7211"),
+        ("http://money-2:7125", 1, "sv-money-east-7120-grpc", "sv-money-east-7120"),
+    ]
