@@ -139,7 +139,7 @@ def test_an_instance_with_a_grpc_port_is_also_an_instance_of_the_grpc_pool(
     path.write_text(
         '[[regions]]\nname = "east"\n'
         '[[services]]\nname = "sv-money"\nregion = "east"\n'
-        'instances = [{ port = 7211, grpc_port = 7215, weight = 2 },'
+        "instances = [{ port = 7211, grpc_port = 7215, weight = 2 },"
         ' { url = "http://money-2:7120", grpc_port = 7125 }]\n'
     )
     topology = load_topology(path)

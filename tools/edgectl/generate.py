@@ -147,9 +147,7 @@ def compose_topology(registry: Registry) -> str:
             # Containers of one pool share a port: the container names them apart.
             named = f', id = "{name}"' if len(local) > 1 else ""
             grpc = f", grpc_port = {svc.grpc_port}" if svc.grpc_port else ""
-            found.append(
-                _entry(f'url = "http://{name}:{svc.port}"{named}{grpc}', inst.weight)
-            )
+            found.append(_entry(f'url = "http://{name}:{svc.port}"{named}{grpc}', inst.weight))
         return found
 
     return _topology(
