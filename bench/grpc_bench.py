@@ -222,11 +222,13 @@ def wait_port(port: int, timeout: float = 90.0) -> None:
     raise SystemExit(f"port {port} did not open")
 
 
-def gateway_native() -> bool:
+def gateway_native() -> str:
+    """Whether the gateway ran its compiled modules (``python -m gateway_api`` activates
+    the build the same way; the gRPC proxy itself is plain Python either way)."""
     sys.path.insert(0, str(ROOT / "app/gateway-api"))
     from gateway_api import native
 
-    return bool(native.active)
+    return native.status if native.activate() else f"plain Python: {native.status}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -284,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     load_after = os.getloadavg()
     report = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "gateway_compiled": gateway_native(),
+        "gateway_code": gateway_native(),
+        "gateway_workers": 1,
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
