@@ -172,6 +172,7 @@ bench-platform: venv native
 # HTTP/2 multiplexed GETs against HTTP/1.1 keep-alive through the gateway (one run, ratios).
 .PHONY: bench-grpc
 bench-grpc: venv native-strict
+	@command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client; }
 	$(BIN)/python bench/grpc_bench.py --json bench/results/grpc.json
 
 .PHONY: bench-authz
