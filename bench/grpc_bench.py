@@ -157,7 +157,7 @@ async def grpc_round(target: str, seconds: float, concurrency: int) -> dict[str,
     }
 
 
-def h2load_round(url: str, requests: int, concurrency: int, *, h1: bool) -> dict[str, float]:
+def h2load_round(url: str, requests: int, concurrency: int, *, h1: bool) -> dict[str, Any]:
     """h2load's req/s: HTTP/1.1 keep-alive over ``concurrency`` connections, or one
     HTTP/2 connection with ``concurrency`` streams."""
     args = ["h2load", "-n", str(requests)]

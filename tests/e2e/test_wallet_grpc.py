@@ -15,7 +15,8 @@ import pytest
 
 from sv_money.rpc.gen import wallet_pb2, wallet_pb2_grpc
 from tests.e2e.accounts import admin, register
-from tests.e2e.conftest import PORT_SHIFT, Stack
+from tests.e2e.conftest import Stack
+from tests.worker import PORT_SHIFT
 
 pytestmark = pytest.mark.e2e
 
@@ -139,7 +140,8 @@ async def _audits(stack: Stack, root: dict[str, str]) -> list[grpc.StatusCode]:
 
 def test_a_quota_refusal_is_resource_exhausted(stack: Stack) -> None:
     root = admin(stack)
-    quota = {"kind": "route", "target": "POST /edge.money.v1.Wallet/Audit", "qps": 1}
+    target = "POST /edge.money.v1.Wallet/Audit"
+    quota = {"kind": "route", "target": target, "qps": 1}
     put = httpx.put(stack.public + "/api/v1/quotas", json=quota, headers=root, timeout=15)
     assert put.status_code == 201, put.text
     version = httpx.get(stack.public + "/api/v1/quotas", headers=root, timeout=15).json()
@@ -160,7 +162,7 @@ def test_a_quota_refusal_is_resource_exhausted(stack: Stack) -> None:
     finally:
         gone = httpx.delete(
             stack.public + "/api/v1/quotas",
-            params={"kind": "route", "target": quota["target"]},
+            params={"kind": "route", "target": target},
             headers=root,
             timeout=15,
         )
