@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -111,6 +112,27 @@ FLUSH_SECONDS: Final = 0.2
 FLUSH_BYTES: Final = 64 * 1024
 
 
+#: A pipe takes a write of up to this many bytes whole (POSIX PIPE_BUF on Linux): several
+#: processes writing to one stdout (the gateway's workers) never split each other's lines.
+ATOMIC_WRITE: Final = 4096
+
+
+def _chunks(lines: list[str]) -> Iterator[str]:
+    """The lines joined into writes of at most :data:`ATOMIC_WRITE` bytes (a longer line
+    goes alone)."""
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        length = len(line)
+        if chunk and size + length > ATOMIC_WRITE:
+            yield "".join(chunk)
+            chunk, size = [], 0
+        chunk.append(line)
+        size += length
+    if chunk:
+        yield "".join(chunk)
+
+
 class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes formatted lines in batches instead of one write and flush per record.
 
@@ -147,12 +169,11 @@ class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _write(self) -> None:
         if not self._lines:
             return
-        data = "".join(self._lines)
-        self._lines.clear()
-        self._size = 0
+        lines, self._lines, self._size = self._lines, [], 0
         try:
-            self.stream.write(data)
-            self.stream.flush()
+            for chunk in _chunks(lines):
+                self.stream.write(chunk)
+                self.stream.flush()
         except (OSError, ValueError):
             pass  # stdout closed or gone: the lines have nowhere to go
 
