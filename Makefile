@@ -107,7 +107,7 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money bench-service bench-logins bench-platform
+bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money bench-service bench-service-instructions bench-logins bench-platform
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
@@ -146,6 +146,13 @@ bench-money: venv
 .PHONY: bench-service
 bench-service: venv bench-tools
 	$(BIN)/python bench/service.py --json bench/results/service.json
+
+# The same two apps called in-process under callgrind: instructions per request, a figure
+# a busy machine does not move (doc/performance.md).
+.PHONY: bench-service-instructions
+bench-service-instructions: venv
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	$(BIN)/python bench/service.py --instructions-only --json bench/results/service-instructions.json
 
 # A login storm on a whole stack (PostgreSQL, Redis): logins/s with argon2id at 19 MiB and
 # 2 iterations, and the p99 of /healthz and token refresh meanwhile (doc/performance.md).
