@@ -209,9 +209,7 @@ class DiscoveryStack:
 
     def scale(self, instances: int) -> list[str]:
         """``edgectl scale sv-user --region east --instances N``: its output lines."""
-        done = self.edgectl(
-            "scale", "sv-user", "--region", "east", "--instances", str(instances)
-        )
+        done = self.edgectl("scale", "sv-user", "--region", "east", "--instances", str(instances))
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout.splitlines()
 
@@ -231,9 +229,7 @@ class DiscoveryStack:
 
 
 @pytest.fixture(scope="module")
-def discovery(
-    stacks: Stacks, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DiscoveryStack]:
+def discovery(stacks: Stacks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiscoveryStack]:
     etcd = EtcdServer(tmp_path_factory.mktemp("discovery-etcd") / "etcd")
     etcd.start()
     try:
@@ -437,9 +433,7 @@ def test_two_gateways_list_each_other(discovery: DiscoveryStack) -> None:
         for url in (discovery.stack.admin, admin_url):
             wait_for(lambda url=url: listed(url) == names, 90, f"{url} lists both gateways")  # type: ignore[misc]
         both = time.monotonic() - started
-        selves = {
-            g["instance"]: g["self"] for g in discovery.cluster(admin_url)["gateways"]
-        }
+        selves = {g["instance"]: g["self"] for g in discovery.cluster(admin_url)["gateways"]}
         assert selves == {"gateway-api-1": False, "gateway-api-2": True}
         # Through the second node too.
         resp = httpx.get(f"http://127.0.0.1:{public}{ABOUT}", headers=discovery.headers)
