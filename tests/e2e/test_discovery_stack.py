@@ -1,22 +1,25 @@
-"""Live discovery on the real platform stack (issue 18, must-shows 1-5).
+"""Live discovery on the real platform stack (issue 18, must-shows 1-6).
 
 One stack, ``edgectl up`` with ``EDGE_DISCOVERY=etcd``, on an etcd of its own (which
 these tests stop and start). Every process registers; the gateway's pools follow etcd.
-Load is six client threads of ``GET /api/v1/users/about`` (weighted round robin over the
-east sv-user pool) as a signed-in user whose home is east; the gateway names the instance
-that answered (``GATEWAY_EXPOSE_INSTANCE``). The tests run in order on the same stack:
+Load is six client threads of ``GET /api/v1/users?limit=1`` (sv-user's user list, round
+robin over the pool of the caller's region) as the bootstrap admin, a signed-in user
+whose home is east; the gateway names the instance that answered
+(``GATEWAY_EXPOSE_INSTANCE``). The tests run in order on the same stack:
 
 1. ``edgectl scale sv-user --region east --instances 3``: the third instance's share;
 2. ``edgectl scale ... --instances 2``: the supervisor SIGTERMs it (deregistered, drained);
 3. ``kill -9`` of an instance: gone from ``/cluster`` within the lease TTL + 1 s;
 4. etcd stopped for 30 s: pools kept, stale shown, resync when it returns;
-5. a second gateway (the stack's own gateway spec on other ports): they list each other.
+5. a second gateway (the stack's own gateway spec on other ports): they list each other;
+6. a region created through sv-region's API at runtime: routable within 2 s.
 
 Run with ``-s`` to see the numbers recorded in doc/discovery.md.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -35,10 +38,11 @@ import httpx
 import orjson
 import pytest
 
-from edgectl.processes import process_specs
+from edgectl.processes import ProcessSpec, process_specs
 from edgectl.registry import load_registry
+from edgectl.scale import copy_spec
 from edgelib.topology import load_topology
-from tests.e2e.accounts import register
+from tests.e2e.accounts import admin as admin_headers
 from tests.e2e.conftest import ROOT, Stack, Stacks, instance_id
 from tests.libs.discovery.etcd_server import EtcdServer
 from tests.worker import free_port
@@ -51,6 +55,9 @@ TTL = 5
 OUTAGE = 30.0
 EAST_A = instance_id("sv-user", 7201, "east")  # weight 3 in deploy/local/topology.toml
 EAST_B = instance_id("sv-user", 7202, "east")  # weight 1
+#: Routed by the caller's home region (round robin); the admin holds ``users:list``.
+LIST = "/api/v1/users?limit=1"
+#: Public: routed to the gateway's default region (no caller).
 ABOUT = "/api/v1/users/about"
 
 
@@ -184,7 +191,7 @@ class DiscoveryStack:
         return east_pool(self.cluster())
 
     def load(self) -> Load:
-        return Load(self.stack.public + ABOUT, self.headers)
+        return Load(self.stack.public + LIST, self.headers)
 
     def edgectl(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``python -m edgectl <args>`` against this stack, as a person would run it."""
@@ -221,6 +228,23 @@ class DiscoveryStack:
                 return time.monotonic() - (time.time() - wall)
         raise AssertionError(f"{instance} never logged {message!r}")
 
+    def spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
+        """``spec`` run as edgectl runs a child (the stack's settings, then the spec's),
+        but by this test: nothing restarts it. Its log is var/log/<name>.log."""
+        with (self.stack.var_dir / "log" / f"{spec.name}.log").open("ab") as log:
+            return subprocess.Popen(
+                spec.argv,
+                cwd=ROOT,
+                env={**self.stack.env, **spec.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def registered(self, key: str) -> bool:
+        body = orjson.dumps({"key": base64.b64encode(key.encode()).decode()})
+        resp = httpx.post(f"{self.etcd.url}/v3/kv/range", content=body, timeout=2)
+        return bool(resp.json().get("kvs"))
+
     def metric(self, name: str, admin: str | None = None) -> float:
         text = httpx.get((admin or self.stack.admin) + "/metrics", timeout=3).text
         found = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)
@@ -241,8 +265,7 @@ def discovery(stacks: Stacks, tmp_path_factory: pytest.TempPathFactory) -> Itera
         stack = stacks.get(FLAVOUR, env)
         try:
             say(f"stack up in {stack.ready_seconds:.1f}s")
-            _, headers = register(stack, "east", prefix="disc")
-            yield DiscoveryStack(stack, etcd, headers)
+            yield DiscoveryStack(stack, etcd, admin_headers(stack))
         finally:
             stacks.stop(FLAVOUR)
     finally:
@@ -397,18 +420,25 @@ def test_etcd_stopped_30s_keeps_pools_shows_stale_and_resyncs(
     discovery.scale(2)
 
 
-def test_two_gateways_list_each_other(discovery: DiscoveryStack) -> None:
-    """A second gateway node: the stack's own gateway spec on ports of its own."""
-    topology = load_topology(discovery.topology)
-    specs = process_specs(
-        load_registry(ROOT / "deploy/services.toml"),
-        topology,
-        discovery.topology,
-        discovery.stack.var_dir,
-    )
-    spec = specs[-1]
+def test_two_gateways_list_each_other_and_a_region_added_at_runtime_is_routable_in_2s(
+    discovery: DiscoveryStack,
+) -> None:
+    """A second gateway node (the stack's own gateway spec on ports of its own, its
+    default region ``south``, which nothing serves yet) and an sv-user instance of region
+    ``south`` registered under ``/south`` (the stack's east spec in another region, as
+    edgectl scale makes copies): south is created through sv-region's admin API."""
+    specs = {
+        s.name: s
+        for s in process_specs(
+            load_registry(ROOT / "deploy/services.toml"),
+            load_topology(discovery.topology),
+            discovery.topology,
+            discovery.stack.var_dir,
+        )
+    }
+    spec = specs["gateway-api"]
     public, admin = free_port(), free_port()
-    second = replace(
+    gateway = replace(
         spec,
         name="gateway-api-2",
         env={
@@ -416,12 +446,23 @@ def test_two_gateways_list_each_other(discovery: DiscoveryStack) -> None:
             "GATEWAY_PORT": str(public),
             "GATEWAY_ADMIN_PORT": str(admin),
             "GATEWAY_INSTANCE_ID": "gateway-api-2",
+            "GATEWAY_DEFAULT_REGION": "south",
         },
     )
-    env = {**discovery.stack.env, **second.env}
-    log = (discovery.stack.var_dir / "log" / "gateway-api-2.log").open("ab")
-    proc = subprocess.Popen(second.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    port = free_port()
+    south_id = f"sv-user-south-{port}"
+    template = copy_spec(specs[EAST_A], port)
+    south = replace(
+        template,
+        name=south_id,
+        env={
+            **template.env,
+            "SV_USER_REGION": "south",
+            "SV_USER_INSTANCE_ID": south_id,
+            "EDGE_DISCOVERY_PREFIX": "/south",
+        },
+    )
+    procs = [discovery.spawn(south), discovery.spawn(gateway)]
     admin_url = f"http://127.0.0.1:{admin}"
     names = ["gateway-api-1", "gateway-api-2"]
 
@@ -435,21 +476,50 @@ def test_two_gateways_list_each_other(discovery: DiscoveryStack) -> None:
         both = time.monotonic() - started
         selves = {g["instance"]: g["self"] for g in discovery.cluster(admin_url)["gateways"]}
         assert selves == {"gateway-api-1": False, "gateway-api-2": True}
-        # Through the second node too.
-        resp = httpx.get(f"http://127.0.0.1:{public}{ABOUT}", headers=discovery.headers)
+        # Through the second node: a signed-in east user goes east.
+        resp = httpx.get(f"http://127.0.0.1:{public}{LIST}", headers=discovery.headers)
         assert resp.status_code == 200, resp.text
-        proc.send_signal(signal.SIGTERM)
+        assert resp.headers["x-edge-instance"] in (EAST_A, EAST_B)
+
+        # 6. South: nothing serves it (an anonymous caller's region, on the second node)
+        #    until sv-region says where its instances are found.
+        wait_for(lambda: discovery.registered(f"/south/sv-user/south/{south_id}"), 90, "south")
+        anonymous = f"http://127.0.0.1:{public}{ABOUT}"
+        assert httpx.get(anonymous, timeout=5).status_code == 503
+        created = httpx.put(
+            discovery.stack.public + "/api/v1/regions/south",
+            json={"discovery": "etcd:/south", "weight": 0},
+            headers=discovery.headers,
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        routable = wait_for(
+            lambda: httpx.get(anonymous, timeout=2).headers.get("x-edge-instance") == south_id,
+            2.0,
+            "south routable through the second gateway",
+        )
+        assert discovery.cluster()["discovery"]["regions"]["south"]["source"] == "etcd:/south"
+        assert east_pool(discovery.cluster()) == {EAST_A: "active/up", EAST_B: "active/up"}
+
+        procs[1].send_signal(signal.SIGTERM)
         stopping = time.monotonic()
         left = wait_for(
             lambda: listed(discovery.stack.admin) == names[:1], 10, "the second one leaves"
         )
         say(
             f"two gateways: both listed by both {both:.1f}s after the second started "
-            f"(its start-up included); SIGTERM -> gone from the first's list {left:.2f}s"
+            f"(its start-up included); SIGTERM -> gone from the first's list {left:.2f}s; "
+            f"region south created (201) -> routable through the second {routable:.3f}s"
         )
-        assert proc.wait(20) == 0
+        assert procs[1].wait(20) == 0
         assert time.monotonic() - stopping < 20
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -554,6 +554,8 @@ async def test_region_sources_read_sv_region_on_announcements_and_keep_the_last_
             backend=backend,
             refresh=3600,
         )
+        # No announcement of sv-region's can cross the in-process backend: read often.
+        assert follower.refresh == 1.0
         await follower.start()
         try:
             for _ in range(200):

@@ -9,7 +9,10 @@ sv-region stores a ``discovery`` value per region (``static``, ``etcd:<prefix>``
   burst of announcements is one read), so a region created through sv-region's API is
   followed within a round trip;
 - every ``refresh`` seconds, for an announcement that was lost (pub/sub is
-  fire-and-forget), and again each time the subscription is made anew.
+  fire-and-forget), and again each time the subscription is made anew. Without a
+  backend shared with sv-region (none, or the in-process ``memory://`` stand-in of a
+  local stack without Redis) no announcement can arrive: then every
+  ``UNSHARED_REFRESH`` second at most, so a region created there is routable as soon.
 
 While sv-region does not answer, the last list read stays in force (or the settings'
 ``GATEWAY_DISCOVERY_REGIONS`` before the first one): a directory outage changes no pool.
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from edgelib.backends.memory import MemoryBackend
 from edgelib.discovery import SourceSpec, parse_source
 from edgelib.tasks import cancel, follow
 
@@ -44,6 +48,8 @@ REGIONS_PATH = "/internal/regions"
 #: What a read of sv-region's list gives: each region's source, and the ``endpoints``
 #: of the regions that give any.
 Listed = tuple[dict[str, SourceSpec], dict[str, "Endpoints"]]
+#: How often the list is read at most when sv-region's announcements cannot arrive.
+UNSHARED_REFRESH = 1.0
 #: At most this many regions are read (sv-region's list is small; this bounds a bad answer).
 MAX_REGIONS = 1000
 #: At most this many services per region's ``endpoints``, and URLs per service.
@@ -72,7 +78,8 @@ class RegionSources:
         self.session = session
         self.signer = signer
         self.backend = backend
-        self.refresh = refresh
+        shared = backend is not None and not isinstance(backend, MemoryBackend)
+        self.refresh = refresh if shared else min(refresh, UNSHARED_REFRESH)
         self.timeout = timeout
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
