@@ -12,7 +12,8 @@ whose home is east; the gateway names the instance that answered
 3. ``kill -9`` of an instance: gone from ``/cluster`` within the lease TTL + 1 s;
 4. etcd stopped for 30 s: pools kept, stale shown, resync when it returns;
 5. a second gateway (the stack's own gateway spec on other ports): they list each other;
-6. a region created through sv-region's API at runtime: routable within 2 s.
+6. a region created through sv-region's API at runtime: routable within 2 s (and then
+   moved to a static list of ``endpoints`` in sv-region, which the gateway follows).
 
 Run with ``-s`` to see the numbers recorded in doc/discovery.md.
 """
@@ -228,6 +229,17 @@ class DiscoveryStack:
                 return time.monotonic() - (time.time() - wall)
         raise AssertionError(f"{instance} never logged {message!r}")
 
+    def gateway_left(self, instance: str) -> tuple[float, int]:
+        """When the gateway took ``instance`` out of its pool (its ``instance left`` log
+        line, as a ``time.monotonic()`` value) and how many requests it had in flight."""
+        for line in self.stack.log_lines("gateway-api"):
+            if '"instance left"' in line:
+                record = orjson.loads(line)
+                if record.get("upstream") == instance:
+                    wall = datetime.fromisoformat(record["ts"]).timestamp()
+                    return time.monotonic() - (time.time() - wall), int(record["in_flight"])
+        raise AssertionError(f"the gateway never logged {instance} leaving")
+
     def spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         """``spec`` run as edgectl runs a child (the stack's settings, then the spec's),
         but by this test: nothing restarts it. Its log is var/log/<name>.log."""
@@ -319,19 +331,20 @@ def test_sigterm_deregisters_then_drains_and_no_request_fails(
         time.sleep(0.5)
     leaving = discovery.logged_at(third, "discovery: leaving")
     deregistered = discovery.logged_at(third, "discovery: deregistered")
+    left, in_flight = discovery.gateway_left(third)
     # Deregistered first: out of the gateway's pool while it still served (its drain
-    # delay), and nothing reached it after the listener closed.
+    # delay of 1 s), its requests in flight answered, nothing sent after.
     assert leaving <= deregistered
-    gone = watch.gone[third]
     last_answer = max(t for t, i in load.served if i == third)
     say(
         f"SIGTERM: leaving -> deregistered {deregistered - leaving:.3f}s, "
-        f"-> out of the gateway's pool {gone - leaving:.3f}s, its last answer "
-        f"{last_answer - leaving:+.3f}s, process gone {done - leaving:.3f}s "
-        f"(scale asked at {asked - leaving:+.3f}s); "
+        f"-> out of the gateway's pool {left - leaving:.3f}s ({in_flight} requests in "
+        f"flight there, /cluster showed it gone at {watch.gone[third] - leaving:.3f}s), "
+        f"its last answer {last_answer - leaving:+.3f}s, process gone "
+        f"{done - leaving:.3f}s (scale asked at {asked - leaving:+.3f}s); "
         f"{len(load.served)} requests, {len(load.failures)} failed"
     )
-    assert gone - leaving < 1.0  # the drain delay: out before the listener closes
+    assert left - leaving < 1.0  # the drain delay: out before the listener closes
     assert load.failures == []
     assert discovery.pool() == {EAST_A: "active/up", EAST_B: "active/up"}
 
@@ -501,6 +514,39 @@ def test_two_gateways_list_each_other_and_a_region_added_at_runtime_is_routable_
         assert discovery.cluster()["discovery"]["regions"]["south"]["source"] == "etcd:/south"
         assert east_pool(discovery.cluster()) == {EAST_A: "active/up", EAST_B: "active/up"}
 
+        # South on a static list instead: sv-region's ``endpoints`` are its pool (the
+        # topology file has no south), and without them it has none.
+        def put_south(body: dict[str, object]) -> None:
+            resp = httpx.put(
+                discovery.stack.public + "/api/v1/regions/south",
+                json={"weight": 0, **body},
+                headers=discovery.headers,
+                timeout=10,
+            )
+            assert resp.status_code == 200, resp.text
+
+        def south_pool() -> dict[str, str]:
+            for pool in discovery.cluster(admin_url)["services"]:
+                if pool["service"] == "sv-user" and pool["region"] == "south":
+                    return {i["id"]: f"{i['state']}/{i['health']}" for i in pool["instances"]}
+            return {}
+
+        # The same process (x-edge-instance is the service's own id), now the gateway's
+        # instance for the URL sv-region gives.
+        static_id = f"sv-user-south-127.0.0.1-{port}"
+        put_south({"discovery": "static", "endpoints": {"sv-user": [f"http://127.0.0.1:{port}"]}})
+        to_static = wait_for(
+            lambda: south_pool() == {static_id: "active/up"},
+            2.0,
+            "south's pool is the endpoint sv-region lists",
+        )
+        resp = httpx.get(anonymous, timeout=5)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-edge-instance"] == south_id
+        assert discovery.cluster(admin_url)["discovery"]["regions"]["south"]["source"] == "static"
+        put_south({"discovery": "static"})
+        wait_for(lambda: httpx.get(anonymous, timeout=2).status_code == 503, 2.0, "south gone")
+
         procs[1].send_signal(signal.SIGTERM)
         stopping = time.monotonic()
         left = wait_for(
@@ -509,7 +555,8 @@ def test_two_gateways_list_each_other_and_a_region_added_at_runtime_is_routable_
         say(
             f"two gateways: both listed by both {both:.1f}s after the second started "
             f"(its start-up included); SIGTERM -> gone from the first's list {left:.2f}s; "
-            f"region south created (201) -> routable through the second {routable:.3f}s"
+            f"region south created (201) -> routable through the second {routable:.3f}s; "
+            f"moved to static endpoints -> the gateway's pool {to_static:.3f}s"
         )
         assert procs[1].wait(20) == 0
         assert time.monotonic() - stopping < 20
