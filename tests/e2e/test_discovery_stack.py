@@ -221,24 +221,34 @@ class DiscoveryStack:
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout.splitlines()
 
-    def logged_at(self, instance: str, message: str) -> float:
-        """When ``instance`` logged ``message`` first, as a ``time.monotonic()`` value."""
-        for line in self.stack.log_lines(instance):
-            if message in line:
-                wall = datetime.fromisoformat(orjson.loads(line)["ts"]).timestamp()
-                return time.monotonic() - (time.time() - wall)
-        raise AssertionError(f"{instance} never logged {message!r}")
+    def logged_at(self, instance: str, message: str, timeout: float = 5.0) -> float:
+        """When ``instance`` logged ``message`` first, as a ``time.monotonic()`` value
+        (services write their log lines in batches: waits up to ``timeout`` for it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.stack.log_lines(instance):
+                if message in line:
+                    wall = datetime.fromisoformat(orjson.loads(line)["ts"]).timestamp()
+                    return time.monotonic() - (time.time() - wall)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{instance} never logged {message!r}")
+            time.sleep(0.05)
 
-    def gateway_left(self, instance: str) -> tuple[float, int]:
+    def gateway_left(self, instance: str, timeout: float = 5.0) -> tuple[float, int]:
         """When the gateway took ``instance`` out of its pool (its ``instance left`` log
         line, as a ``time.monotonic()`` value) and how many requests it had in flight."""
-        for line in self.stack.log_lines("gateway-api"):
-            if '"instance left"' in line:
-                record = orjson.loads(line)
-                if record.get("upstream") == instance:
-                    wall = datetime.fromisoformat(record["ts"]).timestamp()
-                    return time.monotonic() - (time.time() - wall), int(record["in_flight"])
-        raise AssertionError(f"the gateway never logged {instance} leaving")
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.stack.log_lines("gateway-api"):
+                if '"instance left"' in line:
+                    record = orjson.loads(line)
+                    if record.get("upstream") == instance:
+                        wall = datetime.fromisoformat(record["ts"]).timestamp()
+                        since = time.time() - wall
+                        return time.monotonic() - since, int(record["in_flight"])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the gateway never logged {instance} leaving")
+            time.sleep(0.05)
 
     def spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         """``spec`` run as edgectl runs a child (the stack's settings, then the spec's),
