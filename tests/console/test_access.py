@@ -30,3 +30,55 @@ def test_without_a_session_pages_redirect_to_sign_in(console: ConsoleDriver) -> 
     page.goto(console.url + "/overview")
     assert page.url.endswith("/console/signin")
     console.shot(page, "signin")
+
+
+def test_a_user_without_the_console_permission_gets_the_403_page(console: ConsoleDriver) -> None:
+    username, _ = console.register("plain")
+    page = console.sign_in(username, PASSWORD)
+    assert page.inner_text("h1") == "Forbidden"
+    assert "console:read" in page.inner_text("main")
+    resp = page.request.get(console.url + "/services")
+    assert resp.status == 403
+    console.shot(page, "forbidden")
+
+
+def test_an_operator_reads_but_cannot_change(console: ConsoleDriver) -> None:
+    username, _ = console.register("oper", role="operator")
+    page = console.sign_in(username, PASSWORD)
+    assert page.inner_text("h1") == "Overview"
+    page.goto(console.url + "/services")
+    assert page.locator("button", has_text="Drain").count() == 0
+    csrf = page.locator("header form input[name=csrf]").input_value()
+    resp = page.request.post(
+        console.url + "/services/instances/sv-log-27105/eject", form={"csrf": csrf}
+    )
+    assert resp.status == 403
+    assert "console:admin" in resp.text()
+
+
+def test_a_change_without_a_valid_csrf_token_is_refused(console: ConsoleDriver) -> None:
+    page = console.admin_page()
+    for form in ({}, {"csrf": "forged"}):
+        resp = page.request.post(
+            console.url + "/tenants", form={**form, "id": "csrfprobe", "name": "x"}
+        )
+        assert resp.status == 403, resp.text()
+        assert "CSRF" in resp.text()
+    with console.api() as api:
+        assert api.get("/api/v1/tenants/csrfprobe").status_code == 404
+
+
+def test_security_headers_and_signing_out(console: ConsoleDriver) -> None:
+    page = console.admin_page()
+    resp = page.request.get(console.url + "/overview")
+    csp = resp.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "edge_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    page.click("text=Sign out")
+    page.wait_for_load_state()
+    assert page.url.endswith("/console/signin")
+    page.goto(console.url + "/overview")
+    assert page.url.endswith("/console/signin")
