@@ -122,6 +122,14 @@ bench-tools:
 bench-gateway: venv native-strict bench-tools
 	$(BIN)/python bench/gateway_bench.py
 
+# The console's browser tests (tests/console, Debian's chromium), saving a screenshot of
+# every page into doc/console/ (shown in doc/console.md).
+.PHONY: console-screenshots
+console-screenshots: venv native-strict
+	tools/ci/ensure-services.sh
+	rm -f doc/console/*.png
+	EDGE_CONSOLE_SCREENSHOTS=$(CURDIR)/doc/console $(PYTEST_BYTECODE) $(BIN)/pytest tests/console -q
+
 # Instructions per gateway request under callgrind: repeatable on a noisy machine, for
 # comparing two versions of the hot path (valgrind is installed if missing).
 .PHONY: bench-gateway-instructions

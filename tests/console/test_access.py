@@ -82,3 +82,18 @@ def test_security_headers_and_signing_out(console: ConsoleDriver) -> None:
     assert page.url.endswith("/console/signin")
     page.goto(console.url + "/overview")
     assert page.url.endswith("/console/signin")
+
+
+def test_the_console_is_served_under_admin_on_the_public_port(console: ConsoleDriver) -> None:
+    resp = httpx.get(console.public_url + "/overview", follow_redirects=False, timeout=10)
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/admin/signin"
+    page = console.admin_page(console.public_url)
+    assert page.url.endswith("/admin/overview"), page.url
+    assert page.inner_text("h1") == "Overview"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "edge_console")
+    assert cookie["path"] == "/admin"
+    page.goto(console.public_url + "/services")
+    assert page.locator("section.pool").count() >= 8
+    # The API on the same port is routed as before.
+    assert httpx.get(console.stack.public + "/api/v1/regions/about", timeout=10).status_code == 200

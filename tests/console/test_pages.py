@@ -49,7 +49,7 @@ def test_services_lists_every_pool_and_drains_and_restores_an_instance(
 def _route_exists(console: ConsoleDriver, path: str) -> bool:
     resp = httpx.get(console.stack.public + path, timeout=10)
     # The gateway's own 404 (no route) versus an answer from the routed service.
-    return not (resp.status_code == 404 and "route-not-found" in resp.text)
+    return not (resp.status_code == 404 and "no-route" in resp.text)
 
 
 def test_routes_publish_a_change_and_roll_it_back(console: ConsoleDriver) -> None:
@@ -65,6 +65,7 @@ def test_routes_publish_a_change_and_roll_it_back(console: ConsoleDriver) -> Non
     assert "published" in page.inner_text(".flash.ok")
     first = int(page.inner_text("#current-release"))
     path = f"/api/v1/console-probe-{uuid.uuid4().hex[:6]}"
+    assert not _route_exists(console, path)
     document = json.loads(page.input_value("textarea[name=document]"))
     document["routes"].append({"prefix": path, "service": "sv-log", "access": "public"})
     page.fill("textarea[name=document]", json.dumps(document))

@@ -27,6 +27,7 @@ from edgelib.tasks import cancel
 from edgelib.tracing import otlp_traces_endpoint
 from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
+from gateway_api.console.public import PublicConsole
 from gateway_api.gateway import Gateway
 from gateway_api.proxy import create_public_app
 from gateway_api.statship import HttpStatsSink, StatsShipper
@@ -208,7 +209,11 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             admin, admin_task = await _start_admin(settings, admin_app)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        proxy = create_public_app(gateway)
+        proxy: Any = create_public_app(gateway)
+        console_app = getattr(admin_app.state, "console_app", None)
+        if settings.console_public and console_app is not None:
+            # /admin on the public port goes to the console; the rest as before.
+            proxy = PublicConsole(proxy, console_app)
         public = _public_server(settings, proxy)
         tls = await _listen(settings, public, reuse_port=workers > 1)
         for stream in streams:
