@@ -170,9 +170,7 @@ def chromium() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def console_session(
-    console_stack: Stack, chromium: Browser, console_shots: Path
-) -> ConsoleDriver:
+def console_session(console_stack: Stack, chromium: Browser, console_shots: Path) -> ConsoleDriver:
     return ConsoleDriver(console_stack, chromium, console_shots, _bootstrap_admin(console_stack))
 
 

@@ -16,8 +16,19 @@ def test_signing_in_shows_the_overview_with_the_navigation(console: ConsoleDrive
     assert page.url.endswith("/console/overview"), page.url
     assert page.inner_text("h1") == "Overview"
     nav = page.inner_text("nav.side")
-    for title in ("Overview", "Services", "Routes", "Tenants and apps", "Users", "RBAC",
-                  "Regions", "Config", "Logs", "Notices", "Wallet"):
+    for title in (
+        "Overview",
+        "Services",
+        "Routes",
+        "Tenants and apps",
+        "Users",
+        "RBAC",
+        "Regions",
+        "Config",
+        "Logs",
+        "Notices",
+        "Wallet",
+    ):
         assert title in nav
     console.shot(page, "signin-overview")
 
@@ -72,11 +83,15 @@ def test_security_headers_and_signing_out(console: ConsoleDriver) -> None:
     page = console.admin_page()
     resp = page.request.get(console.url + "/overview")
     csp = resp.headers["content-security-policy"]
-    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
-    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "default-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
     assert resp.headers["x-content-type-options"] == "nosniff"
     cookie = next(c for c in page.context.cookies() if c["name"] == "edge_console")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/console"
     page.click("text=Sign out")
     page.wait_for_load_state()
     assert page.url.endswith("/console/signin")

@@ -99,6 +99,15 @@ async def _start_admin(
     return admin, admin_task
 
 
+def _public_handler(settings: Settings, gateway: Gateway, admin_app: FastAPI) -> Any:
+    """The proxy; with ``GATEWAY_CONSOLE_PUBLIC``, ``/admin`` goes to the console first."""
+    proxy = create_public_app(gateway)
+    console_app = getattr(admin_app.state, "console_app", None)
+    if settings.console_public and console_app is not None:
+        return PublicConsole(proxy, console_app)
+    return proxy
+
+
 def _public_server(settings: Settings, proxy: Any) -> HttpServer:
     """The public listener's server: HTTP/1.1, and h2c when ``GATEWAY_HTTP2`` is on."""
     public = HttpServer(
@@ -209,11 +218,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             admin, admin_task = await _start_admin(settings, admin_app)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        proxy: Any = create_public_app(gateway)
-        console_app = getattr(admin_app.state, "console_app", None)
-        if settings.console_public and console_app is not None:
-            # /admin on the public port goes to the console; the rest as before.
-            proxy = PublicConsole(proxy, console_app)
+        proxy = _public_handler(settings, gateway, admin_app)
         public = _public_server(settings, proxy)
         tls = await _listen(settings, public, reuse_port=workers > 1)
         for stream in streams:

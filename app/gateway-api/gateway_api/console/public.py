@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway_api.transport.exchange import ClientGone, Exchange, Handler
+from gateway_api.transport.exchange import ClientGone, Exchange
 
 PREFIX = "/admin"
 _DROPPED = {b"content-length", b"transfer-encoding", b"connection"}
@@ -35,10 +35,9 @@ class PublicConsole:
         await self.proxy(exchange)
 
 
-async def serve_asgi(app: Any, exchange: Exchange, root_path: str) -> None:
-    """Run one request of ``exchange`` through the ASGI ``app`` mounted at ``root_path``."""
+def _scope(exchange: Exchange, root_path: str) -> dict[str, Any]:
     req = exchange.scope
-    scope: dict[str, Any] = {
+    return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": req.get("http_version", "1.1"),
@@ -53,53 +52,63 @@ async def serve_asgi(app: Any, exchange: Exchange, root_path: str) -> None:
         "root_path": root_path,
         "state": {},
     }
-    body_done = not exchange.has_body
-    finished = asyncio.Event()
-    status = 500
-    headers: list[tuple[bytes, bytes]] = []
 
-    async def receive() -> dict[str, Any]:
-        nonlocal body_done
-        if not body_done:
+
+class _Channel:
+    """ASGI ``receive`` and ``send`` over one exchange."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.body_done = not exchange.has_body
+        self.sent_last = False
+        self.finished = asyncio.Event()
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.body_done:
             try:
-                chunk = await exchange.receive()
+                chunk = await self.exchange.receive()
             except ClientGone:
                 return {"type": "http.disconnect"}
-            body_done = chunk == b""
-            return {"type": "http.request", "body": chunk, "more_body": not body_done}
-        if scope.get("_sent_empty"):
-            await finished.wait()
+            self.body_done = chunk == b""
+            return {"type": "http.request", "body": chunk, "more_body": not self.body_done}
+        if self.sent_last:
+            await self.finished.wait()
             return {"type": "http.disconnect"}
-        scope["_sent_empty"] = True
+        self.sent_last = True
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status, headers
+    async def send(self, message: dict[str, Any]) -> None:
+        exchange = self.exchange
         if message["type"] == "http.response.start":
-            status = int(message["status"])
-            headers = [(k.lower(), v) for k, v in message.get("headers", []) if k.lower() not in _DROPPED]
+            self.status = int(message["status"])
+            self.headers = [
+                (k.lower(), v) for k, v in message.get("headers", []) if k.lower() not in _DROPPED
+            ]
             return
         if message["type"] != "http.response.body":
             return
         body: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
         if not exchange.response_started:
-            exchange.start_response(status, headers, length=None if more else len(body))
+            exchange.start_response(self.status, self.headers, length=None if more else len(body))
         if body:
             exchange.write(body)
             await exchange.drain()
         if not more:
             exchange.end()
-            finished.set()
+            self.finished.set()
 
+
+async def serve_asgi(app: Any, exchange: Exchange, root_path: str) -> None:
+    """Run one request of ``exchange`` through the ASGI ``app`` mounted at ``root_path``."""
+    channel = _Channel(exchange)
     try:
-        await app(scope, receive, send)
+        await app(_scope(exchange, root_path), channel.receive, channel.send)
     finally:
-        finished.set()
+        channel.finished.set()
         if not exchange.response_started:
             exchange.respond(502, [(b"content-type", b"text/plain")], b"console error")
         elif not exchange.response_done:
             exchange.abort()
-
-
-__all__ = ["Handler", "PublicConsole", "serve_asgi"]

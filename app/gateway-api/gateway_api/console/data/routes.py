@@ -128,9 +128,7 @@ class RouteNamespace:
         )
 
     async def releases(self, api: UserApi, limit: int = 20) -> dict[str, Any]:
-        answer: dict[str, Any] = await api.get(
-            f"/api/v1/config/releases/{self.key}", limit=limit
-        )
+        answer: dict[str, Any] = await api.get(f"/api/v1/config/releases/{self.key}", limit=limit)
         return answer
 
     async def release(self, api: UserApi, number: int) -> dict[str, Any]:
@@ -157,4 +155,6 @@ class RouteNamespace:
 
     async def gray_end(self, api: UserApi, action: str) -> None:
         """``promote`` or ``abort`` the running gray release."""
-        await api.post(f"/api/v1/config/gray/{self.key}/{action}", {"comment": f"{action} (console)"})
+        await api.post(
+            f"/api/v1/config/gray/{self.key}/{action}", {"comment": f"{action} (console)"}
+        )

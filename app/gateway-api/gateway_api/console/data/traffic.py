@@ -4,7 +4,7 @@ read as the signed-in user (``stats:read`` in their tenant)."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from gateway_api.console.client import UserApi
@@ -34,7 +34,10 @@ def hourly_chart(today_answer: dict[str, Any]) -> dict[str, Any]:
         "series": [
             {
                 "label": "today",
-                "values": [p["requests"] if at <= now else None for p, at in zip(points_today, x)],
+                "values": [
+                    p["requests"] if at <= now else None
+                    for p, at in zip(points_today, x, strict=False)
+                ],
             },
             {"label": "yesterday", "values": [p["requests"] for p in points_yesterday]},
         ],

@@ -58,9 +58,7 @@ async def routes(
     diff: list[str] = []
     if info is not None and changes and any(changes.values()):
         current = {k: info.get("values", {}).get(k) for k in ("routes", "defaults")}
-        diff = route_data.text_diff(
-            current, json.loads(draft_text), ("current release", "draft")
-        )
+        diff = route_data.text_diff(current, json.loads(draft_text), ("current release", "draft"))
     return render(
         request,
         "pages/routes.html",

@@ -25,7 +25,9 @@ async def services(
     page = paginate(
         pools,
         win,
-        lambda p: " ".join([p["service"], p["region"] or "global"] + [i["id"] for i in p["instances"]]),
+        lambda p: " ".join(
+            [p["service"], p["region"] or "global"] + [i["id"] for i in p["instances"]]
+        ),
     )
     return render(
         request,

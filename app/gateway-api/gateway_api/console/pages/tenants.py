@@ -65,7 +65,11 @@ async def tenant_detail(
     )
     page = paginate(apps, win, lambda a: f"{a['client_id']} {a['name']}")
     return render(
-        request, "pages/tenant.html", tenant=record, page=page, quotas=quotas,
+        request,
+        "pages/tenant.html",
+        tenant=record,
+        page=page,
+        quotas=quotas,
     )
 
 
@@ -88,9 +92,7 @@ async def edit_tenant(
 
 
 def _show_secret(viewer: Viewer, client_id: str, secret: str) -> None:
-    viewer.session.flash(
-        "info", f"Secret of {client_id} (shown once, copy it now): {secret}"
-    )
+    viewer.session.flash("info", f"Secret of {client_id} (shown once, copy it now): {secret}")
 
 
 @router.post("/tenants/{tenant_id}/apps")
@@ -133,18 +135,29 @@ async def app_detail(
     )
     chart, error = None, ""
     try:
-        chart = await traffic.series(viewer.api, step="hour", hours=24, tenant=tenant_id, app=client_id)
+        chart = await traffic.series(
+            viewer.api, step="hour", hours=24, tenant=tenant_id, app=client_id
+        )
     except PlatformError as exc:
         error = f"Traffic statistics: {exc.message}"
     return render(
-        request, "pages/app.html", app=record, tenant_id=tenant_id,
-        quota=quotas.get(client_id), traffic_chart=chart, error=error,
+        request,
+        "pages/app.html",
+        app=record,
+        tenant_id=tenant_id,
+        quota=quotas.get(client_id),
+        traffic_chart=chart,
+        error=error,
     )
 
 
 @router.post("/tenants/{tenant_id}/apps/{client_id}/{action}")
 async def app_action(
-    request: Request, tenant_id: str, client_id: str, action: str, viewer: ChangeDep,
+    request: Request,
+    tenant_id: str,
+    client_id: str,
+    action: str,
+    viewer: ChangeDep,
     form: FormDep,
 ) -> Response:
     """``edit`` (name, disabled), ``secret`` (rotate) or ``quota`` (set the limits)."""
@@ -167,7 +180,9 @@ async def app_action(
         elif action == "quota":
             limits = data.quota_limits({f: form.get(f) for f in data.QUOTA_FIELDS})
             if not limits:
-                await viewer.api.delete("/api/v1/quotas", kind="app", target=client_id, tenant=tenant_id)
+                await viewer.api.delete(
+                    "/api/v1/quotas", kind="app", target=client_id, tenant=tenant_id
+                )
                 viewer.session.flash("ok", "Quota removed.")
             else:
                 await data.set_app_quota(viewer.api, tenant_id, client_id, limits)
