@@ -135,7 +135,7 @@ console-screenshots: venv native-strict
 .PHONY: bench-gateway-instructions
 bench-gateway-instructions: venv native-strict
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
-	for route in direct public pipeline pipeline-quota-other pipeline-app-quota; do $(BIN)/python bench/gateway_instructions.py --route $$route --requests 2000; done
+	for route in direct public pipeline pipeline-quota-other pipeline-app-quota pipeline-console-public; do $(BIN)/python bench/gateway_instructions.py --route $$route --requests 2000; done
 
 # Where one gateway worker spends its CPU under wrk load (py-spy; ROUTE=public|pipeline).
 .PHONY: profile-gateway
