@@ -30,7 +30,6 @@ def test_signing_in_shows_the_overview_with_the_navigation(console: ConsoleDrive
         "Wallet",
     ):
         assert title in nav
-    console.shot(page, "signin-overview")
 
 
 def test_without_a_session_pages_redirect_to_sign_in(console: ConsoleDriver) -> None:
