@@ -115,15 +115,42 @@ def test_tenants_create_an_app_with_a_quota(console: ConsoleDriver) -> None:
     page.fill("#new-app input[name=qpd]", "7000")
     page.click("#new-app button")
     page.wait_for_load_state()
-    assert "shown once" in page.inner_text(".flash.info")
+    shown = page.inner_text(".flash.info")
+    assert "shown once" in shown
     console.shot(page, "page-tenant")
     client_id = page.locator("#app-list tbody tr td a").first.inner_text()
+    secret = shown.rsplit(": ", 1)[1].strip()
     with console.api() as api:
         apps = api.get("/api/v1/auth/apps", params={"tenant": tenant}).json()["items"]
         assert [a["client_id"] for a in apps] == [client_id]
         quotas = api.get("/api/v1/quotas", params={"kind": "app", "tenant": tenant}).json()
         (quota,) = quotas["quotas"]
         assert (quota["target"], quota["qps"], quota["qpd"]) == (client_id, 7, 7000)
+    # The app's own traffic (its token requests, through the gateway) reaches its chart
+    # once the gateway has shipped its statistics to sv-log (every 5 s).
+    for _ in range(3):
+        resp = httpx.post(
+            console.stack.public + "/api/v1/auth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret),
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+    token = resp.json()["access_token"]
+    for _ in range(5):
+        httpx.get(
+            console.stack.public + "/api/v1/config/namespaces",
+            headers={"authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+    deadline = time.monotonic() + 20
+    with console.api() as api:
+        while True:
+            stats = api.get("/api/v1/stats/today", params={"tenant": tenant, "app": client_id})
+            if stats.status_code == 200 and stats.json()["today"]["totals"]["requests"] >= 5:
+                break
+            assert time.monotonic() < deadline, stats.text
+            time.sleep(0.5)
     page.goto(console.url + f"/tenants/{tenant}/apps/{client_id}")
     page.wait_for_selector("#app-traffic .uplot")
     assert "qps 7" in page.inner_text("#quota")

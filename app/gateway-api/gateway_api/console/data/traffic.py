@@ -25,8 +25,8 @@ def hourly_chart(today_answer: dict[str, Any]) -> dict[str, Any]:
     x axis is today's hours; yesterday's are shifted onto them; today's hours still
     to come are gaps."""
     days = {name: today_answer.get(name) or {} for name in ("today", "yesterday")}
-    points_today = days["today"].get("points", [])
-    points_yesterday = days["yesterday"].get("points", [])
+    points_today = days["today"].get("hours", [])
+    points_yesterday = days["yesterday"].get("hours", [])
     now = time.time()
     x = [_epoch(p["start"]) for p in points_today]
     return {
