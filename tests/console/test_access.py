@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
-from tests.console.conftest import ConsoleDriver
+from tests.console.conftest import ConsoleDriver, api_login
 from tests.e2e.accounts import PASSWORD
 
 pytestmark = pytest.mark.e2e
@@ -111,3 +113,22 @@ def test_the_console_is_served_under_admin_on_the_public_port(console: ConsoleDr
     assert page.locator("section.pool").count() >= 8
     # The API on the same port is routed as before.
     assert httpx.get(console.stack.public + "/api/v1/regions/about", timeout=10).status_code == 200
+
+
+def test_a_platform_session_revoked_elsewhere_ends_the_console_session(
+    console: ConsoleDriver,
+) -> None:
+    username, _ = console.register("gone", role="operator")
+    page = console.sign_in(username, PASSWORD)
+    assert page.inner_text("h1") == "Overview"
+    # The user ends every session of theirs through the API (another client type).
+    headers = api_login(console.stack, username)
+    resp = httpx.post(console.stack.public + "/api/v1/auth/logout-all", headers=headers, timeout=10)
+    assert resp.status_code == 204, resp.text
+    deadline = time.monotonic() + 5
+    while True:
+        page.goto(console.url + "/services")
+        if page.url.endswith("/console/signin"):
+            break
+        assert time.monotonic() < deadline, "the console session outlived the platform's"
+        time.sleep(0.2)

@@ -95,8 +95,17 @@ def permissions(console: Console, session: ConsoleSession) -> tuple[bool, bool]:
 
 
 def current_session(request: Request, console: ConsoleDep) -> ConsoleSession | None:
-    """The live session of the request's cookie, if any."""
-    return console.sessions.get(request.cookies.get(COOKIE))
+    """The live session of the request's cookie, if any: one whose platform session was
+    revoked (sign-out elsewhere, a newer login, an admin's revocation) has ended, as the
+    gateway learns of it (within a second)."""
+    session = console.sessions.get(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    authn = console.gateway.security.authn
+    if authn is not None and authn.revoked.is_revoked(session.platform_session):
+        console.sessions.remove(session.id)
+        return None
+    return session
 
 
 def get_viewer(request: Request, console: ConsoleDep) -> Viewer:

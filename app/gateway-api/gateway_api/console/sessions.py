@@ -31,6 +31,8 @@ class ConsoleSession:
     refresh_token: str
     #: When the access token expires (``time.time()`` seconds).
     access_expires: float
+    #: The platform session (the tokens' ``sid``): revoked there, this one ends too.
+    platform_session: str = ""
     id: str = field(default_factory=_token)
     #: The synchronizer token every change must carry (form field or header).
     csrf: str = field(default_factory=_token)

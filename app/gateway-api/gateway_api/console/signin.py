@@ -117,6 +117,7 @@ async def signin(request: Request, console: ConsoleDep) -> Response:
         access_token=token,
         refresh_token=str(tokens["refresh_token"]),
         access_expires=0.0,
+        platform_session=identity.session_id,
     )
     apply_tokens(session, tokens)
     console.sessions.add(session)
