@@ -262,9 +262,12 @@ class Settings(ServiceSettings):
         return self.expose_instance
 
     def reserved(self) -> tuple[str, ...]:
-        """The reserved path prefixes, ``/internal`` first."""
+        """The reserved path prefixes, ``/internal`` first (and ``/admin`` when the console
+        is served there: a route under it would never be reached)."""
         items = [p.strip().rstrip("/") for p in self.reserved_prefixes.split(",") if p.strip()]
-        return ("/internal", *(p for p in items if p and p != "/internal"))
+        if self.console_public and self.console_enabled:
+            items.append("/admin")
+        return ("/internal", *dict.fromkeys(p for p in items if p and p != "/internal"))
 
     def trusted_peers(self) -> TrustedProxies:
         """The load balancers whose ``X-Forwarded-For`` the public server believes."""
