@@ -1,0 +1,50 @@
+"""The platform's admin role reads and ends any user's sessions (the console's Users page).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-07
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+DOMAIN = "default"
+GRANTS = [("sessions", "read"), ("sessions", "revoke")]
+
+rule = sa.table(
+    "casbin_rule",
+    sa.column("ptype", sa.String),
+    sa.column("v0", sa.String),
+    sa.column("v1", sa.String),
+    sa.column("v2", sa.String),
+    sa.column("v3", sa.String),
+)
+version = sa.table(
+    "rbac_policy_version", sa.column("id", sa.Integer), sa.column("version", sa.Integer)
+)
+
+
+def upgrade() -> None:
+    op.bulk_insert(
+        rule,
+        [{"ptype": "p", "v0": "admin", "v1": DOMAIN, "v2": obj, "v3": act} for obj, act in GRANTS],
+    )
+    op.execute(version.update().where(version.c.id == 1).values(version=version.c.version + 1))
+
+
+def downgrade() -> None:
+    for obj, act in GRANTS:
+        op.execute(
+            rule.delete().where(
+                rule.c.ptype == "p",
+                rule.c.v0 == "admin",
+                rule.c.v1 == DOMAIN,
+                rule.c.v2 == obj,
+                rule.c.v3 == act,
+            )
+        )
