@@ -1,20 +1,27 @@
-"""The platform's admin role reads and ends any user's sessions (the console's Users page).
+"""Any user's sessions (the console's Users page): the ``admin`` role reads and ends
+them (``sessions:read``, ``sessions:revoke``); the read-only ``operator`` role (0007)
+reads them, and reads each region's wallet audit (``wallet:audit``, a read).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
 DOMAIN = "default"
-GRANTS = [("sessions", "read"), ("sessions", "revoke")]
+GRANTS = [
+    ("admin", "sessions", "read"),
+    ("admin", "sessions", "revoke"),
+    ("operator", "sessions", "read"),
+    ("operator", "wallet", "audit"),
+]
 
 rule = sa.table(
     "casbin_rule",
@@ -32,17 +39,17 @@ version = sa.table(
 def upgrade() -> None:
     op.bulk_insert(
         rule,
-        [{"ptype": "p", "v0": "admin", "v1": DOMAIN, "v2": obj, "v3": act} for obj, act in GRANTS],
+        [{"ptype": "p", "v0": sub, "v1": DOMAIN, "v2": obj, "v3": act} for sub, obj, act in GRANTS],
     )
     op.execute(version.update().where(version.c.id == 1).values(version=version.c.version + 1))
 
 
 def downgrade() -> None:
-    for obj, act in GRANTS:
+    for sub, obj, act in GRANTS:
         op.execute(
             rule.delete().where(
                 rule.c.ptype == "p",
-                rule.c.v0 == "admin",
+                rule.c.v0 == sub,
                 rule.c.v1 == DOMAIN,
                 rule.c.v2 == obj,
                 rule.c.v3 == act,
