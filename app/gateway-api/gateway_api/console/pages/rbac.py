@@ -5,7 +5,7 @@ permission, assign and unassign a role (auth-rbac's API, ``rbac:admin``)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from gateway_api.console.client import UserApi
 from gateway_api.console.deps import ChangeDep, FormDep, ViewerDep
-from gateway_api.console.fetching import Fetched, changed, fetched
-from gateway_api.console.paging import Window, paginate, window
+from gateway_api.console.fetching import changed, fetched
+from gateway_api.console.paging import Page, Window, window
 from gateway_api.console.rendering import is_htmx, render
 
 router = APIRouter()
@@ -42,7 +42,7 @@ async def _user_id(api: UserApi, who: str) -> str:
 async def rbac(request: Request, viewer: ViewerDep, dom: Domain = "default") -> Response:
     """The roles of tenant ``dom``: permissions and how many members each has."""
     roles, tenants = await asyncio.gather(
-        fetched(viewer.api.get("/api/v1/rbac/roles", dom=dom)),
+        fetched(viewer.api.get("/api/v1/rbac/roles", dom=dom, members="false")),
         fetched(viewer.api.get("/api/v1/tenants")),
     )
     domains = ["default", *(t["id"] for t in tenants.data or [] if t["id"] != "default")]
@@ -57,14 +57,25 @@ async def role(
     win: Annotated[Window, Depends(window)],
     dom: Domain = "default",
 ) -> Response:
-    """One role: its permissions, and its members a page at a time (searched here)."""
-    found: Fetched[dict[str, Any]] = await fetched(
-        viewer.api.get(f"/api/v1/rbac/roles/{quote(name, safe='')}", dom=dom)
+    """One role: its permissions, and its members a page at a time (auth-rbac pages them)."""
+    path = f"/api/v1/rbac/roles/{quote(name, safe='')}"
+    found, page = await asyncio.gather(
+        fetched(viewer.api.get(path, dom=dom, members="false")),
+        fetched(
+            viewer.api.get(f"{path}/members", dom=dom, q=win.q, offset=win.offset, limit=win.limit)
+        ),
     )
     members = None
-    if found.data is not None:
-        members = paginate(sorted(found.data["members"]), win, str, keep={"dom": dom})
-    context = {"name": name, "dom": dom, "role": found, "members": members, "q": win.q}
+    if page.data is not None:
+        members = Page.of_window(page.data["items"], page.data["total"], win, keep={"dom": dom})
+    context = {
+        "name": name,
+        "dom": dom,
+        "role": found,
+        "members": members,
+        "members_error": page.error,
+        "q": win.q,
+    }
     if is_htmx(request):
         return render(request, "pages/rbac/members.html", **context)
     return render(request, "pages/rbac/role.html", 404 if found.status == 404 else 200, **context)
