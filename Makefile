@@ -122,12 +122,20 @@ bench-tools:
 bench-gateway: venv native-strict bench-tools
 	$(BIN)/python bench/gateway_bench.py
 
+# The console's browser tests (tests/console, Debian's chromium), saving a screenshot of
+# every page into doc/console/ (shown in doc/console.md).
+.PHONY: console-screenshots
+console-screenshots: venv native-strict
+	tools/ci/ensure-services.sh
+	rm -f doc/console/*.png
+	EDGE_CONSOLE_SCREENSHOTS=$(CURDIR)/doc/console $(PYTEST_BYTECODE) $(BIN)/pytest tests/console -q
+
 # Instructions per gateway request under callgrind: repeatable on a noisy machine, for
 # comparing two versions of the hot path (valgrind is installed if missing).
 .PHONY: bench-gateway-instructions
 bench-gateway-instructions: venv native-strict
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
-	for route in direct public pipeline pipeline-quota-other pipeline-app-quota; do $(BIN)/python bench/gateway_instructions.py --route $$route --requests 2000; done
+	for route in direct public pipeline pipeline-quota-other pipeline-app-quota pipeline-console-public; do $(BIN)/python bench/gateway_instructions.py --route $$route --requests 2000; done
 
 # Where one gateway worker spends its CPU under wrk load (py-spy; ROUTE=public|pipeline).
 .PHONY: profile-gateway

@@ -32,6 +32,12 @@ CHROMIUM = "/usr/bin/chromium"
 #: The console's stack flavour (tests/e2e/conftest.py's Stacks names stacks by it).
 FLAVOUR = "console"
 VIEWPORT = {"width": 1400, "height": 900}
+#: The route table follows sv-config (the routes page publishes there).
+ROUTES_NAMESPACE = "gateway-routes"
+STACK_ENV = {
+    "GATEWAY_CONSOLE_PUBLIC": "true",
+    "GATEWAY_ROUTES_SOURCE": f"sv-config:{ROUTES_NAMESPACE}",
+}
 
 
 def api_login(stack: Stack, username: str, password: str = PASSWORD) -> dict[str, str]:
@@ -144,7 +150,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The console tests' stack (its own, so it stops after them; see the module doc)."""
     stacks = Stacks(tmp_path_factory)
     try:
-        yield stacks.get(FLAVOUR, {"GATEWAY_CONSOLE_PUBLIC": "true"})
+        yield stacks.get(FLAVOUR, STACK_ENV)
     finally:
         stacks.stop_all()
 
@@ -164,9 +170,7 @@ def chromium() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def console_session(
-    console_stack: Stack, chromium: Browser, console_shots: Path
-) -> ConsoleDriver:
+def console_session(console_stack: Stack, chromium: Browser, console_shots: Path) -> ConsoleDriver:
     return ConsoleDriver(console_stack, chromium, console_shots, _bootstrap_admin(console_stack))
 
 

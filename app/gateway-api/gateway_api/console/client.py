@@ -112,7 +112,9 @@ class PlatformClient:
         try:
             return resp.json()
         except ValueError:
-            raise PlatformError(resp.status_code, "The platform's answer is not JSON", path) from None
+            raise PlatformError(
+                resp.status_code, "The platform's answer is not JSON", path
+            ) from None
 
     async def login(self, username: str, password: str, tenant: str | None = None) -> Any:
         """auth-jwt's login: ``{access_token, refresh_token, expires_in, ...}``."""

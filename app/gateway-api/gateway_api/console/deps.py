@@ -12,7 +12,7 @@ the checks a change must pass (``console:admin`` and the CSRF token).
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -20,6 +20,7 @@ from jinja2 import Environment
 
 from edgelib.identity import DEFAULT_TENANT
 from gateway_api.console.client import PlatformClient, UserApi
+from gateway_api.console.data.cluster import Drains
 from gateway_api.console.forms import Form, read_form
 from gateway_api.console.sessions import ConsoleSession, SessionStore
 from gateway_api.gateway import Gateway
@@ -40,6 +41,8 @@ class Console:
     templates: Environment
     #: Set the cookie's Secure attribute (the console is served over TLS).
     secure_cookie: bool = False
+    #: Instances drained from this console (restored from it too).
+    drains: Drains = field(default_factory=Drains)
 
 
 class NotSignedIn(Exception):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import Query
+from fastapi import Depends, Query
 
 T = TypeVar("T")
 
@@ -107,3 +107,6 @@ def paginate(
         win.q,
         keep or {},
     )
+
+
+WindowDep = Annotated[Window, Depends(window)]

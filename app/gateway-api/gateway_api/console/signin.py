@@ -90,9 +90,7 @@ async def signin(request: Request, console: ConsoleDep) -> Response:
     nonce = request.cookies.get(SIGNIN_COOKIE, "")
     sent = form.get("signin_token")
     if not nonce or not hmac.compare_digest(sent.encode(), _signin_token(nonce).encode()):
-        return _form_page(
-            request, console, 403, error="The form expired; please sign in again."
-        )
+        return _form_page(request, console, 403, error="The form expired; please sign in again.")
     username, password = form.get("username").strip(), form.get("password")
     tenant = form.get("tenant").strip() or None
     if not username or not password:
@@ -123,9 +121,7 @@ async def signin(request: Request, console: ConsoleDep) -> Response:
     apply_tokens(session, tokens)
     console.sessions.add(session)
     read, _ = permissions(console, session)
-    logger.info(
-        "console sign-in", extra={"user": identity.user_id, "console_read": read}
-    )
+    logger.info("console sign-in", extra={"user": identity.user_id, "console_read": read})
     response = RedirectResponse(f"{_base(request)}/overview", status_code=303)
     _cookie(response, request, COOKIE, session.id, secure=console.secure_cookie)
     response.delete_cookie(SIGNIN_COOKIE, path=_base(request) or "/")

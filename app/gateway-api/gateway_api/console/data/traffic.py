@@ -4,7 +4,7 @@ read as the signed-in user (``stats:read`` in their tenant)."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from gateway_api.console.client import UserApi
@@ -25,8 +25,8 @@ def hourly_chart(today_answer: dict[str, Any]) -> dict[str, Any]:
     x axis is today's hours; yesterday's are shifted onto them; today's hours still
     to come are gaps."""
     days = {name: today_answer.get(name) or {} for name in ("today", "yesterday")}
-    points_today = days["today"].get("points", [])
-    points_yesterday = days["yesterday"].get("points", [])
+    points_today = days["today"].get("hours", [])
+    points_yesterday = days["yesterday"].get("hours", [])
     now = time.time()
     x = [_epoch(p["start"]) for p in points_today]
     return {
@@ -34,7 +34,10 @@ def hourly_chart(today_answer: dict[str, Any]) -> dict[str, Any]:
         "series": [
             {
                 "label": "today",
-                "values": [p["requests"] if at <= now else None for p, at in zip(points_today, x)],
+                "values": [
+                    p["requests"] if at <= now else None
+                    for p, at in zip(points_today, x, strict=False)
+                ],
             },
             {"label": "yesterday", "values": [p["requests"] for p in points_yesterday]},
         ],
