@@ -50,7 +50,7 @@ def test_users_page_finds_a_user_and_shows_region_and_sessions(console: ConsoleD
     no_errors(page)
     row = page.locator("#user-results tr", has_text=name)
     assert row.locator("td").nth(1).inner_text() == "east"
-    console.shot(page, "users")
+    console.shot(page, "page-users")
     row.locator("a").click()
     page.wait_for_load_state()
     assert page.inner_text("h1") == name
@@ -60,7 +60,7 @@ def test_users_page_finds_a_user_and_shows_region_and_sessions(console: ConsoleD
     assert "app" in sessions.first.inner_text()
     assert "user" in page.inner_text("#roles")
     no_errors(page)
-    console.shot(page, "user")
+    console.shot(page, "page-users-user")
 
 
 def test_revoking_a_session_in_the_console_ends_it_in_the_platform(
@@ -115,7 +115,7 @@ def test_rbac_page_shows_roles_and_manages_a_role(console: ConsoleDriver) -> Non
     for builtin in ("admin", "operator", "user"):
         assert builtin in roles
     assert "sessions:revoke" in roles
-    console.shot(page, "rbac")
+    console.shot(page, "page-rbac")
 
     page.fill("input[name=name]", role)
     page.fill("input[name=description]", "made by the console test")
@@ -131,7 +131,7 @@ def test_rbac_page_shows_roles_and_manages_a_role(console: ConsoleDriver) -> Non
     page.wait_for_load_state()
     no_errors(page)
     assert uid in page.inner_text("#members")
-    console.shot(page, "rbac-role")
+    console.shot(page, "page-rbac-role")
 
     with console.api() as api:
         found = api.get(f"/api/v1/rbac/roles/{role}").json()
@@ -169,7 +169,7 @@ def test_regions_page_shows_regions_rules_dry_run_and_lookup(console: ConsoleDri
     page.goto(f"{console.url}/regions?username=newcomer&phone={prefix}1234&lookup={name}")
     assert "west" in page.inner_text("#assignment-result")
     assert "east" in page.locator("#lookup tr", has_text=name).inner_text()
-    console.shot(page, "regions")
+    console.shot(page, "page-regions")
 
     page.locator("#rules tr", has_text=prefix).locator("button").click()
     page.wait_for_load_state()
@@ -198,7 +198,7 @@ def test_config_page_shows_namespaces_releases_and_a_diff(console: ConsoleDriver
     page.wait_for_load_state()
     assert page.locator("#releases tbody tr").count() == 2
     assert "20" in page.inner_text("#values")
-    console.shot(page, "config")
+    console.shot(page, "page-config-namespace")
     page.click("#releases a:text('#2')")
     page.wait_for_load_state()
     diff = page.inner_text("#diff")
@@ -206,7 +206,7 @@ def test_config_page_shows_namespaces_releases_and_a_diff(console: ConsoleDriver
     assert "+ limit = 20" in diff
     page.goto(f"{console.url}/config")
     no_errors(page)
-    console.shot(page, "config-namespaces")
+    console.shot(page, "page-config")
 
 
 def test_logs_page_queries_by_trace_id_and_tails_live(console: ConsoleDriver) -> None:
@@ -229,7 +229,7 @@ def test_logs_page_queries_by_trace_id_and_tails_live(console: ConsoleDriver) ->
     assert page.locator("#log-results tbody tr").count() >= len(shipped)
     assert "gateway-api" in shown
     assert "/api/v1/regions/about" in shown
-    console.shot(page, "logs")
+    console.shot(page, "page-logs")
 
     page.goto(f"{console.url}/logs?trace_id=not-a-trace")
     assert "32 hexadecimal digits" in page.inner_text(".flash.error")
@@ -243,7 +243,7 @@ def test_logs_page_queries_by_trace_id_and_tails_live(console: ConsoleDriver) ->
     )
     page.wait_for_selector(f"#tail a[href$='{live}']", timeout=30_000)
     assert "Live since" in page.inner_text("#tail-state")
-    console.shot(page, "logs-live")
+    console.shot(page, "page-logs-live")
 
 
 def test_notices_page_replays_a_dead_letter(console: ConsoleDriver) -> None:
@@ -281,7 +281,7 @@ def test_notices_page_replays_a_dead_letter(console: ConsoleDriver) -> None:
         no_errors(page)
         row = page.locator(f"tr[data-delivery='{delivery['id']}']")
         assert "410" in row.inner_text()
-        console.shot(page, "notices")
+        console.shot(page, "page-notices")
 
         receiver.status = 200
         row.locator("button", has_text="Replay").click()
@@ -310,4 +310,4 @@ def test_wallet_page_shows_each_regions_audit(console: ConsoleDriver) -> None:
     with console.api() as api:
         east = api.get("/api/v1/wallet/audit", params={"region": "east"}).json()
     assert east["ok"] is True
-    console.shot(page, "wallet")
+    console.shot(page, "page-wallet")

@@ -116,4 +116,68 @@ def test_users_search_and_paging_stay_fast_with_10000_users(crowded: ConsoleDriv
     assert names == [f"{PREFIX}0777{i}" for i in range(10)]
     page.goto(f"{base}/users?q={PREFIX}&after={PREFIX}04999")
     assert texts(page, "#user-results tbody td:first-child a")[0] == f"{PREFIX}05000"
-    crowded.shot(page, "users-10000")
+    crowded.shot(page, "page-users-10000")
+
+
+ROUTES = 1_000
+ROUTES_NS = "local/default/gateway-routes"
+
+
+def test_routes_page_stays_fast_with_1000_routes(console: ConsoleDriver) -> None:
+    page = console.admin_page()
+    base = console.url
+    page.goto(f"{base}/routes")
+    create = page.locator("button", has_text="Create it from the route file")
+    if create.count():
+        create.click()
+        page.wait_for_load_state()
+    with console.api() as api:
+        draft = api.get(f"/api/v1/config/drafts/{ROUTES_NS}").json()
+        values = {item["key"]: item["value"] for item in draft["items"]}
+        before = api.get(f"/api/v1/config/namespaces/{ROUTES_NS}").json()["current_release"]
+        if before is None:  # a first release of the file's table, to come back to
+            first = api.post(f"/api/v1/config/releases/{ROUTES_NS}", json={"comment": "file"})
+            assert first.status_code == 201, first.text
+            before = first.json()
+        bulk = [
+            {"prefix": f"/api/v1/bulk/r{i:04d}", "service": "sv-log", "access": "public"}
+            for i in range(ROUTES)
+        ]
+        edited = api.patch(
+            f"/api/v1/config/drafts/{ROUTES_NS}",
+            json={"set": {"routes": {"value": [*values["routes"], *bulk]}}},
+        )
+        assert edited.status_code == 200, edited.text
+        published = api.post(
+            f"/api/v1/config/releases/{ROUTES_NS}", json={"comment": "1,000 more routes"}
+        )
+        assert published.status_code == 201, published.text
+    try:
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+        measured: dict[str, float] = {}
+        with httpx.Client(cookies=cookies, timeout=30) as client:
+            deadline = time.monotonic() + 15
+            while (
+                f"{ROUTES + len(values['routes'])} routes" not in client.get(f"{base}/routes").text
+            ):
+                assert time.monotonic() < deadline, "the 1,000 routes never reached the gateway"
+                time.sleep(0.3)
+            measured["routes page"], whole = timed(client, f"{base}/routes")
+            measured["search"], found = timed(client, f"{base}/routes?q=bulk/r099")
+            assert len(re.findall(r"/api/v1/bulk/r099\d</code>", found.text)) == 10
+            measured["last page"], last = timed(client, f"{base}/routes?offset=1000")
+            assert "<code>" in last.text
+        for what, seconds in measured.items():
+            logger.info("%d routes, %s: median %.1f ms", ROUTES, what, seconds * 1000)
+        logger.info("the routes page is %d bytes (the draft's JSON included)", len(whole.content))
+        page.goto(f"{base}/routes?q=bulk")
+        console.shot(page, "page-routes-1000")
+        slow = {what: s for what, s in measured.items() if s >= LIMIT}
+        assert not slow, slow
+    finally:
+        with console.api() as api:
+            back = api.post(
+                f"/api/v1/config/releases/{ROUTES_NS}/rollback",
+                json={"to": before["number"], "comment": "without the 1,000 routes"},
+            )
+            assert back.status_code == 201, back.text
