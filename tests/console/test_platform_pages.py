@@ -31,26 +31,41 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, every: float = 0
         time.sleep(every)
 
 
-def accept_dialogs(page: Page) -> Page:
-    """Confirm the console's 'are you sure?' prompts (data-confirm forms)."""
+#: What each page's browser console logged as errors (a CSP refusal shows there).
+BROWSER_ERRORS: dict[int, list[str]] = {}
+
+
+def signed_in(console: ConsoleDriver) -> Page:
+    """The admin's page, confirming the console's 'are you sure?' prompts (data-confirm
+    forms) and keeping what the browser logs as errors."""
+    page = console.admin_page()
+    errors = BROWSER_ERRORS.setdefault(id(page), [])
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("dialog", lambda dialog: dialog.accept())
     return page
 
 
 def no_errors(page: Page) -> None:
-    errors = texts(page, ".flash.error")
-    assert errors == [], errors
+    """No error message on the page, and none in the browser's console."""
+    shown = texts(page, ".flash.error")
+    assert shown == [], shown
+    logged = BROWSER_ERRORS.get(id(page), [])
+    assert logged == [], logged
 
 
 def test_users_page_finds_a_user_and_shows_region_and_sessions(console: ConsoleDriver) -> None:
     name, _ = console.register("cu")
     api_login(console.stack, name)
-    page = console.admin_page()
+    page = signed_in(console)
     page.goto(f"{console.url}/users?q={name[:6]}")
     no_errors(page)
     row = page.locator("#user-results tr", has_text=name)
     assert row.locator("td").nth(1).inner_text() == "east"
     console.shot(page, "page-users")
+    no_errors(page)
     row.locator("a").click()
     page.wait_for_load_state()
     assert page.inner_text("h1") == name
@@ -61,6 +76,7 @@ def test_users_page_finds_a_user_and_shows_region_and_sessions(console: ConsoleD
     assert "user" in page.inner_text("#roles")
     no_errors(page)
     console.shot(page, "page-users-user")
+    no_errors(page)
 
 
 def test_revoking_a_session_in_the_console_ends_it_in_the_platform(
@@ -72,7 +88,7 @@ def test_revoking_a_session_in_the_console_ends_it_in_the_platform(
     me = console.stack.public + "/api/v1/users/me"
     assert httpx.get(me, headers=victim, timeout=10).status_code == 200
 
-    page = accept_dialogs(console.admin_page())
+    page = signed_in(console)
     page.goto(f"{console.url}/users/{uid}")
     page.locator(f"tr[data-session='{sid}'] button", has_text="Revoke").click()
     page.wait_for_load_state()
@@ -92,7 +108,7 @@ def test_revoking_a_session_in_the_console_ends_it_in_the_platform(
 def test_a_change_without_the_csrf_token_is_refused_on_these_pages(
     console: ConsoleDriver,
 ) -> None:
-    page = console.admin_page()
+    page = signed_in(console)
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     for path in (
         "/users/x/sessions/y/revoke",
@@ -108,7 +124,7 @@ def test_a_change_without_the_csrf_token_is_refused_on_these_pages(
 def test_rbac_page_shows_roles_and_manages_a_role(console: ConsoleDriver) -> None:
     name, uid = console.register("cb")
     role = f"r{uuid.uuid4().hex[:8]}"
-    page = accept_dialogs(console.admin_page())
+    page = signed_in(console)
     page.goto(f"{console.url}/rbac")
     no_errors(page)
     roles = page.inner_text("#roles")
@@ -116,6 +132,7 @@ def test_rbac_page_shows_roles_and_manages_a_role(console: ConsoleDriver) -> Non
         assert builtin in roles
     assert "sessions:revoke" in roles
     console.shot(page, "page-rbac")
+    no_errors(page)
 
     page.fill("input[name=name]", role)
     page.fill("input[name=description]", "made by the console test")
@@ -132,6 +149,7 @@ def test_rbac_page_shows_roles_and_manages_a_role(console: ConsoleDriver) -> Non
     no_errors(page)
     assert uid in page.inner_text("#members")
     console.shot(page, "page-rbac-role")
+    no_errors(page)
 
     with console.api() as api:
         found = api.get(f"/api/v1/rbac/roles/{role}").json()
@@ -148,7 +166,7 @@ def test_rbac_page_shows_roles_and_manages_a_role(console: ConsoleDriver) -> Non
 def test_regions_page_shows_regions_rules_dry_run_and_lookup(console: ConsoleDriver) -> None:
     name, _ = console.register("cg")
     prefix = f"+99{secrets.randbelow(10**5):05d}"
-    page = accept_dialogs(console.admin_page())
+    page = signed_in(console)
     page.goto(f"{console.url}/regions")
     no_errors(page)
     assert page.locator("#region-list tr[data-region=east]").count() == 1
@@ -170,6 +188,7 @@ def test_regions_page_shows_regions_rules_dry_run_and_lookup(console: ConsoleDri
     assert "west" in page.inner_text("#assignment-result")
     assert "east" in page.locator("#lookup tr", has_text=name).inner_text()
     console.shot(page, "page-regions")
+    no_errors(page)
 
     page.locator("#rules tr", has_text=prefix).locator("button").click()
     page.wait_for_load_state()
@@ -191,7 +210,7 @@ def test_config_page_shows_namespaces_releases_and_a_diff(console: ConsoleDriver
             assert put.status_code == 200, put.text
             published = api.post(f"/api/v1/config/releases/{path}", json={"comment": f"{limit}"})
             assert published.status_code == 201, published.text
-    page = console.admin_page()
+    page = signed_in(console)
     page.goto(f"{console.url}/config?q={ns}")
     no_errors(page)
     page.locator("#namespaces a", has_text=ns).click()
@@ -199,6 +218,7 @@ def test_config_page_shows_namespaces_releases_and_a_diff(console: ConsoleDriver
     assert page.locator("#releases tbody tr").count() == 2
     assert "20" in page.inner_text("#values")
     console.shot(page, "page-config-namespace")
+    no_errors(page)
     page.click("#releases a:text('#2')")
     page.wait_for_load_state()
     diff = page.inner_text("#diff")
@@ -207,6 +227,7 @@ def test_config_page_shows_namespaces_releases_and_a_diff(console: ConsoleDriver
     page.goto(f"{console.url}/config")
     no_errors(page)
     console.shot(page, "page-config")
+    no_errors(page)
 
 
 def test_logs_page_queries_by_trace_id_and_tails_live(console: ConsoleDriver) -> None:
@@ -221,7 +242,7 @@ def test_logs_page_queries_by_trace_id_and_tails_live(console: ConsoleDriver) ->
             every=0.5,
         )
     assert shipped, "the request's log records never reached sv-log"
-    page = console.admin_page()
+    page = signed_in(console)
     page.goto(f"{console.url}/logs?trace_id={trace}")
     no_errors(page)
     # The gateway's line at least; sv-region's own may have arrived meanwhile.
@@ -230,6 +251,7 @@ def test_logs_page_queries_by_trace_id_and_tails_live(console: ConsoleDriver) ->
     assert "gateway-api" in shown
     assert "/api/v1/regions/about" in shown
     console.shot(page, "page-logs")
+    no_errors(page)
 
     page.goto(f"{console.url}/logs?trace_id=not-a-trace")
     assert "32 hexadecimal digits" in page.inner_text(".flash.error")
@@ -244,6 +266,7 @@ def test_logs_page_queries_by_trace_id_and_tails_live(console: ConsoleDriver) ->
     page.wait_for_selector(f"#tail a[href$='{live}']", timeout=30_000)
     assert "Live since" in page.inner_text("#tail-state")
     console.shot(page, "page-logs-live")
+    no_errors(page)
 
 
 def test_notices_page_replays_a_dead_letter(console: ConsoleDriver) -> None:
@@ -276,12 +299,13 @@ def test_notices_page_replays_a_dead_letter(console: ConsoleDriver) -> None:
                 return bool(got["status"] == "failed")
 
             assert eventually(dead, timeout=15), "the webhook was never dead-lettered"
-        page = accept_dialogs(console.admin_page())
+        page = signed_in(console)
         page.goto(f"{console.url}/notices?channel=webhook")
         no_errors(page)
         row = page.locator(f"tr[data-delivery='{delivery['id']}']")
         assert "410" in row.inner_text()
         console.shot(page, "page-notices")
+        no_errors(page)
 
         receiver.status = 200
         row.locator("button", has_text="Replay").click()
@@ -301,7 +325,7 @@ def test_notices_page_replays_a_dead_letter(console: ConsoleDriver) -> None:
 
 
 def test_wallet_page_shows_each_regions_audit(console: ConsoleDriver) -> None:
-    page = console.admin_page()
+    page = signed_in(console)
     page.goto(f"{console.url}/wallet")
     no_errors(page)
     for region in ("east", "west"):
@@ -311,3 +335,4 @@ def test_wallet_page_shows_each_regions_audit(console: ConsoleDriver) -> None:
         east = api.get("/api/v1/wallet/audit", params={"region": "east"}).json()
     assert east["ok"] is True
     console.shot(page, "page-wallet")
+    no_errors(page)
