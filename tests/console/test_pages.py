@@ -17,9 +17,14 @@ pytestmark = pytest.mark.e2e
 
 def test_overview_shows_live_figures_and_the_traffic_chart(console: ConsoleDriver) -> None:
     page = console.admin_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
     page.goto(console.url + "/overview")
     assert int(page.inner_text("#fig-services .value")) >= 8
     page.wait_for_selector("#traffic-today .uplot")
+    assert int(page.inner_text("#fig-today .value")) > 0
+    # htmx and uPlot run under the strict CSP: nothing was refused.
+    assert not refused, refused
     console.shot(page, "page-overview")
 
 
@@ -55,6 +60,15 @@ def _route_exists(console: ConsoleDriver, path: str) -> bool:
 def test_routes_publish_a_change_and_roll_it_back(console: ConsoleDriver) -> None:
     page = console.admin_page()
     page.goto(console.url + "/routes")
+    # The live search (htmx) swaps the list in place.
+    page.fill("#route-list input[name=q]", "/api/v1/stats")
+    rows = page.locator("#route-list tbody tr")
+    deadline = time.monotonic() + 10
+    while rows.count() != 1:  # (wait_for_function evaluates a string: the CSP refuses it)
+        assert time.monotonic() < deadline, rows.count()
+        time.sleep(0.1)
+    assert page.url.endswith("q=%2Fapi%2Fv1%2Fstats"), page.url  # hx-push-url
+    assert "sv-log" in page.inner_text("#route-list tbody")
     if page.locator("button", has_text="Create it from the route file").count():
         page.locator("button", has_text="Create it from the route file").click()
         page.wait_for_load_state()
@@ -99,6 +113,22 @@ def test_routes_publish_a_change_and_roll_it_back(console: ConsoleDriver) -> Non
     while _route_exists(console, path):
         assert time.monotonic() < deadline, "the rollback never reached the gateway"
         time.sleep(0.2)
+
+    # A gray release to one (absent) gateway instance, then aborted.
+    page.fill("input[name=comment]", "try on one gateway")
+    page.fill("input[name=gray_instances]", "gateway-canary-1")
+    page.click("#publish")
+    page.wait_for_load_state()
+    assert "Gray release" in page.inner_text(".flash.ok")
+    with console.api() as api:
+        gray = api.get("/api/v1/config/gray/local/default/gateway-routes")
+        assert gray.status_code == 200, gray.text
+        assert gray.json()["release"]["targets"]["instances"] == ["gateway-canary-1"]
+    page.locator("button", has_text="Abort").click()
+    page.wait_for_load_state()
+    assert "aborted" in page.inner_text(".flash.ok")
+    with console.api() as api:
+        assert api.get("/api/v1/config/gray/local/default/gateway-routes").status_code == 404
 
 
 def test_tenants_create_an_app_with_a_quota(console: ConsoleDriver) -> None:

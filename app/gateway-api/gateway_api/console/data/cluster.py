@@ -79,3 +79,11 @@ def eject(gateway: Gateway, instance_id: str, cool_down: float = 30.0) -> Instan
     if breaker.on_open is not None:
         breaker.on_open(breaker.cool_down)
     return instance
+
+
+def route_policies(gateway: Gateway) -> dict[str, list[str]]:
+    """The load-balancing policies the route table names for each service."""
+    found: dict[str, set[str]] = {}
+    for route in gateway.routing.table.routes:
+        found.setdefault(route.service, set()).add(route.balancing)
+    return {service: sorted(policies) for service, policies in found.items()}

@@ -151,7 +151,9 @@ async def gray_end(
     namespace = route_data.RouteNamespace.of(console.gateway)
     try:
         await namespace.gray_end(viewer.api, action)
-        viewer.session.flash("ok", f"Gray release {action}d.")
+        viewer.session.flash(
+            "ok", f"Gray release {action}d." if action == "promote" else "Gray release aborted."
+        )
     except PlatformError as exc:
         _fail(viewer, f"Gray {action} failed", exc)
     return _back(request)

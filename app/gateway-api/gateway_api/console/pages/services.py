@@ -34,6 +34,7 @@ async def services(
         "pages/services.html",
         page=page,
         drained=console.drains.rows(),
+        route_policies=cluster_data.route_policies(console.gateway),
         gateway=snapshot["gateway"],
         discovery=snapshot.get("discovery"),
     )
