@@ -145,7 +145,10 @@ async def list_user_sessions(
 
 @router.delete("/users/{user_id}/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_user_session(
-    user_id: UserIdPath, session_id: SessionIdPath, admin: SessionRevoker, service: SessionServiceDep
+    user_id: UserIdPath,
+    session_id: SessionIdPath,
+    admin: SessionRevoker,
+    service: SessionServiceDep,
 ) -> Response:
     """End one session of any user (``sessions:revoke``); gateways refuse its tokens
     within a second. 404 when the user has no such session."""

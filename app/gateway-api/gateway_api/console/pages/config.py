@@ -43,7 +43,7 @@ async def namespaces(
         rows = sorted(listed.data, key=lambda n: (n["environment"], n["cluster"], n["name"]))
         keep = {k: v for k, v in {"environment": environment or "", "app": app}.items() if v}
         found = paginate(rows, win, lambda n: str(n["name"]), keep=keep)
-    context = {
+    context: dict[str, Any] = {
         "listed": listed,
         "found": found,
         "environment": environment or "",

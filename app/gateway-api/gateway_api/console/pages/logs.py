@@ -64,7 +64,7 @@ async def logs(
         found = await fetched(
             viewer.api.get("/api/v1/logs/records", **params, limit=PAGE_SIZE, cursor=cursor or None)
         )
-    keep = {"trace_id": trace_id, "service": service, "level": level, "q": q}
+    keep: dict[str, Any] = {"trace_id": trace_id, "service": service, "level": level, "q": q}
     return render(
         request,
         "pages/logs/index.html",
@@ -80,7 +80,7 @@ async def live(
     request: Request, viewer: ViewerDep, service: Word = "", level: Level = "", q: Text = ""
 ) -> Response:
     """The live tail's page; its table is filled by polling ``/logs/tail``."""
-    keep = {"service": service, "level": level, "q": q}
+    keep: dict[str, Any] = {"service": service, "level": level, "q": q}
     return render(
         request, "pages/logs/live.html", keep={k: v for k, v in keep.items() if v}, **keep
     )

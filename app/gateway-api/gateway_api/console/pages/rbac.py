@@ -5,7 +5,7 @@ permission, assign and unassign a role (auth-rbac's API, ``rbac:admin``)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -68,7 +68,7 @@ async def role(
     members = None
     if page.data is not None:
         members = Page.of_window(page.data["items"], page.data["total"], win, keep={"dom": dom})
-    context = {
+    context: dict[str, Any] = {
         "name": name,
         "dom": dom,
         "role": found,

@@ -108,10 +108,10 @@ async def update_region(
 ) -> Response:
     """Set a region's status and weight, keeping its endpoints and discovery source."""
     found: Fetched[Any] = await fetched(viewer.api.get(f"/api/v1/regions/{name}"))
-    if not found.ok:
+    current = found.data
+    if current is None:
         viewer.session.flash("error", f"Not done: {found.error}")
         return _back(request)
-    current = found.data
     try:
         weight = int(form.get("weight", str(current["weight"])))
     except ValueError:
