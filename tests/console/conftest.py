@@ -3,12 +3,13 @@ headless Chromium driven through Playwright (``/usr/bin/chromium``; Playwright's
 browser downloads are not used).
 
 - ``console_stack``: the stack (``edgectl up``, SQLite, in-process backends) with the
-  console also served on the public port; started once for all console tests (they are
-  one xdist unit, tests/scheduling.py) and stopped after the last of them.
-- ``console``: a :class:`ConsoleDriver`: the stack, the console's URL, the bootstrap
-  admin's password, accounts, and ``page()`` to open a browser page signed in (or not).
-- ``shots``: where screenshots go (``EDGE_CONSOLE_SCREENSHOTS``, else
-  ``<basetemp>/console-screenshots``); ``shot(page, name)`` saves ``<name>.png``.
+  console also served on the public port and the route table following sv-config;
+  started once for all console tests (they are one xdist unit, tests/scheduling.py)
+  and stopped, with the browser, after the last of them (:class:`_Shared`).
+- ``console``: a :class:`ConsoleDriver`: the stack, the console's URLs, pages signed in
+  (or not), accounts, the admin's API client, and ``shot(page, name)``.
+- ``console_shots``: where screenshots go (``EDGE_CONSOLE_SCREENSHOTS``, else
+  ``<basetemp>/console-shots``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.e2e.accounts import PASSWORD, admin_password, user_id
 from tests.e2e.conftest import Stack, Stacks
+from tests.scheduling import CONSOLE_TESTS
 
 CHROMIUM = "/usr/bin/chromium"
 #: The console's stack flavour (tests/e2e/conftest.py's Stacks names stacks by it).
@@ -140,7 +142,79 @@ def _bootstrap_admin(stack: Stack) -> dict[str, str]:
     raise AssertionError("the bootstrap admin's role did not take effect")
 
 
-@pytest.fixture(scope="session")
+class _Shared:
+    """The console tests' stack and browser: started by the first console test that
+    needs them, stopped after the last console test (not at the end of the session: a
+    worker goes on to other tests, and an idle stack and browser would only cost, and
+    Playwright's loop must not outlive the console tests)."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.stacks: Stacks | None = None
+        self.stack: Stack | None = None
+        self.playwright: Any = None
+        self.browser: Browser | None = None
+        self.driver: ConsoleDriver | None = None
+
+    def get_stack(self) -> Stack:
+        if self.stack is None:
+            self.stacks = Stacks(self.tmp_path_factory)
+            self.stack = self.stacks.get(FLAVOUR, STACK_ENV)
+        return self.stack
+
+    def get_browser(self) -> Browser:
+        if self.browser is None:
+            if not Path(CHROMIUM).exists():
+                pytest.fail("chromium is missing: tools/ci/ensure-services.sh installs it")
+            self.playwright = sync_playwright().start()
+            self.browser = self.playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+            )
+        return self.browser
+
+    def stop(self) -> None:
+        try:
+            if self.driver is not None:
+                self.driver.close()
+            if self.browser is not None:
+                self.browser.close()
+            if self.playwright is not None:
+                self.playwright.stop()
+        finally:
+            self.driver = self.browser = self.playwright = None
+            if self.stacks is not None:
+                self.stacks.stop_all()
+            self.stacks = self.stack = None
+
+
+_SHARED = pytest.StashKey[_Shared]()
+
+
+def _shared(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> _Shared:
+    if _SHARED not in config.stash:
+        config.stash[_SHARED] = _Shared(tmp_path_factory)
+    return config.stash[_SHARED]
+
+
+def _is_console(item: pytest.Item | None) -> bool:
+    return item is not None and item.nodeid.startswith(CONSOLE_TESTS)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last console test in a row, stop the browser and the stack."""
+    shared = item.config.stash.get(_SHARED, None)
+    if shared is not None and not _is_console(nextitem):
+        shared.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    shared = session.config.stash.get(_SHARED, None)
+    if shared is not None:
+        shared.stop()
+
+
+@pytest.fixture
 def console_shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     configured = os.environ.get("EDGE_CONSOLE_SCREENSHOTS")
     path = Path(configured) if configured else tmp_path_factory.getbasetemp() / "console-shots"
@@ -148,33 +222,27 @@ def console_shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The console tests' stack (its own, so it stops after them; see the module doc)."""
-    stacks = Stacks(tmp_path_factory)
-    try:
-        yield stacks.get(FLAVOUR, STACK_ENV)
-    finally:
-        stacks.stop_all()
+@pytest.fixture
+def console_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Stack:
+    """The console tests' stack (one for all of them; see :class:`_Shared`)."""
+    return _shared(request.config, tmp_path_factory).get_stack()
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: tools/ci/ensure-services.sh installs it")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+@pytest.fixture
+def console_session(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    console_stack: Stack,
+    console_shots: Path,
+) -> ConsoleDriver:
+    shared = _shared(request.config, tmp_path_factory)
+    if shared.driver is None:
+        shared.driver = ConsoleDriver(
+            console_stack, shared.get_browser(), console_shots, _bootstrap_admin(console_stack)
         )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture(scope="session")
-def console_session(console_stack: Stack, chromium: Browser, console_shots: Path) -> ConsoleDriver:
-    return ConsoleDriver(console_stack, chromium, console_shots, _bootstrap_admin(console_stack))
+    return shared.driver
 
 
 @pytest.fixture

@@ -147,6 +147,8 @@ def test_tenants_create_an_app_with_a_quota(console: ConsoleDriver) -> None:
     page.wait_for_load_state()
     shown = page.inner_text(".flash.info")
     assert "shown once" in shown
+    page.reload()  # the secret was shown once: gone now
+    assert "shown once" not in page.inner_text("main")
     console.shot(page, "page-tenant")
     client_id = page.locator("#app-list tbody tr td a").first.inner_text()
     secret = shown.rsplit(": ", 1)[1].strip()
