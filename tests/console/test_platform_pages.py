@@ -17,6 +17,7 @@ from playwright.sync_api import Page
 
 from tests.console.conftest import ConsoleDriver, api_login, texts
 from tests.console.receiver import HookReceiver
+from tests.e2e.accounts import PASSWORD
 
 pytestmark = pytest.mark.e2e
 
@@ -336,3 +337,34 @@ def test_wallet_page_shows_each_regions_audit(console: ConsoleDriver) -> None:
     assert east["ok"] is True
     console.shot(page, "page-wallet")
     no_errors(page)
+
+
+def test_an_operator_reads_these_pages_without_their_actions(console: ConsoleDriver) -> None:
+    username, _ = console.register("cop", role="operator")
+    target, target_id = console.register("cot")
+    session = jwt.decode(
+        api_login(console.stack, target)["authorization"][7:], options={"verify_signature": False}
+    )["sid"]
+    page = console.sign_in(username, PASSWORD)
+    # Granted to operator: the directory and sessions (regions:read, sessions:read), the
+    # wallet audit (wallet:audit); not: ending a session, nor the dead letters.
+    page.goto(f"{console.url}/users/{target_id}")
+    assert page.locator(f"tr[data-session='{session}']").count() == 1
+    assert page.locator("#sessions button").count() == 0
+    page.goto(f"{console.url}/wallet")
+    assert "clean" in page.inner_text("#audits tr[data-region=east]")
+    resp = page.goto(f"{console.url}/notices")
+    assert resp is not None
+    assert resp.status == 200
+    assert "notices:admin" in page.inner_text("#dead-letters .flash.error")
+    page.goto(f"{console.url}/regions")
+    assert page.locator("#rules button, #region-list button").count() == 0
+    csrf = page.locator("header form input[name=csrf]").input_value()
+    forged = page.request.post(
+        f"{console.url}/users/{target_id}/sessions/{session}/revoke", form={"csrf": csrf}
+    )
+    assert forged.status == 403
+    assert "console:admin" in forged.text()
+    with console.api() as api:
+        live = api.get(f"/api/v1/auth/users/{target_id}/sessions").json()["items"]
+    assert session in [s["id"] for s in live]
