@@ -39,6 +39,9 @@ ROUTES_NAMESPACE = "gateway-routes"
 STACK_ENV = {
     "GATEWAY_CONSOLE_PUBLIC": "true",
     "GATEWAY_ROUTES_SOURCE": f"sv-config:{ROUTES_NAMESPACE}",
+    # A table of 1,000 routes is one sv-config value of ~75 KB, over the default 64 KiB
+    # (test_scale.py publishes one).
+    "SV_CONFIG_MAX_VALUE_BYTES": str(1 << 20),
 }
 
 
