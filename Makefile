@@ -113,7 +113,7 @@ bazel: venv
 bazel-check: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" tools/bazel/check.sh
 
-bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money bench-service bench-logins bench-platform bench-grpc
+bench: venv bench-logs bench-gateway bench-gateway-instructions bench-authz bench-money bench-service bench-service-instructions bench-logins bench-platform bench-grpc
 	@echo "benchmarks: see bench/ (added with the performance work)"
 
 # sv-log intake records/s on PostgreSQL (needs the PostgreSQL above); see doc/performance.md.
@@ -128,12 +128,20 @@ bench-tools:
 bench-gateway: venv native-strict bench-tools
 	$(BIN)/python bench/gateway_bench.py
 
+# The console's browser tests (tests/console, Debian's chromium), saving a screenshot of
+# every page into doc/console/ (shown in doc/console.md).
+.PHONY: console-screenshots
+console-screenshots: venv native-strict
+	tools/ci/ensure-services.sh
+	rm -f doc/console/*.png
+	EDGE_CONSOLE_SCREENSHOTS=$(CURDIR)/doc/console $(PYTEST_BYTECODE) $(BIN)/pytest tests/console -q
+
 # Instructions per gateway request under callgrind: repeatable on a noisy machine, for
 # comparing two versions of the hot path (valgrind is installed if missing).
 .PHONY: bench-gateway-instructions
 bench-gateway-instructions: venv native-strict
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
-	for route in direct public pipeline pipeline-quota-other pipeline-app-quota; do $(BIN)/python bench/gateway_instructions.py --route $$route --requests 2000; done
+	for route in direct public pipeline pipeline-quota-other pipeline-app-quota pipeline-console-public; do $(BIN)/python bench/gateway_instructions.py --route $$route --requests 2000; done
 
 # Where one gateway worker spends its CPU under wrk load (py-spy; ROUTE=public|pipeline).
 .PHONY: profile-gateway
@@ -152,6 +160,13 @@ bench-money: venv
 .PHONY: bench-service
 bench-service: venv bench-tools
 	$(BIN)/python bench/service.py --json bench/results/service.json
+
+# The same two apps called in-process under callgrind: instructions per request, a figure
+# a busy machine does not move (doc/performance.md).
+.PHONY: bench-service-instructions
+bench-service-instructions: venv
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	$(BIN)/python bench/service.py --instructions-only --json bench/results/service-instructions.json
 
 # A login storm on a whole stack (PostgreSQL, Redis): logins/s with argon2id at 19 MiB and
 # 2 iterations, and the p99 of /healthz and token refresh meanwhile (doc/performance.md).

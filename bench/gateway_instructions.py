@@ -17,7 +17,9 @@ Two cases measure quotas (issue 19) on the pipeline route: ``pipeline-quota-othe
 (quotas exist, but none for this caller: the cost every caller pays once any quota is
 set) and ``pipeline-app-quota`` (the caller is an app with a QPS quota, admitted by one
 Lua call to the Redis at ``EDGE_BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/0``;
-the Redis server's own work is another process and not counted).
+the Redis server's own work is another process and not counted). ``pipeline-console-public``
+is the pipeline route with ``GATEWAY_CONSOLE_PUBLIC`` on (the console's ``/admin``
+prefix tested before the proxy; issue 21).
 """
 
 from __future__ import annotations
@@ -131,7 +133,14 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
         | ({"client_id": target} if route == "pipeline-app-quota" else {}),
         key, algorithm="EdDSA", headers={"kid": "k1", "typ": "at+jwt"},
     )  # fmt: skip
-    server = HttpServer(create_public_app(gateway), bad_request=bad_request)
+    handler: Any = create_public_app(gateway)
+    if route == "pipeline-console-public":
+        # GATEWAY_CONSOLE_PUBLIC: the console under /admin, tested before the proxy runs.
+        from gateway_api.console.app import create_console_app
+        from gateway_api.console.public import PublicConsole
+
+        handler = PublicConsole(handler, create_console_app(settings, gateway))
+    server = HttpServer(handler, bad_request=bad_request)
     await server.start("127.0.0.1", 0)
     path = {"pipeline": "/bench/private/item", "authenticated": "/bench/authenticated/item"}.get(
         route.split("-")[0], "/bench/public/item"
@@ -211,12 +220,14 @@ def main() -> None:
             "pipeline",
             "pipeline-quota-other",
             "pipeline-app-quota",
+            "pipeline-console-public",
         ],
         default="pipeline",
         help="direct: the client and upstream alone (the fixed part of the others); "
         "public-token: the public route with a bearer header; authenticated: a token "
         "but no permission or rate limit; pipeline-quota-other: quotas set, none for "
-        "this caller; pipeline-app-quota: the caller is an app with a QPS quota on Redis",
+        "this caller; pipeline-app-quota: the caller is an app with a QPS quota on Redis; "
+        "pipeline-console-public: pipeline with the console served on the public port",
     )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--serve", action="store_true", help="run the workload only")

@@ -19,6 +19,14 @@ utime + stime (``/proc/PID/stat``) over the measured interval, divided by reques
     python bench/service.py [--rounds 3] [--seconds 5] [--concurrency 16]
                             [--json bench/results/service.json]
     python bench/service.py serve {full,bare} PORT      (the server side, used by the above)
+
+``--instructions`` adds a figure that a busy machine does not move: each app is called
+in-process (no server, no sockets) for ``--inprocess-requests`` signed requests under
+callgrind, instrumentation on only around those requests, and the instructions per
+request of the two apps are compared. It counts what the stack itself costs, without
+uvicorn's share (the same for both apps).
+
+    python bench/service.py inprocess {full,bare} N   (one counted run, used by the above)
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -155,8 +164,106 @@ def serve(kind: str, port: int) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         log_level="warning",
     )
+
+
+# --- in-process, under callgrind ---------------------------------------------------------
+
+
+def _instrument(state: str) -> None:
+    """Under callgrind started with --instr-atstart=no: count only the requests."""
+    if os.environ.get("EDGE_CALLGRIND"):
+        subprocess.run(
+            ["callgrind_control", "--instr=" + state, str(os.getpid())],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+
+def inprocess(kind: str, count: int) -> None:
+    """Call the app's ASGI callable ``count`` times with signed requests (after a warm-up)."""
+    import asyncio
+
+    from edgelib.identity import Identity
+    from edgelib.settings import DEV_SERVICE_SECRET
+    from edgelib.signing import ServiceSigner
+
+    app = full_app() if kind == "full" else bare_app()
+    gateway = ServiceSigner("gateway-api", DEV_SERVICE_SECRET)
+    identity = Identity(**USER_FIELDS).encode()
+    warm_up = 200  # a multiple of the batch below
+
+    def scope(now: float) -> dict[str, Any]:
+        signed = gateway.sign("GET", PATH, None, destination="bench", identity=identity, now=now)
+        return {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "GET", "scheme": "http", "path": PATH, "raw_path": PATH.encode(),
+            "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000), "state": {},
+            "headers": [(b"host", b"127.0.0.1"),
+                        *((k.encode(), v.encode()) for k, v in signed.items())],
+        }  # fmt: skip
+
+    async def run() -> None:
+        startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await startup.put({"type": "lifespan.startup"})
+        lifespan = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        life = asyncio.create_task(app(lifespan, startup.get, events.put))
+        started = await events.get()
+        assert started["type"] == "lifespan.startup.complete", started
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        # Signatures are valid for 30 s and callgrind is slow: sign each batch just before
+        # it is sent, with counting off.
+        batch = 100
+        for first in range(0, warm_up + count, batch):
+            now = time.time()
+            scopes = [scope(now) for _ in range(min(batch, warm_up + count - first))]
+            counted = first >= warm_up
+            if counted:
+                _instrument("on")
+            for one in scopes:
+                await app(one, receive, send)
+            if counted:
+                _instrument("off")
+        if set(statuses) != {200}:
+            raise SystemExit(f"{kind}: answers other than 200: {sorted(set(statuses))}")
+        await startup.put({"type": "lifespan.shutdown"})
+        await events.get()
+        await life
+
+    asyncio.run(run())
+
+
+def instructions(kind: str, count: int) -> int:
+    """Instructions callgrind counted for ``count`` in-process requests to ``kind``."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is missing: apt-get install valgrind")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "BENCH_", "OTEL_"))
+        }
+        env |= {"PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc", "EDGE_CALLGRIND": "1"}
+        env["OTEL_SDK_DISABLED"] = "true"
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+             sys.executable, __file__, "inprocess", kind, str(count)],
+            capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+        )  # fmt: skip
+        match = re.search(r"Collected : (\d+)", proc.stderr)
+        if proc.returncode != 0 or match is None:
+            raise SystemExit(f"callgrind failed:\n{proc.stderr[-2000:]}")
+        return int(match.group(1))
 
 
 # --- the load side ----------------------------------------------------------------------
@@ -334,13 +441,45 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "inprocess":
+        inprocess(sys.argv[2], int(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--instructions", action="store_true",
+        help="also count in-process instructions per request under callgrind (quiet-proof)",
+    )  # fmt: skip
+    parser.add_argument("--inprocess-requests", type=int, default=1000)
+    parser.add_argument(
+        "--instructions-only", action="store_true", help="only the callgrind figure (no wrk)"
+    )
     args = parser.parse_args()
+    counted: dict[str, Any] = {}
+    if args.instructions or args.instructions_only:
+        per_request = {}
+        for kind in ("full", "bare"):
+            total = instructions(kind, args.inprocess_requests)
+            per_request[kind] = round(total / args.inprocess_requests)
+            say(f"in-process {kind}: {per_request[kind]:,} instructions/request")
+        counted = {
+            "requests": args.inprocess_requests,
+            "full": per_request["full"],
+            "bare": per_request["bare"],
+            "ratio_bare_to_full": round(per_request["bare"] / per_request["full"], 3),
+        }
+        say(f"in-process instructions bare/full: {counted['ratio_bare_to_full']:.3f}")
+    if args.instructions_only:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"instructions": counted}, indent=2) + "\n")
+        return
     result = measure(args)
+    if counted:
+        result["instructions"] = counted
     full, bare = result["full"], result["bare"]
     say("")
     say("| server | req/s | p50 ms | p99 ms | CPU ms/request | errors |")

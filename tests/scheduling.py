@@ -36,7 +36,13 @@ _DIR = pytest.StashKey[Path]()
 SHARED_STACK_FIXTURES = ("observed_stack", "own_servers_stack")
 
 
+#: The console's browser tests (tests/console) share one stack: one unit.
+CONSOLE_TESTS = "tests/console/"
+
+
 def work_unit(item: pytest.Item) -> str:
+    if item.nodeid.startswith(CONSOLE_TESTS):
+        return "e2e-console"
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "stack_flavour" in callspec.params:
         return f"e2e-stack-{callspec.params['stack_flavour']}"

@@ -17,7 +17,7 @@ from edgelib.backends import Backend, open_backend
 from edgelib.client import ServiceClient
 from edgelib.db import Database
 from edgelib.discovery.service import registration
-from edgelib.logs import configure_logging
+from edgelib.logs import configure_logging, flush_logs
 from edgelib.logship import HttpSink, LogShipper
 from edgelib.middleware import HttpMetrics, RequestContextMiddleware
 from edgelib.migrations import upgrade_async
@@ -115,6 +115,7 @@ def create_service_app(
             endpoint=otlp_traces_endpoint(),
         )
         async with AsyncExitStack() as stack:
+            stack.callback(flush_logs)  # the lines still waiting in the buffer (logs.py)
             stack.callback(shutdown_tracing)  # last out: spans of the stop are exported too
             app.state.settings = settings
             signer = app.state.signer = ServiceSigner(
@@ -150,6 +151,9 @@ def create_service_app(
         version=version,
         description=description,
         lifespan=platform_lifespan,
+        # edgelib.tracing makes the server spans (and ids when nothing is exported);
+        # FastAPI's own OpenTelemetry bridge would add a second span and per-request work.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         **fastapi_kwargs,
     )
     app.state.readiness_details = {}

@@ -9,7 +9,7 @@ forge an identity by sending the header itself (the gateway also strips it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_plus, urlencode
 
 GATEWAY_SERVICE = "gateway-api"
 #: The tenant (Casbin domain) of a caller whose token names none: the platform's own.
@@ -50,7 +50,7 @@ class Identity:
     @classmethod
     def decode(cls, value: str) -> Identity:
         try:
-            fields = dict(parse_qsl(value, keep_blank_values=True, strict_parsing=True))
+            fields = _form_fields(value)
             return cls(
                 user_id=fields["sub"],
                 username=fields["name"],
@@ -62,3 +62,20 @@ class Identity:
             )
         except (KeyError, ValueError) as exc:
             raise IdentityError("malformed identity header") from exc
+
+
+def _form_fields(value: str) -> dict[str, str]:
+    """``parse_qsl(value, keep_blank_values=True, strict_parsing=True)`` as a dict, the
+    last of a repeated name winning, without its generic work: a service reads this
+    header on every authenticated request, and it is mostly plain ASCII."""
+    fields: dict[str, str] = {}
+    if not value:
+        return fields
+    for pair in value.split("&"):
+        name, equals, raw = pair.partition("=")
+        if not equals:
+            raise ValueError(f"bad identity field: {pair!r}")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        fields[name] = unquote_plus(raw) if "%" in raw or "+" in raw else raw
+    return fields

@@ -10,8 +10,8 @@ per-route series made once, on the route's first request.
 from __future__ import annotations
 
 import logging
+import random
 import time
-import uuid
 from bisect import bisect_left
 from collections.abc import Iterator
 
@@ -22,6 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edgelib.logs import reset_request_id, set_request_id
 
 access_log = logging.getLogger("edge.access")
+#: Request ids name a request in logs; they need to be unique, not secret (no syscall).
+_ids = random.Random()
 
 #: Probes and scrapes: no access line and no metrics (they would drown the real traffic).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -136,7 +138,7 @@ class RequestContextMiddleware:
                 request_id = value.decode()
                 break
         if not request_id:
-            request_id = uuid.uuid4().hex
+            request_id = f"{_ids.getrandbits(128):032x}"
         token = set_request_id(request_id)
         path: str = scope["path"]
         quiet = path in QUIET_PATHS

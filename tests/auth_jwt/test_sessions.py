@@ -240,6 +240,45 @@ async def test_a_user_can_end_own_sessions_only(stack: IdentityStack) -> None:
     assert b.session_id in await feed(stack)
 
 
+async def test_an_administrator_lists_and_ends_another_users_session(
+    stack: IdentityStack,
+) -> None:
+    admin = await stack.admin_identity("mini")
+    name = await new_user(stack, region="west")
+    web = identity_of((await login(stack, name, "web"))["access_token"])
+    app = identity_of((await login(stack, name, "app"))["access_token"])
+    base = f"/api/v1/auth/users/{web.user_id}/sessions"
+
+    listed = await as_user(stack, admin, "GET", base)
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert {i["id"] for i in items} == {web.session_id, app.session_id}
+    assert not any(i["current"] for i in items)
+
+    ended = await as_user(stack, admin, "DELETE", f"{base}/{app.session_id}")
+    assert ended.status_code == 204
+    assert app.session_id in await feed(stack)
+    left = (await as_user(stack, admin, "GET", base)).json()["items"]
+    assert [i["id"] for i in left] == [web.session_id]
+    # Already ended: nothing more to do; another user's session id is not this user's.
+    assert (await as_user(stack, admin, "DELETE", f"{base}/{app.session_id}")).status_code == 204
+    other = f"/api/v1/auth/users/{web.user_id}/sessions/{admin.session_id}"
+    missing = await as_user(stack, admin, "DELETE", other)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_other_users_sessions_need_sessions_permissions(stack: IdentityStack) -> None:
+    name = await new_user(stack)
+    plain = identity_of((await login(stack, name))["access_token"])
+    base = f"/api/v1/auth/users/{plain.user_id}/sessions"
+    for method, path in [("GET", base), ("DELETE", f"{base}/{plain.session_id}")]:
+        resp = await as_user(stack, plain, method, path)
+        assert resp.status_code == 403, (method, resp.text)
+        assert resp.headers["content-type"] == "application/problem+json"
+        assert (await stack.auth.request(method, path)).status_code == 401
+
+
 async def test_session_endpoints_need_the_gateway_identity(stack: IdentityStack) -> None:
     for method, path in [
         ("GET", "/api/v1/auth/sessions"),

@@ -92,6 +92,35 @@ async def test_role_grant_assign_and_revoke_change_decisions_at_once(
     )
 
 
+async def test_a_roles_members_come_a_page_at_a_time_and_can_be_left_out(
+    api: httpx.AsyncClient,
+) -> None:
+    assert (await api.post("/api/v1/rbac/roles", json={"name": "crowd"})).status_code == 201
+    users = [f"u-crowd-{i:02d}" for i in range(12)]
+    for user in users:
+        assigned = await api.post("/api/v1/rbac/assignments", json={"user": user, "role": "crowd"})
+        assert assigned.status_code == 201
+
+    page = (await api.get("/api/v1/rbac/roles/crowd/members?offset=5&limit=4")).json()
+    assert page == {
+        "role": "crowd",
+        "dom": "default",
+        "items": users[5:9],
+        "total": 12,
+        "offset": 5,
+        "limit": 4,
+    }
+    found = (await api.get("/api/v1/rbac/roles/crowd/members?q=CROWD-1")).json()
+    assert (found["items"], found["total"]) == (users[10:], 2)
+    counted = (await api.get("/api/v1/rbac/roles/crowd?members=false")).json()
+    assert (counted["members"], counted["member_count"]) == ([], 12)
+    listed = {r["name"]: r for r in (await api.get("/api/v1/rbac/roles?members=false")).json()}
+    assert (listed["crowd"]["members"], listed["crowd"]["member_count"]) == ([], 12)
+    assert (await api.get("/api/v1/rbac/roles/crowd")).json()["member_count"] == 12
+    assert_problem(await api.get("/api/v1/rbac/roles/nobody/members"), 404)
+    assert_problem(await api.get("/api/v1/rbac/roles/crowd/members?limit=501"), 422)
+
+
 async def test_user_roles_and_permissions_follow_role_inheritance(api: httpx.AsyncClient) -> None:
     for name in ("reader", "editor"):
         assert (

@@ -109,8 +109,16 @@ def test_a_cross_region_transfer_is_one_trace_from_the_gateway_to_the_payees_not
     ), notice
 
     # The trace id is in the logs of the instances that handled it.
+    # Log lines reach the file within edgelib.logs.FLUSH_SECONDS (written in batches).
     west_money = next(p.stem for p in (traced.var_dir / "log").glob("sv-money-west-*.log"))
-    lines = [orjson.loads(line) for line in traced.log_lines(west_money) if line.startswith("{")]
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [
+            orjson.loads(line) for line in traced.log_lines(west_money) if line.startswith("{")
+        ]
+        if any(line.get("trace_id") == trace_id for line in lines) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert any(line.get("trace_id") == trace_id for line in lines)
 
 

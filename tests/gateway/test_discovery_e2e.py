@@ -126,9 +126,13 @@ class Processes:
 
     def registered_at(self, port: int) -> float:
         """When the service at ``port`` logged its registration (Unix time)."""
-        for line in (self.tmp / f"slow-{port}.log").read_text().splitlines():
-            if "discovery: registered" in line:
-                return datetime.fromisoformat(orjson.loads(line)["ts"]).timestamp()
+        # Log lines reach the file within edgelib.logs.FLUSH_SECONDS (written in batches).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            for line in (self.tmp / f"slow-{port}.log").read_text().splitlines():
+                if "discovery: registered" in line:
+                    return datetime.fromisoformat(orjson.loads(line)["ts"]).timestamp()
+            time.sleep(0.1)
         raise AssertionError(f"the service at {port} never logged its registration")
 
     def stop_all(self) -> None:

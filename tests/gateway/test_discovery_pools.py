@@ -464,6 +464,56 @@ async def test_sv_regions_sources_open_switch_restore_and_close_region_watchers(
         await discovery.stop()
 
 
+async def test_a_static_regions_endpoints_in_sv_region_are_its_pools() -> None:
+    # west is static in the topology (one sv-user); sv-region names its endpoints.
+    spec = InstanceSpec("sv-user", "west", "http://127.0.0.1:7301", 1, 7301)
+    money = InstanceSpec("sv-money", "west", "http://127.0.0.1:7311", 1, 7311)
+    upstreams = Upstreams(topology(spec, money))
+    h = Harness(upstreams, {})
+    discovery = h.discovery("static")
+    await discovery.start()
+    try:
+        kept = upstreams.pool("sv-user", "west").instances[0]  # type: ignore[union-attr]
+        urls = ("http://127.0.0.1:7301", "http://10.0.0.5:7301")
+        await discovery.apply_regions(_spec("west", "static"), {"west": {"sv-user": urls}})
+        await settle()
+        # The topology's URL keeps its instance (and state); the other joins, probed.
+        assert ids(upstreams, "sv-user", "west") == [
+            "sv-user-west-7301",
+            "sv-user-west-10.0.0.5-7301",
+        ]
+        pool = upstreams.pool("sv-user", "west")
+        assert pool is not None
+        assert pool.instances[0] is kept
+        assert pool.instances[1].healthy
+        assert "sv-user-west-10.0.0.5-7301" in h.probed
+        assert ids(upstreams, "sv-money", "west") == ["sv-money-west-7311"]  # not named
+        changes = discovery.region_changes
+        await discovery.apply_regions(_spec("west", "static"), {"west": {"sv-user": urls}})
+        assert discovery.region_changes == changes  # the same list changes nothing
+
+        # Other endpoints: the pool follows; none any more: the topology's again.
+        await discovery.apply_regions(
+            _spec("west", "static"), {"west": {"sv-user": ("http://10.0.0.6:7301",)}}
+        )
+        assert ids(upstreams, "sv-user", "west") == ["sv-user-west-10.0.0.6-7301"]
+        await discovery.apply_regions(_spec("west", "static"))
+        assert ids(upstreams, "sv-user", "west") == ["sv-user-west-7301"]
+
+        # A region that follows a registry ignores its endpoints.
+        fed = h.sources["etcd:/edge"] = FedSource("etcd:/edge")
+        fed.membership.replace([member("sv-user", "west", 7302)])
+        fed.membership.mark_fresh()
+        await discovery.apply_regions(
+            _spec("west", "etcd:/edge"), {"west": {"sv-user": ("http://10.0.0.6:7301",)}}
+        )
+        await settle()
+        assert ids(upstreams, "sv-user", "west") == ["sv-user-west-7302"]
+        assert discovery.endpoints == {}
+    finally:
+        await discovery.stop()
+
+
 def _spec(region: str, value: str) -> dict[str, SourceSpec]:
     return {region: parse_source(value)}
 
@@ -504,6 +554,8 @@ async def test_region_sources_read_sv_region_on_announcements_and_keep_the_last_
             backend=backend,
             refresh=3600,
         )
+        # No announcement of sv-region's can cross the in-process backend: read often.
+        assert follower.refresh == 1.0
         await follower.start()
         try:
             for _ in range(200):
@@ -518,6 +570,15 @@ async def test_region_sources_read_sv_region_on_announcements_and_keep_the_last_
                 {"name": "east", "discovery": "static"},
                 {"name": "south", "discovery": "etcd:/south"},
                 {"name": "bad", "discovery": "ftp:/nope"},  # ignored, not fatal
+                {
+                    "name": "west",
+                    "discovery": "static",
+                    "endpoints": {
+                        "sv-user": ["http://127.0.0.1:7301/", "http://127.0.0.1:7302"],
+                        "sv-money": ["https://127.0.0.1:7311"],  # not plain HTTP: left out
+                        "sv-notice": "http://127.0.0.1:7321",  # not a list: left out
+                    },
+                },
             ]
             for _ in range(200):  # the subscription is made in the background
                 await backend.publish(REGIONS_CHANNEL, b"south")
@@ -525,7 +586,15 @@ async def test_region_sources_read_sv_region_on_announcements_and_keep_the_last_
                 if ids(upstreams, "sv-user", "south"):
                     break
             assert ids(upstreams, "sv-user", "south") == ["sv-user-south-7301"]
-            assert set(discovery.directory) == {"east", "south"}
+            assert set(discovery.directory) == {"east", "south", "west"}
+            assert discovery.endpoints == {
+                "west": {"sv-user": ("http://127.0.0.1:7301", "http://127.0.0.1:7302")}
+            }
+            assert ids(upstreams, "sv-user", "west") == [
+                "sv-user-west-127.0.0.1-7301",
+                "sv-user-west-127.0.0.1-7302",
+            ]
+            assert upstreams.pool("sv-money", "west") is None
 
             # sv-region failing: the last list stays, the pools too.
             answer["status"] = 503

@@ -105,6 +105,11 @@ def upstream_app(state: UpstreamState) -> Starlette:
 
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 
+    async def sized(request: Request) -> Response:
+        """One answer of ``kb`` KiB with a Content-Length (as a JSON API answers a big list)."""
+        size = int(request.query_params.get("kb", "390"))
+        return Response(b"[" + b"1," * (size * 512 - 1) + b"1]", media_type="application/json")
+
     async def upload(request: Request) -> Response:
         total = 0
         async for chunk in request.stream():
@@ -126,6 +131,7 @@ def upstream_app(state: UpstreamState) -> Starlette:
             Route("/api/v1/echo/slow", slow),
             Route("/api/v1/echo/stream", stream),
             Route("/api/v1/echo/big", big),
+            Route("/api/v1/echo/sized", sized),
             Route("/api/v1/echo/upload", upload, methods=["POST", "PUT"]),
             WebSocketRoute("/api/v1/echo/ws", ws_echo),
             WebSocketRoute("/api/v1/private/ws", ws_echo),

@@ -107,3 +107,30 @@ def test_identity_header_carries_tenant_and_app_only_when_set() -> None:
     assert (
         Identity.decode(Identity("u-1", "a", "east", "s", "web", tenant="acme").encode()).app == ""
     )
+
+
+def test_the_header_decoder_agrees_with_parse_qsl_on_any_input() -> None:
+    """The fast decoder accepts and refuses exactly what ``parse_qsl(strict)`` does."""
+    import random
+    from urllib.parse import parse_qsl
+
+    from edgelib.identity import _form_fields
+
+    rng = random.Random(23)
+    alphabet = "ab=&%+2F0Zé;"
+    for _ in range(20_000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        try:
+            expected: dict[str, str] | None = dict(
+                parse_qsl(value, keep_blank_values=True, strict_parsing=True)
+            )
+        except ValueError:
+            expected = None
+        try:
+            got: dict[str, str] | None = _form_fields(value)
+        except ValueError:
+            got = None
+        assert got == expected, value
+    assert Identity.decode(ALICE.encode()) == ALICE
+    odd = Identity("u 1", "al+ice&co", "east", "s=1", "web", tenant="t%1", app="app-1")
+    assert Identity.decode(odd.encode()) == odd

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
@@ -62,6 +63,32 @@ async def test_hashing_runs_on_its_own_threads_while_the_loop_keeps_turning() ->
     assert ticks > 100
     assert len(spy.threads) == 6
     assert all(name.startswith(THREAD_PREFIX) for name in spy.threads)
+
+
+def _thread_niceness(tid: int) -> int:
+    """A thread's nice value, from the kernel's own table (field 19 of its stat line)."""
+    with open(f"/proc/self/task/{tid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[16])  # field 19; fields[0] is field 3 (state)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+async def test_hashing_threads_run_at_a_lower_cpu_priority_than_the_event_loop() -> None:
+    hashing = PasswordHashing(**OWASP, workers=2, niceness=10)
+    seen: dict[int, int] = {}
+
+    def hash_and_look(password: str) -> str:
+        tid = threading.get_native_id()
+        seen[tid] = _thread_niceness(tid)
+        return hashing._hasher.hash(password)
+
+    try:
+        await asyncio.gather(*(hashing._run(hash_and_look, "pw") for _ in range(4)))
+    finally:
+        hashing.close()
+    loop_niceness = _thread_niceness(threading.get_native_id())
+    assert seen
+    assert all(value == min(loop_niceness + 10, 19) for value in seen.values()), seen
 
 
 async def test_checks_past_the_bound_are_refused_at_once_with_retry_after() -> None:

@@ -100,6 +100,9 @@ ensure_tools() {
   # Prometheus (tests/deploy/test_observability.py, tests/e2e/test_observability.py).
   command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
     || { echo "ensure-services: installing prometheus"; apt_install --no-install-recommends prometheus; }
+  # The console's browser tests (tests/console) drive Debian's headless Chromium through
+  # Playwright (its own browser downloads are not used).
+  [ -x /usr/bin/chromium ] || { echo "ensure-services: installing chromium"; apt_install chromium; }
 }
 
 ensure_postgres

@@ -23,7 +23,10 @@ logger = logging.getLogger("edgectl")
 BACKOFF_START = 0.2
 BACKOFF_MAX = 10.0
 STABLE_AFTER = 30.0
-STOP_GRACE = 10.0
+#: How long a stopping child gets before SIGKILL: a service deregisters, waits its drain
+#: delay (EDGE_DISCOVERY_DRAIN_DELAY, 1 s), then uvicorn gives the requests in flight up
+#: to 10 s (edgelib.runner) before the lifespan shuts down; all of that must fit.
+STOP_GRACE = 15.0
 
 
 class Supervised:

@@ -6,7 +6,7 @@ environment again.
 """
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -165,6 +165,25 @@ class Settings(ServiceSettings):
     stats_max_pending_rows: int = Field(default=200_000, ge=1)
     stats_batch_rows: int = Field(default=5000, ge=1, le=20_000)
 
+    # The admin console (gateway_api/console, doc/console.md).
+    #: Serve the console under ``/console`` on the admin listener.
+    console_enabled: bool = True
+    #: Also serve it under ``/admin`` on the public port (for admins; off by default).
+    console_public: bool = False
+    #: The platform's public API the console calls with the signed-in user's token;
+    #: empty: this gateway's own public port on 127.0.0.1.
+    console_platform_url: str = ""
+    #: Seconds one call of the console to the platform may take.
+    console_timeout: float = Field(default=5.0, gt=0, le=60)
+    #: Console sessions held at once (the oldest idle one goes first past it).
+    console_max_sessions: int = Field(default=1000, ge=1, le=100_000)
+    #: Seconds a console session may stay unused before it ends.
+    console_idle_timeout: float = Field(default=1800.0, ge=10, le=86400)
+    #: Seconds a console session lasts at most (then sign in again).
+    console_max_age: float = Field(default=12 * 3600.0, ge=60, le=7 * 86400)
+    #: The client type the console signs in with (auth-jwt keeps one session per type).
+    console_client_type: Literal["web", "app", "mini"] = "web"
+
     #: Token checks and the embedded policy (``GATEWAY_JWT_*``, ``GATEWAY_AUTH_*_URL``,
     #: ...): read with the rest, once, where the settings are made (the entry point).
     authn: AuthnSettings = Field(default_factory=AuthnSettings)
@@ -248,9 +267,12 @@ class Settings(ServiceSettings):
         return self.expose_instance
 
     def reserved(self) -> tuple[str, ...]:
-        """The reserved path prefixes, ``/internal`` first."""
+        """The reserved path prefixes, ``/internal`` first (and ``/admin`` when the console
+        is served there: a route under it would never be reached)."""
         items = [p.strip().rstrip("/") for p in self.reserved_prefixes.split(",") if p.strip()]
-        return ("/internal", *(p for p in items if p and p != "/internal"))
+        if self.console_public and self.console_enabled:
+            items.append("/admin")
+        return ("/internal", *dict.fromkeys(p for p in items if p and p != "/internal"))
 
     def trusted_peers(self) -> TrustedProxies:
         """The load balancers whose ``X-Forwarded-For`` the public server believes."""

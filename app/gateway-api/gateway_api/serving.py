@@ -27,6 +27,7 @@ from edgelib.tasks import cancel
 from edgelib.tracing import otlp_traces_endpoint
 from gateway_api.admin.app import create_app
 from gateway_api.config import Settings
+from gateway_api.console.public import PublicConsole
 from gateway_api.gateway import Gateway
 from gateway_api.proxy import create_public_app
 from gateway_api.rpc.proxy import GrpcProxy
@@ -97,6 +98,15 @@ async def _start_admin(
             raise SystemExit("gateway admin listener failed to start")
         await asyncio.sleep(0.02)
     return admin, admin_task
+
+
+def _public_handler(settings: Settings, gateway: Gateway, admin_app: FastAPI) -> Any:
+    """The proxy; with ``GATEWAY_CONSOLE_PUBLIC``, ``/admin`` goes to the console first."""
+    proxy = create_public_app(gateway)
+    console_app = getattr(admin_app.state, "console_app", None)
+    if settings.console_public and console_app is not None:
+        return PublicConsole(proxy, console_app)
+    return proxy
 
 
 def _public_server(settings: Settings, proxy: Any, grpc: GrpcProxy | None = None) -> HttpServer:
@@ -210,7 +220,7 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             admin, admin_task = await _start_admin(settings, admin_app)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        proxy = create_public_app(gateway)
+        proxy = _public_handler(settings, gateway, admin_app)
         grpc = GrpcProxy(gateway)
         public = _public_server(settings, proxy, grpc)
         tls = await _listen(settings, public, reuse_port=workers > 1)

@@ -37,6 +37,8 @@ class Settings(ServiceSettings):
     #: wait for one; past that a login or registration is answered 503 with Retry-After.
     password_hash_workers: int = Field(default=0, ge=0)
     password_hash_queue: int = Field(default=64, ge=0)
+    #: How much lower the hashing threads' CPU priority is (``nice``; 0 keeps it).
+    password_hash_niceness: int = Field(default=10, ge=0, le=19)
 
     #: Names nobody may register (comma-separated), nor any case or look-alike variant
     #: of them; the bootstrap admin's name (``admin_username``) is added to them.

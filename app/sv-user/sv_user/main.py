@@ -69,6 +69,7 @@ def create_app(
                 parallelism=settings.password_parallelism,
                 workers=settings.password_hash_workers,
                 max_waiting=settings.password_hash_queue,
+                niceness=settings.password_hash_niceness,
             )
             stack.callback(app.state.passwords.close)
             app.state.reserved_names = ReservedNames.from_setting(

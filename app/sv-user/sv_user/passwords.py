@@ -6,12 +6,19 @@ login storm. The pool is sv-user's own, so a storm never takes the threads other
 work runs in (``asyncio.to_thread``'s default executor), and its queue is bounded:
 past ``workers + max_waiting`` hashes in progress a request is refused at once with
 503 and ``Retry-After`` instead of waiting behind seconds of hashing (doc/services/sv-user.md).
+
+The hashing threads run at a lower CPU priority (``nice``, per thread on Linux): on a
+machine the whole platform shares, a storm of logins takes the CPU only when nothing
+else wants it, so token refreshes, health checks and the gateway stay quick while the
+logins queue behind one another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -25,6 +32,19 @@ T = TypeVar("T")
 
 #: Name prefix of the hashing threads (seen in py-spy and in tests).
 THREAD_PREFIX = "argon2"
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Lower the calling thread's CPU priority by ``niceness`` (Linux: nice is per thread).
+
+    Where the platform cannot (another OS, a container that forbids it), the thread
+    keeps its priority.
+    """
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
 
 
 class PasswordHashingBusy(ServiceUnavailable):
@@ -44,6 +64,7 @@ class PasswordHashing:
         parallelism: int,
         workers: int = 0,
         max_waiting: int = 64,
+        niceness: int = 10,
     ) -> None:
         self._hasher = PasswordHasher(
             time_cost=iterations,
@@ -55,7 +76,12 @@ class PasswordHashing:
         self.workers = workers or os.cpu_count() or 1
         self.limit = self.workers + max_waiting
         self.pending = 0
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=THREAD_PREFIX)
+        self._pool = ThreadPoolExecutor(
+            self.workers,
+            thread_name_prefix=THREAD_PREFIX,
+            initializer=lower_thread_priority,
+            initargs=(niceness,),
+        )
         # Verified against when the account does not exist, so that answer takes as
         # long as a wrong password for an existing one.
         self._dummy = self._hasher.hash("not-a-password-of-anyone")

@@ -105,7 +105,8 @@ class Registrar:
                 else:
                     self.refreshed_at = time.monotonic()
             except EtcdError as exc:
-                logger.warning("discovery: keep-alive of %s failed: %s", self.key, exc)
+                what = "registration" if self.lease is None else "keep-alive"
+                logger.warning("discovery: %s of %s failed: %s", what, self.key, exc)
 
     async def stop(self, *, timeout: float = 2.0) -> None:
         """Deregister: stop the keep-alive and revoke the lease, which deletes the key."""

@@ -1,10 +1,11 @@
-"""HTTP API of sessions: public login/refresh, the caller's sessions, and internal feeds."""
+"""HTTP API of sessions: public login/refresh, the caller's sessions, an administrator's
+view of any user's sessions, and internal feeds."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from auth_jwt.sessions.lockout import LoginGuard
 from auth_jwt.sessions.repository import SessionRepository
@@ -21,6 +22,8 @@ from auth_jwt.sessions.schemas import (
 from auth_jwt.sessions.service import Client, SessionService
 from edgelib.deps import CurrentUser, InternalCaller
 from edgelib.forwarded import ClientAddresses
+from edgelib.identity import Identity
+from edgelib.permissions import RequirePermission
 from edgelib.uow import SessionDep
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sessions"])
@@ -28,6 +31,11 @@ internal_router = APIRouter(prefix="/internal", tags=["sessions (internal)"])
 #: Gateways poll the revocations; sv-user ends a user's sessions after a password change.
 GatewayCaller = Annotated[str, InternalCaller(allowed={"gateway-api"})]
 UserServiceCaller = Annotated[str, InternalCaller(allowed={"sv-user"})]
+#: Checked here as well as at the gateway: a wrong route table must not open these.
+SessionReader = Annotated[Identity, RequirePermission("sessions:read")]
+SessionRevoker = Annotated[Identity, RequirePermission("sessions:revoke")]
+UserIdPath = Annotated[str, Path(min_length=1, max_length=64)]
+SessionIdPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 TOO_MANY: dict[int | str, dict[str, str]] = {
@@ -119,6 +127,32 @@ async def list_sessions(caller: CurrentUser, service: SessionServiceDep) -> Sess
 async def end_session(session_id: str, caller: CurrentUser, service: SessionServiceDep) -> Response:
     """End one of the caller's sessions."""
     await service.end(caller, session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/users/{user_id}/sessions", response_model=SessionList)
+async def list_user_sessions(
+    user_id: UserIdPath, admin: SessionReader, service: SessionServiceDep
+) -> SessionList:
+    """Any user's live sessions (``sessions:read``); ``current`` marks the caller's own."""
+    items = []
+    for session in await service.live(user_id):
+        item = SessionRead.model_validate(session)
+        item.current = session.id == admin.session_id
+        items.append(item)
+    return SessionList(items=items)
+
+
+@router.delete("/users/{user_id}/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_user_session(
+    user_id: UserIdPath,
+    session_id: SessionIdPath,
+    admin: SessionRevoker,
+    service: SessionServiceDep,
+) -> Response:
+    """End one session of any user (``sessions:revoke``); gateways refuse its tokens
+    within a second. 404 when the user has no such session."""
+    await service.end_for(user_id, session_id, by=admin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -226,6 +226,18 @@ class SessionService:
         if session.revoked_at is None:
             await self._revoke([session], reason="logout", now=utcnow())
 
+    async def end_for(self, user_id: str, session_id: str, *, by: Identity) -> None:
+        """An administrator ends one session of ``user_id`` (already ended: nothing to do)."""
+        session = await self.repository.get(session_id)
+        if session is None or session.user_id != user_id:
+            raise SessionNotFound(f"no session {session_id} of user {user_id}")
+        if session.revoked_at is None:
+            logger.info(
+                "session revoked by an administrator",
+                extra={"session": session_id, "user": user_id, "by": by.user_id},
+            )
+            await self._revoke([session], reason="admin", now=utcnow())
+
     async def revoke_user(self, user_id: str, *, keep: str | None, reason: str) -> int:
         """End every session of a user but ``keep``; returns how many ended."""
         sessions = [s for s in await self.repository.unrevoked(user_id) if s.id != keep]

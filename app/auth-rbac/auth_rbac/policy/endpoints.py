@@ -28,6 +28,7 @@ from auth_rbac.policy.schemas import (
     PolicyRuleOut,
     Role,
     RoleIn,
+    RoleMembers,
     UserPermissions,
     UserRoles,
 )
@@ -42,7 +43,12 @@ UserPath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=128)]
 RolePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=128)]
 
 
-def _role(row: RoleRow, snapshot: PolicySnapshot) -> Role:
+#: ``members=false``: leave each role's member list out (a role may have 10,000 members).
+WithMembers = Annotated[bool, Query(description="false: members left out, only counted")]
+
+
+def _role(row: RoleRow, snapshot: PolicySnapshot, with_members: bool = True) -> Role:
+    members = snapshot.members_of(row.name, row.domain)
     return Role(
         name=row.name,
         dom=row.domain,
@@ -52,7 +58,8 @@ def _role(row: RoleRow, snapshot: PolicySnapshot) -> Role:
         permissions=[
             Permission(obj=o, act=a) for o, a in snapshot.permissions_of(row.name, row.domain)
         ],
-        members=snapshot.members_of(row.name, row.domain),
+        members=members if with_members else [],
+        member_count=len(members),
     )
 
 
@@ -161,13 +168,17 @@ async def user_permissions(
 
 @router.get("/roles", response_model=list[Role])
 async def list_roles(
-    session: SessionDep, sync: PolicySyncDep, admin: PolicyAdmin, dom: DomainQuery = DEFAULT_DOMAIN
+    session: SessionDep,
+    sync: PolicySyncDep,
+    admin: PolicyAdmin,
+    dom: DomainQuery = DEFAULT_DOMAIN,
+    members: WithMembers = True,
 ) -> list[Role]:
     """The roles of a domain with their permissions and direct members."""
     in_scope(admin, dom)
     rows = await PolicyService(session, actor="").list_roles(dom)
     snapshot = sync.snapshot
-    return [_role(row, snapshot) for row in rows]
+    return [_role(row, snapshot, members) for row in rows]
 
 
 @router.post("/roles", response_model=Role, status_code=status.HTTP_201_CREATED)
@@ -189,11 +200,39 @@ async def get_role(
     admin: PolicyAdmin,
     name: RolePath,
     dom: DomainQuery = DEFAULT_DOMAIN,
+    members: WithMembers = True,
 ) -> Role:
     """One role with its permissions and direct members."""
     in_scope(admin, dom)
     row = await PolicyService(session, actor="").get_role(name, dom)
-    return _role(row, sync.snapshot)
+    return _role(row, sync.snapshot, members)
+
+
+@router.get("/roles/{name}/members", response_model=RoleMembers)
+async def role_members(
+    session: SessionDep,
+    sync: PolicySyncDep,
+    admin: PolicyAdmin,
+    name: RolePath,
+    dom: DomainQuery = DEFAULT_DOMAIN,
+    q: Annotated[str, Query(max_length=128)] = "",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RoleMembers:
+    """A role's direct members by id, one page at a time; ``q`` keeps ids containing it."""
+    in_scope(admin, dom)
+    row = await PolicyService(session, actor="").get_role(name, dom)
+    members = sorted(sync.snapshot.members_of(row.name, row.domain))
+    if q:
+        members = [m for m in members if q.lower() in m.lower()]
+    return RoleMembers(
+        role=row.name,
+        dom=row.domain,
+        items=members[offset : offset + limit],
+        total=len(members),
+        offset=offset,
+        limit=limit,
+    )
 
 
 @router.delete("/roles/{name}", status_code=status.HTTP_204_NO_CONTENT)

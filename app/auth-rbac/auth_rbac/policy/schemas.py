@@ -87,7 +87,20 @@ class Role(BaseModel):
     builtin: bool
     created_at: datetime
     permissions: list[Permission]
+    #: Direct members; left empty with ``?members=false`` (``member_count`` still counts).
     members: list[str]
+    member_count: int = 0
+
+
+class RoleMembers(BaseModel):
+    """One page of a role's direct members, by id (``q``: a part of the id)."""
+
+    role: str
+    dom: str
+    items: list[str]
+    total: int
+    offset: int
+    limit: int
 
 
 class UserRoles(BaseModel):

@@ -227,6 +227,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- used by the forwarder ------------------------------------------------------
 
+    def _resume_reading(self) -> None:
+        self._paused_reading = False
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def _until_close(self) -> bool:
         r = self._response
         return r is not None and r.length is None and not r.chunked and not self._head_request
@@ -310,6 +315,10 @@ class UpstreamConnection(asyncio.Protocol):
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self._buffered = 0
+        if self._paused_reading:
+            # The last read went past the high-water mark and completed the body: the
+            # connection goes back to its pool, where the next answer must be read.
+            self._resume_reading()
         return data
 
     async def response(self, seconds: float) -> Response:
@@ -342,9 +351,7 @@ class UpstreamConnection(asyncio.Protocol):
                 data = self._chunks.popleft()
                 self._buffered -= len(data)
                 if self._paused_reading and self._buffered < HIGH_WATER // 2:
-                    self._paused_reading = False
-                    if self.transport is not None:
-                        self.transport.resume_reading()
+                    self._resume_reading()
                 return data
             if self._error is not None:
                 raise self._error

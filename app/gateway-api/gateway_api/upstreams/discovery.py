@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from edgelib.discovery import Member, MembershipSource, PoolKey, SourceSpec, parse_source
 from edgelib.tasks import cancel
@@ -48,6 +49,9 @@ GATEWAY_SERVICE = "gateway-api"
 JOIN_PROBE_EVERY = 0.05
 #: ...for at most this long; then the periodic health checks take over.
 JOIN_PROBE_FOR = 10.0
+
+#: One region's ``endpoints`` in sv-region: service -> instance base URLs.
+Endpoints = Mapping[str, tuple[str, ...]]
 
 #: Makes the watcher for a spec (and the region it serves, for Kubernetes).
 Opener = Callable[[SourceSpec, str | None], MembershipSource | None]
@@ -112,6 +116,9 @@ class Discovery:
         self.regions: dict[str, SourceSpec] = dict(self.configured)
         #: The regions sv-region last listed (None: not heard from it yet).
         self.directory: dict[str, SourceSpec] | None = None
+        #: sv-region's ``endpoints`` of the regions that are ``static`` (service -> base
+        #: URLs): a service named there has those instances instead of the topology's.
+        self.endpoints: dict[str, Endpoints] = {}
         self.region_changes = 0
         self._opener = opener
         self._probe = probe
@@ -177,20 +184,32 @@ class Discovery:
         if self.followed:
             self._reaper = asyncio.create_task(self._reap(), name="gateway-discovery-reaper")
 
-    async def apply_regions(self, regions: Mapping[str, SourceSpec]) -> None:
+    async def apply_regions(
+        self,
+        regions: Mapping[str, SourceSpec],
+        endpoints: Mapping[str, Endpoints] | None = None,
+    ) -> None:
         """Follow sv-region's ``discovery`` value for each region it lists (over the
         settings' entry for that region): a new region's source is opened and its pools
         made as soon as it has listed; a region whose value changed switches source (its
         pools are reconciled against the new one, instances with the same id carry on);
-        a region that became ``static`` gets the topology's pools back. Sources no region
-        needs any more are closed."""
+        a region that became ``static`` gets its static pools back: for each service
+        its ``endpoints`` in sv-region name, those URLs, else the topology's instances.
+        Sources no region needs any more are closed."""
         directory = dict(regions)
         new = {**self.configured, **directory}
-        if directory == self.directory and new == self.regions:
+        listed: dict[str, Endpoints] = {
+            region: dict(urls)
+            for region, urls in (endpoints or {}).items()
+            if region in directory and new[region].kind == "static"
+        }
+        if directory == self.directory and new == self.regions and listed == self.endpoints:
             return
         before = {r: self.spec_for(r) for r in {*self.regions, *new}}
+        moved = {r for r in {*self.endpoints, *listed} if self.endpoints.get(r) != listed.get(r)}
         self.directory = directory
         self.regions = new
+        self.endpoints = listed
         self.region_changes += 1
         changed = sorted(r for r, spec in before.items() if self.spec_for(r) != spec)
         if changed:
@@ -200,7 +219,7 @@ class Discovery:
             )
         wanted = self._wanted()
         opened = await self._open_missing(wanted)
-        for region in changed:
+        for region in sorted({*changed, *moved}):
             if self.spec_for(region).kind == "static":
                 self._restore_static(region)
         for followed in list(self.followed.values()):
@@ -234,13 +253,27 @@ class Discovery:
             opened.append(followed)
         return opened
 
+    def _static_pools(self, region: str) -> dict[PoolKey, list[InstanceSpec]]:
+        """A static region's pools: the topology file's, except for each service sv-region
+        gives ``endpoints`` for (those URLs; one the topology also has keeps its id)."""
+        pools = {k: list(v) for k, v in self.upstreams.topology.pools().items() if k[1] == region}
+        for service, urls in self.endpoints.get(region, {}).items():
+            known = {s.url: s for s in pools.get((service, region), ())}
+            pools[(service, region)] = [
+                known.get(url)
+                or InstanceSpec(service, region, url, name=endpoint_id(service, region, url))
+                for url in urls
+            ]
+        return pools
+
     def _restore_static(self, region: str) -> None:
-        """A region back on ``static``: its pools are the topology file's again."""
-        topology = self.upstreams.topology.pools()
-        keys = {k for k in self.upstreams.pools if k[1] == region}
-        keys |= {k for k in topology if k[1] == region}
+        """A region on ``static`` (again, or with other ``endpoints``): its pools are
+        :meth:`_static_pools`. Instances that stay are the same objects; one added is
+        down until a probe passes, as a joiner is."""
+        static = self._static_pools(region)
+        keys = {k for k in self.upstreams.pools if k[1] == region} | set(static)
         for key in keys:
-            specs = {s.id: s for s in topology.get(key, ())}
+            specs = {s.id: s for s in static.get(key, ())}
             pool = self.upstreams.ensure_pool(*key) if specs else self.upstreams.pool(*key)
             if pool is None:
                 continue
@@ -252,7 +285,9 @@ class Discovery:
             for instance_id, spec in specs.items():
                 kept = current.get(instance_id)
                 if kept is None or kept.draining or kept.spec.url != spec.url:
-                    pool.add(Instance(spec))
+                    instance = Instance(spec, healthy=False, joined=time.monotonic())
+                    pool.add(instance)
+                    self._warm(instance)
 
     async def _first_sync(self, followed: Followed) -> None:
         try:
@@ -343,6 +378,9 @@ class Discovery:
             "instance joined",
             extra={"upstream": spec.id, "url": spec.url, "source": followed.name},
         )
+        self._warm(instance)
+
+    def _warm(self, instance: Instance) -> None:
         if self._probe is not None:
             task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
                 self._warm_up(instance)
@@ -449,3 +487,9 @@ class Discovery:
 
 def _url(member: Member) -> str:
     return member.url.rstrip("/")
+
+
+def endpoint_id(service: str, region: str, url: str) -> str:
+    """The id of an instance sv-region's ``endpoints`` name: ``sv-user-west-10.0.0.5-7301``."""
+    netloc = urlsplit(url).netloc.replace(":", "-")
+    return f"{service}-{region}-{netloc}"

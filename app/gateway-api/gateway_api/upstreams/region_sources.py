@@ -9,7 +9,10 @@ sv-region stores a ``discovery`` value per region (``static``, ``etcd:<prefix>``
   burst of announcements is one read), so a region created through sv-region's API is
   followed within a round trip;
 - every ``refresh`` seconds, for an announcement that was lost (pub/sub is
-  fire-and-forget), and again each time the subscription is made anew.
+  fire-and-forget), and again each time the subscription is made anew. Without a
+  backend shared with sv-region (none, or the in-process ``memory://`` stand-in of a
+  local stack without Redis) no announcement can arrive: then every
+  ``UNSHARED_REFRESH`` second at most, so a region created there is routable as soon.
 
 While sv-region does not answer, the last list read stays in force (or the settings'
 ``GATEWAY_DISCOVERY_REGIONS`` before the first one): a directory outage changes no pool.
@@ -20,19 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 
+from edgelib.backends.memory import MemoryBackend
 from edgelib.discovery import SourceSpec, parse_source
 from edgelib.tasks import cancel, follow
 
 if TYPE_CHECKING:
     from edgelib.backends import Backend
     from edgelib.signing import ServiceSigner
-    from gateway_api.upstreams.discovery import Discovery
+    from gateway_api.upstreams.discovery import Discovery, Endpoints
     from gateway_api.upstreams.pools import Pool
 
 logger = logging.getLogger("gateway.discovery")
@@ -40,8 +45,18 @@ logger = logging.getLogger("gateway.discovery")
 #: sv-region announces a region or rule change here (the message is the region name).
 REGIONS_CHANNEL = "edge.regions"
 REGIONS_PATH = "/internal/regions"
+#: What a read of sv-region's list gives: each region's source, and the ``endpoints``
+#: of the regions that give any.
+Listed = tuple[dict[str, SourceSpec], dict[str, "Endpoints"]]
+#: How often the list is read at most when sv-region's announcements cannot arrive.
+UNSHARED_REFRESH = 1.0
 #: At most this many regions are read (sv-region's list is small; this bounds a bad answer).
 MAX_REGIONS = 1000
+#: At most this many services per region's ``endpoints``, and URLs per service.
+MAX_ENDPOINT_SERVICES = 64
+MAX_ENDPOINTS = 64
+#: An instance base URL the gateway can send to: plain HTTP, a host and maybe a port.
+_HTTP_URL = re.compile(r"http://[A-Za-z0-9.\-\[\]:]+/?")
 
 
 class RegionSources:
@@ -63,7 +78,8 @@ class RegionSources:
         self.session = session
         self.signer = signer
         self.backend = backend
-        self.refresh = refresh
+        shared = backend is not None and not isinstance(backend, MemoryBackend)
+        self.refresh = refresh if shared else min(refresh, UNSHARED_REFRESH)
         self.timeout = timeout
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,19 +118,20 @@ class RegionSources:
             except TimeoutError:
                 pass
             self._wake.clear()
-            regions = await self.read()
-            if regions is None:
+            listed = await self.read()
+            if listed is None:
                 if self.discovery.directory is None:  # not heard from sv-region yet
                     await asyncio.sleep(1.0)
                     self._wake.set()
                 continue
             try:
-                await self.discovery.apply_regions(regions)
+                await self.discovery.apply_regions(*listed)
             except Exception:  # a source that cannot be opened must not stop the follower
                 logger.exception("region sources not applied")
 
-    async def read(self) -> dict[str, SourceSpec] | None:
-        """sv-region's regions and their sources; None when it did not answer (logged)."""
+    async def read(self) -> Listed | None:
+        """sv-region's regions: their sources, and the ``endpoints`` of those that give
+        any; None when it did not answer (logged)."""
         instance = self.pool.choose("round_robin")
         if instance is None:
             return self._failed("no sv-region instance available")
@@ -134,16 +151,20 @@ class RegionSources:
         if not isinstance(listed, list) or len(listed) > MAX_REGIONS:
             return self._failed("sv-region's region list is not a list of regions")
         regions: dict[str, SourceSpec] = {}
+        endpoints: dict[str, Endpoints] = {}
         for raw in listed:
             spec = _source_of(raw)
             if spec is not None:
                 regions[raw["name"]] = spec
+                urls = _endpoints_of(raw)
+                if urls is not None:
+                    endpoints[raw["name"]] = urls
         self.reads += 1
         self.last_read = time.time()
         self.last_error = None
-        return regions
+        return regions, endpoints
 
-    def _failed(self, error: str) -> dict[str, SourceSpec] | None:
+    def _failed(self, error: str) -> Listed | None:
         self.failures += 1
         if error != self.last_error:
             logger.warning("region list not read", extra={"error": error})
@@ -171,3 +192,26 @@ def _source_of(raw: object) -> SourceSpec | None:
             extra={"region": raw["name"], "discovery": str(raw.get("discovery"))[:200]},
         )
         return None
+
+
+def _endpoints_of(raw: dict[str, Any]) -> Endpoints | None:
+    """A region's ``endpoints`` (service -> base URLs), None when it gives none. sv-region
+    checks them as URLs; here a service whose list is not plain ``http://`` URLs (what
+    the gateway's transport speaks to an instance), or is empty or too long, is left out."""
+    value = raw.get("endpoints")
+    if not isinstance(value, dict) or not value:
+        return None
+    found: dict[str, tuple[str, ...]] = {}
+    for service, urls in list(value.items())[:MAX_ENDPOINT_SERVICES]:
+        if (
+            isinstance(urls, list)
+            and 0 < len(urls) <= MAX_ENDPOINTS
+            and all(isinstance(u, str) and _HTTP_URL.fullmatch(u) for u in urls)
+        ):
+            found[str(service)] = tuple(dict.fromkeys(u.rstrip("/") for u in urls))
+        else:
+            logger.warning(
+                "region endpoints ignored",
+                extra={"region": raw["name"], "service": str(service)[:100]},
+            )
+    return found or None

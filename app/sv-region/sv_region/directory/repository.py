@@ -22,6 +22,20 @@ class DirectoryRepository:
         )
         return result.scalar_one_or_none()
 
+    async def page(
+        self, *, prefix: str, region: str | None, after: str | None, limit: int
+    ) -> list[DirectoryEntry]:
+        """Entries whose username starts with ``prefix``, by username, after ``after``."""
+        query = select(DirectoryEntry).order_by(DirectoryEntry.username).limit(limit)
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(DirectoryEntry.username.like(f"{escaped}%", escape="\\"))
+        if region is not None:
+            query = query.where(DirectoryEntry.region == region)
+        if after is not None:
+            query = query.where(DirectoryEntry.username > after)
+        return list((await self.session.execute(query)).scalars())
+
     async def add(self, entry: DirectoryEntry) -> DirectoryEntry:
         self.session.add(entry)
         await self.session.flush()

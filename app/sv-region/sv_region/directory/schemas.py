@@ -31,3 +31,10 @@ class DirectoryEntryRead(BaseModel):
     region: str
     status: Literal["pending", "active"]
     created_at: datetime
+
+
+class DirectoryPage(BaseModel):
+    """One page of a directory search; ``next`` is the ``after`` of the next page."""
+
+    items: list[DirectoryEntryRead]
+    next: str | None

@@ -106,3 +106,31 @@ class RegionDirectory:
         if entry is None or entry.status != ACTIVE:
             raise EntryNotFound("no such username")
         return entry
+
+    async def search(
+        self, query: str, *, region: str | None, after: str | None, limit: int
+    ) -> tuple[list[DirectoryEntry], str | None]:
+        """Entries by username: a user id finds its entry, anything else is a username
+        prefix; returns one page and the ``after`` of the next (None at the end)."""
+        text = normalize_username(query)
+        try:
+            user_id = str(uuid.UUID(text))
+        except ValueError:
+            user_id = None
+        if user_id is not None:
+            entry = await self.repository.by_id(user_id)
+            found = [] if entry is None or (region and entry.region != region) else [entry]
+            return found, None
+        entries = await self.repository.page(
+            prefix=text, region=region, after=after, limit=limit + 1
+        )
+        if len(entries) > limit:
+            return entries[:limit], entries[limit - 1].username
+        return entries, None
+
+    async def entry(self, user_id: str) -> DirectoryEntry:
+        """Any entry of a user id, pending or active."""
+        entry = await self.repository.by_id(user_id)
+        if entry is None:
+            raise EntryNotFound(f"no user {user_id}")
+        return entry

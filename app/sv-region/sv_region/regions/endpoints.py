@@ -12,7 +12,11 @@ from edgelib.identity import Identity
 from edgelib.permissions import RequirePermission
 from edgelib.uow import SessionDep
 from sv_region.directory.repository import DirectoryRepository
-from sv_region.directory.schemas import DirectoryEntryRead
+from sv_region.directory.schemas import (
+    REGION_PATTERN,
+    DirectoryEntryRead,
+    DirectoryPage,
+)
 from sv_region.directory.service import RegionDirectory
 from sv_region.regions.events import DIRECTORY_CHANNEL, REGIONS_CHANNEL, announce
 from sv_region.regions.repository import RegionRepository
@@ -108,13 +112,45 @@ async def move_user(
     services must be moved by those services.
     """
     await RegionCatalog(RegionRepository(session)).get(body.region)
-    directory = RegionDirectory(
-        DirectoryRepository(session), pending_ttl=request.app.state.settings.pending_ttl
-    )
+    directory = _directory(request, session)
     entry = await directory.move(user_id, body.region)
     result = DirectoryEntryRead.model_validate(entry)
     announce(session, request.app.state.backend, DIRECTORY_CHANNEL, user_id)
     return result
+
+
+def _directory(request: Request, session: SessionDep) -> RegionDirectory:
+    return RegionDirectory(
+        DirectoryRepository(session), pending_ttl=request.app.state.settings.pending_ttl
+    )
+
+
+DirectoryDep = Annotated[RegionDirectory, Depends(_directory)]
+
+
+@router.get("/directory", response_model=DirectoryPage)
+async def search_directory(
+    directory: DirectoryDep,
+    user: RegionReader,
+    q: Annotated[str, Query(max_length=64)] = "",
+    region: Annotated[str | None, Query(pattern=REGION_PATTERN)] = None,
+    after: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DirectoryPage:
+    """Search every region's users: a user id finds that user, other text is a username
+    prefix; by username, one page at a time (``after`` is the last page's ``next``)."""
+    entries, after_next = await directory.search(q, region=region, after=after, limit=limit)
+    return DirectoryPage(
+        items=[DirectoryEntryRead.model_validate(e) for e in entries], next=after_next
+    )
+
+
+@router.get("/directory/{user_id}", response_model=DirectoryEntryRead)
+async def directory_entry(
+    user_id: Annotated[str, Path(max_length=64)], directory: DirectoryDep, user: RegionReader
+) -> DirectoryEntryRead:
+    """One user's directory entry: home region and status (404 when unknown)."""
+    return DirectoryEntryRead.model_validate(await directory.entry(user_id))
 
 
 @router.get("/{name}", response_model=RegionRead)
