@@ -1,4 +1,5 @@
 # Generated from protos/edge/money/v1/wallet.proto by make protos (grpcio-tools 1.85.1) — do not edit.
+# mypy: ignore-errors
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
