@@ -68,7 +68,16 @@ def test_all_processes_ready_in_time_and_cluster_lists_them_healthy(
 def test_every_instance_answers_health_readiness_and_metrics(
     stack: Stack, client: httpx.Client
 ) -> None:
-    for inst in _instances(_cluster(stack, client)):
+    cluster = _cluster(stack, client)
+    for pool in cluster["services"]:
+        if pool["service"].endswith("-grpc"):
+            # A service's gRPC port (sv-money's): the gateway probes it with
+            # grpc.health.v1, which is what its health says; it speaks no HTTP/1.1.
+            assert all(i["health"] == "up" for i in pool["instances"]), pool
+    for inst in (
+        i for pool in cluster["services"] if not pool["service"].endswith("-grpc")
+        for i in pool["instances"]
+    ):  # fmt: skip
         for path in ("/healthz", "/readyz", "/metrics"):
             resp = client.get(inst["url"] + path)
             assert resp.status_code == 200, (inst["id"], path, resp.text)

@@ -29,6 +29,7 @@ from edgelib.identity import Identity
 from edgelib.logs import reset_request_id, set_request_id
 from edgelib.problems import Problem
 from edgelib.signing import SignatureError
+from edgelib.tasks import cancel
 from gateway_api.accesslog import AccessLog
 from gateway_api.gateway import MISSING
 from gateway_api.proxy import GLOBAL, Seen
@@ -344,10 +345,7 @@ class GrpcProxy:
             return await self._relay(exchange, instance, stream)
         finally:
             instance.in_flight -= 1
-            if pump is not None and not pump.done():
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ClientGone, H2StreamError):
-                    await pump
+            await cancel(pump)
             if stream is not None:
                 stream.finish()
 
@@ -442,10 +440,15 @@ async def _whole_request(exchange: H2Exchange, limit: int) -> bytes:
 
 
 async def _pump(exchange: H2Exchange, stream: H2Stream) -> None:
-    """The client's messages to the upstream as they come (both ways at once)."""
-    while chunk := await exchange.receive():
-        await stream.send(chunk)
-    stream.end()
+    """The client's messages to the upstream as they come (both ways at once).
+
+    The client leaving or the upstream stream ending are how a pump ends, not failures:
+    the relay beside it sees and answers them.
+    """
+    with contextlib.suppress(ClientGone, H2StreamError):
+        while chunk := await exchange.receive():
+            await stream.send(chunk)
+        stream.end()
 
 
 def _trailers_only(
