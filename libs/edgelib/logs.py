@@ -235,6 +235,11 @@ def configure_logging(
     root.setLevel(level.upper())
     # uvicorn's own access log duplicates ours, without trace ids.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every call a service makes at INFO ("HTTP Request: GET <url> ..."): the
+    # callee's access line already records it, with ids, and a URL's query is not the
+    # log's to keep. edgelib.client logs failed calls itself; httpx's warnings still pass.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -7,6 +7,8 @@ import logging
 import threading
 import time
 
+import pytest
+
 from edgelib.logs import FLUSH_SECONDS, BufferedLineHandler, JsonFormatter
 
 
@@ -99,3 +101,17 @@ def test_a_batch_is_written_in_pieces_a_pipe_takes_whole() -> None:
     assert len(stream.chunks) > 1
     assert all(len(chunk) <= 4096 for chunk in stream.chunks)
     assert all(chunk.endswith("\n") for chunk in stream.chunks)
+
+
+def test_httpx_does_not_log_each_call_once_logging_is_configured(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from edgelib.logs import configure_logging, flush_logs
+
+    configure_logging(service="svc", instance="svc-1", region=None)
+    logging.getLogger("httpx").info('HTTP Request: GET http://peer/x?secret=1 "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("a call went wrong")
+    flush_logs()
+    out = capsys.readouterr().out
+    assert "HTTP Request" not in out
+    assert "a call went wrong" in out
