@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+
+from callgrind import count, instrument  # noqa: E402 (bench/ on the path first)
 
 BODY = b'{"ok":true,"service":"bench","items":[1,2,3]}'
 UPSTREAM_ANSWER = (
@@ -153,14 +154,14 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     for i in range(requests + 1):
         if i == 1:  # the first request warmed the caches: count from here
-            _instrument("on")
+            instrument("on")
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             raise SystemExit(f"request {i}: {head[:200]!r}")
         length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
         await reader.readexactly(length)
-    _instrument("off")
+    instrument("off")
     quotas = gateway.security.quotas
     if route == "pipeline-app-quota" and (quotas.admitted != requests + 1 or quotas.fallbacks):
         raise SystemExit(f"the app quota was not enforced on Redis: {quotas.snapshot()}")
@@ -169,15 +170,6 @@ async def workload(route: str, requests: int, tmp: Path) -> None:
     gateway.egress.client.close()
     await gateway.security.quotas.close()
     upstream.close()
-
-
-def _instrument(state: str) -> None:
-    """Under callgrind started with --instr-atstart=no: count only the requests."""
-    if os.environ.get("EDGE_CALLGRIND"):
-        subprocess.run(
-            ["callgrind_control", "--instr=" + state, str(os.getpid())],
-            check=True, capture_output=True,
-        )  # fmt: skip
 
 
 def serve(route: str, requests: int) -> None:
@@ -193,19 +185,10 @@ def serve(route: str, requests: int) -> None:
 
 def callgrind(route: str, requests: int) -> int:
     """Instructions of the whole process for a run of ``requests`` requests."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONMALLOC="malloc", EDGE_CALLGRIND="1")
-        proc = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             f"--callgrind-out-file={out}",
-             sys.executable, __file__, "--serve", "--route", route, "--requests", str(requests)],
-            capture_output=True, text=True, env=env, cwd=ROOT, check=False,
-        )  # fmt: skip
-        match = re.search(r"Collected : (\d+)", proc.stderr)
-        if proc.returncode != 0 or match is None:
-            raise SystemExit(f"callgrind failed:\n{proc.stderr[-2000:]}")
-        return int(match.group(1))
+    return count(
+        Path(__file__), ["--serve", "--route", route, "--requests", str(requests)],
+        env=os.environ, cwd=ROOT,
+    )  # fmt: skip
 
 
 def main() -> None:

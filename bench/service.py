@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import statistics
@@ -172,18 +171,11 @@ def serve(kind: str, port: int) -> None:
 # --- in-process, under callgrind ---------------------------------------------------------
 
 
-def _instrument(state: str) -> None:
-    """Under callgrind started with --instr-atstart=no: count only the requests."""
-    if os.environ.get("EDGE_CALLGRIND"):
-        subprocess.run(
-            ["callgrind_control", "--instr=" + state, str(os.getpid())],
-            check=True, capture_output=True,
-        )  # fmt: skip
-
-
 def inprocess(kind: str, count: int) -> None:
     """Call the app's ASGI callable ``count`` times with signed requests (after a warm-up)."""
     import asyncio
+
+    from callgrind import instrument
 
     from edgelib.identity import Identity
     from edgelib.settings import DEV_SERVICE_SECRET
@@ -230,11 +222,11 @@ def inprocess(kind: str, count: int) -> None:
             scopes = [scope(now) for _ in range(min(batch, warm_up + count - first))]
             counted = first >= warm_up
             if counted:
-                _instrument("on")
+                instrument("on")
             for one in scopes:
                 await app(one, receive, send)
             if counted:
-                _instrument("off")
+                instrument("off")
         if set(statuses) != {200}:
             raise SystemExit(f"{kind}: answers other than 200: {sorted(set(statuses))}")
         await startup.put({"type": "lifespan.shutdown"})
@@ -244,26 +236,13 @@ def inprocess(kind: str, count: int) -> None:
     asyncio.run(run())
 
 
-def instructions(kind: str, count: int) -> int:
-    """Instructions callgrind counted for ``count`` in-process requests to ``kind``."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is missing: apt-get install valgrind")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "BENCH_", "OTEL_"))
-        }
-        env |= {"PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc", "EDGE_CALLGRIND": "1"}
-        env["OTEL_SDK_DISABLED"] = "true"
-        proc = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-             sys.executable, __file__, "inprocess", kind, str(count)],
-            capture_output=True, text=True, env=env, cwd=ROOT, check=False,
-        )  # fmt: skip
-        match = re.search(r"Collected : (\d+)", proc.stderr)
-        if proc.returncode != 0 or match is None:
-            raise SystemExit(f"callgrind failed:\n{proc.stderr[-2000:]}")
-        return int(match.group(1))
+def instructions(kind: str, requests: int) -> int:
+    """Instructions callgrind counted for ``requests`` in-process requests to ``kind``."""
+    from callgrind import count
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "BENCH_", "OTEL_"))}
+    env["OTEL_SDK_DISABLED"] = "true"
+    return count(Path(__file__), ["inprocess", kind, str(requests)], env=env, cwd=ROOT)
 
 
 # --- the load side ----------------------------------------------------------------------

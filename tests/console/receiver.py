@@ -28,7 +28,7 @@ class HookReceiver:
                 self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:
-                pass
+                """Silent: the test reads ``statuses``, and stderr is not its log."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
