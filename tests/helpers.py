@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -45,3 +46,20 @@ def grant(app: FastAPI, user_id: str, *permissions: str) -> FastAPI:
         current = app.state.permissions = StaticPermissions({})
     current.grants.setdefault(user_id, set()).update(permissions)
     return app
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, *, interval: float = 0.01
+) -> float:
+    """Seconds until ``condition()`` holds; a process not answering yet (or a document
+    without that part yet) is asked again. AssertionError naming ``what`` after ``timeout``."""
+    start = time.monotonic()
+    while True:
+        try:
+            if condition():
+                return time.monotonic() - start
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass  # not answering yet, or /cluster without that part yet: ask again
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(interval)

@@ -43,6 +43,7 @@ from edgectl.processes import ProcessSpec, process_specs
 from edgectl.registry import load_registry
 from edgectl.scale import copy_spec
 from edgelib.topology import load_topology
+from tests import helpers
 from tests.e2e.accounts import admin as admin_headers
 from tests.e2e.conftest import ROOT, Stack, Stacks, instance_id
 from tests.libs.discovery.etcd_server import EtcdServer
@@ -68,16 +69,7 @@ def say(text: str) -> None:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while True:
-        try:
-            if condition():
-                return time.monotonic() - start
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass  # not answering yet, or /cluster without that part yet: ask again
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.02)
+    return helpers.wait_for(condition, timeout, what, interval=0.02)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ import orjson
 import pytest
 
 from edgectl.discovery import gateway_lines
+from tests.helpers import wait_for
 from tests.libs.discovery.etcd_server import EtcdServer
 from tests.worker import free_port
 
@@ -45,19 +46,6 @@ access = "public"
 retries = 2
 connect_timeout = 0.5
 """
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while True:
-        try:
-            if condition():
-                return time.monotonic() - start
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass  # not answering yet, or /cluster without that part yet: ask again
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.01)
 
 
 class Processes:
