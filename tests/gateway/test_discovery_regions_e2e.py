@@ -21,7 +21,8 @@ import pytest
 from edgelib.identity import Identity
 from edgelib.settings import DEV_SERVICE_SECRET
 from edgelib.signing import ServiceSigner
-from tests.gateway.test_discovery_e2e import ROUTES, START, Processes, wait_for
+from tests.gateway.test_discovery_e2e import ROUTES, START, Processes
+from tests.helpers import wait_for
 from tests.libs.discovery.etcd_server import EtcdServer
 from tests.libs.discovery.region_service import ADMIN_ID
 from tests.worker import free_port, redis_url
