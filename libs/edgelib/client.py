@@ -1,7 +1,11 @@
 """Service-to-service HTTP client: signed, traced, with timeouts and bounded retries.
 
-Only idempotent methods (or requests carrying an ``Idempotency-Key``) are retried,
-and only on connection errors, timeouts and 502/503/504 answers.
+Only idempotent methods (requests carrying an ``Idempotency-Key``, or calls the caller
+declares ``idempotent=True``, such as reads sent as ``POST``) are retried, and only on
+connection errors, timeouts and 502/503/504 answers. A call that could not connect at
+all never reached the callee, so it is tried on another base URL whatever its method.
+Idle pooled connections are dropped after ``keepalive_expiry`` seconds, below uvicorn's
+5 s keep-alive, so a request is not written onto a connection the callee is closing.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ logger = logging.getLogger("edgelib.client")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+# Raised before any byte of the request left: safe to try again for any method.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class ServiceCallError(Exception):
@@ -45,6 +51,7 @@ class ServiceClient:
         connect_timeout: float = 1.0,
         retries: int = 2,
         backoff: float = 0.05,
+        keepalive_expiry: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
@@ -58,7 +65,11 @@ class ServiceClient:
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             transport=transport,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=100,
+                max_keepalive_connections=20,
+                keepalive_expiry=keepalive_expiry,
+            ),
         )
 
     async def aclose(self) -> None:
@@ -82,8 +93,13 @@ class ServiceClient:
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
         identity: str = "",
+        idempotent: bool | None = None,
     ) -> httpx.Response:
-        """Send one signed request; retry idempotent ones on another base URL."""
+        """Send one signed request; retry idempotent ones on another base URL.
+
+        ``idempotent`` overrides what the method says: ``True`` for a read sent as
+        ``POST`` (a policy decision, a lookup), ``False`` to never repeat a ``PUT``.
+        """
         method = method.upper()
         body = b"" if json is None else orjson.dumps(json)
         out: dict[str, str] = dict(headers or {})
@@ -94,8 +110,13 @@ class ServiceClient:
             out.setdefault("x-request-id", request_id)
         inject_trace_headers(out)
         target = httpx.URL(path, params=params).raw_path.decode("ascii")
-        retryable = method in IDEMPOTENT_METHODS or "idempotency-key" in {k.lower() for k in out}
-        attempts = 1 + (self.retries if retryable else 0)
+        if idempotent is None:
+            retryable = method in IDEMPOTENT_METHODS or "idempotency-key" in {
+                k.lower() for k in out
+            }
+        else:
+            retryable = idempotent
+        attempts = 1 + self.retries
         self._next = (self._next + 1) % len(self.base_urls)
         last_error: Exception | None = None
         for attempt in range(attempts):
@@ -108,8 +129,14 @@ class ServiceClient:
                 logger.warning(
                     "service call failed", extra={"url": url, "attempt": attempt, "error": str(exc)}
                 )
+                if not retryable and not isinstance(exc, NOT_SENT_ERRORS):
+                    break
             else:
-                if response.status_code not in RETRYABLE_STATUS or attempt == attempts - 1:
+                if (
+                    not retryable
+                    or response.status_code not in RETRYABLE_STATUS
+                    or attempt == attempts - 1
+                ):
                     return response
                 last_error = ServiceCallError(
                     f"{method} {url} answered {response.status_code}",

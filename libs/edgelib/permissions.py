@@ -64,7 +64,8 @@ class PolicyPermissions:
             return hit[1]
         body = {"sub": user_id, "dom": dom, "obj": obj, "act": act}
         try:
-            response = await self.client.post(ENFORCE_PATH, json=body)
+            # A decision is a read: a retry on another auth-rbac instance is safe.
+            response = await self.client.post(ENFORCE_PATH, json=body, idempotent=True)
         except ServiceCallError as exc:
             raise PermissionsUnavailable(str(exc)) from exc
         if response.status_code != 200:

@@ -58,16 +58,73 @@ async def test_idempotent_call_retries_on_another_instance_after_connect_error()
 
 
 async def test_non_idempotent_call_is_never_sent_twice() -> None:
+    # A read error may come after the callee got (and acted on) the request.
     calls = 0
 
     def handler(request: httpx.Request) -> httpx.Response:
         nonlocal calls
         calls += 1
-        raise httpx.ConnectError("refused", request=request)
+        raise httpx.ReadError("reset", request=request)
 
     async with make_client(handler) as client:
         with pytest.raises(ServiceCallError):
             await client.post("/internal/x", json={})
+    assert calls == 1
+
+
+async def test_non_idempotent_call_is_not_repeated_after_a_503() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(503)
+
+    async with make_client(handler) as client:
+        assert (await client.post("/internal/x", json={})).status_code == 503
+    assert calls == 1
+
+
+async def test_a_post_that_could_not_connect_is_tried_on_another_instance() -> None:
+    # Nothing left this machine: the callee never saw the first attempt.
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if len(hosts) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(201)
+
+    async with make_client(handler) as client:
+        resp = await client.post("/internal/x", json={})
+    assert resp.status_code == 201
+    assert len(hosts) == 2 and hosts[0] != hosts[1]
+
+
+async def test_a_read_sent_as_post_may_be_declared_idempotent() -> None:
+    outcomes = iter(["reset", 503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        outcome = next(outcomes)
+        if outcome == "reset":
+            raise httpx.RemoteProtocolError("server disconnected", request=request)
+        return httpx.Response(int(outcome))
+
+    async with make_client(handler) as client:
+        resp = await client.post("/internal/enforce", json={}, idempotent=True)
+    assert resp.status_code == 200
+
+
+async def test_idempotent_false_keeps_a_put_to_one_attempt() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(502)
+
+    async with make_client(handler) as client:
+        assert (await client.put("/x", json={}, idempotent=False)).status_code == 502
     assert calls == 1
 
 
