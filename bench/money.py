@@ -486,6 +486,21 @@ async def cross_region(
                 proc.wait(timeout=30)
 
 
+async def cross_region_alone(seconds: float, concurrency: int, workdir: Path) -> dict[str, Any]:
+    """:func:`cross_region` on schemas of its own, dropped afterwards."""
+    schema = f"bench_money_{uuid.uuid4().hex[:8]}"
+    try:
+        result = await cross_region(seconds, concurrency, workdir, schema)
+    finally:
+        conn = await asyncpg.connect(PG_DSN)
+        for name in (f"{schema}_east", f"{schema}_west"):
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await conn.close()
+    result["load_average_after"] = os.getloadavg()
+    result["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return result
+
+
 # --- the baseline: the same statements through asyncpg ---------------------------------
 
 SQL_CLAIM = (
@@ -846,9 +861,22 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--no-cross-region", action="store_true")
     parser.add_argument(
+        "--cross-region-only", action="store_true",
+        help="measure cross-region transfers alone (no same-region runs, no baselines)",
+    )  # fmt: skip
+    parser.add_argument(
         "--from-json", type=Path, default=None, help="report a saved run instead of running"
     )
     args = parser.parse_args()
+    if args.cross_region_only:
+        workdir = ROOT / "var" / "bench-money"
+        workdir.mkdir(parents=True, exist_ok=True)
+        cross = asyncio.run(cross_region_alone(args.seconds, args.concurrency, workdir))
+        sys.stdout.write(orjson.dumps(cross, option=orjson.OPT_INDENT_2).decode() + "\n")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_bytes(orjson.dumps(cross, option=orjson.OPT_INDENT_2))
+        return
     if args.from_json:
         results = orjson.loads(args.from_json.read_bytes())
     else:

@@ -41,19 +41,23 @@ R = TypeVar("R")
 Process = Callable[[AsyncConnection, Sequence[J]], Awaitable[list["R | Exception"]]]
 
 
-class GroupCommit(Generic[J, R]):
+#: Handles a batch outside any transaction of the runner's: one result (or exception) per job.
+Handle = Callable[[Sequence[J]], Awaitable[list["R | Exception"]]]
+
+
+class Batches(Generic[J, R]):
+    """Jobs queued by many callers, handled a batch at a time by a few runners.
+
+    There is no timer: a runner takes whatever queued while the previous batch was being
+    handled (up to ``max_batch``), so a lone job waits for nobody and a busy service
+    handles large batches. ``handle`` answers each job of a batch.
+    """
+
     def __init__(
-        self,
-        tx: Transactions,
-        process: Process[J, R],
-        *,
-        name: str = "jobs",
-        max_batch: int = 128,
-        runners: int = 2,
+        self, handle: Handle[J, R], *, name: str = "jobs", max_batch: int = 128, runners: int = 2
     ) -> None:
-        self.tx = tx
+        self.handle = handle
         self._sizes = BATCH_SIZE.labels(name)
-        self.process = process
         self.max_batch = max_batch
         self.runners = runners
         self._queue: deque[tuple[J, asyncio.Future[R]]] = deque()
@@ -61,26 +65,27 @@ class GroupCommit(Generic[J, R]):
         self._tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[GroupCommit[J, R]]:
-        """Run the batch writers while the context is open."""
+    async def running(self) -> AsyncIterator[Batches[J, R]]:
+        """Run the batch runners while the context is open."""
         # More than one runner overlaps one batch's round trips with the next one's
         # Python work; batches lock accounts in id order, so they cannot deadlock.
         self._tasks = [
-            asyncio.create_task(self._run(), name=f"group-commit-{n}") for n in range(self.runners)
+            asyncio.create_task(self._run(), name=f"batches-{n}") for n in range(self.runners)
         ]
         try:
             yield self
         finally:
             await cancel(*self._tasks)
+            self._tasks = []
             while self._queue:
                 _, future = self._queue.popleft()
                 if not future.done():
                     future.set_exception(RuntimeError("shutting down"))
 
     async def submit(self, job: J) -> R:
-        """Book ``job`` in the next batch; its result, or its exception raised here."""
+        """Handle ``job`` in the next batch; its result, or its exception raised here."""
         if not self._tasks:
-            raise RuntimeError("GroupCommit is not running")
+            raise RuntimeError(f"{type(self).__name__} is not running")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((job, future))
         self._ready.set()
@@ -110,7 +115,47 @@ class GroupCommit(Generic[J, R]):
         jobs = [job for job, _ in batch]
         self._sizes.observe(len(jobs))
         try:
-            results = await self.tx.run(lambda conn: self.process(conn, jobs))
+            results = await self.handle(jobs)
+        except Exception as exc:
+            results = [exc] * len(jobs)
+        self._answer(batch, results)
+
+    @staticmethod
+    def _answer(batch: list[tuple[J, asyncio.Future[R]]], results: Sequence[R | Exception]) -> None:
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue  # its caller went away; the job is done all the same
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+class GroupCommit(Batches[J, R]):
+    """Batches booked in one transaction each; a batch that fails as a whole is booked
+    again one job at a time, so one job's trouble never becomes another's."""
+
+    def __init__(
+        self,
+        tx: Transactions,
+        process: Process[J, R],
+        *,
+        name: str = "jobs",
+        max_batch: int = 128,
+        runners: int = 2,
+    ) -> None:
+        super().__init__(self._in_transaction, name=name, max_batch=max_batch, runners=runners)
+        self.tx = tx
+        self.process = process
+
+    async def _in_transaction(self, jobs: Sequence[J]) -> list[R | Exception]:
+        return await self.tx.run(lambda conn: self.process(conn, jobs))
+
+    async def _book_once(self, batch: list[tuple[J, asyncio.Future[R]]]) -> None:
+        jobs = [job for job, _ in batch]
+        self._sizes.observe(len(jobs))
+        try:
+            results = await self._in_transaction(jobs)
         except Exception as exc:
             if len(batch) == 1:
                 results = [exc]
@@ -122,10 +167,4 @@ class GroupCommit(Generic[J, R]):
                 for item in batch:
                     await self._book_once([item])
                 return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue  # its caller went away; the job is booked all the same
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        self._answer(batch, results)

@@ -121,7 +121,8 @@ async def open_services(
             delivery_grace=grace,
             notices=notices,
         )
-        await stack.enter_async_context(transfers.batches.running())
+        await stack.enter_async_context(crossregion.running())
+        await stack.enter_async_context(transfers.running())
         yield Services(
             transactions=tx,
             wallet=WalletService(tx, region=region),

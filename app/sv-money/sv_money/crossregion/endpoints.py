@@ -7,7 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from sv_money.crossregion.exceptions import InboundNotFound, OutboundNotFound
-from sv_money.crossregion.schemas import AbortRequest, CreditOutcome
+from sv_money.crossregion.schemas import (
+    AbortRequest,
+    CreditBatch,
+    CreditOutcome,
+    CreditResults,
+)
 from sv_money.crossregion.service import CrossRegionService
 from sv_money.deps import PeerRegion, provided
 from sv_money.posting.schemas import (
@@ -36,6 +41,15 @@ async def credit(
 ) -> CreditOutcome:
     """Credit the payee of a transfer from another region, once; the decision is final."""
     return await crossregion.receive(transfer_id, body)
+
+
+@router.post("/credits", response_model=CreditResults)
+async def credit_many(
+    body: CreditBatch, caller: PeerRegion, crossregion: CrossRegionServiceDep
+) -> CreditResults:
+    """Credit the payees of many transfers from another region, each once; one result per
+    item, in order (a transfer without a decision now names the problem)."""
+    return await crossregion.receive_many(body)
 
 
 @router.put("/transfers/{transfer_id}/abort", response_model=CreditOutcome)

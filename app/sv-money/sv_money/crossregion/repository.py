@@ -3,14 +3,21 @@ is the posting core's)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.crossregion.records import Decision
 from sv_money.posting.records import Outcome
 from sv_money.tables import inbound, insert_ignoring_conflicts, utcnow
+
+_SET_ENTRY = (
+    update(inbound)
+    .where(inbound.c.transfer_id == bindparam("b_id"))
+    .values(entry_id=bindparam("b_entry_id"))
+)
 
 
 def _decision(row: Row[Any]) -> Decision:
@@ -47,6 +54,37 @@ class InboundRepository:
             },
         )
         return result.first() is not None
+
+    async def claim_many(self, decisions: Sequence[dict[str, object]]) -> set[str]:
+        """Record decisions (``inbound_transfers`` rows but ``created_at``) unless one
+        exists for their transfer, in id order; the ids recorded now."""
+        if not decisions:
+            return set()
+        now = utcnow()
+        rows = await self.conn.execute(
+            insert_ignoring_conflicts(self.conn.dialect.name, inbound, inbound.c.transfer_id),
+            [
+                d | {"created_at": now, "entry_id": None}
+                for d in sorted(decisions, key=lambda d: str(d["transfer_id"]))
+            ],
+        )
+        return {str(r[0]) for r in rows}
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, Decision]:
+        if not ids:
+            return {}
+        rows = await self.conn.execute(
+            select(inbound).where(inbound.c.transfer_id.in_(bindparam("ids", expanding=True))),
+            {"ids": list(ids)},
+        )
+        return {d.transfer_id: d for d in map(_decision, rows)}
+
+    async def set_entries(self, entries: dict[str, int]) -> None:
+        """The journal entries that credited transfers, by transfer id."""
+        if entries:
+            await self.conn.execute(
+                _SET_ENTRY, [{"b_id": t, "b_entry_id": e} for t, e in entries.items()]
+            )
 
     async def get(self, transfer_id: str) -> Decision | None:
         statement = select(inbound).where(inbound.c.transfer_id == transfer_id)

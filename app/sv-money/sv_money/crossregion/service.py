@@ -14,23 +14,44 @@ without any chance of a late credit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.peers import PeerProblem, PeerUnavailable
 from edgelib.uow import Transactions
+from sv_money.batching import Batches
 from sv_money.crossregion.exceptions import TransferMismatch
 from sv_money.crossregion.records import CREDITED, REFUSED, Decision
 from sv_money.crossregion.repository import InboundRepository
-from sv_money.crossregion.schemas import AbortRequest, CreditOutcome
+from sv_money.crossregion.schemas import (
+    MAX_CREDITS,
+    AbortRequest,
+    CreditBatch,
+    CreditItem,
+    CreditOutcome,
+    CreditResult,
+    CreditResults,
+)
+from sv_money.crossregion.settlement import REFUSED_BY_PAYEE, settle_many
 from sv_money.currencies import is_currency
-from sv_money.ledger.models import AccountKey, clearing
+from sv_money.ledger.exceptions import BalanceLimit
+from sv_money.ledger.models import AccountKey, NewEntry, clearing
+from sv_money.ledger.service import net_changes
 from sv_money.notices import TransferNotices
 from sv_money.peers import MoneyPeers
 from sv_money.posting.records import COMPLETED, FAILED, VOIDED, Movement, Transfer
-from sv_money.posting.repository import OUTBOX_PENDING, OutboxRepository, TransferRepository
+from sv_money.posting.repository import (
+    OUTBOX_PENDING,
+    OutboxRepository,
+    TransferRepository,
+    book_postgres,
+)
 from sv_money.posting.schemas import (
     CreditRequest,
     InboundPage,
@@ -38,7 +59,7 @@ from sv_money.posting.schemas import (
     OutboundPage,
     OutboundRecord,
 )
-from sv_money.posting.service import Posting
+from sv_money.posting.service import Posting, credit_request
 from sv_money.tables import utcnow
 
 logger = logging.getLogger("sv_money.crossregion")
@@ -59,6 +80,23 @@ class CrossRegionService:
         self.peers = peers
         self.region = region
         self.abort_after = timedelta(seconds=abort_after)
+        #: Transfers just sent, delivered many per call to each peer region.
+        self.batches: dict[str, Batches[Transfer, Transfer]] = {
+            peer: Batches(
+                partial(self._deliver_batch, peer),
+                name=f"credits-to-{peer}",
+                max_batch=MAX_CREDITS,
+            )
+            for peer in peers.regions
+        }
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the batched deliveries to every peer region while the context is open."""
+        async with contextlib.AsyncExitStack() as stack:
+            for batches in self.batches.values():
+                await stack.enter_async_context(batches.running())
+            yield
 
     # --- the payer's side -----------------------------------------------------
 
@@ -112,6 +150,57 @@ class CrossRegionService:
         await self.tx.run(lambda s: self._settle(s, transfer_id, outcome))
         return True
 
+    async def settle(self, transfer: Transfer) -> Transfer:
+        """Deliver a transfer just sent, with whatever others wait for the same region
+        (one call), and settle them in one transaction; the transfer as it stands then."""
+        batches = self.batches.get(transfer.payee_region)
+        if batches is None:
+            await self.deliver(transfer.id)
+            found = await self.tx.read(lambda c: TransferRepository(c).get(transfer.id))
+            return found or transfer
+        return await batches.submit(transfer)
+
+    async def _deliver_batch(
+        self, peer: str, sent: Sequence[Transfer]
+    ) -> list[Transfer | Exception]:
+        """One credit call to ``peer`` for all of ``sent``, then one settlement; a transfer
+        without a decision stays pending (the recovery worker asks again after its grace)."""
+        batch = CreditBatch(
+            items=[
+                CreditItem(transfer_id=t.id, **credit_request(t, origin=self.region).model_dump())
+                for t in sent
+            ]
+        )
+        try:
+            response = await self.peers.call(
+                peer, "POST", "/internal/credits", json=batch.model_dump(mode="json")
+            )
+            results = CreditResults.model_validate_json(response.content)
+        except (PeerUnavailable, PeerProblem, ValueError) as exc:
+            logger.warning(
+                "cross-region transfers not settled yet",
+                extra={"peer": peer, "transfers": len(sent), "error": str(exc)},
+            )
+            return list(sent)
+        decided = {
+            r.transfer_id: CreditOutcome(
+                transfer_id=r.transfer_id, outcome=r.outcome, reason=r.reason
+            )
+            for r in results.items
+            if r.outcome is not None
+        }
+        asked = {t.id for t in sent}
+        decided = {k: v for k, v in decided.items() if k in asked}
+        if not decided:
+            return list(sent)
+        try:
+            now = await self.tx.run(lambda conn: settle_many(conn, decided))
+        except Exception:
+            # Decided there, not settled here: the recovery worker settles them later.
+            logger.exception("cross-region settlement failed", extra={"peer": peer})
+            return list(sent)
+        return [now.get(t.id, t) for t in sent]
+
     async def _settle(
         self, conn: AsyncConnection, transfer_id: str, outcome: CreditOutcome
     ) -> None:
@@ -140,7 +229,7 @@ class CrossRegionService:
             await posting.transfers.set_status(
                 transfer_id,
                 FAILED,
-                failure_reason=(outcome.reason or "refused by the payee's region")[:200],
+                failure_reason=(outcome.reason or REFUSED_BY_PAYEE)[:200],
             )
         await posting.outbox.close(transfer_id)
 
@@ -226,6 +315,158 @@ class CrossRegionService:
                 memo=request.memo,
             )
         return outcome
+
+    async def receive_many(self, batch: CreditBatch) -> CreditResults:
+        """:meth:`receive` for many transfers in one transaction (one journal write for all
+        credits). Should that transaction fail, each transfer is tried alone, so one that
+        cannot be written never holds back the others; nothing is half-written."""
+        try:
+            results = await self._receive_together(batch.items)
+        except Exception:
+            if len(batch.items) == 1:
+                raise
+            logger.warning("credit batch failed; deciding its transfers one by one")
+            results = []
+            for item in batch.items:
+                try:
+                    results += await self._receive_together([item])
+                except Exception as exc:
+                    logger.warning(
+                        "credit failed",
+                        extra={"transfer_id": item.transfer_id, "error": type(exc).__name__},
+                    )
+                    results.append(
+                        CreditResult(
+                            transfer_id=item.transfer_id, outcome=None, problem="unavailable"
+                        )
+                    )
+        return CreditResults(items=results)
+
+    async def _receive_together(self, items: Sequence[CreditItem]) -> list[CreditResult]:
+        credited_now: list[CreditItem] = []
+
+        async def work(conn: AsyncConnection) -> list[CreditResult]:
+            credited_now.clear()
+            inbound = InboundRepository(conn)
+            refusals = {i.transfer_id: self._refusal(i) for i in items}
+            claimed = await inbound.claim_many(
+                [
+                    {
+                        "transfer_id": i.transfer_id,
+                        "origin_region": i.origin_region,
+                        "outcome": CREDITED if refusals[i.transfer_id] is None else REFUSED,
+                        "amount": i.amount,
+                        "currency": i.currency,
+                        "payee_id": i.payee_id,
+                        "reason": refusals[i.transfer_id],
+                    }
+                    for i in items
+                ]
+            )
+            earlier = await inbound.get_many(
+                [i.transfer_id for i in items if i.transfer_id not in claimed]
+            )
+            results: dict[str, CreditResult] = {}
+            to_credit: list[CreditItem] = []
+            for item in items:
+                tid = item.transfer_id
+                if tid not in claimed:
+                    before = earlier[tid]
+                    if before.outcome == CREDITED and (
+                        before.amount != item.amount
+                        or before.currency != item.currency
+                        or before.payee_id != item.payee_id
+                    ):
+                        results[tid] = CreditResult(
+                            transfer_id=tid, outcome=None, problem=TransferMismatch.type_slug
+                        )
+                    else:
+                        results[tid] = CreditResult(
+                            transfer_id=tid, outcome=before.outcome, reason=before.reason
+                        )
+                elif refusals[tid] is not None:
+                    results[tid] = CreditResult(
+                        transfer_id=tid, outcome=REFUSED, reason=refusals[tid]
+                    )
+                else:
+                    to_credit.append(item)
+            if to_credit:
+                entry_of = await self._credit_many(conn, to_credit)
+                for item in to_credit:
+                    if entry_of[item.transfer_id] is None:
+                        reason = "the payee's balance would pass its limit"
+                        await inbound.refuse(item.transfer_id, reason)
+                        results[item.transfer_id] = CreditResult(
+                            transfer_id=item.transfer_id, outcome=REFUSED, reason=reason
+                        )
+                    else:
+                        results[item.transfer_id] = CreditResult(
+                            transfer_id=item.transfer_id, outcome=CREDITED
+                        )
+                        credited_now.append(item)
+            return [results[i.transfer_id] for i in items]
+
+        results = await self.tx.run(work)
+        for item in credited_now:  # committed: tell each payee once
+            self.notices.received(
+                transfer_id=item.transfer_id,
+                payee_id=item.payee_id,
+                region=self.region,
+                amount=item.amount,
+                currency=item.currency,
+                from_username=item.payer_username,
+                memo=item.memo,
+            )
+        return results
+
+    async def _credit_many(
+        self, conn: AsyncConnection, items: Sequence[CreditItem]
+    ) -> dict[str, int | None]:
+        """Credit each payee from the clearing account of the transfer's region (one
+        write for all); per item its entry id, or None where the credit was refused."""
+        posting = Posting(conn)
+        keys: set[AccountKey] = set()
+        for i in items:
+            keys.add(AccountKey.system(clearing(i.origin_region), i.currency))
+            keys.add(AccountKey.user(i.payee_id, i.currency))
+        opened = await posting.ledger.open(*keys)
+        planned: list[NewEntry] = []
+        booked: list[CreditItem] = []
+        entry_of: dict[str, int | None] = {}
+        for i in items:
+            payer = opened[AccountKey.system(clearing(i.origin_region), i.currency)]
+            payee = opened[AccountKey.user(i.payee_id, i.currency)]
+            try:
+                planned.append(
+                    posting.ledger.plan(
+                        "xregion-in",
+                        [(payer, -i.amount), (payee, i.amount)],
+                        transfer_id=i.transfer_id,
+                    )
+                )
+            except BalanceLimit:
+                entry_of[i.transfer_id] = None
+                continue
+            booked.append(i)
+        if not planned:
+            return entry_of
+        now = utcnow()
+        unnumbered = [
+            Transfer.of(_received(i.transfer_id, i), status=COMPLETED, at=now) for i in booked
+        ]
+        if conn.dialect.name == "postgresql":
+            ids = await book_postgres(conn, net_changes(planned), planned, unnumbered)
+            entry_ids = [ids[i.transfer_id] for i in booked]
+        else:
+            entry_ids = await posting.ledger.write(planned)
+            await posting.transfers.add_many(
+                [replace(t, entry_id=e) for t, e in zip(unnumbered, entry_ids, strict=True)]
+            )
+        await InboundRepository(conn).set_entries(
+            {i.transfer_id: e for i, e in zip(booked, entry_ids, strict=True)}
+        )
+        entry_of.update(zip([i.transfer_id for i in booked], entry_ids, strict=True))
+        return entry_of
 
     async def abort(self, transfer_id: str, request: AbortRequest) -> CreditOutcome:
         """Decide the transfer now: refused for good unless it was credited already."""

@@ -46,6 +46,25 @@ class Ledger:
             await self.repository.change([(account.id, 0, -amount)])
             account.held -= amount
 
+    def plan_reserve(self, account: Account, amount: int) -> tuple[int, int, int]:
+        """:meth:`reserve` in memory: check and apply it to the locked account; the
+        ``(account id, 0, held delta)`` change to write with :func:`net_changes`' others."""
+        if amount <= 0:
+            raise ValueError("a hold reserves a positive amount")
+        if not account.allow_negative and account.available < amount:
+            raise InsufficientFunds(
+                f"{account.key.currency} {amount} asked, {account.available} available"
+            )
+        account.held += amount
+        return (account.id, 0, amount)
+
+    def plan_release(self, account: Account, amount: int) -> tuple[int, int, int]:
+        """:meth:`release` in memory; the change to write."""
+        if amount < 0 or amount > account.held:
+            raise ValueError("cannot release more than is held")
+        account.held -= amount
+        return (account.id, 0, -amount)
+
     def plan(
         self,
         kind: str,
@@ -134,13 +153,16 @@ class Ledger:
         )
 
 
-def net_changes(planned: Sequence[NewEntry]) -> list[tuple[int, int, int]]:
-    """What ``planned`` entries change, netted per account, in account-id order:
-    ``(account id, balance delta, held delta)``."""
+def net_changes(
+    planned: Sequence[NewEntry], *more: tuple[int, int, int]
+) -> list[tuple[int, int, int]]:
+    """What ``planned`` entries (and the ``more`` changes, such as a hold's reservation)
+    change, netted per account, in account-id order: ``(account id, balance delta, held
+    delta)``."""
     net: dict[int, list[int]] = {}
-    for entry in planned:
-        for account_id, d_balance, d_held in entry.changes:
-            total = net.setdefault(account_id, [0, 0])
-            total[0] += d_balance
-            total[1] += d_held
+    changes = [c for entry in planned for c in entry.changes]
+    for account_id, d_balance, d_held in (*changes, *more):
+        total = net.setdefault(account_id, [0, 0])
+        total[0] += d_balance
+        total[1] += d_held
     return [(i, b, h) for i, (b, h) in sorted(net.items())]

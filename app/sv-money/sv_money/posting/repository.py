@@ -6,7 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Row,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sv_money.ledger.models import NewEntry
@@ -34,6 +45,41 @@ _GET_HOLD = select(*_HOLD_COLUMNS).where(holds.c.id == bindparam("hold_id"))
 _LOCK_HOLD = _GET_HOLD.with_for_update()
 _GET_OUTBOX = select(outbox).where(outbox.c.transfer_id == bindparam("transfer_id"))
 _LOCK_OUTBOX = _GET_OUTBOX.with_for_update()
+# The batched settlement's statements (cross-region transfers, many at a time).
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_GET_TRANSFERS = select(transfers).where(transfers.c.id.in_(_IDS)).order_by(transfers.c.id)
+_GET_TRANSFERS_LOCKED = _GET_TRANSFERS.with_for_update()
+_GET_HOLDS = select(*_HOLD_COLUMNS).where(holds.c.id.in_(_IDS)).order_by(holds.c.id)
+_GET_HOLDS_LOCKED = _GET_HOLDS.with_for_update()
+_LOCK_OUTBOX_MANY = (
+    select(outbox.c.transfer_id, outbox.c.state)
+    .where(outbox.c.transfer_id.in_(_IDS))
+    .order_by(outbox.c.transfer_id)
+    .with_for_update()
+)
+_HOLD_NAMES = tuple(c.name for c in _HOLD_COLUMNS)
+_ADD_HOLD = insert(holds)
+_ADD_OUTBOX = insert(outbox)
+_SETTLE_TRANSFER = (
+    update(transfers)
+    .where(transfers.c.id == bindparam("b_transfer_id"))
+    .values(
+        status=bindparam("b_status"),
+        entry_id=bindparam("b_entry_id"),
+        failure_reason=bindparam("b_failure_reason"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+_SETTLE_HOLD = (
+    update(holds)
+    .where(holds.c.id == bindparam("b_hold_id"))
+    .values(
+        status=bindparam("b_status"),
+        captured=bindparam("b_captured"),
+        transfer_id=bindparam("b_transfer_id"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
 
 
 def _transfer(row: Row[Any]) -> Transfer:
@@ -82,6 +128,31 @@ class TransferRepository:
         statement = _LOCK_TRANSFER if lock else _GET_TRANSFER
         row = (await self.conn.execute(statement, {"transfer_id": transfer_id})).first()
         return None if row is None else _transfer(row)
+
+    async def get_many(self, ids: Sequence[str], *, lock: bool = False) -> list[Transfer]:
+        """The transfers of ``ids`` that exist, by id (locked in that order with ``lock``)."""
+        if not ids:
+            return []
+        statement = _GET_TRANSFERS_LOCKED if lock else _GET_TRANSFERS
+        rows = await self.conn.execute(statement, {"ids": list(ids)})
+        return [_transfer(r) for r in rows]
+
+    async def settle_many(self, settled: Sequence[Transfer]) -> None:
+        """Write the status, entry and failure reason of ``settled`` transfers."""
+        if settled:
+            await self.conn.execute(
+                _SETTLE_TRANSFER,
+                [
+                    {
+                        "b_transfer_id": t.id,
+                        "b_status": t.status,
+                        "b_entry_id": t.entry_id,
+                        "b_failure_reason": t.failure_reason,
+                        "b_updated_at": t.updated_at,
+                    }
+                    for t in settled
+                ],
+            )
 
     async def set_status(
         self,
@@ -161,6 +232,41 @@ class HoldRepository:
             )
         )
 
+    async def add_many(self, many: Sequence[tuple[Hold, int]]) -> None:
+        """Insert ``(hold, account id it reserves on)`` pairs in one statement."""
+        if many:
+            await self.conn.execute(
+                _ADD_HOLD,
+                [
+                    {c: getattr(hold, c) for c in _HOLD_NAMES} | {"account_id": account_id}
+                    for hold, account_id in many
+                ],
+            )
+
+    async def get_many(self, ids: Sequence[str], *, lock: bool = False) -> list[Hold]:
+        """The holds of ``ids`` that exist, by id (locked in that order with ``lock``)."""
+        if not ids:
+            return []
+        statement = _GET_HOLDS_LOCKED if lock else _GET_HOLDS
+        return [Hold(**r._mapping) for r in await self.conn.execute(statement, {"ids": list(ids)})]
+
+    async def settle_many(self, settled: Sequence[Hold]) -> None:
+        """Write the status, captured amount and transfer of ``settled`` holds."""
+        if settled:
+            await self.conn.execute(
+                _SETTLE_HOLD,
+                [
+                    {
+                        "b_hold_id": h.id,
+                        "b_status": h.status,
+                        "b_captured": h.captured,
+                        "b_transfer_id": h.transfer_id,
+                        "b_updated_at": h.updated_at,
+                    }
+                    for h in settled
+                ],
+            )
+
     async def get(self, hold_id: str, *, lock: bool = False) -> Hold | None:
         statement = _LOCK_HOLD if lock else _GET_HOLD
         row = (await self.conn.execute(statement, {"hold_id": hold_id})).first()
@@ -215,6 +321,47 @@ class OutboxRepository:
                 updated_at=now,
             )
         )
+
+    async def add_many(
+        self, many: Sequence[tuple[str, str, str]], *, first_attempt: datetime
+    ) -> None:
+        """Owe ``(transfer id, peer region, credit request as JSON)`` credits, one statement."""
+        if many:
+            now = utcnow()
+            await self.conn.execute(
+                _ADD_OUTBOX,
+                [
+                    {
+                        "transfer_id": transfer_id,
+                        "peer_region": peer,
+                        "state": OUTBOX_PENDING,
+                        "payload": payload,
+                        "attempts": 0,
+                        "next_attempt_at": first_attempt,
+                        "last_error": None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for transfer_id, peer, payload in many
+                ],
+            )
+
+    async def lock_pending(self, ids: Sequence[str]) -> list[str]:
+        """Lock the outbox rows of ``ids`` in id order; those still pending."""
+        if not ids:
+            return []
+        rows = await self.conn.execute(_LOCK_OUTBOX_MANY, {"ids": sorted(ids)})
+        return [str(r[0]) for r in rows if r[1] == OUTBOX_PENDING]
+
+    async def close_many(self, ids: Sequence[str]) -> None:
+        """The transfers are settled: nothing more to deliver."""
+        if ids:
+            await self.conn.execute(
+                update(outbox)
+                .where(outbox.c.transfer_id.in_(bindparam("ids", expanding=True)))
+                .values(state=OUTBOX_DONE, updated_at=utcnow()),
+                {"ids": list(ids)},
+            )
 
     async def get(self, transfer_id: str, *, lock: bool = False) -> OutboxItem | None:
         statement = _LOCK_OUTBOX if lock else _GET_OUTBOX

@@ -7,7 +7,7 @@ transactions deadlock on accounts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Literal, Protocol
 
@@ -39,6 +39,11 @@ class Delivery(Protocol):
     async def deliver(self, transfer_id: str) -> bool:
         """Get the decision and settle the transfer; False if it is still open."""
 
+    async def settle(self, transfer: Transfer) -> Transfer:
+        """Deliver a transfer just sent with others to the same region (one call for many)
+        and settle them together; the transfer as it stands then (still pending when the
+        payee's region gave no decision: the recovery worker takes over)."""
+
 
 def payment_keys(payer: AccountKey, to: AccountKey, fee: int) -> tuple[AccountKey, ...]:
     """The accounts a payment touches: the payer's, ``to`` and, with a fee, ``fees``."""
@@ -58,8 +63,8 @@ def payment_legs(
     return legs
 
 
-def credit_request(movement: Movement, *, origin: str) -> CreditRequest:
-    """What the payee's region is asked to credit for ``movement``."""
+def credit_request(movement: Movement | Transfer, *, origin: str) -> CreditRequest:
+    """What the payee's region is asked to credit for ``movement`` (or its record)."""
     if movement.kind == "topup" or movement.payer_id is None or movement.payer_username is None:
         raise ValueError("only a user's payment crosses regions")
     kind: Literal["transfer", "capture"] = "capture" if movement.kind == "capture" else "transfer"
@@ -136,6 +141,22 @@ class Posting:
             hold.id, CAPTURED, captured=amount + fee, transfer_id=transfer_id
         )
         return entry_id
+
+    async def send_many(
+        self, movements: Sequence[Movement], *, origin: str, grace: float
+    ) -> list[Transfer]:
+        """:meth:`send` for many movements, a statement per table; their pending records."""
+        now = utcnow()
+        pending = [Transfer.of(m, status=PENDING, at=now) for m in movements]
+        await self.transfers.add_many(pending)
+        await self.outbox.add_many(
+            [
+                (m.id, m.payee_region, credit_request(m, origin=origin).model_dump_json())
+                for m in movements
+            ],
+            first_attempt=now + timedelta(seconds=grace),
+        )
+        return pending
 
     async def send(self, movement: Movement, *, origin: str, grace: float) -> None:
         """Record ``movement`` as pending and owe its credit to the payee's region.

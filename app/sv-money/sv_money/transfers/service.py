@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,7 +18,7 @@ from edgelib.uow import Transactions
 from sv_money.batching import GroupCommit
 from sv_money.exceptions import AmountTooLarge
 from sv_money.idempotency.repository import IdempotencyRepository
-from sv_money.idempotency.service import claim, fingerprint, recall
+from sv_money.idempotency.service import fingerprint, recall
 from sv_money.ledger.exceptions import BalanceLimit, InsufficientFunds
 from sv_money.ledger.models import AccountKey, NewEntry
 from sv_money.ledger.repository import LedgerRepository
@@ -85,6 +87,17 @@ class TransferService:
         self.batches: GroupCommit[Move, Transfer | None] = GroupCommit(
             tx, self.book, name="transfers"
         )
+        #: The first step of cross-region transfers (hold, pending record, outbox row),
+        #: booked together like same-region ones.
+        self.sends: GroupCommit[Move, Transfer | None] = GroupCommit(
+            tx, self.book_sends, name="cross-region-sends"
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the group commits while the context is open."""
+        async with self.batches.running(), self.sends.running():
+            yield
 
     def fee(self, amount: int) -> int:
         return amount * self.fee_bps // 10_000
@@ -132,19 +145,7 @@ class TransferService:
             memo=body.memo,
             hold_id=hold_id,
         )
-        if hold_id is None:
-            return await self._move(Move(caller.user_id, key, print_, movement))
-
-        async def work(conn: AsyncConnection) -> str | None:
-            earlier = await claim(
-                conn, scope=caller.user_id, key=key, print_=print_, resource_id=movement.id
-            )
-            if earlier is None:
-                await self._send(Posting(conn), movement, caller.user_id, hold_id)
-            return earlier
-
-        earlier = await self.tx.run(work)
-        return await self._existing(earlier or movement.id), earlier is not None
+        return await self._move(Move(caller.user_id, key, print_, movement))
 
     async def _existing(self, transfer_id: str) -> TransferRead:
         """A transfer as it is now, after a nudge if it is still crossing regions."""
@@ -154,9 +155,13 @@ class TransferService:
         return transfer_read(found)
 
     async def _move(self, move: Move) -> tuple[TransferRead, bool]:
-        """A same-region transfer, booked with whatever others are waiting (group commit)."""
+        """A transfer, booked with whatever others are waiting (group commit); one to
+        another region is then delivered with others to that region, and settled."""
+        crossing = move.movement.hold_id is not None
         for _ in range(10):
-            booked = await self.batches.submit(move)
+            booked = await (self.sends if crossing else self.batches).submit(move)
+            if booked is not None and crossing:
+                return transfer_read(await self.delivery.settle(booked)), False
             if booked is not None:
                 # submit() returns once the batch is committed: the payee is credited.
                 self.notices.received(
@@ -224,31 +229,48 @@ class TransferService:
             results[i] = transfer
         return results
 
-    async def _send(
-        self, posting: Posting, movement: Movement, payer_id: str, hold_id: str
-    ) -> None:
-        """The first step of a cross-region transfer: hold the money, owe the credit."""
+    async def book_sends(
+        self, conn: AsyncConnection, moves: Sequence[Move]
+    ) -> list[Transfer | Exception | None]:
+        """The first step of cross-region transfers, in one transaction: per move, hold
+        the money and owe the credit (its pending record), None if its key was taken
+        already, or the refusal to raise to its caller."""
+        results: list[Transfer | Exception | None] = [None] * len(moves)
+        keys = IdempotencyRepository(conn)
+        claimed = await keys.insert_many([(m.scope, m.key, m.print_, m.movement.id) for m in moves])
+        active = [i for i, m in enumerate(moves) if m.movement.id in claimed]
+        if not active:
+            return results
+        posting = Posting(conn)
+        payers = {i: _payer_key(moves[i].movement) for i in active}
+        opened = await posting.ledger.open(*set(payers.values()))
         now = utcnow()
-        await posting.reserve(
-            Hold(
-                id=hold_id,
-                kind="transfer",
-                status=CAPTURING,
-                owner_id=payer_id,
-                payee_id=movement.payee_id,
-                payee_username=movement.payee_username,
-                payee_region=movement.payee_region,
-                currency=movement.currency,
-                amount=movement.total,
-                captured=movement.total,
-                memo=movement.memo,
-                transfer_id=movement.id,
-                expires_at=None,
-                created_at=now,
-                updated_at=now,
+        reserved: list[tuple[int, int, int]] = []
+        holds: list[tuple[Hold, int]] = []
+        refused: list[tuple[str, str]] = []
+        sent: list[int] = []
+        for i in active:
+            m = moves[i].movement
+            account = opened[payers[i]]
+            try:
+                reserved.append(posting.ledger.plan_reserve(account, m.total))
+            except InsufficientFunds as exc:
+                results[i] = exc
+                refused.append((moves[i].scope, moves[i].key))
+                continue
+            holds.append((_reservation(m, now), account.id))
+            sent.append(i)
+        if refused:
+            await keys.delete_many(refused)  # nothing happened under these keys
+        if sent:
+            await posting.ledger.repository.change(net_changes([], *reserved))
+            await posting.holds.add_many(holds)
+            pending = await posting.send_many(
+                [moves[i].movement for i in sent], origin=self.region, grace=self.delivery_grace
             )
-        )
-        await posting.send(movement, origin=self.region, grace=self.delivery_grace)
+            for i, transfer in zip(sent, pending, strict=True):
+                results[i] = transfer
+        return results
 
     async def get(self, caller: Identity, transfer_id: str) -> TransferRead:
         """One movement the caller paid or received."""
@@ -269,6 +291,35 @@ class TransferService:
         last = page[-1].seq if len(found) > limit else None
         next_cursor = encode_cursor(last) if last is not None else None
         return TransferPage(items=[transfer_read(t) for t in page], next_cursor=next_cursor)
+
+
+def _payer_key(m: Movement) -> AccountKey:
+    if m.payer_id is None:
+        raise ValueError("a transfer has a payer")
+    return AccountKey.user(m.payer_id, m.currency)
+
+
+def _reservation(m: Movement, now: datetime) -> Hold:
+    """The hold that reserves a cross-region transfer's total until it is settled."""
+    assert m.hold_id is not None
+    assert m.payer_id is not None
+    return Hold(
+        id=m.hold_id,
+        kind="transfer",
+        status=CAPTURING,
+        owner_id=m.payer_id,
+        payee_id=m.payee_id,
+        payee_username=m.payee_username,
+        payee_region=m.payee_region,
+        currency=m.currency,
+        amount=m.total,
+        captured=m.total,
+        memo=m.memo,
+        transfer_id=m.id,
+        expires_at=None,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _account_keys(m: Movement) -> tuple[AccountKey, ...]:
