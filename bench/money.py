@@ -420,12 +420,18 @@ async def run_cross_region(
         measuring = True
         begun = time.perf_counter()
         cpu_before = cpu_seconds(pids)
+        each_before = [cpu_seconds([pid]) for pid in pids]
         await asyncio.sleep(seconds)
         measuring = False
         service_cpu = cpu_seconds(pids) - cpu_before
+        each = [cpu_seconds([pid]) - b for pid, b in zip(pids, each_before, strict=True)]
         elapsed = time.perf_counter() - begun
         stop = True
         await asyncio.gather(*tasks)
+        batches = {
+            name: await mean_batch(session, [east], name)
+            for name in ("cross-region-sends", "credits-to-west")
+        }
         audits = {}
         for region, url in (("east", east), ("west", west)):
             headers = signed(admins[region], "GET", "/api/v1/wallet/audit")
@@ -441,6 +447,9 @@ async def run_cross_region(
         "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
         "service_cpu_ms": 1000 * service_cpu / done if done else None,
+        "service_cpu_ms_east_west": [1000 * c / done for c in each] if done else None,
+        # Mean batch sizes in east (the first leg's group commit, the credit calls to west).
+        "mean_batches": batches,
         "audit_ok": all(a.get("ok") for a in audits.values()),
         "audits": {region: {"ok": a.get("ok"), "checked": a.get("checked")}
                    for region, a in audits.items()},
@@ -653,15 +662,18 @@ async def run_batched_baseline(
     return {"transfers_per_s": done / elapsed, "transfers": done, "batch": batch}
 
 
-async def mean_batch(session: aiohttp.ClientSession, urls: list[str]) -> float:
-    """sv-money's mean group-commit batch size so far, from its /metrics."""
+async def mean_batch(
+    session: aiohttp.ClientSession, urls: list[str], batches: str = "transfers"
+) -> float:
+    """sv-money's mean batch size so far of ``batches`` (group commit of same-region
+    transfers by default), from its /metrics."""
     total = count = 0.0
+    label = re.escape(batches)
+    pattern = rf'^sv_money_group_commit_batch_size_(sum|count)\{{name="{label}"\}} (\S+)$'
     for url in urls:
         async with session.get(url + "/metrics") as response:
             text = await response.text()
-        for name, value in re.findall(
-            r'^sv_money_group_commit_batch_size_(sum|count)\{name="transfers"\} (\S+)$', text, re.M
-        ):
+        for name, value in re.findall(pattern, text, re.M):
             if name == "sum":
                 total += float(value)
             else:

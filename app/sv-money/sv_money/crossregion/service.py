@@ -158,7 +158,13 @@ class CrossRegionService:
             await self.deliver(transfer.id)
             found = await self.tx.read(lambda c: TransferRepository(c).get(transfer.id))
             return found or transfer
-        return await batches.submit(transfer)
+        try:
+            return await batches.submit(transfer)
+        except Exception:
+            # Sent (the outbox row is committed) but not delivered now: the recovery
+            # worker delivers it after its grace; the caller sees it pending.
+            logger.exception("cross-region delivery failed", extra={"transfer_id": transfer.id})
+            return transfer
 
     async def _deliver_batch(
         self, peer: str, sent: Sequence[Transfer]
