@@ -47,17 +47,21 @@ _GET_OUTBOX = select(outbox).where(outbox.c.transfer_id == bindparam("transfer_i
 _LOCK_OUTBOX = _GET_OUTBOX.with_for_update()
 # The batched settlement's statements (cross-region transfers, many at a time).
 _IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
-_GET_TRANSFERS = select(transfers).where(transfers.c.id.in_(_IDS)).order_by(transfers.c.id)
-_GET_TRANSFERS_LOCKED = _GET_TRANSFERS.with_for_update()
-_GET_HOLDS = select(*_HOLD_COLUMNS).where(holds.c.id.in_(_IDS)).order_by(holds.c.id)
-_GET_HOLDS_LOCKED = _GET_HOLDS.with_for_update()
-_LOCK_OUTBOX_MANY = (
-    select(outbox.c.transfer_id, outbox.c.state)
+_HOLD_NAMES = tuple(c.name for c in _HOLD_COLUMNS)
+#: A settlement's rows, locked in one statement: per transfer id (in id order) its outbox
+#: row's state, the transfer and its hold (columns ``h_*``); outbox, transfer and hold
+#: rows of one transfer are locked together, as the single settlement locks them.
+_LOCK_SETTLING = (
+    select(outbox.c.state, transfers, *(c.label(f"h_{c.name}") for c in _HOLD_COLUMNS))
+    .select_from(
+        outbox.join(transfers, transfers.c.id == outbox.c.transfer_id).join(
+            holds, holds.c.id == transfers.c.hold_id
+        )
+    )
     .where(outbox.c.transfer_id.in_(_IDS))
     .order_by(outbox.c.transfer_id)
     .with_for_update()
 )
-_HOLD_NAMES = tuple(c.name for c in _HOLD_COLUMNS)
 _ADD_HOLD = insert(holds)
 _ADD_OUTBOX = insert(outbox)
 _SETTLE_TRANSFER = (
@@ -128,14 +132,6 @@ class TransferRepository:
         statement = _LOCK_TRANSFER if lock else _GET_TRANSFER
         row = (await self.conn.execute(statement, {"transfer_id": transfer_id})).first()
         return None if row is None else _transfer(row)
-
-    async def get_many(self, ids: Sequence[str], *, lock: bool = False) -> list[Transfer]:
-        """The transfers of ``ids`` that exist, by id (locked in that order with ``lock``)."""
-        if not ids:
-            return []
-        statement = _GET_TRANSFERS_LOCKED if lock else _GET_TRANSFERS
-        rows = await self.conn.execute(statement, {"ids": list(ids)})
-        return [_transfer(r) for r in rows]
 
     async def settle_many(self, settled: Sequence[Transfer]) -> None:
         """Write the status, entry and failure reason of ``settled`` transfers."""
@@ -243,13 +239,6 @@ class HoldRepository:
                 ],
             )
 
-    async def get_many(self, ids: Sequence[str], *, lock: bool = False) -> list[Hold]:
-        """The holds of ``ids`` that exist, by id (locked in that order with ``lock``)."""
-        if not ids:
-            return []
-        statement = _GET_HOLDS_LOCKED if lock else _GET_HOLDS
-        return [Hold(**r._mapping) for r in await self.conn.execute(statement, {"ids": list(ids)})]
-
     async def settle_many(self, settled: Sequence[Hold]) -> None:
         """Write the status, captured amount and transfer of ``settled`` holds."""
         if settled:
@@ -346,12 +335,19 @@ class OutboxRepository:
                 ],
             )
 
-    async def lock_pending(self, ids: Sequence[str]) -> list[str]:
-        """Lock the outbox rows of ``ids`` in id order; those still pending."""
+    async def lock_settling(self, ids: Sequence[str]) -> list[tuple[str, Transfer, Hold]]:
+        """Lock the outbox row, the transfer and its hold of each of ``ids`` that has all
+        three, in id order: ``(outbox state, transfer, hold)``."""
         if not ids:
             return []
-        rows = await self.conn.execute(_LOCK_OUTBOX_MANY, {"ids": sorted(ids)})
-        return [str(r[0]) for r in rows if r[1] == OUTBOX_PENDING]
+        rows = await self.conn.execute(_LOCK_SETTLING, {"ids": sorted(ids)})
+        found = []
+        for row in rows:
+            values = row._mapping
+            transfer = Transfer(**{c.name: values[c.name] for c in transfers.columns})
+            hold = Hold(**{name: values[f"h_{name}"] for name in _HOLD_NAMES})
+            found.append((str(values["state"]), transfer, hold))
+        return found
 
     async def close_many(self, ids: Sequence[str]) -> None:
         """The transfers are settled: nothing more to deliver."""
@@ -491,3 +487,91 @@ async def book_postgres(
     if len(entry_ids) != len(planned) or written != counts:
         raise RuntimeError(f"batch write incomplete: wrote {written}, expected {counts}")
     return entry_ids
+
+
+#: The payer region's settlement of many cross-region transfers in one statement on
+#: PostgreSQL: the balance changes (captures and releases), the capture entries and
+#: their postings, the transfers' new status (with the entry or the reason), the holds'
+#: and the outbox rows' closing. Rows travel as arrays, as in :data:`_BOOK_PG`; each
+#: part's row count comes back and is checked.
+_SETTLE_PG = text(
+    "WITH changed AS ("
+    " UPDATE accounts AS a SET balance = a.balance + d.balance, held = a.held + d.held"
+    " FROM unnest(CAST(:account_ids AS bigint[]), CAST(:d_balances AS bigint[]),"
+    " CAST(:d_helds AS bigint[])) AS d(id, balance, held)"
+    " WHERE a.id = d.id RETURNING a.id"
+    "), made AS ("
+    " INSERT INTO entries (kind, currency, transfer_id, reverses, created_at)"
+    " SELECT e.kind, e.currency, e.transfer_id, NULL, CAST(:now AS timestamptz)"
+    " FROM unnest(CAST(:e_kinds AS varchar[]), CAST(:e_currencies AS varchar[]),"
+    " CAST(:e_transfers AS varchar[])) WITH ORDINALITY AS e(kind, currency, transfer_id, n)"
+    " ORDER BY e.n RETURNING id, transfer_id"
+    "), legs AS ("
+    " INSERT INTO postings (entry_id, account_id, amount)"
+    " SELECT made.id, l.account_id, l.amount"
+    " FROM unnest(CAST(:l_transfers AS varchar[]), CAST(:l_accounts AS bigint[]),"
+    " CAST(:l_amounts AS bigint[])) WITH ORDINALITY AS l(transfer_id, account_id, amount, n)"
+    " JOIN made ON made.transfer_id = l.transfer_id ORDER BY l.n RETURNING 1"
+    "), settled AS ("
+    " UPDATE transfers AS t SET status = s.status, failure_reason = s.reason,"
+    " entry_id = made.id, updated_at = CAST(:now AS timestamptz)"
+    " FROM unnest(CAST(:s_ids AS varchar[]), CAST(:s_statuses AS varchar[]),"
+    " CAST(:s_reasons AS varchar[])) AS s(id, status, reason)"
+    " LEFT JOIN made ON made.transfer_id = s.id"
+    " WHERE t.id = s.id RETURNING t.id, t.entry_id"
+    "), closed_holds AS ("
+    " UPDATE holds AS h SET status = x.status, captured = x.captured,"
+    " updated_at = CAST(:now AS timestamptz)"
+    " FROM unnest(CAST(:h_ids AS varchar[]), CAST(:h_statuses AS varchar[]),"
+    " CAST(:h_captured AS bigint[])) AS x(id, status, captured)"
+    " WHERE h.id = x.id RETURNING 1"
+    "), closed AS ("
+    " UPDATE outbox SET state = 'done', updated_at = CAST(:now AS timestamptz)"
+    " WHERE transfer_id = ANY(CAST(:s_ids AS varchar[])) RETURNING 1"
+    ")"
+    " SELECT settled.id, settled.entry_id, (SELECT count(*) FROM changed),"
+    " (SELECT count(*) FROM legs), (SELECT count(*) FROM closed_holds),"
+    " (SELECT count(*) FROM closed)"
+    " FROM settled"
+)
+
+
+async def settle_postgres(
+    conn: AsyncConnection,
+    changes: Sequence[tuple[int, int, int]],
+    planned: Sequence[NewEntry],
+    settled: Sequence[Transfer],
+    closed: Sequence[Hold],
+    *,
+    now: datetime,
+) -> dict[str, int | None]:
+    """Write a settlement of cross-region transfers in one statement: the balance
+    ``changes``, the ``planned`` capture entries (one per completed transfer, by transfer
+    id) and their postings, the ``settled`` transfers' status and reason, the ``closed``
+    holds, and their outbox rows closed; each transfer's entry id. PostgreSQL only."""
+    params: dict[str, object] = {
+        "now": now,
+        "account_ids": [a for a, _, _ in changes],
+        "d_balances": [b for _, b, _ in changes],
+        "d_helds": [h for _, _, h in changes],
+        "e_kinds": [e.kind for e in planned],
+        "e_currencies": [e.currency for e in planned],
+        "e_transfers": [e.transfer_id for e in planned],
+        "l_transfers": [e.transfer_id for e in planned for _ in e.legs],
+        "l_accounts": [account_id for e in planned for account_id, _ in e.legs],
+        "l_amounts": [amount for e in planned for _, amount in e.legs],
+        "s_ids": [t.id for t in settled],
+        "s_statuses": [t.status for t in settled],
+        "s_reasons": [t.failure_reason for t in settled],
+        "h_ids": [h.id for h in closed],
+        "h_statuses": [h.status for h in closed],
+        "h_captured": [h.captured for h in closed],
+    }
+    rows = (await conn.execute(_SETTLE_PG, params)).all()
+    entry_of = {str(t): None if e is None else int(e) for t, e, *_ in rows}
+    expected = (len(changes), sum(len(e.legs) for e in planned), len(closed), len(settled))
+    written = tuple(int(n) for n in rows[0][2:]) if rows else (0, 0, 0, 0)
+    entries = sum(1 for e in entry_of.values() if e is not None)
+    if len(entry_of) != len(settled) or written != expected or entries != len(planned):
+        raise RuntimeError(f"settlement incomplete: wrote {written}, expected {expected}")
+    return entry_of
