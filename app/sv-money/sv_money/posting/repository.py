@@ -9,7 +9,11 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     BindParameter,
+    Boolean,
+    Column,
+    Integer,
     Row,
+    Table,
     bindparam,
     func,
     insert,
@@ -88,6 +92,27 @@ _SETTLE_HOLD = (
 
 def _transfer(row: Row[Any]) -> Transfer:
     return Transfer(**row._mapping)
+
+
+def outbox_rows(
+    many: Sequence[tuple[str, str, str]], *, first_attempt: datetime
+) -> list[dict[str, object]]:
+    """The outbox rows of ``(transfer id, peer region, credit request as JSON)`` credits."""
+    now = utcnow()
+    return [
+        {
+            "transfer_id": transfer_id,
+            "peer_region": peer,
+            "state": OUTBOX_PENDING,
+            "payload": payload,
+            "attempts": 0,
+            "next_attempt_at": first_attempt,
+            "last_error": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for transfer_id, peer, payload in many
+    ]
 
 
 def _transfer_values(t: Transfer) -> dict[str, object]:
@@ -316,24 +341,7 @@ class OutboxRepository:
     ) -> None:
         """Owe ``(transfer id, peer region, credit request as JSON)`` credits, one statement."""
         if many:
-            now = utcnow()
-            await self.conn.execute(
-                _ADD_OUTBOX,
-                [
-                    {
-                        "transfer_id": transfer_id,
-                        "peer_region": peer,
-                        "state": OUTBOX_PENDING,
-                        "payload": payload,
-                        "attempts": 0,
-                        "next_attempt_at": first_attempt,
-                        "last_error": None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for transfer_id, peer, payload in many
-                ],
-            )
+            await self.conn.execute(_ADD_OUTBOX, outbox_rows(many, first_attempt=first_attempt))
 
     async def lock_settling(self, ids: Sequence[str]) -> list[tuple[str, Transfer, Hold]]:
         """Lock the outbox row, the transfer and its hold of each of ``ids`` that has all
@@ -575,3 +583,74 @@ async def settle_postgres(
     if len(entry_of) != len(settled) or written != expected or entries != len(planned):
         raise RuntimeError(f"settlement incomplete: wrote {written}, expected {expected}")
     return entry_of
+
+
+def _pg_array(column: Column[Any]) -> str:
+    if isinstance(column.type, BigInteger):
+        return "bigint[]"
+    if isinstance(column.type, Integer):
+        return "integer[]"
+    if isinstance(column.type, UTCDateTime):
+        return "timestamptz[]"
+    if isinstance(column.type, Boolean):
+        return "boolean[]"
+    return "varchar[]"
+
+
+def _insert_from_arrays(table: Table, columns: Sequence[str], prefix: str) -> str:
+    """``INSERT INTO table (columns) SELECT ... FROM unnest(:prefix<column> arrays)``."""
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{prefix}{c} AS {_pg_array(table.c[c])})" for c in columns)
+    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) AS r({names})"
+
+
+_HOLD_ROW = tuple(c.name for c in holds.columns)
+_TRANSFER_ROW = tuple(c.name for c in transfers.columns if c.name != "seq")
+_OUTBOX_ROW = tuple(c.name for c in outbox.columns)
+
+#: The first step of many cross-region transfers in one statement on PostgreSQL: the
+#: reservations on the payers' accounts, the holds, the pending transfers and the outbox
+#: rows (arrays, so one text for any batch size; each part's row count checked).
+_SEND_PG = text(
+    "WITH changed AS ("
+    " UPDATE accounts AS a SET held = a.held + d.held"
+    " FROM unnest(CAST(:account_ids AS bigint[]), CAST(:d_helds AS bigint[])) AS d(id, held)"
+    " WHERE a.id = d.id RETURNING a.id"
+    f"), new_holds AS ({_insert_from_arrays(holds, _HOLD_ROW, 'h_')} RETURNING 1"
+    f"), new_transfers AS ({_insert_from_arrays(transfers, _TRANSFER_ROW, 't_')} RETURNING 1"
+    f"), owed AS ({_insert_from_arrays(outbox, _OUTBOX_ROW, 'o_')} RETURNING 1"
+    ") SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM new_holds),"
+    " (SELECT count(*) FROM new_transfers), (SELECT count(*) FROM owed)"
+)
+
+
+async def send_postgres(
+    conn: AsyncConnection,
+    held: Sequence[tuple[int, int]],
+    reserved: Sequence[tuple[Hold, int]],
+    pending: Sequence[Transfer],
+    owed: Sequence[dict[str, object]],
+) -> None:
+    """Write the first step of cross-region transfers in one statement: ``(account id,
+    held delta)`` reservations, the holds (with the account each reserves on), the
+    pending transfers and the outbox rows. PostgreSQL only."""
+    hold_rows = [
+        {c: getattr(h, c) for c in _HOLD_NAMES} | {"account_id": account_id}
+        for h, account_id in reserved
+    ]
+    transfer_rows = [_transfer_values(t) for t in pending]
+    params: dict[str, object] = {
+        "account_ids": [a for a, _ in held],
+        "d_helds": [h for _, h in held],
+    }
+    for prefix, names, rows in (
+        ("h_", _HOLD_ROW, hold_rows),
+        ("t_", _TRANSFER_ROW, transfer_rows),
+        ("o_", _OUTBOX_ROW, owed),
+    ):
+        for name in names:
+            params[f"{prefix}{name}"] = [row[name] for row in rows]
+    counts = tuple(int(n) for n in (await conn.execute(_SEND_PG, params)).one())
+    expected = (len(held), len(reserved), len(pending), len(owed))
+    if counts != expected:
+        raise RuntimeError(f"send write incomplete: wrote {counts}, expected {expected}")

@@ -25,7 +25,13 @@ from sv_money.posting.records import (
     Movement,
     Transfer,
 )
-from sv_money.posting.repository import HoldRepository, OutboxRepository, TransferRepository
+from sv_money.posting.repository import (
+    HoldRepository,
+    OutboxRepository,
+    TransferRepository,
+    outbox_rows,
+    send_postgres,
+)
 from sv_money.posting.schemas import CreditRequest
 from sv_money.tables import utcnow
 
@@ -89,6 +95,7 @@ class Posting:
     """Books movements, holds and owed credits on one connection (the caller's transaction)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
         self.ledger = Ledger(LedgerRepository(conn))
         self.transfers = TransferRepository(conn)
         self.holds = HoldRepository(conn)
@@ -143,19 +150,34 @@ class Posting:
         return entry_id
 
     async def send_many(
-        self, movements: Sequence[Movement], *, origin: str, grace: float
+        self,
+        movements: Sequence[Movement],
+        *,
+        reserved: Sequence[tuple[Hold, int]],
+        held: Sequence[tuple[int, int]],
+        origin: str,
+        grace: float,
     ) -> list[Transfer]:
-        """:meth:`send` for many movements, a statement per table; their pending records."""
+        """The first step of cross-region transfers, written together: the ``held``
+        ``(account id, delta)`` changes and ``reserved`` holds (with the account each
+        reserves on) checked by the caller, and per movement its pending record and
+        outbox row; the pending records."""
         now = utcnow()
         pending = [Transfer.of(m, status=PENDING, at=now) for m in movements]
+        owed = [
+            (m.id, m.payee_region, credit_request(m, origin=origin).model_dump_json())
+            for m in movements
+        ]
+        first_attempt = now + timedelta(seconds=grace)
+        if self.conn.dialect.name == "postgresql":
+            # One statement (one round trip) for all of it.
+            rows = outbox_rows(owed, first_attempt=first_attempt)
+            await send_postgres(self.conn, held, reserved, pending, rows)
+            return pending
+        await self.ledger.repository.change([(a, 0, d) for a, d in held])
+        await self.holds.add_many(reserved)
         await self.transfers.add_many(pending)
-        await self.outbox.add_many(
-            [
-                (m.id, m.payee_region, credit_request(m, origin=origin).model_dump_json())
-                for m in movements
-            ],
-            first_attempt=now + timedelta(seconds=grace),
-        )
+        await self.outbox.add_many(owed, first_attempt=first_attempt)
         return pending
 
     async def send(self, movement: Movement, *, origin: str, grace: float) -> None:

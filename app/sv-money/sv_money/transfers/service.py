@@ -263,10 +263,12 @@ class TransferService:
         if refused:
             await keys.delete_many(refused)  # nothing happened under these keys
         if sent:
-            await posting.ledger.repository.change(net_changes([], *reserved))
-            await posting.holds.add_many(holds)
             pending = await posting.send_many(
-                [moves[i].movement for i in sent], origin=self.region, grace=self.delivery_grace
+                [moves[i].movement for i in sent],
+                reserved=holds,
+                held=[(a, h) for a, _, h in net_changes([], *reserved)],
+                origin=self.region,
+                grace=self.delivery_grace,
             )
             for i, transfer in zip(sent, pending, strict=True):
                 results[i] = transfer
