@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
+from auth_jwt.sessions.admission import LoginLane
 from auth_jwt.sessions.lockout import LoginGuard
 from auth_jwt.sessions.repository import SessionRepository
 from auth_jwt.sessions.schemas import (
@@ -41,6 +42,10 @@ NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 TOO_MANY: dict[int | str, dict[str, str]] = {
     429: {"description": "Too many attempts (problem+json, Retry-After)"}
 }
+LOGIN_ERRORS: dict[int | str, dict[str, str]] = {
+    **TOO_MANY,
+    503: {"description": "The login lane is full, or sv-user cannot check now (Retry-After)"},
+}
 
 
 def _service(request: Request, session: SessionDep) -> SessionService:
@@ -73,7 +78,7 @@ def client_of(request: Request) -> Client:
     )
 
 
-@router.post("/login", response_model=TokenPair, responses=TOO_MANY)
+@router.post("/login", response_model=TokenPair, responses=LOGIN_ERRORS)
 async def login(
     body: LoginRequest, request: Request, response: Response, service: SessionServiceDep
 ) -> TokenPair:
@@ -83,7 +88,9 @@ async def login(
     ``tenant``, the tokens act in that tenant (the user must be a member; else 403).
     """
     response.headers.update(NO_STORE)
-    return await service.login(body, client_of(request))
+    lane: LoginLane = request.app.state.login_lane
+    async with lane.slot():
+        return await service.login(body, client_of(request))
 
 
 @router.post("/refresh", response_model=TokenPair, responses=TOO_MANY)
