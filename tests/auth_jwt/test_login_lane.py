@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from auth_jwt.sessions.admission import LoginLane
 from auth_jwt.sessions.exceptions import LoginBusy
@@ -87,6 +88,8 @@ async def test_logins_past_a_full_lane_answer_503_with_retry_after_and_refreshes
             await stack.register(name, PASSWORD)
         # Another client type: the logins below do not supersede this session.
         refresh_token = (await stack.login(names[0], client_type="app")).json()["refresh_token"]
+        unavailable = {"reason": "unavailable"}
+        counted = REGISTRY.get_sample_value("edge_auth_jwt_failed_logins_total", unavailable)
         # One login hashing in sv-user, one waiting its turn, the third refused.
         answers = await asyncio.gather(*(stack.login(name) for name in names))
         statuses = sorted(a.status_code for a in answers)
@@ -95,6 +98,8 @@ async def test_logins_past_a_full_lane_answer_503_with_retry_after_and_refreshes
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["type"].endswith("/login-busy")
+        after = REGISTRY.get_sample_value("edge_auth_jwt_failed_logins_total", unavailable)
+        assert after == (counted or 0) + 1
         # A refresh is not a login: it does not queue in the lane.
         refreshed = await stack.auth.post(
             "/api/v1/auth/refresh", json={"refresh_token": refresh_token}

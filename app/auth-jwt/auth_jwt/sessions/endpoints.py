@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
+from auth_jwt.metrics import FAILED_LOGINS
 from auth_jwt.sessions.admission import LoginLane
+from auth_jwt.sessions.exceptions import LoginBusy
 from auth_jwt.sessions.lockout import LoginGuard
 from auth_jwt.sessions.repository import SessionRepository
 from auth_jwt.sessions.schemas import (
@@ -89,8 +91,13 @@ async def login(
     """
     response.headers.update(NO_STORE)
     lane: LoginLane = request.app.state.login_lane
-    async with lane.slot():
-        return await service.login(body, client_of(request))
+    try:
+        async with lane.slot():
+            return await service.login(body, client_of(request))
+    except LoginBusy:
+        # Counted like sv-user's full hashing queue: a login that could not be served now.
+        FAILED_LOGINS.labels("unavailable").inc()
+        raise
 
 
 @router.post("/refresh", response_model=TokenPair, responses=TOO_MANY)
