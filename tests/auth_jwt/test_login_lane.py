@@ -79,32 +79,65 @@ async def test_a_lane_of_zero_lets_every_login_in() -> None:
         assert lane.waiting == 0
 
 
+async def test_a_login_past_its_password_check_waits_for_a_place_instead_of_being_refused() -> None:
+    lane = LoginLane(1, 0)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with lane.slot():
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    with pytest.raises(LoginBusy):
+        async with lane.slot():
+            pass
+    finishing = asyncio.create_task(_enter(lane, refuse=False))
+    await asyncio.sleep(0)
+    assert not finishing.done()
+    release.set()
+    await holder
+    await finishing
+
+
+async def _enter(lane: LoginLane, *, refuse: bool) -> None:
+    async with lane.slot(refuse=refuse):
+        pass
+
+
 async def test_logins_past_a_full_lane_answer_503_with_retry_after_and_refreshes_pass(
     tmp_path: Path,
 ) -> None:
-    async with identity_stack(tmp_path, auth={"login_concurrency": 1, "login_queue": 1}) as stack:
-        names = [f"u{uuid.uuid4().hex[:10]}" for _ in range(3)]
-        for name in names:
-            await stack.register(name, PASSWORD)
-        # Another client type: the logins below do not supersede this session.
-        refresh_token = (await stack.login(names[0], client_type="app")).json()["refresh_token"]
+    async with identity_stack(tmp_path, auth={"login_concurrency": 1, "login_queue": 0}) as stack:
+        name = f"u{uuid.uuid4().hex[:10]}"
+        await stack.register(name, PASSWORD)
+        refresh_token = (await stack.login(name, client_type="app")).json()["refresh_token"]
+        lane: LoginLane = stack.apps["auth-jwt"].state.login_lane
         unavailable = {"reason": "unavailable"}
         counted = REGISTRY.get_sample_value("edge_auth_jwt_failed_logins_total", unavailable)
-        # One login hashing in sv-user, one waiting its turn, the third refused.
-        answers = await asyncio.gather(*(stack.login(name) for name in names))
-        statuses = sorted(a.status_code for a in answers)
-        assert statuses == [200, 200, 503], [a.text for a in answers]
-        refused = next(a for a in answers if a.status_code == 503)
-        assert refused.headers["content-type"] == "application/problem+json"
-        assert refused.headers["retry-after"] == "1"
-        assert refused.json()["type"].endswith("/login-busy")
+        async with lane.slot():
+            # The lane's one place is taken and nobody may wait: refused at once.
+            refused = await stack.login(name)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["type"].endswith("/login-busy")
+            # A refresh is not a login: it never queues in the lane.
+            refreshed = await stack.auth.post(
+                "/api/v1/auth/refresh", json={"refresh_token": refresh_token}
+            )
+            assert refreshed.status_code == 200, refreshed.text
         after = REGISTRY.get_sample_value("edge_auth_jwt_failed_logins_total", unavailable)
         assert after == (counted or 0) + 1
-        # A refresh is not a login: it does not queue in the lane.
-        refreshed = await stack.auth.post(
-            "/api/v1/auth/refresh", json={"refresh_token": refresh_token}
-        )
-        assert refreshed.status_code == 200, refreshed.text
-        # Once the lane has room again the refused user gets in.
-        again = next(n for n, a in zip(names, answers, strict=True) if a.status_code == 503)
-        assert (await stack.login(again)).status_code == 200
+        # With room again the same login gets in.
+        assert (await stack.login(name)).status_code == 200
+
+
+async def test_logins_beyond_the_lane_all_succeed_when_they_may_wait(tmp_path: Path) -> None:
+    async with identity_stack(tmp_path, auth={"login_concurrency": 1, "login_queue": 8}) as stack:
+        names = [f"u{uuid.uuid4().hex[:10]}" for _ in range(4)]
+        for name in names:
+            await stack.register(name, PASSWORD)
+        answers = await asyncio.gather(*(stack.login(name) for name in names))
+        assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+        assert stack.apps["auth-jwt"].state.login_lane.waiting == 0

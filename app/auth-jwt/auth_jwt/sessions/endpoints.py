@@ -7,9 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from auth_jwt.metrics import FAILED_LOGINS
-from auth_jwt.sessions.admission import LoginLane
-from auth_jwt.sessions.exceptions import LoginBusy
 from auth_jwt.sessions.lockout import LoginGuard
 from auth_jwt.sessions.repository import SessionRepository
 from auth_jwt.sessions.schemas import (
@@ -63,6 +60,7 @@ def _service(request: Request, session: SessionDep) -> SessionService:
         notices=state.revocation_notices,
         events=state.events,
         tenants=state.tenants,
+        lane=state.login_lane,
     )
 
 
@@ -90,14 +88,7 @@ async def login(
     ``tenant``, the tokens act in that tenant (the user must be a member; else 403).
     """
     response.headers.update(NO_STORE)
-    lane: LoginLane = request.app.state.login_lane
-    try:
-        async with lane.slot():
-            return await service.login(body, client_of(request))
-    except LoginBusy:
-        # Counted like sv-user's full hashing queue: a login that could not be served now.
-        FAILED_LOGINS.labels("unavailable").inc()
-        raise
+    return await service.login(body, client_of(request))
 
 
 @router.post("/refresh", response_model=TokenPair, responses=TOO_MANY)

@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from auth_jwt.keys.ring import KeyRing
 from auth_jwt.metrics import FAILED_LOGINS, TOKENS_ISSUED, failure_reason
 from auth_jwt.models import AuthSession, RefreshToken, utcnow
-from auth_jwt.peers import DEFAULT_TENANT, TenantDirectory, UserDirectory
+from auth_jwt.peers import DEFAULT_TENANT, TenantDirectory, UserDirectory, VerifiedUser
+from auth_jwt.sessions.admission import LoginLane
 from auth_jwt.sessions.exceptions import (
     ConcurrentLogin,
     InvalidCredentials,
@@ -78,8 +79,10 @@ class SessionService:
         notices: RevocationNotices,
         events: EventPublisher | None = None,
         tenants: TenantDirectory | None = None,
+        lane: LoginLane | None = None,
     ) -> None:
         self.repository = repository
+        self.lane = lane or LoginLane(0, 0)
         self.tenants = tenants
         self.policy = policy
         self.keys = keys
@@ -99,15 +102,27 @@ class SessionService:
             raise
 
     async def _login(self, request: LoginRequest, client: Client) -> TokenPair:
-        await self.limiter.hit(
-            self.limits.login_address, client.address, "logins from this address"
-        )
-        await self.guard.check(request.username, client.address)
+        # auth-jwt's own work runs in the login lane; the wait for sv-region and sv-user
+        # (the hashing) holds no place in it, so the lane bounds the loop's login work
+        # without leaving sv-user's hashing threads idle. Past the check a login is
+        # never refused by the lane: its hash is already paid for.
+        async with self.lane.slot():
+            await self.limiter.hit(
+                self.limits.login_address, client.address, "logins from this address"
+            )
+            await self.guard.check(request.username, client.address)
         try:
             user = await self.users.verify(request.username, request.password)
         except InvalidCredentials:
-            await self.guard.failed(request.username, client.address)
+            async with self.lane.slot(refuse=False):
+                await self.guard.failed(request.username, client.address)
             raise
+        async with self.lane.slot(refuse=False):
+            return await self._start_session(request, client, user)
+
+    async def _start_session(
+        self, request: LoginRequest, client: Client, user: VerifiedUser
+    ) -> TokenPair:
         await self.guard.succeeded(request.username, client.address)
         tenant = request.tenant or DEFAULT_TENANT
         await self._check_tenant(tenant, user.id)
