@@ -7,7 +7,8 @@ default), registers ``--accounts`` users, then for ``--seconds``:
 - ``--concurrency`` clients log in through the gateway as fast as they are answered;
 - beside them, probes every 20 ms: ``GET /healthz`` of auth-jwt and of each sv-user
   directly (their event loops), and token refreshes through the gateway (auth-jwt,
-  no password hashing) by other users.
+  no password hashing) by other users, and by two more straight to auth-jwt (the same
+  figure as through the gateway means the gateway adds nothing).
 
 Reports logins/s, 503s (the hashing pool's bound), the probes' p50/p99 (target: p99
 under 50 ms), and each process's CPU: where the hashing happens. Writes
@@ -87,7 +88,7 @@ async def storm(
 ) -> dict[str, Any]:
     ok = busy = other = 0
     login_ms: list[float] = []
-    probes: dict[str, list[float]] = {"refresh": []}
+    probes: dict[str, list[float]] = {"refresh": [], "refresh (auth-jwt direct)": []}
     health = {"auth-jwt /healthz": stack.url(7102)}
     for port, name in ((7201, "sv-user-east-1"), (7202, "sv-user-east-2"), (7301, "sv-user-west")):
         health[f"{name} /healthz"] = stack.url(port)
@@ -125,22 +126,26 @@ async def storm(
                         probes[name].append(1000 * (time.perf_counter() - begun))
                 await asyncio.sleep(0.02)
 
-        async def refresh(user: dict[str, Any]) -> None:
+        async def refresh(user: dict[str, Any], base: str, name: str) -> None:
             while time.monotonic() < deadline:
                 begun = time.perf_counter()
                 body = {"refresh_token": user["refresh_token"]}
-                async with session.post(stack.public + "/api/v1/auth/refresh", json=body) as r:
+                async with session.post(base + "/api/v1/auth/refresh", json=body) as r:
                     doc = await r.json(content_type=None)
                     if r.status == 200:
-                        probes["refresh"].append(1000 * (time.perf_counter() - begun))
+                        probes[name].append(1000 * (time.perf_counter() - begun))
                         user["refresh_token"] = doc["refresh_token"]
-                await asyncio.sleep(0.02 * len(refreshers))
+                await asyncio.sleep(0.08)
 
         begun = time.monotonic()
         await asyncio.gather(
             *(log_in(n) for n in range(concurrency)),
             *(probe(name, url) for name, url in health.items()),
-            *(refresh(user) for user in refreshers),
+            *(refresh(user, stack.public, "refresh") for user in refreshers[:4]),
+            *(
+                refresh(user, stack.url(7102), "refresh (auth-jwt direct)")
+                for user in refreshers[4:]
+            ),
         )
         elapsed = time.monotonic() - begun
     return {
@@ -159,13 +164,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--accounts", type=int, default=40)
+    parser.add_argument(
+        "--login-concurrency",
+        type=int,
+        default=None,
+        help="AUTH_JWT_LOGIN_CONCURRENCY for the stack (default: auth-jwt's; 0: no lane)",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/logins.json")
     args = parser.parse_args()
-    with running_stack() as stack, httpx.Client(timeout=30) as client:
+    extra_env = {}
+    if args.login_concurrency is not None:
+        extra_env["AUTH_JWT_LOGIN_CONCURRENCY"] = str(args.login_concurrency)
+    with running_stack(extra_env) as stack, httpx.Client(timeout=30) as client:
         tag = f"l{int(time.time()) % 100000}x"
         stormers = register(client, stack, args.accounts, tag)
         refreshers = []
-        for user in register(client, stack, 4, tag + "r"):
+        for user in register(client, stack, 6, tag + "r"):
             refreshers.append(user | login(client, stack, user["username"], PASSWORD))
         pids = stack.pids()
         say(f"storm: {args.concurrency} clients logging in for {args.seconds} s")
@@ -179,6 +193,7 @@ def main() -> None:
             "argon2id": "19 MiB, 2 iterations, parallelism 1 (sv-user's defaults)",
             "stack": "edgectl up on PostgreSQL and Redis: 1 auth-jwt, sv-user 2 east + 1 west",
             "concurrency": args.concurrency,
+            "auth_jwt_login_concurrency": extra_env.get("AUTH_JWT_LOGIN_CONCURRENCY", "default"),
         },
         **result,
         "cpu_percent": shares,

@@ -76,6 +76,11 @@ class Settings(ServiceSettings):
     refresh_account_limit: int = Field(default=30, ge=0)
     refresh_account_window: float = Field(default=60.0, gt=0)
 
+    # The login lane (auth_jwt.sessions.admission): logins in progress at once in this
+    # process (0: no lane), and how many more may wait for a place before 503.
+    login_concurrency: int = Field(default=8, ge=0, le=1024)
+    login_queue: int = Field(default=64, ge=0, le=100_000)
+
     #: Peers whose X-Forwarded-For is believed (CIDR ranges, comma-separated): the
     #: gateway's addresses. From any other peer the connecting address is the client.
     trusted_proxies: str = DEFAULT_TRUSTED_PROXIES

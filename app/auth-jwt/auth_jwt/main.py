@@ -17,6 +17,7 @@ from auth_jwt.keys.endpoints import router as keys_router
 from auth_jwt.keys.ring import KeyRing
 from auth_jwt.maintenance import Maintenance
 from auth_jwt.peers import TenantDirectory, UserDirectory
+from auth_jwt.sessions.admission import LoginLane
 from auth_jwt.sessions.endpoints import internal_router as sessions_internal_router
 from auth_jwt.sessions.endpoints import router as sessions_router
 from auth_jwt.sessions.limits import AuthLimits
@@ -78,6 +79,7 @@ def create_app(
                 session_max_age=settings.session_max_age,
             )
             app.state.limits = AuthLimits.from_settings(settings)
+            app.state.login_lane = LoginLane(settings.login_concurrency, settings.login_queue)
             app.state.limiter = RequestLimiter(app.state.backend, prefix="auth:limit")
             app.state.client_addresses = ClientAddresses(
                 settings.trusted_proxies, hops=settings.trusted_proxy_hops

@@ -8,6 +8,7 @@ from auth_jwt.sessions.exceptions import (
     ConcurrentLogin,
     CredentialCheckUnavailable,
     InvalidCredentials,
+    LoginBusy,
     LoginLocked,
 )
 from edgelib.problems import Problem
@@ -48,7 +49,7 @@ def failure_reason(exc: BaseException) -> str:
         return "locked"
     if isinstance(exc, ConcurrentLogin):
         return "concurrent"
-    if isinstance(exc, CredentialCheckUnavailable):
+    if isinstance(exc, CredentialCheckUnavailable | LoginBusy):
         return "unavailable"
     if isinstance(exc, Problem) and exc.status_code == 429:
         return "rate_limited"

@@ -41,6 +41,10 @@ NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 TOO_MANY: dict[int | str, dict[str, str]] = {
     429: {"description": "Too many attempts (problem+json, Retry-After)"}
 }
+LOGIN_ERRORS: dict[int | str, dict[str, str]] = {
+    **TOO_MANY,
+    503: {"description": "The login lane is full, or sv-user cannot check now (Retry-After)"},
+}
 
 
 def _service(request: Request, session: SessionDep) -> SessionService:
@@ -56,6 +60,7 @@ def _service(request: Request, session: SessionDep) -> SessionService:
         notices=state.revocation_notices,
         events=state.events,
         tenants=state.tenants,
+        lane=state.login_lane,
     )
 
 
@@ -73,7 +78,7 @@ def client_of(request: Request) -> Client:
     )
 
 
-@router.post("/login", response_model=TokenPair, responses=TOO_MANY)
+@router.post("/login", response_model=TokenPair, responses=LOGIN_ERRORS)
 async def login(
     body: LoginRequest, request: Request, response: Response, service: SessionServiceDep
 ) -> TokenPair:

@@ -50,6 +50,18 @@ class CredentialCheckUnavailable(ServiceUnavailable):
     type_slug, title = "credential-check-unavailable", "Cannot check credentials now"
 
 
+class LoginBusy(ServiceUnavailable):
+    """The login lane is full (``AUTH_JWT_LOGIN_CONCURRENCY`` running, ``..._QUEUE`` waiting)."""
+
+    type_slug, title = "login-busy", "Too many logins in progress"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many logins in progress; try again in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
 class SessionNotFound(NotFound):
     type_slug, title = "session-not-found", "No such session"
 

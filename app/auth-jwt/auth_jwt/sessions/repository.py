@@ -42,6 +42,18 @@ class SessionRepository:
         )
         return result.scalar_one_or_none()
 
+    async def refresh_token_and_session(
+        self, token_hash: str
+    ) -> tuple[RefreshToken, AuthSession | None] | None:
+        """The refresh token and its session in one round trip (None: no such token)."""
+        result = await self.session.execute(
+            select(RefreshToken, AuthSession)
+            .outerjoin(AuthSession, AuthSession.id == RefreshToken.session_id)
+            .where(RefreshToken.token_hash == token_hash)
+        )
+        row = result.one_or_none()
+        return None if row is None else (row[0], row[1])
+
     async def use_refresh_token(self, token_id: str, now: datetime) -> bool:
         """Mark the token used; False when another request used it first."""
         result = await self.session.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from auth_jwt.keys.ring import KeyRing
 from auth_jwt.metrics import FAILED_LOGINS, TOKENS_ISSUED, failure_reason
 from auth_jwt.models import AuthSession, RefreshToken, utcnow
-from auth_jwt.peers import DEFAULT_TENANT, TenantDirectory, UserDirectory
+from auth_jwt.peers import DEFAULT_TENANT, TenantDirectory, UserDirectory, VerifiedUser
+from auth_jwt.sessions.admission import LoginLane
 from auth_jwt.sessions.exceptions import (
     ConcurrentLogin,
     InvalidCredentials,
@@ -77,8 +79,10 @@ class SessionService:
         notices: RevocationNotices,
         events: EventPublisher | None = None,
         tenants: TenantDirectory | None = None,
+        lane: LoginLane | None = None,
     ) -> None:
         self.repository = repository
+        self.lane = lane or LoginLane(0, 0)
         self.tenants = tenants
         self.policy = policy
         self.keys = keys
@@ -98,15 +102,27 @@ class SessionService:
             raise
 
     async def _login(self, request: LoginRequest, client: Client) -> TokenPair:
-        await self.limiter.hit(
-            self.limits.login_address, client.address, "logins from this address"
-        )
-        await self.guard.check(request.username, client.address)
+        # auth-jwt's own work runs in the login lane; the wait for sv-region and sv-user
+        # (the hashing) holds no place in it, so the lane bounds the loop's login work
+        # without leaving sv-user's hashing threads idle. Past the check a login is
+        # never refused by the lane: its hash is already paid for.
+        async with self.lane.slot():
+            await self.limiter.hit(
+                self.limits.login_address, client.address, "logins from this address"
+            )
+            await self.guard.check(request.username, client.address)
         try:
             user = await self.users.verify(request.username, request.password)
         except InvalidCredentials:
-            await self.guard.failed(request.username, client.address)
+            async with self.lane.slot(refuse=False):
+                await self.guard.failed(request.username, client.address)
             raise
+        async with self.lane.slot(refuse=False):
+            return await self._start_session(request, client, user)
+
+    async def _start_session(
+        self, request: LoginRequest, client: Client, user: VerifiedUser
+    ) -> TokenPair:
         await self.guard.succeeded(request.username, client.address)
         tenant = request.tenant or DEFAULT_TENANT
         await self._check_tenant(tenant, user.id)
@@ -174,17 +190,22 @@ class SessionService:
             self.limits.refresh_address, client.address, "refreshes from this address"
         )
         now = utcnow()
-        row = await self.repository.refresh_token(refresh_token_hash(token))
-        if row is None:
+        # Every await below is a turn of the event loop the refresh shares with logins:
+        # the token and its session come in one query, and the account's counter is
+        # counted while the token is marked used (a refusal rolls that back).
+        found = await self.repository.refresh_token_and_session(refresh_token_hash(token))
+        if found is None:
             raise InvalidRefreshToken("unknown refresh token")
-        session = await self.repository.get(row.session_id)
-        if session is not None:
-            await self.limiter.hit(
-                self.limits.refresh_account, session.user_id, "refreshes of this account"
-            )
+        row, session = found
+        if session is None or session.revoked_at is not None or row.used_at is not None:
+            if session is not None:
+                await self._hit_account_limit(session)
+            used = False
+        else:
+            used = await self._use_within_account_limit(row, session, now)
         if session is None or session.revoked_at is not None:
             raise SessionEnded("the session of this refresh token has ended")
-        if row.used_at is not None or not await self.repository.use_refresh_token(row.id, now):
+        if not used:
             await self._revoke([session], reason="refresh-token-reused", now=now)
             logger.warning(
                 "refresh token replayed; session revoked", extra={"session_id": session.id}
@@ -204,6 +225,30 @@ class SessionService:
         refresh = new_refresh_token()
         await self.repository.add(self._refresh_row(session, refresh, now))
         return await self._pair(session, refresh, now)
+
+    async def _hit_account_limit(self, session: AuthSession) -> None:
+        await self.limiter.hit(
+            self.limits.refresh_account, session.user_id, "refreshes of this account"
+        )
+
+    async def _use_within_account_limit(
+        self, row: RefreshToken, session: AuthSession, now: datetime
+    ) -> bool:
+        """Count the refresh against the account and mark the token used, at once.
+
+        Both always finish before this returns (the transaction is not touched while a
+        statement runs); a refusal from the limit is raised and rolls the mark back, so a
+        refused refresh leaves its token unused.
+        """
+        limited, used = await asyncio.gather(
+            self._hit_account_limit(session),
+            self.repository.use_refresh_token(row.id, now),
+            return_exceptions=True,
+        )
+        for outcome in (limited, used):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return bool(used)
 
     async def _check_tenant(self, tenant: str, user_id: str) -> None:
         """Return when ``user_id`` may hold tokens in ``tenant``; else ``403 tenant-refused``."""
