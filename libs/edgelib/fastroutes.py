@@ -11,17 +11,18 @@ authenticated read that is more than twice the work of the endpoint itself
 exception and exit-stack middleware, so every handler, problem document, access line,
 metric and trace id is the same). On the first request it looks at every route once:
 
-- a route is *eligible* when its endpoint and every dependency below it are plain
-  functions (``async def`` or ``def``, no ``yield``), taking only the request, path,
-  query, header and cookie parameters, or other such dependencies: the platform's
-  ``CurrentUser``, ``OptionalUser``, ``InternalCaller``, ``RequirePermission`` and the
-  services' ``provided(...)`` are. A body, a ``Response``/``BackgroundTasks``/security
-  scopes parameter, a ``yield`` dependency, a dependency concurrency limit, a custom
-  response class or a streamed answer leave the route to FastAPI;
+- a route is *eligible* when its endpoint and every dependency below it take only the
+  request, path, query, header and cookie parameters, or other such dependencies: the
+  platform's ``CurrentUser``, ``OptionalUser``, ``InternalCaller``,
+  ``RequirePermission``, ``SessionDep`` and the services' ``provided(...)`` are. A
+  body, a ``Response``/``BackgroundTasks``/security scopes parameter, a dependency
+  concurrency limit, a custom response class or a streamed answer leave the route to
+  FastAPI;
 - for an eligible route it compiles what ``solve_dependencies`` would do for that tree,
   in the same order, with the same caching per request, FastAPI's own parameter
-  validation (``request_params_to_args``, so 422 documents are word for word the same)
-  and threads for plain ``def`` functions;
+  validation (``request_params_to_args``, so 422 documents are word for word the same),
+  threads for plain ``def`` functions, and FastAPI's own ``_solve_generator`` with the
+  two exit stacks of ``request_response`` for ``yield`` dependencies;
 - the answer is validated and written as FastAPI's default JSON path does (one
   ``dump_json`` through pydantic-core), except that a returned instance of exactly the
   declared model (or a list of them) is not validated again: for a model that does not
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import FastAPI
@@ -51,9 +53,9 @@ from fastapi.dependencies.models import (
     _is_coroutine_callable,
     _is_gen_callable,
 )
-from fastapi.dependencies.utils import request_params_to_args
+from fastapi.dependencies.utils import _solve_generator, request_params_to_args
 from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError, ResponseValidationError
+from fastapi.exceptions import FastAPIError, RequestValidationError, ResponseValidationError
 from fastapi.routing import APIRoute, _extract_endpoint_context, _iter_routes_with_context
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel
@@ -80,25 +82,34 @@ def _plain(dependant: Dependant) -> bool:
     )
 
 
-def _compile_dependant(dependant: Dependant) -> Solver | None:
-    """``solve_dependencies`` for this one tree, or None when it has something unusual."""
+#: How a dependency is called: awaited, in a thread, or entered as a context (``yield``).
+_AWAIT, _THREAD, _GENERATOR = 0, 1, 2
+
+
+def _compile_dependant(dependant: Dependant) -> tuple[Solver, bool] | None:
+    """``solve_dependencies`` for this one tree and whether it has ``yield`` dependencies
+    (which need the request's exit stacks), or None when it has something unusual."""
     if not _plain(dependant):
         return None
-    subs: list[tuple[str | None, Any, bool, bool, Any, Solver]] = []
+    subs: list[tuple[str | None, Any, int, bool, Any, Solver, Dependant]] = []
+    generators = False
     for sub in dependant.dependencies:
         call = sub.call
-        if (
-            call is None
-            or sub.concurrency is not None
-            or _is_gen_callable(call)
-            or _is_async_gen_callable(call)
-        ):
+        if call is None or sub.concurrency is not None:
             return None
-        solver = _compile_dependant(sub)
-        if solver is None:
+        compiled = _compile_dependant(sub)
+        if compiled is None:
             return None
+        solver, below = compiled
+        if _is_gen_callable(call) or _is_async_gen_callable(call):
+            how = _GENERATOR
+        elif _is_coroutine_callable(call):
+            how = _AWAIT
+        else:
+            how = _THREAD
+        generators = generators or below or how == _GENERATOR
         key = _get_cache_key(dependant=sub, uses_scopes_cache={})
-        subs.append((sub.name, call, _is_coroutine_callable(call), sub.use_cache, key, solver))
+        subs.append((sub.name, call, how, sub.use_cache, key, solver, sub))
     path_params = list(dependant.path_params)
     query_params = list(dependant.query_params)
     header_params = list(dependant.header_params)
@@ -112,17 +123,25 @@ def _compile_dependant(dependant: Dependant) -> Solver | None:
     async def solve(request: Request, cache: dict[Any, Any]) -> tuple[dict[str, Any], list[Any]]:
         values: dict[str, Any] = {}
         errors: list[Any] = []
-        for name, call, is_coroutine, use_cache, key, solver in subs:
+        for name, call, how, use_cache, key, solver, sub in subs:
             sub_values, sub_errors = await solver(request, cache)
             if sub_errors:
                 errors.extend(sub_errors)
                 continue
             if use_cache and key in cache:
                 solved = cache[key]
-            elif is_coroutine:
+            elif how == _AWAIT:
                 solved = await call(**sub_values)
-            else:
+            elif how == _THREAD:
                 solved = await run_in_threadpool(call, **sub_values)
+            else:
+                # FastAPI's own: the request's stack, or the endpoint's for scope="function".
+                stack = request.scope[
+                    "fastapi_function_astack" if sub.scope == "function" else "fastapi_inner_astack"
+                ]
+                solved = await _solve_generator(
+                    dependant=sub, stack=stack, sub_values=sub_values, request=request
+                )
             if name is not None:
                 values[name] = solved
             if key not in cache:
@@ -147,7 +166,7 @@ def _compile_dependant(dependant: Dependant) -> Solver | None:
             values[name] = request
         return values, errors
 
-    return solve
+    return solve, generators
 
 
 def _exact_model(route: APIRoute) -> tuple[type[BaseModel] | None, bool]:
@@ -199,9 +218,10 @@ def compile_route(route: APIRoute) -> ASGIApp | None:
         or _is_async_gen_callable(call)
     ):
         return None
-    solve = _compile_dependant(dependant)
-    if solve is None:
+    compiled = _compile_dependant(dependant)
+    if compiled is None:
         return None
+    solve, generators = compiled
     is_coroutine = _is_coroutine_callable(call)
     response_class: type[Response] = route.response_class.value or JSONResponse
     field = route.response_field
@@ -233,8 +253,7 @@ def compile_route(route: APIRoute) -> ASGIApp | None:
             return type(raw) is list and all(type(item) is model for item in raw)
         return type(raw) is model
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, send)
+    async def answer(request: Request) -> Response:
         values, errors = await solve(request, {})
         if errors:
             raise RequestValidationError(errors, body=None, endpoint_ctx=endpoint_context(request))
@@ -268,9 +287,31 @@ def compile_route(route: APIRoute) -> ASGIApp | None:
                 response = response_class(jsonable_encoder(raw), **response_args)
             if not is_body_allowed_for_status_code(response.status_code):
                 response.body = b""
+        return response
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await answer(Request(scope, receive, send))
         await response(scope, receive, send)
 
-    return app
+    async def app_with_stacks(scope: Scope, receive: Receive, send: Send) -> None:
+        # fastapi.routing.request_response: ``yield`` dependencies of the default scope
+        # end after the answer is sent, those of scope="function" before it is.
+        request = Request(scope, receive, send)
+        response_awaited = False
+        async with AsyncExitStack() as request_stack:
+            scope["fastapi_inner_astack"] = request_stack
+            async with AsyncExitStack() as function_stack:
+                scope["fastapi_function_astack"] = function_stack
+                response = await answer(request)
+            await response(scope, receive, send)
+            response_awaited = True
+        if not response_awaited:
+            raise FastAPIError(
+                "Response not awaited: a dependency with yield has a bare except or "
+                "except Exception that does not raise the exception again."
+            )
+
+    return app_with_stacks if generators else app
 
 
 class _Entry:
