@@ -86,34 +86,84 @@ def _plain(dependant: Dependant) -> bool:
 _AWAIT, _THREAD, _GENERATOR = 0, 1, 2
 
 
+def _how(call: Any) -> int:
+    if _is_gen_callable(call) or _is_async_gen_callable(call):
+        return _GENERATOR
+    return _AWAIT if _is_coroutine_callable(call) else _THREAD
+
+
+class _Sub:
+    """One sub-dependency of a compiled tree: how to call it and its own solver."""
+
+    __slots__ = ("call", "dependant", "how", "key", "name", "solver", "use_cache")
+
+    def __init__(self, dependant: Dependant, solver: Solver) -> None:
+        self.dependant = dependant
+        self.name = dependant.name
+        self.call: Any = dependant.call
+        self.how = _how(dependant.call)
+        self.use_cache = dependant.use_cache
+        self.key = _get_cache_key(dependant=dependant, uses_scopes_cache={})
+        self.solver = solver
+
+    async def value(self, request: Request, cache: dict[Any, Any]) -> tuple[Any, list[Any]]:
+        """(the dependency's value, []) or (None, the validation errors below it)."""
+        sub_values, sub_errors = await self.solver(request, cache)
+        if sub_errors:
+            return None, sub_errors
+        key = self.key
+        if self.use_cache and key in cache:
+            solved = cache[key]
+        else:
+            solved = await self.solve(request, sub_values)
+        if key not in cache:
+            cache[key] = solved
+        return solved, sub_errors
+
+    async def solve(self, request: Request, values: dict[str, Any]) -> Any:
+        """The dependency's value, given its own sub-dependencies' ``values``."""
+        if self.how == _AWAIT:
+            return await self.call(**values)
+        if self.how == _THREAD:
+            return await run_in_threadpool(self.call, **values)
+        # FastAPI's own: the request's stack, or the endpoint's for scope="function".
+        function_scope = self.dependant.scope == "function"
+        stack = request.scope[
+            "fastapi_function_astack" if function_scope else "fastapi_inner_astack"
+        ]
+        return await _solve_generator(
+            dependant=self.dependant, stack=stack, sub_values=values, request=request
+        )
+
+
+def _params(dependant: Dependant) -> list[tuple[list[Any], Callable[[Request], Any]]]:
+    """The dependant's parameter fields by source, in ``solve_dependencies``'s order."""
+    sources: list[tuple[list[Any], Callable[[Request], Any]]] = [
+        (list(dependant.path_params), lambda request: request.path_params),
+        (list(dependant.query_params), lambda request: request.query_params),
+        (list(dependant.header_params), lambda request: request.headers),
+        (list(dependant.cookie_params), lambda request: request.cookies),
+    ]
+    return [(fields, source) for fields, source in sources if fields]
+
+
 def _compile_dependant(dependant: Dependant) -> tuple[Solver, bool] | None:
     """``solve_dependencies`` for this one tree and whether it has ``yield`` dependencies
     (which need the request's exit stacks), or None when it has something unusual."""
     if not _plain(dependant):
         return None
-    subs: list[tuple[str | None, Any, int, bool, Any, Solver, Dependant]] = []
+    subs: list[_Sub] = []
     generators = False
     for sub in dependant.dependencies:
-        call = sub.call
-        if call is None or sub.concurrency is not None:
+        if sub.call is None or sub.concurrency is not None:
             return None
         compiled = _compile_dependant(sub)
         if compiled is None:
             return None
         solver, below = compiled
-        if _is_gen_callable(call) or _is_async_gen_callable(call):
-            how = _GENERATOR
-        elif _is_coroutine_callable(call):
-            how = _AWAIT
-        else:
-            how = _THREAD
-        generators = generators or below or how == _GENERATOR
-        key = _get_cache_key(dependant=sub, uses_scopes_cache={})
-        subs.append((sub.name, call, how, sub.use_cache, key, solver, sub))
-    path_params = list(dependant.path_params)
-    query_params = list(dependant.query_params)
-    header_params = list(dependant.header_params)
-    cookie_params = list(dependant.cookie_params)
+        subs.append(_Sub(sub, solver))
+        generators = generators or below or subs[-1].how == _GENERATOR
+    params = _params(dependant)
     request_names = [
         name
         for name in (dependant.http_connection_param_name, dependant.request_param_name)
@@ -123,43 +173,14 @@ def _compile_dependant(dependant: Dependant) -> tuple[Solver, bool] | None:
     async def solve(request: Request, cache: dict[Any, Any]) -> tuple[dict[str, Any], list[Any]]:
         values: dict[str, Any] = {}
         errors: list[Any] = []
-        for name, call, how, use_cache, key, solver, sub in subs:
-            sub_values, sub_errors = await solver(request, cache)
+        for sub in subs:
+            solved, sub_errors = await sub.value(request, cache)
             if sub_errors:
                 errors.extend(sub_errors)
-                continue
-            if use_cache and key in cache:
-                solved = cache[key]
-            elif how == _AWAIT:
-                solved = await call(**sub_values)
-            elif how == _THREAD:
-                solved = await run_in_threadpool(call, **sub_values)
-            else:
-                # FastAPI's own: the request's stack, or the endpoint's for scope="function".
-                stack = request.scope[
-                    "fastapi_function_astack" if sub.scope == "function" else "fastapi_inner_astack"
-                ]
-                solved = await _solve_generator(
-                    dependant=sub, stack=stack, sub_values=sub_values, request=request
-                )
-            if name is not None:
-                values[name] = solved
-            if key not in cache:
-                cache[key] = solved
-        if path_params:
-            found, wrong = request_params_to_args(path_params, request.path_params)
-            values.update(found)
-            errors += wrong
-        if query_params:
-            found, wrong = request_params_to_args(query_params, request.query_params)
-            values.update(found)
-            errors += wrong
-        if header_params:
-            found, wrong = request_params_to_args(header_params, request.headers)
-            values.update(found)
-            errors += wrong
-        if cookie_params:
-            found, wrong = request_params_to_args(cookie_params, request.cookies)
+            elif sub.name is not None:
+                values[sub.name] = solved
+        for fields, source in params:
+            found, wrong = request_params_to_args(fields, source(request))
             values.update(found)
             errors += wrong
         for name in request_names:
@@ -198,15 +219,10 @@ def _stock_route(route: BaseRoute) -> bool:
     )
 
 
-def compile_route(route: APIRoute) -> ASGIApp | None:
-    """An ASGI app answering ``route`` as FastAPI would, or None when it is not eligible.
-
-    ``route`` is an :class:`APIRoute` or the effective route FastAPI makes of it when
-    its router is included (same attributes, prefixes and inherited dependencies applied).
-    """
-    dependant = route.dependant
-    call = dependant.call
-    if (
+def _eligible(route: APIRoute) -> bool:
+    """No body, stream, route body limit or custom response class; not a ``yield`` endpoint."""
+    call = route.dependant.call
+    return not (
         call is None
         or route.body_field is not None
         or route.stream_item_field is not None
@@ -216,78 +232,108 @@ def compile_route(route: APIRoute) -> ASGIApp | None:
         or not isinstance(route.response_class, DefaultPlaceholder)
         or _is_gen_callable(call)
         or _is_async_gen_callable(call)
-    ):
+    )
+
+
+class _Answer:
+    """The endpoint's return value as a response, as ``get_request_handler`` makes it."""
+
+    def __init__(self, route: APIRoute, *, in_thread: bool) -> None:
+        self.call = route.dependant.call
+        self.path = route.dependant.path
+        self.in_thread = in_thread
+        self.field = route.response_field
+        self.model, self.is_list = _exact_model(route)
+        placeholder = route.response_class
+        assert isinstance(placeholder, DefaultPlaceholder)  # _eligible
+        self.response_class: type[Response] = placeholder.value or JSONResponse
+        self.dump: dict[str, Any] = {
+            "include": route.response_model_include,
+            "exclude": route.response_model_exclude,
+            "by_alias": route.response_model_by_alias,
+            "exclude_unset": route.response_model_exclude_unset,
+            "exclude_defaults": route.response_model_exclude_defaults,
+            "exclude_none": route.response_model_exclude_none,
+        }
+        self.args: dict[str, Any] = {}
+        if route.status_code:
+            self.args["status_code"] = route.status_code
+
+    def endpoint_context(self, request: Request) -> Any:
+        context = _extract_endpoint_context(self.call)
+        if self.path:
+            mount_path = request.scope.get("root_path", "").rstrip("/")
+            context["path"] = f"{request.method} {mount_path}{self.path}"
+        return context
+
+    def unchanged(self, raw: Any) -> bool:
+        """Whether ``raw`` is exactly the declared model (or a list of it): valid as is."""
+        model = self.model
+        if model is None:
+            return False
+        if self.is_list:
+            return type(raw) is list and all(type(item) is model for item in raw)
+        return type(raw) is model
+
+    async def validated(self, request: Request, raw: Any) -> Any:
+        field = self.field
+        assert field is not None
+        if self.unchanged(raw):
+            return raw
+        if self.in_thread:
+            value, wrong = await run_in_threadpool(field.validate, raw, {}, loc=("response",))
+        else:
+            value, wrong = field.validate(raw, {}, loc=("response",))
+        if wrong:
+            raise ResponseValidationError(
+                errors=wrong, body=raw, endpoint_ctx=self.endpoint_context(request)
+            )
+        return value
+
+    async def response(self, request: Request, raw: Any) -> Response:
+        if isinstance(raw, Response):
+            return raw
+        if self.field is not None:
+            value = await self.validated(request, raw)
+            response = Response(
+                content=self.field.serialize_json(value, **self.dump),
+                media_type="application/json",
+                **self.args,
+            )
+        else:
+            response = self.response_class(jsonable_encoder(raw), **self.args)
+        if not is_body_allowed_for_status_code(response.status_code):
+            response.body = b""
+        return response
+
+
+def compile_route(route: APIRoute) -> ASGIApp | None:
+    """An ASGI app answering ``route`` as FastAPI would, or None when it is not eligible.
+
+    ``route`` is an :class:`APIRoute` or the effective route FastAPI makes of it when
+    its router is included (same attributes, prefixes and inherited dependencies applied).
+    """
+    if not _eligible(route):
         return None
-    compiled = _compile_dependant(dependant)
+    compiled = _compile_dependant(route.dependant)
     if compiled is None:
         return None
     solve, generators = compiled
+    call: Any = route.dependant.call
     is_coroutine = _is_coroutine_callable(call)
-    response_class: type[Response] = route.response_class.value or JSONResponse
-    field = route.response_field
-    model, is_list = _exact_model(route)
-    dump = {
-        "include": route.response_model_include,
-        "exclude": route.response_model_exclude,
-        "by_alias": route.response_model_by_alias,
-        "exclude_unset": route.response_model_exclude_unset,
-        "exclude_defaults": route.response_model_exclude_defaults,
-        "exclude_none": route.response_model_exclude_none,
-    }
-    response_args: dict[str, Any] = {}
-    if route.status_code:
-        response_args["status_code"] = route.status_code
-    endpoint_path = dependant.path
-
-    def endpoint_context(request: Request) -> Any:
-        context = _extract_endpoint_context(call)
-        if endpoint_path:
-            mount_path = request.scope.get("root_path", "").rstrip("/")
-            context["path"] = f"{request.method} {mount_path}{endpoint_path}"
-        return context
-
-    def unchanged(raw: Any) -> bool:
-        if model is None:
-            return False
-        if is_list:
-            return type(raw) is list and all(type(item) is model for item in raw)
-        return type(raw) is model
+    answers = _Answer(route, in_thread=not is_coroutine)
 
     async def answer(request: Request) -> Response:
         values, errors = await solve(request, {})
         if errors:
-            raise RequestValidationError(errors, body=None, endpoint_ctx=endpoint_context(request))
+            raise RequestValidationError(
+                errors, body=None, endpoint_ctx=answers.endpoint_context(request)
+            )
         if is_coroutine:
             raw = await call(**values)
         else:
             raw = await run_in_threadpool(call, **values)
-        if isinstance(raw, Response):
-            response = raw
-        else:
-            if field is not None:
-                if unchanged(raw):
-                    value = raw
-                else:
-                    if is_coroutine:
-                        value, wrong = field.validate(raw, {}, loc=("response",))
-                    else:
-                        value, wrong = await run_in_threadpool(
-                            field.validate, raw, {}, loc=("response",)
-                        )
-                    if wrong:
-                        raise ResponseValidationError(
-                            errors=wrong, body=raw, endpoint_ctx=endpoint_context(request)
-                        )
-                response = Response(
-                    content=field.serialize_json(value, **dump),
-                    media_type="application/json",
-                    **response_args,
-                )
-            else:
-                response = response_class(jsonable_encoder(raw), **response_args)
-            if not is_body_allowed_for_status_code(response.status_code):
-                response.body = b""
-        return response
+        return await answers.response(request, raw)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         response = await answer(Request(scope, receive, send))

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Header, Path as PathParam, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
@@ -39,6 +40,7 @@ class Item(BaseModel):
     item_id: int
     name: str
     note: str | None = None
+
 
 # Dependencies at module level: ``from __future__ import annotations`` leaves FastAPI
 # only the module's names to resolve the ``Annotated`` hints with.
@@ -246,7 +248,10 @@ async def test_the_table_serves_the_plain_routes_and_leaves_the_rest_to_fastapi(
     async with both(tmp_path) as (send, apps):
         await send("GET", "/healthz", None, {})
         app, _ = apps["fast"]
-        served = {(entry.route.path, tuple(sorted(entry.methods))) for entry in app.state.fast_routes.routes}
+        served = {
+            (entry.route.path, tuple(sorted(entry.methods)))
+            for entry in app.state.fast_routes.routes
+        }
     assert ("/api/v1/tiny/me", ("GET",)) in served
     assert ("/api/v1/tiny/items/{item_id}", ("GET",)) in served
     assert ("/api/v1/tiny/deps", ("GET",)) in served
