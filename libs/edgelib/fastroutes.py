@@ -39,6 +39,7 @@ the OpenAPI document is untouched: the routes themselves are not changed.
 
 from __future__ import annotations
 
+import logging
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
@@ -66,6 +67,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["FastRouteTable", "compile_route", "install_fast_routes"]
+
+logger = logging.getLogger("edgelib.fastroutes")
 
 #: ``(values, errors)`` of one dependant for one request, given the request's cache.
 Solver = Callable[[Request, dict[Any, Any]], Awaitable[tuple[dict[str, Any], list[Any]]]]
@@ -432,6 +435,15 @@ class FastRouteTable:
             ]
         self._built = True
 
+    def _build_or_step_aside(self) -> None:
+        try:
+            self.build()
+        except Exception:
+            # A route this module does not understand must not take the service down.
+            logger.exception("no fast route table: FastAPI's router answers every request")
+            self._literal, self._parametrized, self._regexes = {}, [], []
+            self._built = True
+
     @staticmethod
     def _first_full(flat: Sequence[tuple[BaseRoute, Any]], path: str, method: str) -> int:
         scope = {
@@ -476,7 +488,7 @@ class FastRouteTable:
             and not self.fastapi_app.dependency_overrides
         ):
             if not self._built:
-                self.build()
+                self._build_or_step_aside()
             method: str = scope["method"]
             path: str = scope["path"]
             entry = self._literal.get((method, path))
