@@ -17,6 +17,7 @@ from edgelib.backends import Backend, open_backend
 from edgelib.client import ServiceClient
 from edgelib.db import Database
 from edgelib.discovery.service import registration
+from edgelib.fastroutes import install_fast_routes
 from edgelib.logs import configure_logging, flush_logs
 from edgelib.logship import HttpSink, LogShipper
 from edgelib.middleware import HttpMetrics, RequestContextMiddleware
@@ -87,6 +88,7 @@ def create_service_app(
     lifespan: ServiceLifespan | None = None,
     readiness: dict[str, ReadinessCheck] | None = None,
     api_prefix: str | None = None,
+    fast_routes: bool = True,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the platform's plumbing around the service's own lifespan.
@@ -95,7 +97,10 @@ def create_service_app(
     the lifespan (``app.state.database``) and, in the local profile or with
     ``migrate_on_start``, its migrations are applied before it serves. With
     ``api_prefix`` the app also answers ``GET {api_prefix}/about`` publicly;
-    ``GET /internal/about`` is always there for signed callers.
+    ``GET /internal/about`` is always there for signed callers. With ``fast_routes``
+    (the default) the routes FastAPI would answer through its general dependency
+    solver are answered from a precompiled table instead (:mod:`edgelib.fastroutes`);
+    ``False`` leaves every request to FastAPI's router.
     """
     extra_checks = dict(readiness or {})
 
@@ -157,6 +162,10 @@ def create_service_app(
         **fastapi_kwargs,
     )
     app.state.readiness_details = {}
+    # Eligible routes are answered from a precompiled table, the rest by FastAPI's
+    # router (edgelib.fastroutes; the routes and the OpenAPI document are unchanged).
+    if fast_routes:
+        install_fast_routes(app)
     install_problem_handlers(app)
     install_problem_openapi(app)
     # HTTP metrics live in a registry of this app's own (several apps may share a
