@@ -98,7 +98,8 @@ async def test_a_post_that_could_not_connect_is_tried_on_another_instance() -> N
     async with make_client(handler) as client:
         resp = await client.post("/internal/x", json={})
     assert resp.status_code == 201
-    assert len(hosts) == 2 and hosts[0] != hosts[1]
+    assert len(hosts) == 2
+    assert hosts[0] != hosts[1]
 
 
 async def test_a_read_sent_as_post_may_be_declared_idempotent() -> None:
