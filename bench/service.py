@@ -383,8 +383,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for n in range(args.rounds):
             for kind, (proc, port) in servers.items():
                 requests = run / f"requests-{kind}.txt"
-                signed_requests(requests, 2_000, port)
+                # Enough for a 1 s warm-up of the fastest server: with fewer, a fast server
+                # reuses nonces in the warm-up (quick 401s) and its pace is misread.
+                signed_requests(requests, 20_000, port)
                 warm = run_wrk(pin_load, port, script, requests, 1, args.concurrency)
+                if warm["errors"]:
+                    say(f"warm-up {kind}: {warm['errors']} errors (reused nonces?)")
                 # Signatures are valid for 30 s: make only what the run can use (twice the
                 # warm-up's pace), so signing on a busy machine does not outlast them.
                 pace = warm["requests"] / max(warm["duration_us"] / 1e6, 0.1)
