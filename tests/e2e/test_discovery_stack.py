@@ -513,7 +513,16 @@ def test_two_gateways_list_each_other_and_a_region_added_at_runtime_is_routable_
             2.0,
             "south routable through the second gateway",
         )
-        assert discovery.cluster()["discovery"]["regions"]["south"]["source"] == "etcd:/south"
+        # The first gateway reads the region list on its own (every second without a
+        # shared backend): it follows too, on its own clock.
+        wait_for(
+            lambda: (
+                discovery.cluster()["discovery"]["regions"].get("south", {}).get("source")
+                == "etcd:/south"
+            ),
+            10,
+            "the first gateway lists south from etcd:/south",
+        )
         assert east_pool(discovery.cluster()) == {EAST_A: "active/up", EAST_B: "active/up"}
 
         # South on a static list instead: sv-region's ``endpoints`` are its pool (the

@@ -34,6 +34,9 @@ class CreditItem(CreditRequest):
     """One transfer's credit in a batch: the credit request, and the transfer's id."""
 
     transfer_id: str = Field(min_length=1, max_length=36)
+    #: The W3C ``traceparent`` of the request that made the transfer: the payee's
+    #: region does its part of that transfer in that trace (one call carries many).
+    traceparent: str | None = Field(default=None, max_length=64)
 
 
 class CreditBatch(BaseModel):

@@ -24,6 +24,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgelib.peers import PeerProblem, PeerUnavailable
+from edgelib.tracing import current_traceparent, start_span
 from edgelib.uow import Transactions
 from sv_money.batching import Batches
 from sv_money.crossregion.exceptions import TransferMismatch
@@ -89,6 +90,9 @@ class CrossRegionService:
             )
             for peer in peers.regions
         }
+        #: Each queued transfer's trace (its request's ``traceparent``): a batch is one
+        #: call, so the payee's region joins each transfer's trace from its item.
+        self._traces: dict[str, str] = {}
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -158,6 +162,9 @@ class CrossRegionService:
             await self.deliver(transfer.id)
             found = await self.tx.read(lambda c: TransferRepository(c).get(transfer.id))
             return found or transfer
+        traceparent = current_traceparent()
+        if traceparent:
+            self._traces[transfer.id] = traceparent
         try:
             return await batches.submit(transfer)
         except Exception:
@@ -165,6 +172,8 @@ class CrossRegionService:
             # worker delivers it after its grace; the caller sees it pending.
             logger.exception("cross-region delivery failed", extra={"transfer_id": transfer.id})
             return transfer
+        finally:
+            self._traces.pop(transfer.id, None)
 
     async def _deliver_batch(
         self, peer: str, sent: Sequence[Transfer]
@@ -173,7 +182,11 @@ class CrossRegionService:
         without a decision stays pending (the recovery worker asks again after its grace)."""
         batch = CreditBatch(
             items=[
-                CreditItem(transfer_id=t.id, **credit_request(t, origin=self.region).model_dump())
+                CreditItem(
+                    transfer_id=t.id,
+                    traceparent=self._traces.get(t.id) or None,
+                    **credit_request(t, origin=self.region).model_dump(),
+                )
                 for t in sent
             ]
         )
@@ -413,16 +426,27 @@ class CrossRegionService:
             return [results[i.transfer_id] for i in items]
 
         results = await self.tx.run(work)
-        for item in credited_now:  # committed: tell each payee once
-            self.notices.received(
-                transfer_id=item.transfer_id,
-                payee_id=item.payee_id,
-                region=self.region,
-                amount=item.amount,
-                currency=item.currency,
-                from_username=item.payer_username,
-                memo=item.memo,
-            )
+        for item in credited_now:  # committed: tell each payee once, in the transfer's trace
+            with (
+                start_span("credit received", parent=item.traceparent)
+                if item.traceparent
+                else contextlib.nullcontext()
+            ):
+                # The batch's access line is the batch runner's; this line is the
+                # transfer's, with its trace id.
+                logger.info(
+                    "cross-region transfer credited",
+                    extra={"transfer_id": item.transfer_id, "origin_region": item.origin_region},
+                )
+                self.notices.received(
+                    transfer_id=item.transfer_id,
+                    payee_id=item.payee_id,
+                    region=self.region,
+                    amount=item.amount,
+                    currency=item.currency,
+                    from_username=item.payer_username,
+                    memo=item.memo,
+                )
         return results
 
     async def _credit_many(
