@@ -46,21 +46,15 @@ async def test_the_lane_runs_its_concurrency_queues_the_next_and_refuses_past_th
     assert most == 2
     assert lane.waiting == 0
     # Emptied: a new login gets in at once.
-    async with lane.slot():
-        pass
+    assert await _enter(lane)
 
 
 async def test_a_waiting_login_that_is_cancelled_gives_its_place_back() -> None:
     lane = LoginLane(1, 1)
     release = asyncio.Event()
-
-    async def hold() -> None:
-        async with lane.slot():
-            await release.wait()
-
-    holder = asyncio.create_task(hold())
+    holder = asyncio.create_task(_hold(lane, release))
     await asyncio.sleep(0)
-    waiter = asyncio.create_task(hold())
+    waiter = asyncio.create_task(_hold(lane, release))
     await asyncio.sleep(0)
     assert lane.waiting == 1
     waiter.cancel()
@@ -69,8 +63,7 @@ async def test_a_waiting_login_that_is_cancelled_gives_its_place_back() -> None:
     assert lane.waiting == 0
     release.set()
     await holder
-    async with lane.slot():
-        pass
+    assert await _enter(lane)
 
 
 async def test_a_lane_of_zero_lets_every_login_in() -> None:
@@ -82,16 +75,10 @@ async def test_a_lane_of_zero_lets_every_login_in() -> None:
 async def test_a_login_past_its_password_check_waits_for_a_place_instead_of_being_refused() -> None:
     lane = LoginLane(1, 0)
     release = asyncio.Event()
-
-    async def hold() -> None:
-        async with lane.slot():
-            await release.wait()
-
-    holder = asyncio.create_task(hold())
+    holder = asyncio.create_task(_hold(lane, release))
     await asyncio.sleep(0)
     with pytest.raises(LoginBusy):
-        async with lane.slot():
-            pass
+        await _enter(lane)
     finishing = asyncio.create_task(_enter(lane, refuse=False))
     await asyncio.sleep(0)
     assert not finishing.done()
@@ -100,9 +87,16 @@ async def test_a_login_past_its_password_check_waits_for_a_place_instead_of_bein
     await finishing
 
 
-async def _enter(lane: LoginLane, *, refuse: bool) -> None:
+async def _enter(lane: LoginLane, *, refuse: bool = True) -> bool:
+    """Take one of the lane's places and give it back; True once it was held."""
     async with lane.slot(refuse=refuse):
-        pass
+        return True
+
+
+async def _hold(lane: LoginLane, release: asyncio.Event) -> None:
+    """Hold one of the lane's places until ``release`` is set."""
+    async with lane.slot():
+        await release.wait()
 
 
 async def test_logins_past_a_full_lane_answer_503_with_retry_after_and_refreshes_pass(
