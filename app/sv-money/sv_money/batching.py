@@ -53,6 +53,10 @@ class Batches(Generic[J, R]):
     handles large batches. ``handle`` answers each job of a batch.
     """
 
+    #: A batch that fails as a whole is handled again one job at a time (else each of
+    #: its jobs gets that failure).
+    split_failed = False
+
     def __init__(
         self, handle: Handle[J, R], *, name: str = "jobs", max_batch: int = 128, runners: int = 2
     ) -> None:
@@ -117,7 +121,16 @@ class Batches(Generic[J, R]):
         try:
             results = await self.handle(jobs)
         except Exception as exc:
-            results = [exc] * len(jobs)
+            if len(batch) == 1 or not self.split_failed:
+                results = [exc] * len(jobs)
+            else:
+                logger.warning(
+                    "batch failed; booking its jobs one by one",
+                    extra={"jobs": len(batch), "error": type(exc).__name__},
+                )
+                for item in batch:
+                    await self._book_once([item])
+                return
         self._answer(batch, results)
 
     @staticmethod
@@ -135,6 +148,8 @@ class GroupCommit(Batches[J, R]):
     """Batches booked in one transaction each; a batch that fails as a whole is booked
     again one job at a time, so one job's trouble never becomes another's."""
 
+    split_failed = True
+
     def __init__(
         self,
         tx: Transactions,
@@ -150,21 +165,3 @@ class GroupCommit(Batches[J, R]):
 
     async def _in_transaction(self, jobs: Sequence[J]) -> list[R | Exception]:
         return await self.tx.run(lambda conn: self.process(conn, jobs))
-
-    async def _book_once(self, batch: list[tuple[J, asyncio.Future[R]]]) -> None:
-        jobs = [job for job, _ in batch]
-        self._sizes.observe(len(jobs))
-        try:
-            results = await self._in_transaction(jobs)
-        except Exception as exc:
-            if len(batch) == 1:
-                results = [exc]
-            else:
-                logger.warning(
-                    "batch failed; booking its jobs one by one",
-                    extra={"jobs": len(batch), "error": type(exc).__name__},
-                )
-                for item in batch:
-                    await self._book_once([item])
-                return
-        self._answer(batch, results)
