@@ -81,8 +81,10 @@ class CrossRegionService:
         self.peers = peers
         self.region = region
         self.abort_after = timedelta(seconds=abort_after)
-        #: Transfers just sent, delivered many per call to each peer region.
-        self.batches: dict[str, Batches[Transfer, Transfer]] = {
+        #: Transfers just sent, each with its request's ``traceparent`` (one call carries
+        #: many, so the payee's region joins each transfer's trace from its item),
+        #: delivered many per call to each peer region.
+        self.batches: dict[str, Batches[tuple[Transfer, str], Transfer]] = {
             peer: Batches(
                 partial(self._deliver_batch, peer),
                 name=f"credits-to-{peer}",
@@ -90,9 +92,6 @@ class CrossRegionService:
             )
             for peer in peers.regions
         }
-        #: Each queued transfer's trace (its request's ``traceparent``): a batch is one
-        #: call, so the payee's region joins each transfer's trace from its item.
-        self._traces: dict[str, str] = {}
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -162,32 +161,28 @@ class CrossRegionService:
             await self.deliver(transfer.id)
             found = await self.tx.read(lambda c: TransferRepository(c).get(transfer.id))
             return found or transfer
-        traceparent = current_traceparent()
-        if traceparent:
-            self._traces[transfer.id] = traceparent
         try:
-            return await batches.submit(transfer)
+            return await batches.submit((transfer, current_traceparent()))
         except Exception:
             # Sent (the outbox row is committed) but not delivered now: the recovery
             # worker delivers it after its grace; the caller sees it pending.
             logger.exception("cross-region delivery failed", extra={"transfer_id": transfer.id})
             return transfer
-        finally:
-            self._traces.pop(transfer.id, None)
 
     async def _deliver_batch(
-        self, peer: str, sent: Sequence[Transfer]
+        self, peer: str, queued: Sequence[tuple[Transfer, str]]
     ) -> list[Transfer | Exception]:
         """One credit call to ``peer`` for all of ``sent``, then one settlement; a transfer
         without a decision stays pending (the recovery worker asks again after its grace)."""
+        sent = [t for t, _ in queued]
         batch = CreditBatch(
             items=[
                 CreditItem(
                     transfer_id=t.id,
-                    traceparent=self._traces.get(t.id) or None,
+                    traceparent=traceparent or None,
                     **credit_request(t, origin=self.region).model_dump(),
                 )
-                for t in sent
+                for t, traceparent in queued
             ]
         )
         try:
